@@ -1,0 +1,138 @@
+"""One typed settings object, read from the environment. Every setting the code reads is named here.
+
+Storage follows the Functions host's own `AzureWebJobsStorage` convention: a connection string
+(`UseDevelopmentStorage=true` locally) or identity-based `AzureWebJobsStorage__*ServiceUri` settings in
+Azure. Keys fall back to documented local defaults only when storage is local; anywhere else a missing
+or default key is refused at start-up.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Mapping
+from urllib.parse import urlsplit
+
+STORAGE = "AzureWebJobsStorage"
+BLOB_SERVICE_URI = "AzureWebJobsStorage__blobServiceUri"
+QUEUE_SERVICE_URI = "AzureWebJobsStorage__queueServiceUri"
+TABLE_SERVICE_URI = "AzureWebJobsStorage__tableServiceUri"
+CREDENTIAL = "AzureWebJobsStorage__credential"
+CLIENT_ID = "AzureWebJobsStorage__clientId"
+TRAINING_KEY = "CUSTOMVISION_TRAINING_KEY"
+PREDICTION_KEY = "CUSTOMVISION_PREDICTION_KEY"
+# Every environment variable the application reads; infra must set each one (issue 5 checks this).
+APP_SETTINGS = (STORAGE, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, TABLE_SERVICE_URI, CREDENTIAL, CLIENT_ID,
+                TRAINING_KEY, PREDICTION_KEY)
+
+LOCAL_TRAINING_KEY = "local-training-key"
+LOCAL_PREDICTION_KEY = "local-prediction-key"
+
+DEV_ACCOUNT = "devstoreaccount1"
+DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class ConfigError(RuntimeError):
+    """The environment does not describe a runnable configuration."""
+
+
+def dev_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001,
+                          table: int = 10002) -> str:
+    """Azurite's well-known account, spelled out (what `UseDevelopmentStorage=true` stands for)."""
+    base = f"http://{host}"
+    return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+            f"BlobEndpoint={base}:{blob}/{DEV_ACCOUNT};QueueEndpoint={base}:{queue}/{DEV_ACCOUNT};"
+            f"TableEndpoint={base}:{table}/{DEV_ACCOUNT};")
+
+
+def _parse_connection_string(conn: str) -> dict[str, str]:
+    parts = {}
+    for item in conn.split(";"):
+        if "=" in item:
+            key, value = item.split("=", 1)
+            parts[key.strip()] = value.strip()
+    return parts
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    connection_string: str | None = None
+    blob_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    table_service_uri: str | None = None
+    credential: str | None = None
+    client_id: str | None = None
+
+    @property
+    def endpoints(self) -> dict[str, str]:
+        """Service endpoints, from the connection string or the identity-based settings."""
+        if self.connection_string:
+            parts = _parse_connection_string(self.connection_string)
+            out = {}
+            for svc in ("blob", "queue", "table"):
+                explicit = parts.get(svc.capitalize() + "Endpoint")
+                if explicit:
+                    out[svc] = explicit.rstrip("/")
+                elif "AccountName" in parts:
+                    suffix = parts.get("EndpointSuffix", "core.windows.net")
+                    proto = parts.get("DefaultEndpointsProtocol", "https")
+                    out[svc] = f"{proto}://{parts['AccountName']}.{svc}.{suffix}"
+            return out
+        return {k: v.rstrip("/") for k, v in (("blob", self.blob_service_uri),
+                                               ("queue", self.queue_service_uri),
+                                               ("table", self.table_service_uri)) if v}
+
+    @property
+    def is_local(self) -> bool:
+        """True when every storage endpoint is on a loopback address (Azurite)."""
+        endpoints = self.endpoints
+        return bool(endpoints) and all(
+            (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1") for url in endpoints.values())
+
+
+@dataclass(frozen=True)
+class Settings:
+    storage: StorageSettings
+    training_key: str
+    prediction_key: str
+
+    @property
+    def is_local(self) -> bool:
+        return self.storage.is_local
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check the settings; raise ConfigError with every problem named."""
+    env = os.environ if env is None else env
+    conn = env.get(STORAGE, "").strip()
+    if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
+        conn = dev_connection_string()
+    storage = StorageSettings(
+        connection_string=conn or None,
+        blob_service_uri=env.get(BLOB_SERVICE_URI) or None,
+        queue_service_uri=env.get(QUEUE_SERVICE_URI) or None,
+        table_service_uri=env.get(TABLE_SERVICE_URI) or None,
+        credential=env.get(CREDENTIAL) or None,
+        client_id=env.get(CLIENT_ID) or None,
+    )
+    problems = []
+    if not storage.connection_string and not (storage.blob_service_uri and storage.queue_service_uri
+                                               and storage.table_service_uri):
+        problems.append(f"set {STORAGE} (a connection string) or {BLOB_SERVICE_URI}, {QUEUE_SERVICE_URI} "
+                        f"and {TABLE_SERVICE_URI}")
+    local = storage.is_local
+    keys = {}
+    for name, default in ((TRAINING_KEY, LOCAL_TRAINING_KEY), (PREDICTION_KEY, LOCAL_PREDICTION_KEY)):
+        value = env.get(name, "").strip()
+        if not value and local:
+            value = default
+        if not value:
+            problems.append(f"{name} is not set")
+        elif value == default and not local:
+            problems.append(f"{name} is the local default key; set a secret key outside local development")
+        elif len(value) < 8:
+            problems.append(f"{name} must be at least 8 characters")
+        keys[name] = value
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return Settings(storage=storage, training_key=keys[TRAINING_KEY], prediction_key=keys[PREDICTION_KEY])

@@ -1,0 +1,72 @@
+"""Storage clients built from settings: the one place that knows how to reach Blob, Queue and Table.
+
+Queue messages are Base64 text, as the Azure Functions host reads and writes them by default.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableServiceClient
+from azure.storage.blob import BlobServiceClient
+from azure.storage.queue import QueueClient, QueueServiceClient, TextBase64DecodePolicy, TextBase64EncodePolicy
+
+from . import layout
+from .settings import StorageSettings
+
+
+class StorageClients:
+    """Lazily built, thread-safe service clients for one storage account."""
+
+    def __init__(self, storage: StorageSettings):
+        self.settings = storage
+
+    @cached_property
+    def _credential(self):
+        if self.settings.connection_string:
+            return None
+        from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
+
+        if (self.settings.credential or "").lower() == "managedidentity":
+            return ManagedIdentityCredential(client_id=self.settings.client_id)
+        return DefaultAzureCredential()
+
+    @cached_property
+    def blob(self) -> BlobServiceClient:
+        if self.settings.connection_string:
+            return BlobServiceClient.from_connection_string(self.settings.connection_string)
+        return BlobServiceClient(self.settings.blob_service_uri, credential=self._credential)
+
+    @cached_property
+    def table(self) -> TableServiceClient:
+        if self.settings.connection_string:
+            return TableServiceClient.from_connection_string(self.settings.connection_string)
+        return TableServiceClient(self.settings.table_service_uri, credential=self._credential)
+
+    @cached_property
+    def queue_service(self) -> QueueServiceClient:
+        if self.settings.connection_string:
+            return QueueServiceClient.from_connection_string(self.settings.connection_string)
+        return QueueServiceClient(self.settings.queue_service_uri, credential=self._credential)
+
+    def queue(self, name: str) -> QueueClient:
+        client = self.queue_service.get_queue_client(name)
+        client._message_encode_policy = TextBase64EncodePolicy()
+        client._message_decode_policy = TextBase64DecodePolicy()
+        return client
+
+    def ensure_resources(self) -> None:
+        """Create every container, queue and table the layout names (idempotent)."""
+        for name in layout.CONTAINERS:
+            try:
+                self.blob.create_container(name)
+            except ResourceExistsError:
+                pass
+        for name in layout.ALL_QUEUES:
+            try:
+                self.queue_service.create_queue(name)
+            except ResourceExistsError:
+                pass
+        for name in layout.TABLES:
+            self.table.create_table_if_not_exists(name)

@@ -1,0 +1,10 @@
+"""The Azure Functions app: composes the blueprints, nothing else."""
+
+import azure.functions as func
+
+from functions.blob_ingest import bp as blob_ingest
+from functions.http_training import bp as http_training
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
+app.register_functions(http_training)
+app.register_functions(blob_ingest)

@@ -1,0 +1,1 @@
+"""Azure Storage adapters for the Training API's ports."""

@@ -1,0 +1,65 @@
+"""BlobStore on Azure Blob storage, with read URLs signed by the account key (local, connection string)
+or by a cached user delegation key (identity-based access in Azure)."""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
+
+from ..training.ports import BlobStore
+
+URL_LIFETIME = timedelta(hours=8)
+_DELEGATION_LIFETIME = timedelta(days=1)
+
+
+class AzureBlobStore(BlobStore):
+    def __init__(self, service: BlobServiceClient, pool: ThreadPoolExecutor):
+        self._service = service
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._delegation = None  # (key, expires)
+
+    def put(self, container: str, name: str, data: bytes, content_type: str) -> None:
+        self._service.get_blob_client(container, name).upload_blob(
+            data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+
+    def get(self, container: str, name: str) -> bytes:
+        return self._service.get_blob_client(container, name).download_blob().readall()
+
+    def delete(self, container: str, name: str) -> None:
+        try:
+            self._service.get_blob_client(container, name).delete_blob(delete_snapshots="include")
+        except ResourceNotFoundError:
+            pass
+
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        client = self._service.get_container_client(container)
+        names = [b.name for b in client.list_blobs(name_starts_with=prefix)]
+        list(self._pool.map(lambda n: self.delete(container, n), names))
+        return len(names)
+
+    def url(self, container: str, name: str) -> str:
+        now = datetime.now(timezone.utc)
+        expiry = now + URL_LIFETIME
+        credential = self._service.credential
+        account_key = getattr(credential, "account_key", None)
+        if account_key:
+            sas = generate_blob_sas(self._service.account_name, container, name, account_key=account_key,
+                                    permission=BlobSasPermissions(read=True), expiry=expiry)
+        else:
+            sas = generate_blob_sas(self._service.account_name, container, name,
+                                    user_delegation_key=self._delegation_key(now),
+                                    permission=BlobSasPermissions(read=True), expiry=expiry)
+        return f"{self._service.url.rstrip('/')}/{container}/{name}?{sas}"
+
+    def _delegation_key(self, now: datetime):
+        with self._lock:
+            if self._delegation is None or self._delegation[1] - now < URL_LIFETIME:
+                expires = now + _DELEGATION_LIFETIME
+                key = self._service.get_user_delegation_key(now - timedelta(minutes=5), expires)
+                self._delegation = (key, expires)
+            return self._delegation[0]

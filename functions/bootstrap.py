@@ -1,0 +1,65 @@
+"""Composition root: builds the services every trigger uses, once per process, from settings."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from cvcore import settings as settings_mod
+from cvcore.storage import StorageClients
+
+from .adapters.blobs import AzureBlobStore
+from .adapters.tables import TableMetadataRepository
+from .training.ports import BlobStore, MetadataRepository
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: settings_mod.Settings
+    repo: MetadataRepository
+    blobs: BlobStore
+    pool: ThreadPoolExecutor
+    url_allow_origins: tuple[str, ...] = ()
+    clients: StorageClients | None = None
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.scheme}://{parts.hostname}:{port}"
+
+
+def build(settings: settings_mod.Settings) -> Services:
+    clients = StorageClients(settings.storage)
+    clients.ensure_resources()
+    pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cv-io")
+    # Image URLs may point at our own storage endpoint only when it is the local emulator on loopback.
+    allow = (_origin(settings.storage.endpoints["blob"]),) if settings.is_local else ()
+    return Services(settings=settings, repo=TableMetadataRepository(clients.table, pool),
+                    blobs=AzureBlobStore(clients.blob, pool), pool=pool, url_allow_origins=allow, clients=clients)
+
+
+def services() -> Services:
+    global _services
+    if _services is None:
+        with _lock:
+            if _services is None:
+                _services = build(settings_mod.load())
+                log.info("services ready (local=%s)", _services.settings.is_local)
+    return _services
+
+
+def override(value: Services | None) -> None:
+    """Tests: install (or clear with None) the services the triggers use."""
+    global _services
+    with _lock:
+        _services = value

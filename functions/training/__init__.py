@@ -1,0 +1,1 @@
+"""The Training API's core: plain functions over the storage ports, raising cvcore.errors."""

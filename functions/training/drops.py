@@ -1,0 +1,90 @@
+"""Drop-a-file ingestion: `uploads/{projectId}/{tagName}/{file}` becomes a tagged training image,
+`uploads/{projectId}/untagged/{file}` (or `uploads/{projectId}/{file}`) an untagged one.
+
+A drop that fails is copied to `rejected/` beside a `.error.json` saying why; the drop is removed only
+after its success or its rejection is recorded. Re-delivery is harmless: ids are content addressed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from cvcore import layout
+from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES
+
+from .ingest import Candidate, ingest
+from .model import REGULAR, Project, Tag, utcnow
+from .ports import BlobStore, MetadataRepository
+
+log = logging.getLogger(__name__)
+UNTAGGED = "untagged"
+COCO_SUFFIX = ".coco.json"
+
+
+@dataclass
+class DropResult:
+    outcome: str  # "ingested", "duplicate", "rejected", "skipped"
+    detail: str = ""
+    image_id: str | None = None
+
+
+def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, data: bytes) -> DropResult:
+    """Handle one dropped blob; `name` is its path inside the uploads container."""
+    if name.endswith(COCO_SUFFIX) or name.endswith("/"):
+        return DropResult("skipped", "COCO files are imported by the COCO importer")
+    parts = name.split("/")
+    try:
+        project_id = layout.guid(parts[0], "projectId")
+    except ValueError:
+        return _reject(blobs, name, data, "ErrorSource",
+                       f"path: the first folder must be a project id (uploads/{{projectId}}/{{tag}}/{{file}}), "
+                       f"got {parts[0][:64]!r}")
+    if len(parts) < 2 or not parts[-1]:
+        return _reject(blobs, name, data, "ErrorSource", "path: no file name after the project id")
+    project = repo.get_project(project_id)
+    if project is None:
+        return _reject(blobs, name, data, "NotFoundProject", f"project {project_id} does not exist")
+    folder = parts[1] if len(parts) > 2 else UNTAGGED
+    tag = None
+    if folder.lower() != UNTAGGED:
+        if project.is_detection:
+            return _reject(blobs, name, data, "ErrorInvalidTag",
+                           f"path: {project.name!r} is an object detection project; images need regions, so drop "
+                           f"them into uploads/{project.id}/untagged/ or import a COCO file")
+        tag = _tag_by_name(repo, project, folder)
+    if len(data) > MAX_TRAINING_IMAGE_BYTES:
+        return _reject(blobs, name, data, "ErrorImageSize",
+                       f"image is {len(data)} bytes; the limit is {MAX_TRAINING_IMAGE_BYTES}")
+    outcome = ingest(repo, blobs, pool, project, [Candidate(source=name, data=data,
+                                                            tag_ids=[tag.id] if tag else [], origin="drop")])[0]
+    if outcome.status in ("OK", "OKDuplicate"):
+        blobs.delete(layout.UPLOADS, name)
+        kind = "ingested" if outcome.status == "OK" else "duplicate"
+        return DropResult(kind, outcome.status, outcome.record.id)
+    if outcome.status == "ErrorStorage":
+        raise RuntimeError(f"storage failed while ingesting {name}: {outcome.message}")  # let the host retry
+    return _reject(blobs, name, data, outcome.status, outcome.message)
+
+
+def _tag_by_name(repo: MetadataRepository, project: Project, name: str) -> Tag:
+    """The project's tag with this name (any case), created as a Regular tag when missing."""
+    for tag in repo.list_tags(project.id):
+        if tag.name.lower() == name.lower():
+            return tag
+    tag = Tag(id=layout.new_id(), name=name, description="created by a dropped file", type=REGULAR,
+              created=utcnow())
+    repo.save_tag(project.id, tag)
+    return tag
+
+
+def _reject(blobs: BlobStore, name: str, data: bytes, status: str, message: str) -> DropResult:
+    report = {"blob": f"{layout.UPLOADS}/{name}", "status": status,
+              "errors": [{"path": name, "code": status, "message": message}], "rejectedAt": utcnow().isoformat()}
+    blobs.put(layout.REJECTED, name, data, "application/octet-stream")
+    blobs.put(layout.REJECTED, layout.rejected_error_name(name), json.dumps(report, indent=2).encode(),
+              "application/json")
+    blobs.delete(layout.UPLOADS, name)
+    log.warning("rejected drop %s: %s %s", name, status, message)
+    return DropResult("rejected", f"{status}: {message}")

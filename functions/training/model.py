@@ -1,0 +1,89 @@
+"""Domain records of the Training API. Storage adapters map them to table entities, `serialize`
+maps them to Custom Vision's JSON shapes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from cvcore import domains
+
+MULTICLASS = "Multiclass"
+MULTILABEL = "Multilabel"
+REGULAR = "Regular"
+NEGATIVE = "Negative"
+GENERAL_PRODUCT = "GeneralProduct"
+TAG_TYPES = (REGULAR, NEGATIVE, GENERAL_PRODUCT)
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+@dataclass
+class Project:
+    id: str
+    name: str
+    description: str
+    domain_id: str
+    classification_type: str | None
+    target_export_platforms: list[str]
+    created: datetime
+    last_modified: datetime
+    use_negative_set: bool = True
+    augmentation_methods: dict[str, bool] | None = None
+
+    @property
+    def domain(self) -> domains.Domain:
+        return domains.get(self.domain_id) or domains.DEFAULT_CLASSIFICATION
+
+    @property
+    def is_detection(self) -> bool:
+        return self.domain.type == domains.OBJECT_DETECTION
+
+
+@dataclass
+class Tag:
+    id: str
+    name: str
+    description: str
+    type: str
+    created: datetime
+
+
+@dataclass
+class Region:
+    id: str
+    tag_id: str
+    left: float
+    top: float
+    width: float
+    height: float
+    created: datetime
+
+    def same_box(self, other: "Region", tolerance: float = 1e-6) -> bool:
+        return self.tag_id == other.tag_id and all(
+            abs(a - b) <= tolerance for a, b in zip((self.left, self.top, self.width, self.height),
+                                                    (other.left, other.top, other.width, other.height)))
+
+
+@dataclass
+class ImageRecord:
+    id: str
+    created: datetime
+    width: int
+    height: int
+    content_type: str
+    tags: dict[str, datetime] = field(default_factory=dict)  # explicit tags: tagId -> when added
+    regions: list[Region] = field(default_factory=list)
+    metadata: dict[str, str] = field(default_factory=dict)
+    source: str = ""
+    etag: str | None = None  # storage concurrency token; not part of the record's meaning
+
+    def tag_ids(self) -> set[str]:
+        """Every tag on the image: explicit tags and the tags of its regions."""
+        return set(self.tags) | {r.tag_id for r in self.regions}
+
+    @property
+    def is_tagged(self) -> bool:
+        return bool(self.tags or self.regions)

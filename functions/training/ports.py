@@ -1,0 +1,74 @@
+"""Storage ports of the Training API. `adapters/` implements them on Azure Storage; unit tests use
+the fakes in tests/unit/fakes.py."""
+
+from __future__ import annotations
+
+import abc
+from typing import Iterable
+
+from .model import ImageRecord, Project, Tag
+
+
+class ConcurrencyError(Exception):
+    """A record changed between read and write (ETag mismatch); re-read and retry."""
+
+
+class MetadataRepository(abc.ABC):
+    @abc.abstractmethod
+    def get_project(self, project_id: str) -> Project | None: ...
+
+    @abc.abstractmethod
+    def list_projects(self) -> list[Project]: ...
+
+    @abc.abstractmethod
+    def save_project(self, project: Project) -> None: ...
+
+    @abc.abstractmethod
+    def delete_project(self, project_id: str) -> None:
+        """Delete the project row and every tag and image row of the project."""
+
+    @abc.abstractmethod
+    def list_tags(self, project_id: str) -> list[Tag]: ...
+
+    @abc.abstractmethod
+    def save_tag(self, project_id: str, tag: Tag) -> None: ...
+
+    @abc.abstractmethod
+    def delete_tag(self, project_id: str, tag_id: str) -> None: ...
+
+    @abc.abstractmethod
+    def list_images(self, project_id: str) -> list[ImageRecord]: ...
+
+    @abc.abstractmethod
+    def get_images(self, project_id: str, image_ids: Iterable[str]) -> dict[str, ImageRecord]: ...
+
+    @abc.abstractmethod
+    def add_images(self, project_id: str, images: list[ImageRecord]) -> set[str]:
+        """Insert new image rows; return the ids that already existed (those rows are left as they were)."""
+
+    @abc.abstractmethod
+    def update_image(self, project_id: str, image: ImageRecord) -> None:
+        """Replace the row if its ETag still matches `image.etag`, else raise ConcurrencyError."""
+
+    @abc.abstractmethod
+    def delete_images(self, project_id: str, image_ids: Iterable[str]) -> None: ...
+
+
+class BlobStore(abc.ABC):
+    @abc.abstractmethod
+    def put(self, container: str, name: str, data: bytes, content_type: str) -> None: ...
+
+    @abc.abstractmethod
+    def get(self, container: str, name: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def delete(self, container: str, name: str) -> None:
+        """Delete if present."""
+
+    @abc.abstractmethod
+    def delete_prefix(self, container: str, prefix: str) -> int:
+        """Delete every blob whose name starts with `prefix`; return how many."""
+
+    @abc.abstractmethod
+    def url(self, container: str, name: str) -> str:
+        """A time-limited read URL for the blob."""

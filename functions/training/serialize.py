@@ -1,0 +1,56 @@
+"""Domain records -> Custom Vision JSON (field names exactly as the SDK's models read them)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Callable
+
+from cvcore import domains, layout
+
+from .model import ImageRecord, Project, Region, Tag
+
+UrlFor = Callable[[str, str], str]
+
+
+def iso(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def domain_json(d: domains.Domain) -> dict:
+    return {"id": d.id, "name": d.name, "type": d.type, "exportable": d.exportable, "enabled": True,
+            "exportablePlatforms": list(domains.EXPORT_PLATFORMS) if d.exportable else [],
+            "modelInformation": {"description": d.description, "estimatedModelSizeInMegabytes": 14}}
+
+
+def project_json(p: Project) -> dict:
+    return {"id": p.id, "name": p.name, "description": p.description,
+            "settings": {"domainId": p.domain_id, "classificationType": p.classification_type,
+                         "targetExportPlatforms": p.target_export_platforms,
+                         "useNegativeSet": p.use_negative_set,
+                         "imageProcessingSettings": {"augmentationMethods": p.augmentation_methods}},
+            "created": iso(p.created), "lastModified": iso(p.last_modified), "thumbnailUri": None,
+            "drModeEnabled": False, "status": "Succeeded"}
+
+
+def tag_json(t: Tag, image_count: int) -> dict:
+    return {"id": t.id, "name": t.name, "description": t.description, "type": t.type, "imageCount": image_count}
+
+
+def region_json(r: Region, tags: dict[str, Tag]) -> dict:
+    tag = tags.get(r.tag_id)
+    return {"regionId": r.id, "tagId": r.tag_id, "tagName": tag.name if tag else None, "created": iso(r.created),
+            "left": r.left, "top": r.top, "width": r.width, "height": r.height}
+
+
+def image_json(project_id: str, im: ImageRecord, tags: dict[str, Tag], url_for: UrlFor) -> dict:
+    original = url_for(layout.IMAGES, layout.image_original(project_id, im.id))
+    image_tags = dict(im.tags)
+    for r in im.regions:  # a region tags its image too
+        image_tags.setdefault(r.tag_id, r.created)
+    return {"id": im.id, "created": iso(im.created), "width": im.width, "height": im.height,
+            "resizedImageUri": original, "originalImageUri": original,
+            "thumbnailUri": url_for(layout.IMAGES, layout.image_thumbnail(project_id, im.id)),
+            "tags": [{"tagId": tid, "tagName": tags[tid].name if tid in tags else None, "created": iso(when)}
+                     for tid, when in sorted(image_tags.items(), key=lambda kv: kv[1])],
+            "regions": [region_json(r, tags) for r in im.regions] or None,
+            "metadata": im.metadata or None}

@@ -1,0 +1,1 @@
+"""HTTP edge: request parsing, routing, key checks and error translation. No business rules here."""

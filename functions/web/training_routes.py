@@ -1,0 +1,177 @@
+"""Training API routes (v3.3 and v3.4-preview): parse the request, call the core, shape the reply."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from cvcore.errors import BadRequest
+
+from ..bootstrap import Services
+from ..training import images, ingest, projects, tags, uploads
+from ..training.model import Project
+from .http import ApiRequest, guid
+from .router import Router
+
+router = Router()
+get, post, patch, delete = (partial(router.route, m) for m in ("GET", "POST", "PATCH", "DELETE"))
+
+
+# ---- domains and projects -------------------------------------------------------------------------------
+@get("domains")
+def _domains(s: Services, r: ApiRequest):
+    return projects.list_domains()
+
+
+@get("domains/{domainId}")
+def _domain(s: Services, r: ApiRequest, domainId: str):
+    return projects.get_domain(domainId)
+
+
+@get("projects")
+def _projects(s: Services, r: ApiRequest):
+    return projects.list_projects(s.repo)
+
+
+@post("projects")
+def _create_project(s: Services, r: ApiRequest):
+    return projects.create_project(s.repo, r.query("name"), r.query("description"), r.query("domainId"),
+                                   r.query("classificationType"), r.query_list("targetExportPlatforms"))
+
+
+@get("projects/{projectId}")
+def _project(s: Services, r: ApiRequest, projectId: str):
+    return projects.get_project(s.repo, projectId)
+
+
+@patch("projects/{projectId}")
+def _update_project(s: Services, r: ApiRequest, projectId: str):
+    return projects.update_project(s.repo, projectId, r.json())
+
+
+@delete("projects/{projectId}")
+def _delete_project(s: Services, r: ApiRequest, projectId: str):
+    projects.delete_project(s.repo, s.blobs, projectId)
+
+
+# ---- tags -----------------------------------------------------------------------------------------------
+@get("projects/{projectId}/tags")
+def _tags(s: Services, r: ApiRequest, projectId: str):
+    return tags.list_tags(s.repo, projectId)
+
+
+@post("projects/{projectId}/tags")
+def _create_tag(s: Services, r: ApiRequest, projectId: str):
+    return tags.create_tag(s.repo, projectId, r.query("name"), r.query("description"), r.query("type"))
+
+
+@get("projects/{projectId}/tags/{tagId}")
+def _tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
+    return tags.get_tag(s.repo, projectId, tagId)
+
+
+@patch("projects/{projectId}/tags/{tagId}")
+def _update_tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
+    return tags.update_tag(s.repo, projectId, tagId, r.json())
+
+
+@delete("projects/{projectId}/tags/{tagId}")
+def _delete_tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
+    tags.delete_tag(s.repo, projectId, tagId)
+
+
+# ---- image queries --------------------------------------------------------------------------------------
+def _listing(s: Services, r: ApiRequest, projectId: str, status: str | None):
+    return images.query_images(
+        s.repo, s.blobs, projectId, tagging_status=status if status else r.query("taggingStatus"),
+        tag_ids=r.query_guids("tagIds", 20) if status != "Untagged" else [], order_by=r.query("orderBy"),
+        take=r.query_int("take", 50, 0, images.MAX_TAKE), skip=r.query_int("skip", 0, 0),
+        iteration_id=r.query("iterationId"))
+
+
+def _count(s: Services, r: ApiRequest, projectId: str, status: str | None):
+    return images.count_images(s.repo, projectId, tagging_status=status if status else r.query("taggingStatus"),
+                               tag_ids=r.query_guids("tagIds") if status != "Untagged" else [],
+                               iteration_id=r.query("iterationId"))
+
+
+get("projects/{projectId}/images")(partial(_listing, status=None))
+get("projects/{projectId}/images/tagged")(partial(_listing, status="Tagged"))
+get("projects/{projectId}/images/untagged")(partial(_listing, status="Untagged"))
+get("projects/{projectId}/images/count")(partial(_count, status=None))
+get("projects/{projectId}/images/tagged/count")(partial(_count, status="Tagged"))
+get("projects/{projectId}/images/untagged/count")(partial(_count, status="Untagged"))
+
+
+@get("projects/{projectId}/images/id")
+def _images_by_ids(s: Services, r: ApiRequest, projectId: str):
+    return images.images_by_ids(s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query("iterationId"))
+
+
+@delete("projects/{projectId}/images")
+def _delete_images(s: Services, r: ApiRequest, projectId: str):
+    images.delete_images(s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query_bool("allImages"),
+                         s.pool)
+
+
+# ---- uploads ----------------------------------------------------------------------------------------------
+def _ingest(s: Services, project: Project, candidates, metadata=None):
+    project_tags = {t.id: t for t in s.repo.list_tags(project.id)}
+    outcomes = ingest.ingest(s.repo, s.blobs, s.pool, project, candidates, metadata, project_tags)
+    return ingest.summary(project, outcomes, project_tags, s.blobs.url)
+
+
+@post("projects/{projectId}/images")
+def _create_from_data(s: Services, r: ApiRequest, projectId: str):
+    project = projects.require_project(s.repo, projectId)
+    if r.content_type.startswith("multipart/"):
+        files = [(f.filename or name, f.read()) for name, f in r.raw.files.items(multi=True)]
+    elif r.content_type in ("application/octet-stream", "") or r.content_type.startswith("image/"):
+        files = [("image", r.body())] if r.body() else []
+    else:
+        raise BadRequest("UnsupportedMediaType", f"Content-Type {r.content_type!r} is not accepted; send "
+                                                 "multipart/form-data or application/octet-stream")
+    candidates = uploads.from_data(files, r.query_guids("tagIds", 20))
+    return _ingest(s, project, candidates)
+
+
+@post("projects/{projectId}/images/files")
+def _create_from_files(s: Services, r: ApiRequest, projectId: str):
+    project = projects.require_project(s.repo, projectId)
+    candidates, metadata = uploads.from_files(r.json(), project)
+    return _ingest(s, project, candidates, metadata)
+
+
+@post("projects/{projectId}/images/urls")
+def _create_from_urls(s: Services, r: ApiRequest, projectId: str):
+    project = projects.require_project(s.repo, projectId)
+    candidates, metadata = uploads.from_urls(r.json(), project, s.pool, s.url_allow_origins)
+    return _ingest(s, project, candidates, metadata)
+
+
+# ---- tags, regions, metadata on images -------------------------------------------------------------------
+@post("projects/{projectId}/images/tags")
+def _create_image_tags(s: Services, r: ApiRequest, projectId: str):
+    return images.create_image_tags(s.repo, projectId, r.json(), s.pool)
+
+
+@delete("projects/{projectId}/images/tags")
+def _delete_image_tags(s: Services, r: ApiRequest, projectId: str):
+    images.delete_image_tags(s.repo, projectId, r.query_guids("imageIds", 64), r.query_guids("tagIds", 20), s.pool)
+
+
+@post("projects/{projectId}/images/regions")
+def _create_image_regions(s: Services, r: ApiRequest, projectId: str):
+    return images.create_image_regions(s.repo, projectId, r.json(), s.pool)
+
+
+@delete("projects/{projectId}/images/regions")
+def _delete_image_regions(s: Services, r: ApiRequest, projectId: str):
+    images.delete_image_regions(s.repo, projectId, r.query_guids("regionIds", 64), s.pool)
+
+
+@post("projects/{projectId}/images/metadata")
+def _update_metadata(s: Services, r: ApiRequest, projectId: str):
+    return images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool)
+
+
+__all__ = ["router", "guid"]

@@ -1,0 +1,99 @@
+"""In-memory fakes behind the Training API's storage ports, for unit tests only. The real adapters are
+tested against Azurite in tests/integration."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Iterable
+
+from functions.training.model import ImageRecord, Project, Tag
+from functions.training.ports import BlobStore, ConcurrencyError, MetadataRepository
+
+
+class FakeRepository(MetadataRepository):
+    def __init__(self):
+        self.projects: dict[str, Project] = {}
+        self.tags: dict[str, dict[str, Tag]] = {}
+        self.images: dict[str, dict[str, ImageRecord]] = {}
+        self._etags = itertools.count(1)
+
+    def get_project(self, project_id):
+        return copy.deepcopy(self.projects.get(project_id))
+
+    def list_projects(self):
+        return [copy.deepcopy(p) for p in self.projects.values()]
+
+    def save_project(self, project):
+        self.projects[project.id] = copy.deepcopy(project)
+
+    def delete_project(self, project_id):
+        self.projects.pop(project_id, None)
+        self.tags.pop(project_id, None)
+        self.images.pop(project_id, None)
+
+    def list_tags(self, project_id):
+        return sorted((copy.deepcopy(t) for t in self.tags.get(project_id, {}).values()), key=lambda t: t.created)
+
+    def save_tag(self, project_id, tag):
+        self.tags.setdefault(project_id, {})[tag.id] = copy.deepcopy(tag)
+
+    def delete_tag(self, project_id, tag_id):
+        self.tags.get(project_id, {}).pop(tag_id, None)
+
+    def list_images(self, project_id):
+        return [copy.deepcopy(i) for i in self.images.get(project_id, {}).values()]
+
+    def get_images(self, project_id, image_ids: Iterable[str]):
+        part = self.images.get(project_id, {})
+        return {i: copy.deepcopy(part[i]) for i in image_ids if i in part}
+
+    def add_images(self, project_id, images):
+        part = self.images.setdefault(project_id, {})
+        existed = set()
+        for im in images:
+            if im.id in part:
+                existed.add(im.id)
+            else:
+                stored = copy.deepcopy(im)
+                stored.etag = str(next(self._etags))
+                part[im.id] = stored
+        return existed
+
+    def update_image(self, project_id, image):
+        part = self.images.get(project_id, {})
+        if image.id not in part or part[image.id].etag != image.etag:
+            raise ConcurrencyError(image.id)
+        stored = copy.deepcopy(image)
+        stored.etag = str(next(self._etags))
+        part[image.id] = stored
+
+    def delete_images(self, project_id, image_ids):
+        for i in image_ids:
+            self.images.get(project_id, {}).pop(i, None)
+
+
+class FakeBlobStore(BlobStore):
+    def __init__(self):
+        self.blobs: dict[tuple[str, str], tuple[bytes, str]] = {}
+        self.fail_puts = False
+
+    def put(self, container, name, data, content_type):
+        if self.fail_puts:
+            raise IOError("storage is down")
+        self.blobs[(container, name)] = (bytes(data), content_type)
+
+    def get(self, container, name):
+        return self.blobs[(container, name)][0]
+
+    def delete(self, container, name):
+        self.blobs.pop((container, name), None)
+
+    def delete_prefix(self, container, prefix):
+        doomed = [k for k in self.blobs if k[0] == container and k[1].startswith(prefix)]
+        for k in doomed:
+            del self.blobs[k]
+        return len(doomed)
+
+    def url(self, container, name):
+        return f"fake://{container}/{name}"

@@ -1,0 +1,111 @@
+import pytest
+
+from cvcore import domains
+from cvcore.errors import BadRequest, NotFound
+from functions.training import images, projects, tags
+from functions.training.model import ImageRecord, Region, utcnow
+from tests.unit.fakes import FakeBlobStore, FakeRepository
+
+DETECTION = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
+
+
+@pytest.fixture
+def repo():
+    return FakeRepository()
+
+
+def test_create_project_defaults_to_general_multiclass(repo):
+    p = projects.create_project(repo, "fruit", None, None, None, [])
+    assert p["settings"]["domainId"] == domains.DEFAULT_CLASSIFICATION.id
+    assert p["settings"]["classificationType"] == "Multiclass"
+    assert projects.get_project(repo, p["id"])["name"] == "fruit"
+
+
+def test_project_names_are_unique_without_case(repo):
+    projects.create_project(repo, "Fruit", None, None, None, [])
+    with pytest.raises(BadRequest) as err:
+        projects.create_project(repo, "fruit", None, None, None, [])
+    assert err.value.code == "BadRequestProjectNameNotUnique"
+
+
+@pytest.mark.parametrize("kwargs, code", [
+    ({"domain_id": "00000000-0000-0000-0000-000000000000"}, "BadRequestProjectUnknownDomain"),
+    ({"classification_type": "Multiheaded"}, "BadRequestProjectUnknownClassification"),
+    ({"target_export_platforms": ["ONNX"]}, "BadRequestProjectUnsupportedExportPlatform"),  # General is not compact
+    ({"name": ""}, "BadRequestProjectName"),
+])
+def test_create_project_refusals(repo, kwargs, code):
+    args = {"name": "x", "description": None, "domain_id": None, "classification_type": None,
+            "target_export_platforms": [], **kwargs}
+    with pytest.raises(BadRequest) as err:
+        projects.create_project(repo, **args)
+    assert err.value.code == code
+
+
+def test_compact_domain_exports_onnx_and_detection_has_no_classification_type(repo):
+    p = projects.create_project(repo, "c", None, "0732100f-1a38-4e49-a514-c9b44c697ab5", "Multilabel", ["ONNX"])
+    assert p["settings"]["targetExportPlatforms"] == ["ONNX"]
+    d = projects.create_project(repo, "d", None, DETECTION, "Multiclass", [])
+    assert d["settings"]["classificationType"] is None
+
+
+def test_domain_type_cannot_change(repo):
+    p = projects.create_project(repo, "c", None, None, None, [])
+    with pytest.raises(BadRequest) as err:
+        projects.update_project(repo, p["id"], {"settings": {"domainId": DETECTION}})
+    assert err.value.code == "BadRequestProjectUnsupportedDomainTypeChange"
+    updated = projects.update_project(repo, p["id"], {"name": "renamed", "settings": {"classificationType":
+                                                                                      "Multilabel"}})
+    assert updated["name"] == "renamed" and updated["settings"]["classificationType"] == "Multilabel"
+
+
+def test_unknown_or_malformed_project_is_not_found(repo):
+    for bad in ("nope", "../x", "6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a10"):
+        with pytest.raises(NotFound) as err:
+            projects.get_project(repo, bad)
+        assert err.value.code == "NotFoundProject"
+
+
+def test_tags_unique_single_negative_and_counts(repo):
+    p = projects.create_project(repo, "p", None, None, "Multilabel", [])["id"]
+    a = tags.create_tag(repo, p, "apple", None, None)
+    with pytest.raises(BadRequest, match="already exists"):
+        tags.create_tag(repo, p, "APPLE", None, None)
+    tags.create_tag(repo, p, "none", None, "Negative")
+    with pytest.raises(BadRequest) as err:
+        tags.create_tag(repo, p, "none2", None, "negative")
+    assert err.value.code == "BadRequestMultipleNegativeTag"
+    with pytest.raises(BadRequest) as err:
+        tags.create_tag(repo, p, "x", None, "Fancy")
+    assert err.value.code == "BadRequestTagType"
+    repo.add_images(p, [ImageRecord(id=f"00000000-0000-0000-0000-00000000000{i}", created=utcnow(), width=100,
+                                    height=100, content_type="image/jpeg", tags={a["id"]: utcnow()} if i < 3 else {})
+                        for i in range(5)])
+    listed = {t["name"]: t["imageCount"] for t in tags.list_tags(repo, p)}
+    assert listed == {"apple": 3, "none": 0}
+
+
+def test_deleting_a_tag_removes_it_from_images_and_regions(repo):
+    p = projects.create_project(repo, "d", None, DETECTION, None, [])["id"]
+    keep, gone = tags.create_tag(repo, p, "keep", None, None)["id"], tags.create_tag(repo, p, "gone", None, None)["id"]
+    img = ImageRecord(id="00000000-0000-0000-0000-000000000001", created=utcnow(), width=10, height=10,
+                      content_type="image/jpeg",
+                      regions=[Region("r1", keep, 0, 0, .5, .5, utcnow()), Region("r2", gone, .5, .5, .5, .5, utcnow())])
+    repo.add_images(p, [img])
+    tags.delete_tag(repo, p, gone)
+    left = repo.list_images(p)[0]
+    assert [r.tag_id for r in left.regions] == [keep]
+    assert [t["name"] for t in tags.list_tags(repo, p)] == ["keep"]
+
+
+def test_delete_project_removes_rows_and_blobs(repo):
+    blobs = FakeBlobStore()
+    p = projects.create_project(repo, "gone", None, None, None, [])["id"]
+    other = projects.create_project(repo, "stays", None, None, None, [])["id"]
+    blobs.put("images", f"{p}/originals/x", b"1", "image/jpeg")
+    blobs.put("models", f"{p}/it/model.onnx", b"1", "application/octet-stream")
+    blobs.put("images", f"{other}/originals/x", b"1", "image/jpeg")
+    projects.delete_project(repo, blobs, p)
+    assert list(blobs.blobs) == [("images", f"{other}/originals/x")]
+    with pytest.raises(NotFound):
+        projects.get_project(repo, p)
