@@ -22,6 +22,11 @@ VERSIONS = ("v3.3", "v3.4-preview")
 @bp.route(route="customvision/{version}/training/{*path}", methods=["GET", "POST", "PATCH", "DELETE"],
           auth_level=func.AuthLevel.ANONYMOUS)
 def training_api(req: func.HttpRequest) -> func.HttpResponse:
+    return handle(req)
+
+
+def handle(req: func.HttpRequest) -> func.HttpResponse:
+    """Check the key and version, route, call the core, and translate its errors to Custom Vision's."""
     try:
         services = bootstrap.services()
         require_key(req.headers, "Training-Key", services.settings.training_key)
