@@ -8,6 +8,7 @@ exact duplicates, re-sent batches and re-delivered blob drops land once.
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -55,62 +56,58 @@ def parse_regions(raw_regions, path: str) -> list[tuple[str, float, float, float
 def ingest(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, project: Project,
            candidates: list[Candidate], metadata: dict[str, str] | None = None,
            tags: dict[str, Tag] | None = None) -> list[Outcome]:
+    """Hash first (ids are content addressed), find the duplicates in one lookup, then check and store
+    each new image in one pooled task, and finally insert the rows of those that stored."""
     tags = {t.id: t for t in repo.list_tags(project.id)} if tags is None else tags
-    checked = list(pool.map(_check, candidates)) if len(candidates) > 1 else [_check(c) for c in candidates]
-    outcomes: list[Outcome] = []
-    fresh: dict[str, tuple[int, CheckedImage, Candidate]] = {}
-    for i, (cand, result) in enumerate(zip(candidates, checked)):
-        if isinstance(result, Outcome):
-            outcomes.append(result)
-            continue
-        problem = _tag_and_region_problem(tags, cand)
-        if problem:
-            outcomes.append(Outcome(cand.source, *problem))
-            continue
-        image_id = layout.image_id_for(project.id, result.sha256)
-        outcomes.append(Outcome(cand.source, OK, record=ImageRecord(
-            id=image_id, created=utcnow(), width=result.width, height=result.height,
-            content_type=result.content_type, source=cand.origin,
-            tags={t: utcnow() for t in dict.fromkeys(cand.tag_ids)},
-            regions=[Region(layout.new_id(), *r, utcnow()) for r in cand.regions],
-            metadata=dict(metadata or {}))))
-        if image_id in fresh:
-            outcomes[-1].status = DUPLICATE  # the same bytes twice in one batch
-        else:
-            fresh[image_id] = (i, result, cand)
-
-    existing = repo.get_images(project.id, list(fresh)) if fresh else {}
-    to_store = [(i, checked_image) for image_id, (i, checked_image, _) in fresh.items() if image_id not in existing]
-    stored = dict(pool.map(lambda item: _store(blobs, project.id, outcomes[item[0]].record, item[1]), to_store))
-    new_records = [outcomes[i].record for i, _ in to_store if stored[outcomes[i].record.id] is None]
-    raced = repo.add_images(project.id, new_records) if new_records else set()
-    if raced:
-        existing.update(repo.get_images(project.id, raced))
-    for out in outcomes:
-        if out.record is None:
-            continue
-        image_id = out.record.id
-        if image_id in existing:
-            out.status, out.record = DUPLICATE, existing[image_id]
-        elif stored.get(image_id):
-            out.status, out.message, out.record = "ErrorStorage", stored[image_id], None
-        elif out.status == DUPLICATE:
-            first = next((o for o in outcomes if o.status == OK and o.record and o.record.id == image_id), None)
-            if first is None:  # the first copy failed to store; so does this one
-                out.status, out.message, out.record = "ErrorStorage", stored.get(image_id) or "", None
+    outcomes = [Outcome(c.source, *c.error) if c.error else None for c in candidates]
+    ids: list[str | None] = [None] * len(candidates)
+    for i, cand in enumerate(candidates):
+        if outcomes[i] is None:
+            problem = _tag_and_region_problem(tags, cand)
+            if problem:
+                outcomes[i] = Outcome(cand.source, *problem)
             else:
-                out.record = first.record
+                ids[i] = layout.image_id_for(project.id, hashlib.sha256(cand.data or b"").hexdigest())
+    existing = repo.get_images(project.id, [i for i in ids if i]) if any(ids) else {}
+    first_of: dict[str, int] = {}
+    work = []
+    for i, image_id in enumerate(ids):
+        if image_id is None or image_id in existing or image_id in first_of:
+            continue  # nothing to do, already stored, or the same bytes again in this batch
+        first_of[image_id] = i
+        work.append(i)
+
+    def check_and_store(i: int) -> Outcome:
+        cand = candidates[i]
+        try:
+            image = check_image(cand.data or b"")
+        except ImageError as exc:
+            return Outcome(cand.source, str(exc.status), exc.message)
+        record = ImageRecord(id=ids[i], created=utcnow(), width=image.width, height=image.height,
+                             content_type=image.content_type, source=cand.origin,
+                             tags={t: utcnow() for t in dict.fromkeys(cand.tag_ids)},
+                             regions=[Region(layout.new_id(), *r, utcnow()) for r in cand.regions],
+                             metadata=dict(metadata or {}))
+        error = _store(blobs, project.id, record.id, image)
+        return Outcome(cand.source, "ErrorStorage", error) if error else Outcome(cand.source, OK, record=record)
+
+    done = pool.map(check_and_store, work) if len(work) > 1 else map(check_and_store, work)
+    for i, outcome in zip(work, done):
+        outcomes[i] = outcome
+    new_records = [outcomes[i].record for i in work if outcomes[i].status == OK]
+    raced = repo.add_images(project.id, new_records) if new_records else set()
+    if raced:  # another request stored the same bytes between our lookup and our insert
+        existing.update(repo.get_images(project.id, raced))
+    for i, image_id in enumerate(ids):
+        if image_id is None:
+            continue
+        if image_id in existing:
+            outcomes[i] = Outcome(candidates[i].source, DUPLICATE, record=existing[image_id])
+        elif first_of[image_id] != i:
+            first = outcomes[first_of[image_id]]
+            outcomes[i] = (Outcome(candidates[i].source, DUPLICATE, record=first.record) if first.status == OK
+                           else Outcome(candidates[i].source, first.status, first.message))
     return outcomes
-
-
-def _check(cand: Candidate) -> CheckedImage | Outcome:
-    if cand.error:
-        return Outcome(cand.source, *cand.error)
-    try:
-        return check_image(cand.data or b"")
-    except ImageError as exc:
-        return Outcome(cand.source, exc.status.value if hasattr(exc.status, "value") else str(exc.status),
-                       exc.message)
 
 
 def _tag_and_region_problem(tags: dict[str, Tag], cand: Candidate) -> tuple[str, str] | None:
@@ -122,15 +119,15 @@ def _tag_and_region_problem(tags: dict[str, Tag], cand: Candidate) -> tuple[str,
     return None
 
 
-def _store(blobs: BlobStore, project_id: str, record: ImageRecord, image: CheckedImage) -> tuple[str, str | None]:
-    """Write original and thumbnail; return (imageId, error message or None)."""
+def _store(blobs: BlobStore, project_id: str, image_id: str, image: CheckedImage) -> str | None:
+    """Write original and thumbnail (idempotent: same id, same bytes); return an error message or None."""
     try:
-        blobs.put(layout.IMAGES, layout.image_original(project_id, record.id), image.data, image.content_type)
+        blobs.put(layout.IMAGES, layout.image_original(project_id, image_id), image.data, image.content_type)
         if image.thumbnail is not None:
-            blobs.put(layout.IMAGES, layout.image_thumbnail(project_id, record.id), image.thumbnail, "image/jpeg")
-        return record.id, None
+            blobs.put(layout.IMAGES, layout.image_thumbnail(project_id, image_id), image.thumbnail, "image/jpeg")
+        return None
     except Exception as exc:  # noqa: BLE001 - any storage failure is this image's ErrorStorage, not the batch's
-        return record.id, f"could not store the image: {type(exc).__name__}: {str(exc)[:200]}"
+        return f"could not store the image: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def summary(project: Project, outcomes: list[Outcome], tags: dict[str, Tag], url_for) -> dict:
