@@ -10,16 +10,18 @@ Order of checks (cheapest first, nothing decoded until the header has been judge
     2. format (header)      -> ErrorImageFormat   (empty, not an image, or a format we do not accept)
     3. pixel count          -> ErrorImageDimensions (Pillow's decompression-bomb limit, warning level)
     4. sides                -> ErrorImageDimensions (MIN_SIDE..MAX_SIDE)
-    5. full decode          -> ErrorImageFormat   (truncated or corrupt pixel data)
+    5. full decode          -> ErrorImageFormat   (truncated or corrupt pixel data; a stored-as-is JPEG
+                                                   is decoded at a reduced DCT scale, which still
+                                                   entropy-decodes every block of the scan)
 
 Pillow's decompression-bomb guard stays on: the header is identified without `Image.open`'s warning
 (so no process-wide warning filter is touched) and any image over `Image.MAX_IMAGE_PIXELS` is refused
 here, which is exactly "DecompressionBombWarning treated as an error", locally and thread-safely.
 
 Normalisation: EXIF orientation applied; CMYK, palette, grey, 16/32-bit grey converted; alpha composited
-on white; animations reduced to their first frame. Output is always RGB. A plain RGB JPEG (or 8-bit RGB
-PNG) with no orientation to apply is stored byte for byte; anything else is re-encoded (JPEG quality 95
-for JPEG/MPO sources, fast PNG otherwise).
+on white; animations reduced to their first frame. Output is always RGB. A plain RGB JPEG (or a
+single-frame RGB PNG without transparency) with no orientation to apply is stored byte for byte;
+anything else is re-encoded (JPEG quality 95 for JPEG/MPO sources, PNG at compress level 1 otherwise).
 
 Pillow + stdlib only: no numpy, no torch.
 """
@@ -126,6 +128,7 @@ def max_pixels() -> int:
 def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
                 make_thumbnail: bool = True) -> CheckedImage:
     """Judge one uploaded image; return what to store, or raise `ImageError`."""
+    data = _as_bytes(data)
     opened = _open(data, max_bytes)
     sha = hashlib.sha256(data).hexdigest()
     im, fmt, notes = opened.image, opened.format, list(opened.notes)
@@ -138,13 +141,13 @@ def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
             # scales with DCT (draft), so truncation and corrupt scans are still caught, at a fraction
             # of the cost of a full-size decode.
             im.draft(None, thumb_size if make_thumbnail else (1, 1))
-            im.load()
+            _load(im)
             thumbnail = _thumbnail(im, thumb_size) if make_thumbnail else None
             return CheckedImage(data, "image/jpeg", width, height, sha, thumbnail, fmt, ())
 
         if (fmt == "PNG" and im.mode == "RGB" and opened.orientation == 1 and opened.frames == 1
                 and "transparency" not in im.info):
-            im.load()
+            _load(im)
             thumbnail = _thumbnail(im, thumb_size) if make_thumbnail else None
             return CheckedImage(data, "image/png", width, height, sha, thumbnail, fmt, ())
 
@@ -173,7 +176,7 @@ def decode_rgb(data: bytes, *, max_bytes: int | None = MAX_TRAINING_IMAGE_BYTES,
     JPEG decode at a reduced DCT scale that is still at least that large: much faster when the caller
     resizes to a small network input anyway. Other formats ignore it.
     """
-    opened = _open(data, max_bytes)
+    opened = _open(_as_bytes(data), max_bytes)
     with _decoding(opened.format):
         if draft_size is not None and opened.format in ("JPEG", "MPO"):
             w, h = draft_size
@@ -254,17 +257,15 @@ def _identify(data: bytes) -> tuple[ImageFile.ImageFile, str]:
                      f"not a recognised image (starts with {data[:8]!r}); use one of {accepted}")
 
 
-def _open(data: bytes, max_bytes: int | None) -> _Opened:
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise TypeError(f"image data must be bytes, not {type(data).__name__}")
-    data = bytes(data)
-    if not data:
-        raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT, "image is empty (0 bytes)")
-    if max_bytes is not None and len(data) > max_bytes:
-        raise ImageError(ImageStatus.ERROR_IMAGE_SIZE, f"image is {len(data)} bytes; the limit is {max_bytes}")
+def _as_bytes(data: bytes) -> bytes:
+    if isinstance(data, bytes):
+        return data
+    if isinstance(data, (bytearray, memoryview)):
+        return bytes(data)
+    raise TypeError(f"image data must be bytes, not {type(data).__name__}")
 
-    im, fmt = _identify(data)
-    width, height = im.size
+
+def _check_size(width: int, height: int) -> None:
     limit = max_pixels()
     if width * height > limit:
         raise ImageError(ImageStatus.ERROR_IMAGE_DIMENSIONS,
@@ -272,7 +273,28 @@ def _open(data: bytes, max_bytes: int | None) -> _Opened:
                          f"limit of {limit} pixels; refused without decoding")
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
         raise ImageError(ImageStatus.ERROR_IMAGE_DIMENSIONS,
-                         f"image is {width}x{height} pixels; each side must be between {MIN_SIDE} and {MAX_SIDE}")
+                         f"image is {width}x{height} pixels; each side must be between {MIN_SIDE} "
+                         f"and {MAX_SIDE}")
+
+
+def _load(im: Image.Image) -> None:
+    """Decode the pixels. A few plugins (ICO holding a PNG, for one) learn the real size only now: an
+    image that grew while loading is judged again."""
+    expected = im.size
+    im.load()
+    if im.size != expected:
+        _check_size(*im.size)
+
+
+def _open(data: bytes, max_bytes: int | None) -> _Opened:
+    if not data:
+        raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT, "image is empty (0 bytes)")
+    if max_bytes is not None and len(data) > max_bytes:
+        raise ImageError(ImageStatus.ERROR_IMAGE_SIZE,
+                         f"image is {len(data)} bytes; the limit is {max_bytes}")
+
+    im, fmt = _identify(data)
+    _check_size(*im.size)
 
     notes: list[str] = []
     with _decoding(fmt):
@@ -280,17 +302,19 @@ def _open(data: bytes, max_bytes: int | None) -> _Opened:
         if getattr(im, "is_animated", False):
             try:
                 frames = int(im.n_frames)
+                notes.append(f"used first of {frames} frames")
             except Exception:  # a broken later frame does not matter: only the first one is used
                 frames = 2
+                notes.append("used the first frame (later frames are unreadable)")
             im.seek(0)
-            notes.append(f"used first of {frames} frames")
         orientation = _orientation(im)
     return _Opened(im, fmt, frames, orientation, notes)
 
 
 def _orientation(im: Image.Image) -> int:
     if im.format == "PNG" and "exif" not in im.info:
-        return 1  # Pillow would decode the whole PNG looking for a late eXIf chunk; orientation in PNG is rare
+        # Pillow would decode the whole PNG to look for an eXIf chunk after the pixels; such PNGs are rare
+        return 1
     try:
         value = im.getexif().get(_EXIF_ORIENTATION, 1)
     except Exception:  # unreadable EXIF is not a reason to refuse the pixels
@@ -327,7 +351,7 @@ class _decoding:
 def _normalise(opened: _Opened, notes: list[str]) -> Image.Image:
     """Decode fully and return the upright RGB image; `notes` gets what was done."""
     im: Image.Image = opened.image
-    im.load()
+    _load(im)
     mode = im.mode
     if mode in _ALPHA_MODES or (mode in ("P", "L", "RGB") and "transparency" in im.info):
         rgba = im if mode == "RGBA" else im.convert("RGBA")

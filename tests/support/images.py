@@ -26,7 +26,7 @@ PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycl
           "hubble_deep_field.jpg")
 GREY_PHOTO = "camera.png"
 
-# Placement of a crop for photo_image(index): PHOTOS x 16 x 16 offsets x 2 flips = 3584 distinct images.
+# Crop placements per photo and zoom level in photo_image(index): 16 x 16 offsets x 2 mirrorings.
 _STEPS = 16
 
 # EXIF orientation -> the transpose that turns the upright image into the stored one (the inverse of
@@ -61,10 +61,12 @@ def _source(name: str) -> Image.Image:
 
 
 @functools.lru_cache(maxsize=64)
-def _scaled(name: str, size: tuple[int, int]) -> Image.Image:
-    """The photo resized (aspect kept) to cover `size` plus a margin for the offsets."""
+def _scaled(name: str, size: tuple[int, int], zoom: int = 0) -> Image.Image:
+    """The photo resized (aspect kept) to cover `size` enlarged by 15% per zoom step, plus a margin
+    for the offsets."""
     im = _source(name)
-    need_w, need_h = size[0] + 2 * _STEPS, size[1] + 2 * _STEPS
+    need_w = round(size[0] * (1 + 0.15 * zoom)) + 2 * _STEPS
+    need_h = round(size[1] * (1 + 0.15 * zoom)) + 2 * _STEPS
     scale = max(need_w / im.width, need_h / im.height)
     return im.resize((max(need_w, round(im.width * scale)), max(need_h, round(im.height * scale))),
                      Image.Resampling.BILINEAR)
@@ -72,21 +74,24 @@ def _scaled(name: str, size: tuple[int, int]) -> Image.Image:
 
 @functools.lru_cache(maxsize=512)
 def photo_image(index: int = 0, size: tuple[int, int] = (640, 480)) -> Image.Image:
-    """A real-photo RGB image of exactly `size`; different indices give different pixels."""
+    """A real-photo RGB image of exactly `size`; different indices give different pixels.
+
+    index -> photo (index % 7), then a crop placement (16 x 16 offsets x mirror = 512 per photo and zoom
+    level), then a zoom level: every index gives a different picture, with no upper bound."""
     if index < 0:
         raise ValueError("index must be >= 0")
     name = PHOTOS[index % len(PHOTOS)]
     k = index // len(PHOTOS)
-    base = _scaled(name, size)
-    dx, dy, flip = k % _STEPS, (k // _STEPS) % _STEPS, (k // (_STEPS * _STEPS)) % 2
+    placements = _STEPS * _STEPS * 2
+    zoom, k = divmod(k, placements)
+    base = _scaled(name, size, zoom)
+    dx, dy, flip = k % _STEPS, (k // _STEPS) % _STEPS, k // (_STEPS * _STEPS)
     spare_w, spare_h = base.width - size[0], base.height - size[1]
     x = dx * spare_w // (_STEPS - 1)
     y = dy * spare_h // (_STEPS - 1)
     crop = base.crop((x, y, x + size[0], y + size[1]))
     if flip:
         crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
-    if k >= 2 * _STEPS * _STEPS:  # beyond the distinct placements: tint, so bytes still differ
-        crop = Image.eval(crop, lambda v, t=k % 7 + 1: min(255, v + t))
     return crop
 
 

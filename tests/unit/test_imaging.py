@@ -394,7 +394,8 @@ def test_guard_follows_pillows_limit(monkeypatch):
 def test_size_is_checked_first():
     err = _refused(images.oversized_jpeg())
     assert err.status is S.ERROR_IMAGE_SIZE
-    assert err.message == f"image is {MAX_TRAINING_IMAGE_BYTES + 1} bytes; the limit is {MAX_TRAINING_IMAGE_BYTES}"
+    limit = MAX_TRAINING_IMAGE_BYTES
+    assert err.message == f"image is {limit + 1} bytes; the limit is {limit}"
     # before any parsing: even garbage of that size is a size error
     assert _refused(b"\x00" * (MAX_TRAINING_IMAGE_BYTES + 1)).status is S.ERROR_IMAGE_SIZE
 
@@ -511,7 +512,8 @@ def test_decode_rgb_draft():
 
 
 def test_concurrent_checks_agree_with_serial():
-    datas = [images.photo_jpeg(i, size=(200, 150)) for i in range(8)] + [images.rgba_png(), images.cmyk_jpeg()]
+    datas = [images.photo_jpeg(i, size=(200, 150)) for i in range(8)]
+    datas += [images.rgba_png(), images.cmyk_jpeg()]
     serial = [check_image(d) for d in datas]
     results: list = [None] * len(datas)
 
@@ -530,8 +532,9 @@ def test_concurrent_checks_agree_with_serial():
 
 
 def test_photo_factory_gives_hundreds_of_distinct_deterministic_photos():
-    digests = {hashlib.sha256(images.photo_jpeg(i, size=(96, 72))).hexdigest() for i in range(320)}
-    assert len(digests) == 320
+    indices = list(range(320)) + [3583, 3584, 3585, 7168, 9000, 9001, 20000]  # across zoom levels too
+    digests = {hashlib.sha256(images.photo_jpeg(i, size=(96, 72))).hexdigest() for i in indices}
+    assert len(digests) == len(indices)
     assert images.photo_image(3) is images.photo_image(3)
     first = images.photo_image(400, (96, 72)).tobytes()
     images.photo_image.cache_clear()
@@ -544,3 +547,13 @@ def test_photo_factory_photos_are_real():
     im = images.photo_image(0)
     assert len(im.getcolors(maxcolors=1 << 20) or ()) > 5000
     assert all(s > 20 for s in ImageStat.Stat(im).stddev)
+
+
+@pytest.mark.filterwarnings("ignore:Image was not the expected size")
+def test_ico_whose_png_is_larger_than_its_directory_says():
+    """The ICO directory claims 64x64; the PNG inside is 12000x60: the real size is what is judged."""
+    png = images.huge_dimensions_png(12000, 60)
+    entry = struct.pack("<BBBBHHII", 64, 64, 0, 0, 1, 32, len(png), 6 + 16)
+    ico = struct.pack("<HHH", 0, 1, 1) + entry + png
+    err = _refused(ico)
+    assert err.status is S.ERROR_IMAGE_DIMENSIONS and "12000x60" in err.message
