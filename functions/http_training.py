@@ -34,7 +34,9 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
         if version.lower() not in VERSIONS:
             raise NotFound("NotFound", f"API version {version!r} is not served; use one of {', '.join(VERSIONS)}")
         handler, params = router.resolve(req.method, req.route_params.get("path", ""))
-        return json_response(handler(services, ApiRequest(req), **params))
+        result = handler(services, ApiRequest(req), **params)
+        body, status = result if isinstance(result, tuple) else (result, 200)
+        return json_response(body, status)
     except CustomVisionError as err:
         return error_response(err)
     except AzureError as exc:

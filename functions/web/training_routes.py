@@ -117,7 +117,13 @@ def _delete_images(s: Services, r: ApiRequest, projectId: str):
 def _ingest(s: Services, project: Project, candidates, metadata=None):
     project_tags = {t.id: t for t in s.repo.list_tags(project.id)}
     outcomes = ingest.ingest(s.repo, s.blobs, s.pool, project, candidates, metadata, project_tags)
-    return ingest.summary(project, outcomes, project_tags, s.blobs.url)
+    return multi_status(ingest.summary(project, outcomes, project_tags, s.blobs.url))
+
+
+def multi_status(summary: dict, ok: bool | None = None):
+    """Custom Vision answers 207 Multi-Status when part of a batch did not go through."""
+    ok = summary["isBatchSuccessful"] if ok is None else ok
+    return summary, 200 if ok else 207
 
 
 @post("projects/{projectId}/images")
@@ -161,7 +167,8 @@ def _delete_image_tags(s: Services, r: ApiRequest, projectId: str):
 
 @post("projects/{projectId}/images/regions")
 def _create_image_regions(s: Services, r: ApiRequest, projectId: str):
-    return images.create_image_regions(s.repo, projectId, r.json(), s.pool)
+    summary = images.create_image_regions(s.repo, projectId, r.json(), s.pool)
+    return multi_status(summary, ok=not summary["duplicated"] and not summary["exceeded"])
 
 
 @delete("projects/{projectId}/images/regions")
@@ -171,7 +178,7 @@ def _delete_image_regions(s: Services, r: ApiRequest, projectId: str):
 
 @post("projects/{projectId}/images/metadata")
 def _update_metadata(s: Services, r: ApiRequest, projectId: str):
-    return images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool)
+    return multi_status(images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool))
 
 
 __all__ = ["router", "guid"]

@@ -34,5 +34,5 @@ class Api:
 
     def ok(self, method: str, path: str, **kw):
         status, data = self.call(method, path, **kw)
-        assert status in (200, 204), (status, data)
+        assert status in (200, 204, 207), (status, data)
         return data

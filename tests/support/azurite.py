@@ -34,6 +34,16 @@ def _wait_for(port: int, proc: subprocess.Popen, deadline: float) -> None:
     raise TimeoutError(f"azurite did not listen on {port}")
 
 
+def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """Ask a child to stop, then insist."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @contextmanager
 def running_azurite():
     """Yield an Azurite connection string; the emulator and its data folder vanish afterwards."""
@@ -54,10 +64,6 @@ def running_azurite():
             _wait_for(port, proc, deadline)
         yield dev_connection_string(blob=ports["blob"], queue=ports["queue"], table=ports["table"])
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)

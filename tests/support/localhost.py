@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 
 from cvcore.settings import LOCAL_PREDICTION_KEY, LOCAL_TRAINING_KEY
-from tests.support.azurite import ROOT, _wait_for, free_port
+from tests.support.azurite import ROOT, _wait_for, free_port, stop_process
 
 
 @contextmanager
@@ -32,10 +32,6 @@ def running_host(connection_string: str, poll_interval: float = 0.2, extra_env: 
         proc.log_path = log.name
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
         log.close()
         os.unlink(log.name)
