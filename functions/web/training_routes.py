@@ -9,6 +9,7 @@ from cvcore.errors import BadRequest
 from ..bootstrap import Services
 from ..training import images, ingest, projects, tags, uploads
 from ..training.model import Project
+from . import multipart
 from .http import ApiRequest, guid
 from .router import Router
 
@@ -130,7 +131,7 @@ def multi_status(summary: dict, ok: bool | None = None):
 def _create_from_data(s: Services, r: ApiRequest, projectId: str):
     project = projects.require_project(s.repo, projectId)
     if r.content_type.startswith("multipart/"):
-        files = [(f.filename or name, f.read()) for name, f in r.raw.files.items(multi=True)]
+        files = multipart.parse(r.headers.get("content-type", ""), r.body())
     elif r.content_type in ("application/octet-stream", "") or r.content_type.startswith("image/"):
         files = [("image", r.body())] if r.body() else []
     else:
