@@ -113,7 +113,8 @@ class BindingIO:
             raise NotImplementedError(f"devhost does not read {binding.get('type')!r} input bindings")
         path = resolve(binding["path"], data)
         container, _, name = path.partition("/")
-        client = self.clients.container(binding.get("connection"), container, create=False).get_blob_client(name)
+        container_client = self.clients.container(binding.get("connection"), container, create=False)
+        client = container_client.get_blob_client(name)
         try:
             body = client.download_blob().readall()
         except ResourceNotFoundError:

@@ -6,9 +6,12 @@ import importlib
 import inspect
 import json
 import sys
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from .config import expand_settings
 
 HTTP_TRIGGER, BLOB_TRIGGER, QUEUE_TRIGGER = "httpTrigger", "blobTrigger", "queueTrigger"
 
@@ -66,11 +69,19 @@ def load_app(spec: str, script_root: str | Path | None = None):
     return app
 
 
+_INDEXED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
 def discover(app) -> list[FunctionSpec]:
-    """FunctionSpecs for every function of the app, in registration order."""
+    """FunctionSpecs for every function of the app, in registration order. `app.get_functions()` may be
+    called once per app (it refuses the second call as duplicate names), so its result is kept."""
+    if app not in _INDEXED:
+        _INDEXED[app] = app.get_functions()
     specs, seen = [], set()
-    for fn in app.get_functions():
+    for fn in _INDEXED[app]:
         bindings = [json.loads(raw) for raw in fn.get_raw_bindings()]
+        for b in bindings:
+            b.update({k: expand_settings(b[k]) for k in ("path", "queueName", "route") if b.get(k)})
         trigger_obj = fn.get_trigger()
         trigger = next((b for b in bindings if trigger_obj is not None and b.get("name") == trigger_obj.name
                         and b.get("type") == trigger_obj.type), None)

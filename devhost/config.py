@@ -1,10 +1,11 @@
-"""Host settings: `local.settings.json` Values, `host.json` options, and storage connections by app setting."""
+"""Host settings: `local.settings.json` Values, `host.json` options, storage connections by app setting."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,3 +89,25 @@ class HostConfig:
                    batch_size=max(1, min(32, int(queues.get("batchSize", 16)))))
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**cfg)
+
+
+def host_id(environ=None) -> str:
+    """The id receipts are filed under: `AzureFunctionsWebHost__hostid`, else the machine name."""
+    environ = os.environ if environ is None else environ
+    explicit = environ.get("AzureFunctionsWebHost__hostid") or environ.get("AzureFunctionsWebHost__hostId")
+    if explicit:
+        return explicit.lower()
+    return re.sub(r"[^a-z0-9-]", "", socket.gethostname().lower())[:32].strip("-") or "devhost"
+
+
+def expand_settings(value, environ=None):
+    """`%Name%` in a binding property is the value of app setting Name, as the host resolves it."""
+    environ = os.environ if environ is None else environ
+    if not isinstance(value, str) or "%" not in value:
+        return value
+
+    def sub(m):
+        if m.group(1) not in environ:
+            raise LookupError(f"app setting {m.group(1)!r} (used as %{m.group(1)}%) is not set")
+        return environ[m.group(1)]
+    return re.sub(r"%([^%]+)%", sub, value)

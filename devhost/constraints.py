@@ -1,4 +1,4 @@
-"""Inline route constraints (`{id:int}`, `{g:guid}`, `{n:int:range(1,9)}`, `{v:regex(^a+$)}`) as predicates."""
+"""Route constraints (`{id:int}`, `{g:guid}`, `{n:int:range(1,9)}`, `{v:regex(^a+$)}`) as predicates."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import azure.functions as func
 
 from .bindings import BindingIO, Out
-from .catalog import HTTP_TRIGGER, FunctionSpec
+from .catalog import FunctionSpec
 
 log = logging.getLogger("devhost")
 
@@ -97,9 +97,8 @@ class Invoker:
                           spec.name, invocation_id, ms, f" {reason}" if reason else "")
             raise
         ms = (time.perf_counter() - started) * 1000
-        if spec.trigger_type != HTTP_TRIGGER or log.isEnabledFor(logging.INFO):
-            log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)%s",
-                     spec.name, invocation_id, ms, f" {reason}" if reason else "")
+        log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)%s",
+                 spec.name, invocation_id, ms, f" {reason}" if reason else "")
         return result, outs
 
     def submit(self, spec: FunctionSpec, trigger_value, data: dict, reason: str = "") -> Future:

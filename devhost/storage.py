@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import logging
+import os
 import threading
 
 from azure.core.exceptions import ResourceExistsError
@@ -31,6 +33,9 @@ class Clients:
                 cls = BlobServiceClient if kind == "blob" else QueueServiceClient
                 self._cache[key] = cls.from_connection_string(conn, **CLIENT_OPTIONS)
             return self._cache[key]
+
+    def has_setting(self, name: str) -> bool:
+        return bool((os.environ if self._environ is None else self._environ).get(name))
 
     def blob_service(self, setting: str | None) -> BlobServiceClient:
         return self._get("blob", setting)
@@ -69,3 +74,21 @@ class Clients:
 def b64(data: str | bytes) -> str:
     """A queue message body as the Functions host writes it (Base64 text)."""
     return base64.b64encode(data.encode("utf-8") if isinstance(data, str) else bytes(data)).decode("ascii")
+
+
+class Complaints:
+    """Log a listener's recurring error once (not on every poll), and its recovery."""
+
+    def __init__(self, what: str):
+        self.what, self.last = what, None
+
+    def report(self, exc: Exception) -> None:
+        text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        if text != self.last:
+            logging.getLogger("devhost").warning("%s: %s (retrying every poll)", self.what, text)
+            self.last = text
+
+    def clear(self) -> None:
+        if self.last is not None:
+            logging.getLogger("devhost").info("%s: working again", self.what)
+            self.last = None
