@@ -56,7 +56,7 @@ def start_azurite(children: list) -> None:
     cmd = [str(ROOT / "node_modules" / ".bin" / "azurite"), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
            "--loose", "--location", str(data),
            "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1"]
-    proc = subprocess.Popen(cmd, cwd=ROOT)
+    proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)  # Ctrl-C reaches only the launcher
     children.append(("azurite", proc))
     for port in AZURITE_PORTS.values():
         wait_for(port, proc, "azurite")
@@ -64,7 +64,7 @@ def start_azurite(children: list) -> None:
 
 
 def start(children: list, name: str, args: list[str], env: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=env, start_new_session=True)
     children.append((name, proc))
     return proc
 
@@ -84,6 +84,7 @@ def main() -> int:
     values = local_settings()
     env = {**values, **os.environ}
     children: list = []
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started with SIGINT ignored
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         if listening(PORT):
