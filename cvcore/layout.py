@@ -27,7 +27,8 @@ ALL_QUEUES = QUEUES + tuple(q + POISON_SUFFIX for q in QUEUES)
 PROJECTS_TABLE = "projects"  # PartitionKey "project", RowKey projectId
 TAGS_TABLE = "tags"  # PartitionKey projectId, RowKey tagId
 IMAGES_TABLE = "images"  # PartitionKey projectId, RowKey imageId
-TABLES = (PROJECTS_TABLE, TAGS_TABLE, IMAGES_TABLE)
+ITERATIONS_TABLE = "iterations"  # PartitionKey projectId, RowKey iterationId
+TABLES = (PROJECTS_TABLE, TAGS_TABLE, IMAGES_TABLE, ITERATIONS_TABLE)
 PROJECT_PARTITION = "project"
 
 # Image ids are content addressed inside a project: the same bytes uploaded twice get the same id, which
@@ -70,7 +71,29 @@ def iteration_prefix(project_id: str, iteration_id: str) -> str:
 
 
 def iteration_dataset(project_id: str, iteration_id: str) -> str:
+    """The frozen COCO manifest the iteration trains on (cvcore.manifest)."""
     return iteration_prefix(project_id, iteration_id) + "dataset.json"
+
+
+# Artifacts the trainer writes under models/{project}/{iteration}/ (cvcore.artifacts describes them).
+MODEL_ONNX = "model.onnx"
+MODEL_INT8_ONNX = "model.int8.onnx"
+MODEL_SIDECAR = "model.json"
+TRAINING_CONFIG = "config.json"
+EVALUATION = "evaluation.json"  # metrics plus per-image scores, so any threshold can be re-evaluated
+REPORT_PR_CURVES = "report/pr_curves.png"
+REPORT_CONFUSION = "report/confusion_matrix.png"
+COMPLETED_MARKER = "_completed.json"  # written last: its presence means every artifact above is in place
+
+
+def iteration_artifact(project_id: str, iteration_id: str, name: str) -> str:
+    return iteration_prefix(project_id, iteration_id) + name
+
+
+def embedding_cache(project_id: str, backbone: str, resolution: int, image_id: str) -> str:
+    """Backbone features of one image: image ids are content addressed, so the cache never goes stale."""
+    safe = "".join(c for c in backbone if c.isalnum() or c in "-_")
+    return f"{project_prefix(project_id)}_cache/{safe}-{int(resolution)}/{guid(image_id, 'imageId')}.npy"
 
 
 def rejected_error_name(blob_name: str) -> str:

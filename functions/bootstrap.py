@@ -12,8 +12,9 @@ from cvcore import settings as settings_mod
 from cvcore.storage import StorageClients
 
 from .adapters.blobs import AzureBlobStore
+from .adapters.queues import AzureJobQueue
 from .adapters.tables import TableMetadataRepository
-from .training.ports import BlobStore, MetadataRepository
+from .training.ports import BlobStore, JobQueue, MetadataRepository
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,7 @@ class Services:
     repo: MetadataRepository
     blobs: BlobStore
     pool: ThreadPoolExecutor
+    jobs: JobQueue | None = None
     url_allow_origins: tuple[str, ...] = ()
     clients: StorageClients | None = None
 
@@ -45,7 +47,8 @@ def build(settings: settings_mod.Settings) -> Services:
     # Image URLs may point at our own storage endpoint only when it is the local emulator on loopback.
     allow = (_origin(settings.storage.endpoints["blob"]),) if settings.is_local else ()
     return Services(settings=settings, repo=TableMetadataRepository(clients.table, pool),
-                    blobs=AzureBlobStore(clients.blob, pool), pool=pool, url_allow_origins=allow, clients=clients)
+                    blobs=AzureBlobStore(clients.blob, pool), pool=pool, jobs=AzureJobQueue(clients),
+                    url_allow_origins=allow, clients=clients)
 
 
 def services() -> Services:

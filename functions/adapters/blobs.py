@@ -30,6 +30,9 @@ class AzureBlobStore(BlobStore):
     def get(self, container: str, name: str) -> bytes:
         return self._service.get_blob_client(container, name).download_blob().readall()
 
+    def exists(self, container: str, name: str) -> bool:
+        return self._service.get_blob_client(container, name).exists()
+
     def delete(self, container: str, name: str) -> None:
         try:
             self._service.get_blob_client(container, name).delete_blob(delete_snapshots="include")

@@ -18,7 +18,7 @@ from azure.data.tables import TableServiceClient, TableTransactionError, UpdateM
 
 from cvcore import layout
 
-from ..training.model import ImageRecord, Project, Region, Tag
+from ..training.model import ImageRecord, Iteration, Project, Region, Tag
 from ..training.ports import ConcurrencyError, MetadataRepository
 
 _CHUNK = 30000  # chars per string property
@@ -101,11 +101,40 @@ def _image(e) -> ImageRecord:
         metadata=_get_json(e, "Metadata", {}), etag=e.metadata.get("etag") if hasattr(e, "metadata") else None)
 
 
+_ITERATION_JSON = ("tag_ids", "error_image_ids", "skipped_image_ids", "metrics")
+_ITERATION_TIMES = ("created", "last_modified", "trained_at")
+
+
+def _iteration_entity(project_id: str, it: Iteration) -> dict:
+    e = {"PartitionKey": project_id, "RowKey": it.id}
+    for name, value in vars(it).items():
+        if name in ("id", "etag"):
+            continue
+        if name in _ITERATION_JSON:
+            _put_json(e, name, value)
+        elif value is not None:
+            e[name] = value
+    return e
+
+
+def _iteration(e) -> Iteration:
+    values = {"id": e["RowKey"], "etag": e.metadata.get("etag") if hasattr(e, "metadata") else None}
+    for name in Iteration.__dataclass_fields__:
+        if name in values:
+            continue
+        if name in _ITERATION_JSON:
+            values[name] = _get_json(e, name, {} if name == "metrics" else [])
+        elif name in e:
+            values[name] = _utc(e[name]) if name in _ITERATION_TIMES else e[name]
+    return Iteration(**values)
+
+
 class TableMetadataRepository(MetadataRepository):
     def __init__(self, service: TableServiceClient, pool: ThreadPoolExecutor):
         self._projects = service.get_table_client(layout.PROJECTS_TABLE)
         self._tags = service.get_table_client(layout.TAGS_TABLE)
         self._images = service.get_table_client(layout.IMAGES_TABLE)
+        self._iterations = service.get_table_client(layout.ITERATIONS_TABLE)
         self._pool = pool
 
     # projects
@@ -123,7 +152,7 @@ class TableMetadataRepository(MetadataRepository):
         self._projects.upsert_entity(_project_entity(project), mode=UpdateMode.REPLACE)
 
     def delete_project(self, project_id: str) -> None:
-        for table in (self._images, self._tags):
+        for table in (self._images, self._tags, self._iterations):
             self._delete_partition(table, project_id)
         self._projects.delete_entity(layout.PROJECT_PARTITION, project_id)
 
@@ -193,6 +222,34 @@ class TableMetadataRepository(MetadataRepository):
             except TableTransactionError:
                 for rk in chunk:
                     self._images.delete_entity(project_id, rk)
+
+    # iterations
+    def list_iterations(self, project_id: str) -> list[Iteration]:
+        rows = self._iterations.query_entities("PartitionKey eq @pk", parameters={"pk": project_id})
+        return sorted((_iteration(e) for e in rows), key=lambda it: it.created)
+
+    def get_iteration(self, project_id: str, iteration_id: str) -> Iteration | None:
+        try:
+            return _iteration(self._iterations.get_entity(project_id, iteration_id))
+        except ResourceNotFoundError:
+            return None
+
+    def add_iteration(self, project_id: str, iteration: Iteration) -> None:
+        self._iterations.create_entity(_iteration_entity(project_id, iteration))
+
+    def update_iteration(self, project_id: str, iteration: Iteration) -> None:
+        try:
+            self._iterations.update_entity(_iteration_entity(project_id, iteration), mode=UpdateMode.REPLACE,
+                                           etag=iteration.etag, match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as exc:
+            raise ConcurrencyError(str(exc)) from exc
+        except HttpResponseError as exc:
+            if exc.status_code == 412:
+                raise ConcurrencyError(str(exc)) from exc
+            raise
+
+    def delete_iteration(self, project_id: str, iteration_id: str) -> None:
+        self._iterations.delete_entity(project_id, iteration_id)
 
     def _delete_partition(self, table, partition: str) -> None:
         keys = [e["RowKey"] for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition},

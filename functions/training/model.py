@@ -87,3 +87,32 @@ class ImageRecord:
     @property
     def is_tagged(self) -> bool:
         return bool(self.tags or self.regions)
+
+
+@dataclass
+class Iteration:
+    id: str
+    name: str
+    status: str  # Queued / Training / Completed / Failed (cvcore.messages)
+    created: datetime
+    last_modified: datetime
+    domain_id: str
+    classification_type: str | None
+    training_type: str  # Regular / Advanced
+    reserved_budget_hours: int = 0
+    dataset_hash: str = ""
+    image_count: int = 0
+    tag_ids: list[str] = field(default_factory=list)
+    trained_at: datetime | None = None
+    training_seconds: float | None = None
+    exportable: bool = False
+    publish_name: str | None = None
+    prediction_resource_id: str | None = None
+    progress: float = 0.0
+    progress_message: str = ""
+    error_code: str | None = None
+    error_message: str | None = None
+    error_image_ids: list[str] = field(default_factory=list)
+    skipped_image_ids: list[str] = field(default_factory=list)
+    metrics: dict = field(default_factory=dict)
+    etag: str | None = None

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 from typing import Iterable
 
-from .model import ImageRecord, Project, Tag
+from .model import ImageRecord, Iteration, Project, Tag
 
 
 class ConcurrencyError(Exception):
@@ -53,6 +53,28 @@ class MetadataRepository(abc.ABC):
     @abc.abstractmethod
     def delete_images(self, project_id: str, image_ids: Iterable[str]) -> None: ...
 
+    @abc.abstractmethod
+    def list_iterations(self, project_id: str) -> list[Iteration]: ...
+
+    @abc.abstractmethod
+    def get_iteration(self, project_id: str, iteration_id: str) -> Iteration | None: ...
+
+    @abc.abstractmethod
+    def add_iteration(self, project_id: str, iteration: Iteration) -> None: ...
+
+    @abc.abstractmethod
+    def update_iteration(self, project_id: str, iteration: Iteration) -> None:
+        """Replace the row if its ETag still matches `iteration.etag`, else raise ConcurrencyError."""
+
+    @abc.abstractmethod
+    def delete_iteration(self, project_id: str, iteration_id: str) -> None: ...
+
+
+class JobQueue(abc.ABC):
+    @abc.abstractmethod
+    def send(self, message: str) -> None:
+        """Enqueue one training job message (cvcore.messages.dumps of a TrainingJob)."""
+
 
 class BlobStore(abc.ABC):
     @abc.abstractmethod
@@ -60,6 +82,9 @@ class BlobStore(abc.ABC):
 
     @abc.abstractmethod
     def get(self, container: str, name: str) -> bytes: ...
+
+    @abc.abstractmethod
+    def exists(self, container: str, name: str) -> bool: ...
 
     @abc.abstractmethod
     def delete(self, container: str, name: str) -> None:

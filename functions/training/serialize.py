@@ -54,3 +54,22 @@ def image_json(project_id: str, im: ImageRecord, tags: dict[str, Tag], url_for: 
                      for tid, when in sorted(image_tags.items(), key=lambda kv: kv[1])],
             "regions": [region_json(r, tags) for r in im.regions] or None,
             "metadata": im.metadata or None}
+
+
+def iteration_json(project_id: str, it) -> dict:
+    details = None
+    if it.error_code:
+        details = f"{it.error_code}: {it.error_message or ''}".strip()
+        if it.error_image_ids:
+            details += f" (images: {', '.join(it.error_image_ids[:20])})"
+    elif it.skipped_image_ids:
+        details = f"skipped unreadable images: {', '.join(it.skipped_image_ids[:20])}"
+    return {"id": it.id, "name": it.name, "status": it.status, "created": iso(it.created),
+            "lastModified": iso(it.last_modified), "trainedAt": iso(it.trained_at) if it.trained_at else None,
+            "projectId": project_id, "exportable": it.exportable,
+            "exportableTo": list(domains.EXPORT_PLATFORMS) if it.exportable else [], "domainId": it.domain_id,
+            "classificationType": it.classification_type, "trainingType": it.training_type,
+            "reservedBudgetInHours": it.reserved_budget_hours,
+            "trainingTimeInMinutes": int(round((it.training_seconds or 0) / 60)),
+            "publishName": it.publish_name, "originalPublishResourceId": it.prediction_resource_id,
+            "trainingErrorDetails": details}

@@ -42,6 +42,15 @@ class ApiRequest:
                                                   f"got {value}")
         return value
 
+    def query_float(self, name: str, default: float | None = None) -> float | None:
+        raw = self.query(name)
+        if raw is None:
+            return default
+        try:
+            return float(raw)
+        except ValueError:
+            raise BadRequest("BadRequestInvalid", f"query parameter {name} must be a number, got {raw!r}") from None
+
     def query_bool(self, name: str, default: bool = False) -> bool:
         raw = self.query(name)
         if raw is None:

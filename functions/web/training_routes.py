@@ -7,10 +7,10 @@ from functools import partial
 from cvcore.errors import BadRequest
 
 from ..bootstrap import Services
-from ..training import images, ingest, projects, tags, uploads
+from ..training import images, ingest, iterations, projects, tags, train, uploads
 from ..training.model import Project
 from . import multipart
-from .http import ApiRequest, guid
+from .http import ApiRequest
 from .router import Router
 
 router = Router()
@@ -182,4 +182,62 @@ def _update_metadata(s: Services, r: ApiRequest, projectId: str):
     return multi_status(images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool))
 
 
-__all__ = ["router", "guid"]
+
+
+# ---- training and iterations ---------------------------------------------------------------------------
+@post("projects/{projectId}/train")
+def _train(s: Services, r: ApiRequest, projectId: str):
+    body = r.json(required=False) or {}
+    if not isinstance(body, dict):
+        raise BadRequest("BadRequestInvalid", "the body must be a TrainingParameters object")
+    selected = uploads.tag_ids(body.get("selectedTags"), "selectedTags")
+    return train.train_project(s.repo, s.blobs, s.jobs, projectId, training_type=r.query("trainingType"),
+                               budget_hours=r.query_int("reservedBudgetInHours", 0, 0, 24 * 7),
+                               force=r.query_bool("forceTrain"), selected_tags=selected or None)
+
+
+@get("projects/{projectId}/iterations")
+def _iterations(s: Services, r: ApiRequest, projectId: str):
+    return iterations.list_iterations(s.repo, projectId)
+
+
+@get("projects/{projectId}/iterations/{iterationId}")
+def _iteration(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.get_iteration(s.repo, projectId, iterationId)
+
+
+@patch("projects/{projectId}/iterations/{iterationId}")
+def _update_iteration(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.update_iteration(s.repo, projectId, iterationId, r.json())
+
+
+@delete("projects/{projectId}/iterations/{iterationId}")
+def _delete_iteration(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    iterations.delete_iteration(s.repo, s.blobs, projectId, iterationId)
+
+
+@get("projects/{projectId}/iterations/{iterationId}/performance")
+def _performance(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.performance(s.repo, s.blobs, projectId, iterationId, r.query_float("threshold"),
+                                  r.query_float("overlapThreshold"))
+
+
+@post("projects/{projectId}/iterations/{iterationId}/publish")
+def _publish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.publish(s.repo, projectId, iterationId, r.query("publishName"), r.query("predictionId"),
+                              r.query_bool("overwrite"))
+
+
+@delete("projects/{projectId}/iterations/{iterationId}/publish")
+def _unpublish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    iterations.unpublish(s.repo, projectId, iterationId)
+
+
+@get("projects/{projectId}/iterations/{iterationId}/export")
+def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.exports(s.repo, s.blobs, projectId, iterationId)
+
+
+@post("projects/{projectId}/iterations/{iterationId}/export")
+def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.export(s.repo, s.blobs, projectId, iterationId, r.query("platform"), r.query("flavor"))

@@ -7,8 +7,8 @@ import copy
 import itertools
 from typing import Iterable
 
-from functions.training.model import ImageRecord, Project, Tag
-from functions.training.ports import BlobStore, ConcurrencyError, MetadataRepository
+from functions.training.model import ImageRecord, Iteration, Project, Tag
+from functions.training.ports import BlobStore, ConcurrencyError, JobQueue, MetadataRepository
 
 
 class FakeRepository(MetadataRepository):
@@ -16,6 +16,7 @@ class FakeRepository(MetadataRepository):
         self.projects: dict[str, Project] = {}
         self.tags: dict[str, dict[str, Tag]] = {}
         self.images: dict[str, dict[str, ImageRecord]] = {}
+        self.iterations: dict[str, dict[str, Iteration]] = {}
         self._etags = itertools.count(1)
 
     def get_project(self, project_id):
@@ -31,6 +32,7 @@ class FakeRepository(MetadataRepository):
         self.projects.pop(project_id, None)
         self.tags.pop(project_id, None)
         self.images.pop(project_id, None)
+        self.iterations.pop(project_id, None)
 
     def list_tags(self, project_id):
         return sorted((copy.deepcopy(t) for t in self.tags.get(project_id, {}).values()), key=lambda t: t.created)
@@ -73,6 +75,42 @@ class FakeRepository(MetadataRepository):
             self.images.get(project_id, {}).pop(i, None)
 
 
+    def list_iterations(self, project_id):
+        return sorted((copy.deepcopy(i) for i in self.iterations.get(project_id, {}).values()), key=lambda i: i.created)
+
+    def get_iteration(self, project_id, iteration_id):
+        return copy.deepcopy(self.iterations.get(project_id, {}).get(iteration_id))
+
+    def add_iteration(self, project_id, iteration):
+        part = self.iterations.setdefault(project_id, {})
+        assert iteration.id not in part
+        stored = copy.deepcopy(iteration)
+        stored.etag = str(next(self._etags))
+        part[iteration.id] = stored
+
+    def update_iteration(self, project_id, iteration):
+        part = self.iterations.get(project_id, {})
+        if iteration.id not in part or part[iteration.id].etag != iteration.etag:
+            raise ConcurrencyError(iteration.id)
+        stored = copy.deepcopy(iteration)
+        stored.etag = str(next(self._etags))
+        part[iteration.id] = stored
+
+    def delete_iteration(self, project_id, iteration_id):
+        self.iterations.get(project_id, {}).pop(iteration_id, None)
+
+
+class FakeJobQueue(JobQueue):
+    def __init__(self):
+        self.sent: list[str] = []
+        self.fail = False
+
+    def send(self, message):
+        if self.fail:
+            raise IOError("queue is down")
+        self.sent.append(message)
+
+
 class FakeBlobStore(BlobStore):
     def __init__(self):
         self.blobs: dict[tuple[str, str], tuple[bytes, str]] = {}
@@ -85,6 +123,9 @@ class FakeBlobStore(BlobStore):
 
     def get(self, container, name):
         return self.blobs[(container, name)][0]
+
+    def exists(self, container, name):
+        return (container, name) in self.blobs
 
     def delete(self, container, name):
         self.blobs.pop((container, name), None)

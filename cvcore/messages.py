@@ -1,0 +1,120 @@
+"""Versioned queue message schemas shared by the Functions app and the trainer.
+
+`training-jobs` carries TrainingJob (Functions -> trainer); `training-events` carries TrainingEvent
+(trainer -> the Functions app's queue trigger, the only writer of iteration rows). Parsing is strict: an
+unknown version or a missing field raises MessageError naming it, and the message goes to poison.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from datetime import datetime, timezone
+
+from . import layout
+
+VERSION = 1
+
+# Iteration statuses as Custom Vision names them.
+QUEUED, TRAINING, COMPLETED, FAILED = "Queued", "Training", "Completed", "Failed"
+TERMINAL = (COMPLETED, FAILED)
+
+# trainingErrorDetails codes a person can act on.
+ERR_DIVERGED = "diverged"
+ERR_DATASET_CORRUPT = "datasetCorrupt"
+ERR_DATASET_NOT_FOUND = "datasetNotFound"
+ERR_NOT_ENOUGH_BUDGET = "notEnoughBudget"
+ERR_PROJECT_DELETED = "projectDeleted"
+ERR_TOO_MANY_ATTEMPTS = "tooManyAttempts"
+ERR_INTERNAL = "internalError"
+
+
+class MessageError(ValueError):
+    """A queue message that does not follow its schema."""
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    project_id: str
+    iteration_id: str
+    task: str  # "classification" or "detection"
+    classification_type: str | None  # Multiclass / Multilabel; None for detection
+    domain_id: str
+    backbone: str
+    training_type: str  # Regular or Advanced
+    budget_hours: float
+    dataset_blob: str  # path inside the models container
+    dataset_hash: str
+    requested_at: str = field(default_factory=now_iso)
+    version: int = VERSION
+
+
+@dataclass(frozen=True)
+class TrainingEvent:
+    project_id: str
+    iteration_id: str
+    status: str  # Training (progress) / Completed / Failed
+    progress: float = 0.0  # 0..1
+    message: str = ""
+    error_code: str | None = None
+    error_message: str | None = None
+    error_image_ids: tuple[str, ...] = ()
+    skipped_image_ids: tuple[str, ...] = ()
+    training_seconds: float | None = None
+    exportable: bool = False
+    metrics: dict | None = None  # precision, recall, averagePrecision (and mAP/top-k) at the default threshold
+    attempt: int = 1
+    at: str = field(default_factory=now_iso)
+    version: int = VERSION
+
+
+def dumps(message: TrainingJob | TrainingEvent) -> str:
+    body = asdict(message)
+    body["kind"] = type(message).__name__
+    return json.dumps(body, separators=(",", ":"))
+
+
+def _parse(text: str | bytes, cls):
+    try:
+        body = json.loads(text)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MessageError(f"not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise MessageError("a JSON object is required")
+    if body.get("version") != VERSION:
+        raise MessageError(f"version: {body.get('version')!r} is not supported (this code reads {VERSION})")
+    if body.get("kind") not in (None, cls.__name__):
+        raise MessageError(f"kind: expected {cls.__name__}, got {body.get('kind')!r}")
+    names = {f.name for f in fields(cls)}
+    required = {f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING}
+    missing = sorted(required - body.keys())
+    if missing:
+        raise MessageError(f"missing fields: {', '.join(missing)}")
+    values = {k: v for k, v in body.items() if k in names}
+    for key in ("project_id", "iteration_id"):
+        try:
+            values[key] = layout.guid(values[key], key)
+        except ValueError as exc:
+            raise MessageError(str(exc)) from None
+    for key in ("error_image_ids", "skipped_image_ids"):
+        if key in values:
+            values[key] = tuple(values[key] or ())
+    return cls(**values)
+
+
+def parse_job(text: str | bytes) -> TrainingJob:
+    job = _parse(text, TrainingJob)
+    if job.task not in ("classification", "detection"):
+        raise MessageError(f"task: {job.task!r} is not classification or detection")
+    return job
+
+
+def parse_event(text: str | bytes) -> TrainingEvent:
+    event = _parse(text, TrainingEvent)
+    if event.status not in (TRAINING, COMPLETED, FAILED):
+        raise MessageError(f"status: {event.status!r} is not Training, Completed or Failed")
+    return event

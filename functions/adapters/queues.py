@@ -1,0 +1,16 @@
+"""JobQueue on Azure Queue storage (Base64 text, as the Functions host and the trainer read it)."""
+
+from __future__ import annotations
+
+from cvcore import layout
+from cvcore.storage import StorageClients
+
+from ..training.ports import JobQueue
+
+
+class AzureJobQueue(JobQueue):
+    def __init__(self, clients: StorageClients):
+        self._queue = clients.queue(layout.TRAINING_JOBS)
+
+    def send(self, message: str) -> None:
+        self._queue.send_message(message)

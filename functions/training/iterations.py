@@ -1,0 +1,227 @@
+"""Iterations: list, get, rename, delete, publish/unpublish, performance at any threshold, and exports.
+
+Performance is recomputed from the trainer's `evaluation.json` (out-of-fold scores per image) with the
+numpy-only metrics in cvcore, so any threshold / overlap threshold gets an honest answer."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import zipfile
+from collections import OrderedDict
+
+from cvcore import domains, layout, messages
+from cvcore.errors import BadRequest, NotFound
+
+from . import serialize
+from .model import Iteration, Project, utcnow
+from .ports import BlobStore, ConcurrencyError, MetadataRepository
+from .projects import require_project
+
+MAX_PUBLISH_NAME = 256
+EXPORT_FLAVORS = {None: layout.MODEL_ONNX, "onnx12": layout.MODEL_ONNX, "onnxint8": layout.MODEL_INT8_ONNX}
+
+
+def require_iteration(repo: MetadataRepository, project: Project, iteration_id: str) -> Iteration:
+    try:
+        iteration_id = layout.guid(iteration_id, "iterationId")
+    except ValueError:
+        iteration_id = None
+    it = repo.get_iteration(project.id, iteration_id) if iteration_id else None
+    if it is None:
+        raise NotFound("NotFoundIteration", f"iteration {iteration_id} does not exist in project {project.id}")
+    return it
+
+
+def _edit(repo: MetadataRepository, project_id: str, it: Iteration, change) -> Iteration:
+    """Apply `change` and save with the row's ETag, re-reading and retrying on a concurrent write."""
+    for _ in range(5):
+        change(it)
+        it.last_modified = utcnow()
+        try:
+            repo.update_iteration(project_id, it)
+            return repo.get_iteration(project_id, it.id)
+        except ConcurrencyError:
+            it = repo.get_iteration(project_id, it.id)
+            if it is None:
+                raise NotFound("NotFoundIteration", "the iteration was deleted meanwhile") from None
+    raise BadRequest("Conflict", "the iteration kept changing; try again")
+
+
+def list_iterations(repo: MetadataRepository, project_id: str) -> list[dict]:
+    project = require_project(repo, project_id)
+    return [serialize.iteration_json(project.id, it) for it in reversed(repo.list_iterations(project.id))]
+
+
+def get_iteration(repo: MetadataRepository, project_id: str, iteration_id: str) -> dict:
+    project = require_project(repo, project_id)
+    return serialize.iteration_json(project.id, require_iteration(repo, project, iteration_id))
+
+
+def update_iteration(repo: MetadataRepository, project_id: str, iteration_id: str, body) -> dict:
+    project = require_project(repo, project_id)
+    it = require_iteration(repo, project, iteration_id)
+    name = (body or {}).get("name") if isinstance(body, dict) else None
+    if not name or not str(name).strip() or len(str(name)) > 256:
+        raise BadRequest("BadRequestIterationName", "name must be 1 to 256 characters")
+    if any(o.name.lower() == str(name).strip().lower() and o.id != it.id for o in repo.list_iterations(project.id)):
+        raise BadRequest("BadRequestIterationNameNotUnique", f"an iteration named {name!r} already exists")
+    it = _edit(repo, project.id, it, lambda i: setattr(i, "name", str(name).strip()))
+    return serialize.iteration_json(project.id, it)
+
+
+def delete_iteration(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> None:
+    project = require_project(repo, project_id)
+    it = require_iteration(repo, project, iteration_id)
+    if it.publish_name:
+        raise BadRequest("BadRequestIterationIsPublished",
+                         f"iteration {it.name!r} is published as {it.publish_name!r}; unpublish it first")
+    repo.delete_iteration(project.id, it.id)  # row first: a trainer still running sees it gone and stops
+    blobs.delete_prefix(layout.MODELS, layout.iteration_prefix(project.id, it.id))
+    _evaluations.drop(project.id, it.id)
+
+
+def publish(repo: MetadataRepository, project_id: str, iteration_id: str, publish_name: str | None,
+            prediction_id: str | None, overwrite: bool) -> bool:
+    project = require_project(repo, project_id)
+    it = require_iteration(repo, project, iteration_id)
+    if it.status != messages.COMPLETED:
+        raise BadRequest("BadRequestIterationIsNotTrained", f"iteration {it.name!r} is {it.status}, not Completed")
+    name = (publish_name or "").strip()
+    if not name or len(name) > MAX_PUBLISH_NAME or "/" in name:
+        raise BadRequest("BadRequestInvalidPublishName", "publishName must be 1 to 256 characters without '/'")
+    holders = [o for o in repo.list_iterations(project.id) if o.publish_name == name and o.id != it.id]
+    if holders and not overwrite:
+        raise BadRequest("BadRequestInvalidPublishName",
+                         f"{name!r} is already the publish name of {holders[0].name!r}; unpublish it or set overwrite")
+    for other in holders:
+        _edit(repo, project.id, other, lambda i: setattr(i, "publish_name", None))
+
+    def set_published(i: Iteration):
+        i.publish_name, i.prediction_resource_id = name, prediction_id
+
+    _edit(repo, project.id, it, set_published)
+    return True
+
+
+def unpublish(repo: MetadataRepository, project_id: str, iteration_id: str) -> None:
+    project = require_project(repo, project_id)
+    it = require_iteration(repo, project, iteration_id)
+    if not it.publish_name:
+        raise BadRequest("BadRequestIterationNotPublished", f"iteration {it.name!r} is not published")
+
+    def clear(i: Iteration):
+        i.publish_name, i.prediction_resource_id = None, None
+
+    _edit(repo, project.id, it, clear)
+
+
+class _EvaluationCache:
+    """evaluation.json per iteration, bounded; a Completed iteration's artifacts never change."""
+
+    def __init__(self, size: int = 8):
+        self._items: OrderedDict = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, blobs: BlobStore, project_id: str, iteration_id: str) -> dict:
+        key = (project_id, iteration_id)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = json.loads(blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id,
+                                                                              layout.EVALUATION)))
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+        return value
+
+    def drop(self, project_id: str, iteration_id: str) -> None:
+        with self._lock:
+            self._items.pop((project_id, iteration_id), None)
+
+
+_evaluations = _EvaluationCache()
+
+
+def _trained(repo: MetadataRepository, project_id: str, iteration_id: str) -> tuple[Project, Iteration]:
+    project = require_project(repo, project_id)
+    it = require_iteration(repo, project, iteration_id)
+    if it.status != messages.COMPLETED:
+        raise NotFound("NotFoundIterationPerformance", f"iteration {it.name!r} is {it.status}; it has no performance")
+    return project, it
+
+
+def _unit(value: float | None, default: float, name: str) -> float:
+    if value is None:
+        return default
+    if not 0.0 <= value <= 1.0:
+        raise BadRequest("BadRequestInvalid", f"{name} must be between 0 and 1, got {value}")
+    return value
+
+
+def performance(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str,
+                threshold: float | None, overlap: float | None) -> dict:
+    project, it = _trained(repo, project_id, iteration_id)
+    evaluation = _evaluations.get(blobs, project.id, it.id)
+    threshold = _unit(threshold, 0.5, "threshold")
+    if evaluation.get("task") == "detection":
+        from cvcore.boxes import detection_performance
+        return detection_performance(evaluation, threshold, _unit(overlap, 0.3, "overlapThreshold"))
+    from cvcore.metrics import classification_performance
+    return classification_performance(evaluation, threshold)
+
+
+def exports(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> list[dict]:
+    project, it = _trained(repo, project_id, iteration_id)
+    found = []
+    for flavor, artifact in EXPORT_FLAVORS.items():
+        if flavor is None:
+            continue
+        name = _export_name(project.id, it.id, flavor)
+        if not blobs.exists(layout.MODELS, name):
+            continue
+        found.append({"platform": "ONNX", "status": "Done", "flavor": _FLAVOR_NAMES[flavor],
+                      "downloadUri": blobs.url(layout.MODELS, name), "newerVersionAvailable": False})
+    return found
+
+
+_FLAVOR_NAMES = {"onnx12": "ONNX12", "onnxint8": "ONNXInt8"}
+
+
+def _export_name(project_id: str, iteration_id: str, flavor: str) -> str:
+    return layout.iteration_artifact(project_id, iteration_id, f"exports/{_FLAVOR_NAMES[flavor]}.zip")
+
+
+def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str, platform: str | None,
+           flavor: str | None) -> dict:
+    """Package the trained ONNX (or its int8 flavour) with its sidecar and labels as a zip, like Custom
+    Vision's export; artifacts already exist, so the export is Done at once."""
+    project, it = _trained(repo, project_id, iteration_id)
+    if (platform or "").upper() not in domains.EXPORT_PLATFORMS:
+        raise BadRequest("BadRequestExportValidationFailed",
+                         f"platform: {platform!r} is not supported; use {', '.join(domains.EXPORT_PLATFORMS)}")
+    if not it.exportable:
+        raise BadRequest("BadRequestExportValidationFailed",
+                         "this iteration was trained on a non-compact domain; switch the project to a compact "
+                         "domain and train again to export")
+    key = (flavor or "").lower() or None
+    if key not in EXPORT_FLAVORS:
+        raise BadRequest("BadRequestExportValidationFailed",
+                         f"flavor: {flavor!r} is not supported; use ONNX12 (float32) or ONNXInt8 (int8-quantised)")
+    key = key or "onnx12"
+    model = blobs.get(layout.MODELS, layout.iteration_artifact(project.id, it.id, EXPORT_FLAVORS[key]))
+    sidecar = blobs.get(layout.MODELS, layout.iteration_artifact(project.id, it.id, layout.MODEL_SIDECAR))
+    labels = "\n".join(lab["name"] for lab in sorted(json.loads(sidecar)["labels"], key=lambda lab: lab["index"]))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.onnx", model)
+        zf.writestr("model.json", sidecar)
+        zf.writestr("labels.txt", labels + "\n")
+    name = _export_name(project.id, it.id, key)
+    blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
+    return {"platform": "ONNX", "status": "Done", "flavor": _FLAVOR_NAMES[key],
+            "downloadUri": blobs.url(layout.MODELS, name), "newerVersionAvailable": False}

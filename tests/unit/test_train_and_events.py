@@ -1,0 +1,165 @@
+import json
+
+import pytest
+
+from cvcore import layout, manifest, messages
+from cvcore.errors import BadRequest, NotFound
+from functions.training import iterations, projects, tags, train
+from functions.training.events import apply_event
+from functions.training.model import ImageRecord, Region, utcnow
+from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakeRepository
+
+DETECTION = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
+
+
+def make(ctype="Multiclass", domain=None, per_tag=(5, 5), negative=False):
+    repo, blobs, jobs = FakeRepository(), FakeBlobStore(), FakeJobQueue()
+    p = projects.create_project(repo, "p", None, domain, ctype, [])["id"]
+    tag_ids = [tags.create_tag(repo, p, f"t{i}", None, None)["id"] for i in range(len(per_tag))]
+    if negative:
+        tag_ids.append(tags.create_tag(repo, p, "none", None, "Negative")["id"])
+        per_tag = (*per_tag, 5)
+    images = []
+    for tag_id, n in zip(tag_ids, per_tag):
+        for _ in range(n):
+            regions = [Region(layout.new_id(), tag_id, .1, .1, .5, .5, utcnow())] if domain == DETECTION else []
+            images.append(ImageRecord(id=layout.new_id(), created=utcnow(), width=64, height=64,
+                                      content_type="image/jpeg", regions=regions,
+                                      tags={} if regions else {tag_id: utcnow()}))
+    repo.add_images(p, images)
+    return repo, blobs, jobs, p, tag_ids
+
+
+def run(repo, blobs, jobs, p, **kw):
+    args = {"training_type": None, "budget_hours": 0, "force": False, "selected_tags": None, **kw}
+    return train.train_project(repo, blobs, jobs, p, **args)
+
+
+def test_train_freezes_manifest_creates_queued_iteration_and_one_job():
+    repo, blobs, jobs, p, tag_ids = make()
+    it = run(repo, blobs, jobs, p)
+    assert it["status"] == "Queued" and it["name"] == "Iteration 1"
+    job = messages.parse_job(jobs.sent[0])
+    assert len(jobs.sent) == 1 and job.iteration_id == it["id"] and job.task == "classification"
+    m = manifest.loads(blobs.get(layout.MODELS, job.dataset_blob))
+    assert len(m.images) == 10 and {c["tag_id"] for c in m.categories} == set(tag_ids)
+    assert m.dataset_hash == job.dataset_hash
+
+
+def test_refusals_use_custom_vision_codes():
+    repo, blobs, jobs, p, _ = make(per_tag=(5, 4))
+    with pytest.raises(BadRequest) as err:
+        run(repo, blobs, jobs, p)
+    assert err.value.code == "BadRequestNotEnoughImagesPerTag" and "'t1' has 4" in err.value.message
+
+    repo, blobs, jobs, p, _ = make()
+    run(repo, blobs, jobs, p)
+    with pytest.raises(BadRequest) as err:
+        run(repo, blobs, jobs, p, force=True)
+    assert err.value.code == "BadRequestTrainingAlreadyInProgress"
+
+    with pytest.raises(BadRequest) as err:
+        run(repo, blobs, jobs, p, training_type="Advanced", budget_hours=0)
+    assert err.value.code == "BadRequestReservedBudgetInHoursNotEnoughForAdvancedTraining"
+
+
+def test_nothing_changed_needs_force_train():
+    repo, blobs, jobs, p, _ = make()
+    first = run(repo, blobs, jobs, p)
+    apply_event(repo, messages.TrainingEvent(p, first["id"], messages.COMPLETED, training_seconds=3))
+    with pytest.raises(BadRequest) as err:
+        run(repo, blobs, jobs, p)
+    assert err.value.code == "BadRequestTrainingNotNeeded"
+    assert run(repo, blobs, jobs, p, force=True)["name"] == "Iteration 2"
+
+
+def test_detection_rules():
+    repo, blobs, jobs, p, _ = make(ctype=None, domain=DETECTION, per_tag=(15, 14))
+    with pytest.raises(BadRequest) as err:
+        run(repo, blobs, jobs, p)
+    assert err.value.code == "BadRequestNotEnoughImagesPerTag" and "at least 15" in err.value.message
+    repo, blobs, jobs, p, tag_ids = make(ctype=None, domain=DETECTION, per_tag=(15, 15))
+    neg = tags.create_tag(repo, p, "none", None, "Negative")["id"]
+    img = ImageRecord(id=layout.new_id(), created=utcnow(), width=64, height=64, content_type="image/jpeg",
+                      tags={neg: utcnow()})
+    repo.add_images(p, [img])
+    m = train.build_manifest(projects.require_project(repo, p), layout.new_id(),
+                             {t.id: t for t in repo.list_tags(p)}, repo.list_images(p), None)
+    assert all("bbox" in a for a in m.annotations)  # image-level tags never enter a detection dataset
+    assert run(repo, blobs, jobs, p)["status"] == "Queued"
+
+
+def test_multiclass_refuses_images_with_two_tags():
+    repo, blobs, jobs, p, tag_ids = make()
+    im = repo.list_images(p)[0]
+    im.tags = {tag_ids[0]: utcnow(), tag_ids[1]: utcnow()}
+    repo.update_image(p, im)
+    with pytest.raises(BadRequest) as err:
+        run(repo, blobs, jobs, p)
+    assert err.value.code == "BadRequestMultiClassClassificationTrainingValidationFailed" and im.id in err.value.message
+
+
+def test_failed_enqueue_marks_the_iteration_failed():
+    repo, blobs, jobs, p, _ = make()
+    jobs.fail = True
+    with pytest.raises(IOError):
+        run(repo, blobs, jobs, p)
+    (it,) = repo.list_iterations(p)
+    assert it.status == "Failed" and "could not be queued" in it.error_message
+
+
+def test_events_move_forward_only_and_terminal_is_final():
+    repo, blobs, jobs, p, _ = make()
+    it = run(repo, blobs, jobs, p)["id"]
+    ev = lambda status, **kw: messages.TrainingEvent(p, it, status, **kw)  # noqa: E731
+    assert apply_event(repo, ev("Training", progress=0.4, message="fold 2/5")) == "applied"
+    assert apply_event(repo, ev("Training", progress=0.2)) == "applied"
+    assert repo.get_iteration(p, it).progress == 0.4  # progress never goes back
+    assert apply_event(repo, ev("Failed", error_code="datasetCorrupt", error_message="2 images unreadable",
+                                error_image_ids=("a", "b"))) == "applied"
+    assert apply_event(repo, ev("Completed")) == "ignored"  # a late duplicate cannot flip a terminal state
+    got = iterations.get_iteration(repo, p, it)
+    assert got["status"] == "Failed" and got["trainingErrorDetails"].startswith("datasetCorrupt: 2 images")
+    assert apply_event(repo, messages.TrainingEvent(p, layout.new_id(), "Completed")) == "unknown-iteration"
+
+
+def test_publish_rules():
+    repo, blobs, jobs, p, _ = make()
+    it = run(repo, blobs, jobs, p)["id"]
+    with pytest.raises(BadRequest) as err:
+        iterations.publish(repo, p, it, "prod", None, False)
+    assert err.value.code == "BadRequestIterationIsNotTrained"
+    apply_event(repo, messages.TrainingEvent(p, it, "Completed"))
+    assert iterations.publish(repo, p, it, "prod", "/subscriptions/x", False) is True
+    assert iterations.get_iteration(repo, p, it)["publishName"] == "prod"
+    with pytest.raises(BadRequest) as err:
+        iterations.delete_iteration(repo, blobs, p, it)
+    assert err.value.code == "BadRequestIterationIsPublished"
+    iterations.unpublish(repo, p, it)
+    with pytest.raises(BadRequest) as err:
+        iterations.unpublish(repo, p, it)
+    assert err.value.code == "BadRequestIterationNotPublished"
+    iterations.delete_iteration(repo, blobs, p, it)
+    with pytest.raises(NotFound):
+        iterations.get_iteration(repo, p, it)
+
+
+def test_export_packages_model_sidecar_and_labels():
+    import io
+    import zipfile
+    repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
+    it = run(repo, blobs, jobs, p)["id"]
+    apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
+    for name, data in ((layout.MODEL_ONNX, b"onnx-f32"), (layout.MODEL_INT8_ONNX, b"onnx-i8"),
+                       (layout.MODEL_SIDECAR, json.dumps({"labels": [{"index": 1, "name": "b"},
+                                                                     {"index": 0, "name": "a"}]}).encode())):
+        blobs.put(layout.MODELS, layout.iteration_artifact(p, it, name), data, "x")
+    assert iterations.exports(repo, blobs, p, it) == []
+    out = iterations.export(repo, blobs, p, it, "ONNX", "ONNXInt8")
+    assert out["status"] == "Done" and out["flavor"] == "ONNXInt8"
+    zipped = blobs.get(layout.MODELS, out["downloadUri"].removeprefix("fake://models/"))
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
+        assert zf.read("model.onnx") == b"onnx-i8" and zf.read("labels.txt") == b"a\nb\n"
+    assert [e["flavor"] for e in iterations.exports(repo, blobs, p, it)] == ["ONNXInt8"]
+    with pytest.raises(BadRequest):
+        iterations.export(repo, blobs, p, it, "CoreML", None)
