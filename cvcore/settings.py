@@ -101,9 +101,7 @@ class Settings:
         return self.storage.is_local
 
 
-def load(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and check the settings; raise ConfigError with every problem named."""
-    env = os.environ if env is None else env
+def _storage(env: Mapping[str, str]) -> tuple[StorageSettings, list[str]]:
     conn = env.get(STORAGE, "").strip()
     if conn.replace(" ", "").lower() == "usedevelopmentstorage=true":
         conn = dev_connection_string()
@@ -120,6 +118,21 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
                                                and storage.table_service_uri):
         problems.append(f"set {STORAGE} (a connection string) or {BLOB_SERVICE_URI}, {QUEUE_SERVICE_URI} "
                         f"and {TABLE_SERVICE_URI}")
+    return storage, problems
+
+
+def load_storage(env: Mapping[str, str] | None = None) -> StorageSettings:
+    """Storage settings alone (the trainer needs no API keys)."""
+    storage, problems = _storage(os.environ if env is None else env)
+    if problems:
+        raise ConfigError("invalid configuration: " + "; ".join(problems))
+    return storage
+
+
+def load(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check the settings; raise ConfigError with every problem named."""
+    env = os.environ if env is None else env
+    storage, problems = _storage(env)
     local = storage.is_local
     keys = {}
     for name, default in ((TRAINING_KEY, LOCAL_TRAINING_KEY), (PREDICTION_KEY, LOCAL_PREDICTION_KEY)):

@@ -1,0 +1,145 @@
+"""Consume `training-jobs`: one message -> one run_job, the message kept invisible while it works.
+
+- A message that does not parse goes to `training-jobs-poison` with the reason (never retried).
+- A job that raises is retried with a short back-off; on its 5th attempt, or when a message comes back a
+  6th time (the process died without reporting), the iteration is reported Failed with the reason.
+- A lease on `models/{project}/{iteration}/_lock` keeps two workers from training one iteration at once;
+  the completed marker makes a duplicated message a no-op.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+from cvcore import layout, messages
+
+from .job import run_job
+from .store import TrainerStore
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+VISIBILITY_S = 300
+RENEW_EVERY_S = 60
+LEASE_S = 60
+
+
+def retry_delay(attempt: int) -> int:
+    """Seconds before a failed job's message is visible again."""
+    return min(10 * attempt, 60)
+
+
+class _Keeper(threading.Thread):
+    """Keeps the queue message invisible and the iteration lease held while the job runs."""
+
+    def __init__(self, queue, message, lease):
+        super().__init__(daemon=True)
+        self.queue, self.message, self.lease = queue, message, lease
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(RENEW_EVERY_S):
+            try:
+                self.message = self.queue.update_message(self.message, visibility_timeout=VISIBILITY_S)
+                if self.lease is not None:
+                    self.lease.renew()
+            except HttpResponseError as exc:
+                log.warning("could not extend the job's lease: %s", exc)
+
+    def stop(self):
+        self.stopped.set()
+        self.join(timeout=5)
+        return self.message
+
+
+def _lease(store: TrainerStore, job: messages.TrainingJob):
+    blob = store.clients.blob.get_blob_client(layout.MODELS, layout.iteration_artifact(
+        job.project_id, job.iteration_id, "_lock"))
+    try:
+        blob.upload_blob(b"", overwrite=False)
+    except ResourceExistsError:
+        pass
+    try:
+        return blob.acquire_lease(lease_duration=LEASE_S)
+    except HttpResponseError as exc:
+        if exc.status_code == 409:
+            return None  # another worker holds it
+        raise
+
+
+def _poison(store: TrainerStore, message, reason: str) -> None:
+    body = json.dumps({"reason": reason, "message": message.content})
+    store.clients.queue(layout.TRAINING_JOBS + layout.POISON_SUFFIX).send_message(body)
+
+
+def handle(message, queue, store: TrainerStore, device: str | None = None) -> str:
+    """Process one received message; return what happened."""
+    try:
+        job = messages.parse_job(message.content)
+    except messages.MessageError as exc:
+        log.error("job message %s rejected: %s", message.id, exc)
+        _poison(store, message, str(exc))
+        queue.delete_message(message)
+        return "poisoned"
+    attempt = message.dequeue_count or 1
+    if attempt > MAX_ATTEMPTS:
+        store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
+                                          error_code=messages.ERR_TOO_MANY_ATTEMPTS,
+                                          error_message=f"training stopped without reporting {MAX_ATTEMPTS} times "
+                                                        "(the process crashed or was killed, e.g. out of memory)",
+                                          attempt=attempt))
+        queue.delete_message(message)
+        return "failed-attempts"
+    lease = _lease(store, job)
+    if lease is None:
+        queue.update_message(message, visibility_timeout=LEASE_S)
+        return "busy"
+    keeper = _Keeper(queue, message, lease)
+    keeper.start()
+    try:
+        status = run_job(job, store, attempt=attempt, device=device)
+    except Exception as exc:  # noqa: BLE001 - retried, or reported Failed on the last attempt
+        log.exception("job %s attempt %d failed", job.iteration_id, attempt)
+        message = keeper.stop()
+        if attempt >= MAX_ATTEMPTS:
+            store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
+                                              error_code=messages.ERR_INTERNAL,
+                                              error_message=f"failed {attempt} times; last error: "
+                                                            f"{type(exc).__name__}: {str(exc)[:500]}",
+                                              attempt=attempt))
+            queue.delete_message(message)
+            return "failed"
+        queue.update_message(message, visibility_timeout=retry_delay(attempt))
+        return "retry"
+    finally:
+        if keeper.is_alive():
+            message = keeper.stop()
+        try:
+            lease.release()
+        except HttpResponseError:
+            pass
+    queue.delete_message(message)
+    return status
+
+
+def poll(store: TrainerStore, once: bool = False, interval: float = 2.0, device: str | None = None,
+         stop: threading.Event | None = None) -> int:
+    """Worker loop (or, with once=True, handle at most one message: the Container Apps job mode)."""
+    queue = store.clients.queue(layout.TRAINING_JOBS)
+    stop = stop or threading.Event()
+    handled = 0
+    while not stop.is_set():
+        received = list(queue.receive_messages(max_messages=1, visibility_timeout=VISIBILITY_S))
+        for message in received:
+            outcome = handle(message, queue, store, device)
+            log.info("job message %s: %s", message.id, outcome)
+            handled += 1
+        if once:
+            return handled
+        if not received:
+            stop.wait(interval)
+    return handled

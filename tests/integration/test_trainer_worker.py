@@ -1,0 +1,161 @@
+"""The trainer's queue worker and job failure paths on real Azurite (the model training itself is
+replaced here; tests/trainer and the e2e training test cover it)."""
+
+import json
+
+import pytest
+
+from cvcore import layout, messages
+from cvcore.storage import StorageClients
+from functions.training import projects, tags, train
+from functions.training.events import apply_event
+from gpu_trainer import job as jobmod
+from gpu_trainer import worker
+from gpu_trainer.store import TrainerStore
+from tests.support import images as imgs
+from tests.integration.api import Api
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def store(services):
+    return TrainerStore(StorageClients(services.settings.storage))
+
+
+@pytest.fixture
+def queued(services, store):
+    """A project with two tags x 5 real photos, trained: one Queued iteration and one job message."""
+    from functions import bootstrap
+    bootstrap.override(services)
+    api = Api()
+    p = projects.create_project(services.repo, f"w-{layout.new_id()[:8]}", None, None, None, [])["id"]
+    for t in range(2):
+        tag = tags.create_tag(services.repo, p, f"t{t}", None, None)["id"]
+        import base64
+        body = {"images": [{"name": f"{i}", "contents": base64.b64encode(imgs.photo_jpeg(300 + 10 * t + i)).decode()}
+                           for i in range(5)], "tagIds": [tag]}
+        assert api.ok("POST", f"projects/{p}/images/files", json=body)["isBatchSuccessful"]
+    drain(store)
+    it = train.train_project(services.repo, services.blobs, services.jobs, p, training_type=None, budget_hours=0,
+                             force=False, selected_tags=None)
+    yield p, it["id"]
+    bootstrap.override(None)
+    projects.delete_project(services.repo, services.blobs, p)
+
+
+def drain(store):
+    for name in (layout.TRAINING_JOBS, layout.TRAINING_EVENTS, layout.TRAINING_JOBS + layout.POISON_SUFFIX):
+        store.clients.queue(name).clear_messages()
+
+
+def events(store):
+    q = store.clients.queue(layout.TRAINING_EVENTS)
+    out = [messages.parse_event(m.content) for m in q.receive_messages(max_messages=32)]
+    return out
+
+
+def apply_all(services, store):
+    for event in events(store):
+        apply_event(services.repo, event)
+
+
+def test_malformed_and_unknown_version_messages_go_to_poison(store):
+    drain(store)
+    jobs = store.clients.queue(layout.TRAINING_JOBS)
+    jobs.send_message("not json")
+    jobs.send_message(json.dumps({"version": 99, "kind": "TrainingJob"}))
+    assert worker.poll(store, once=True) == 1 and worker.poll(store, once=True) == 1
+    poison = [json.loads(m.content) for m in store.clients.queue(
+        layout.TRAINING_JOBS + layout.POISON_SUFFIX).receive_messages(max_messages=10)]
+    assert sorted(p["reason"].split(":")[0] for p in poison) == ["not JSON", "version"]
+    assert jobs.peek_messages() == []
+
+
+def test_missing_dataset_fails_with_dataset_not_found(services, store, queued):
+    p, it = queued
+    store.clients.blob.get_blob_client(layout.MODELS, layout.iteration_dataset(p, it)).delete_blob()
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    got = services.repo.get_iteration(p, it)
+    assert got.status == "Failed" and got.error_code == "datasetNotFound"
+    assert store.clients.queue(layout.TRAINING_JOBS).peek_messages() == []
+
+
+def test_unreadable_images_fail_as_dataset_corrupt_naming_them(services, store, queued):
+    p, it = queued
+    doomed = [im.id for im in services.repo.list_images(p)][:3]
+    for image_id in doomed:
+        store.clients.blob.get_blob_client(layout.IMAGES, layout.image_original(p, image_id)).delete_blob()
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    got = services.repo.get_iteration(p, it)
+    assert got.status == "Failed" and got.error_code == "datasetCorrupt"
+    assert sorted(got.error_image_ids) == sorted(doomed)
+
+
+def test_deleted_iteration_is_reported_not_trained(services, store, queued):
+    p, it = queued
+    services.repo.delete_iteration(p, it)
+    worker.poll(store, once=True)
+    (event,) = events(store)
+    assert event.status == "Failed" and event.error_code == "projectDeleted"
+
+
+def test_diverged_training_is_final(services, store, queued, monkeypatch):
+    p, it = queued
+
+    class TrainingDiverged(RuntimeError):
+        pass
+
+    def diverge(*args, **kwargs):
+        raise TrainingDiverged("loss is nan at epoch 3")
+
+    monkeypatch.setattr(jobmod, "train", diverge)
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    got = services.repo.get_iteration(p, it)
+    assert got.status == "Failed" and got.error_code == "diverged" and "nan" in got.error_message
+
+
+def test_crashing_job_is_retried_then_failed_with_the_reason(services, store, queued, monkeypatch):
+    p, it = queued
+    calls = []
+
+    def crash(job, store_, attempt=1, device=None):
+        calls.append(attempt)
+        raise MemoryError(f"boom on attempt {attempt}")
+
+    monkeypatch.setattr(worker, "run_job", crash)
+    monkeypatch.setattr(worker, "retry_delay", lambda attempt: 0)
+    jobs = store.clients.queue(layout.TRAINING_JOBS)
+    for expected in range(1, 6):  # Azurite counts the dequeues; attempts 1-4 are put back for a retry
+        message = next(iter(jobs.receive_messages(max_messages=1, visibility_timeout=30)))
+        assert message.dequeue_count == expected
+        assert worker.handle(message, jobs, store) == ("retry" if expected < 5 else "failed")
+    apply_all(services, store)
+    got = services.repo.get_iteration(p, it)
+    assert got.status == "Failed" and got.error_code == "internalError" and "boom on attempt 5" in got.error_message
+    assert calls == [1, 2, 3, 4, 5]
+
+
+def test_message_back_a_sixth_time_fails_the_iteration(services, store, queued):
+    p, it = queued
+    jobs = store.clients.queue(layout.TRAINING_JOBS)
+    message = next(iter(jobs.receive_messages(max_messages=1)))
+    message.dequeue_count = 6  # the process died five times without reporting
+    assert worker.handle(message, jobs, store) == "failed-attempts"
+    apply_all(services, store)
+    assert services.repo.get_iteration(p, it).error_code == "tooManyAttempts"
+    assert jobs.peek_messages() == []
+
+
+def test_duplicated_message_after_completion_trains_nothing(services, store, queued, monkeypatch):
+    p, it = queued
+    store.write_json(p, it, layout.COMPLETED_MARKER, {"skipped_image_ids": [], "training_seconds": 4.2,
+                                                     "metrics": {"precision": 1.0}})
+    monkeypatch.setattr(jobmod, "train", lambda *a, **k: pytest.fail("must not train again"))
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    got = services.repo.get_iteration(p, it)
+    assert got.status == "Completed" and got.training_seconds == 4.2
