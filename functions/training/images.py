@@ -10,7 +10,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
-from cvcore import layout
+from cvcore import layout, manifest
 from cvcore.errors import BadRequest, NotFound
 
 from . import serialize
@@ -125,34 +125,46 @@ def _order(images: list[ImageRecord], order_by: str | None) -> list[ImageRecord]
     return sorted(images, key=lambda im: (im.created, im.id), reverse=order == "newest")
 
 
-def _check_iteration(iteration_id: str | None) -> None:
-    if iteration_id:
-        raise NotFound("NotFoundIteration", f"iteration {iteration_id} does not exist")
+def _iteration_images(repo: MetadataRepository, blobs: BlobStore | None, project: Project,
+                      iteration_id: str | None) -> set[str] | None:
+    """The image ids an iteration was trained on (from its frozen manifest), or None for "now"."""
+    if not iteration_id:
+        return None
+    from .iterations import require_iteration  # noqa: PLC0415 - iterations imports this module
+
+    it = require_iteration(repo, project, iteration_id)
+    data = blobs.get(layout.MODELS, layout.iteration_dataset(project.id, it.id))
+    return {im["image_id"] for im in manifest.loads(data).images}
+
+
+def _in_iteration(images: list[ImageRecord], ids: set[str] | None) -> list[ImageRecord]:
+    return images if ids is None else [im for im in images if im.id in ids]
 
 
 def query_images(repo: MetadataRepository, blobs: BlobStore, project_id: str, *, tagging_status: str | None = None,
                  tag_ids: list[str] = (), order_by: str | None = None, take: int = 50, skip: int = 0,
                  iteration_id: str | None = None) -> list[dict]:
     project = require_project(repo, project_id)
-    _check_iteration(iteration_id)
+    ids = _iteration_images(repo, blobs, project, iteration_id)
     tags = {t.id: t for t in repo.list_tags(project.id)}
-    selected = _order(_select(repo.list_images(project.id), tagging_status, list(tag_ids)), order_by)
+    selected = _order(_select(_in_iteration(repo.list_images(project.id), ids), tagging_status, list(tag_ids)),
+                      order_by)
     return [serialize.image_json(project.id, im, tags, blobs.url) for im in selected[skip:skip + take]]
 
 
 def count_images(repo: MetadataRepository, project_id: str, *, tagging_status: str | None = None,
-                 tag_ids: list[str] = (), iteration_id: str | None = None) -> int:
+                 tag_ids: list[str] = (), iteration_id: str | None = None, blobs: BlobStore | None = None) -> int:
     project = require_project(repo, project_id)
-    _check_iteration(iteration_id)
-    return len(_select(repo.list_images(project.id), tagging_status, list(tag_ids)))
+    ids = _iteration_images(repo, blobs, project, iteration_id)
+    return len(_select(_in_iteration(repo.list_images(project.id), ids), tagging_status, list(tag_ids)))
 
 
 def images_by_ids(repo: MetadataRepository, blobs: BlobStore, project_id: str, image_ids: list[str],
                   iteration_id: str | None = None) -> list[dict]:
     project = require_project(repo, project_id)
-    _check_iteration(iteration_id)
+    ids = _iteration_images(repo, blobs, project, iteration_id)
     tags = {t.id: t for t in repo.list_tags(project.id)}
-    found = repo.get_images(project.id, image_ids)
+    found = repo.get_images(project.id, [i for i in image_ids if ids is None or i in ids])
     return [serialize.image_json(project.id, found[i], tags, blobs.url) for i in dict.fromkeys(image_ids) if i in found]
 
 

@@ -92,7 +92,7 @@ def _listing(s: Services, r: ApiRequest, projectId: str, status: str | None):
 def _count(s: Services, r: ApiRequest, projectId: str, status: str | None):
     return images.count_images(s.repo, projectId, tagging_status=status if status else r.query("taggingStatus"),
                                tag_ids=r.query_guids("tagIds") if status != "Untagged" else [],
-                               iteration_id=r.query("iterationId"))
+                               iteration_id=r.query("iterationId"), blobs=s.blobs)
 
 
 get("projects/{projectId}/images")(partial(_listing, status=None))

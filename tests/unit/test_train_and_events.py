@@ -163,3 +163,18 @@ def test_export_packages_model_sidecar_and_labels():
     assert [e["flavor"] for e in iterations.exports(repo, blobs, p, it)] == ["ONNXInt8"]
     with pytest.raises(BadRequest):
         iterations.export(repo, blobs, p, it, "CoreML", None)
+
+
+def test_image_queries_can_ask_for_an_iterations_training_set():
+    from functions.training import images
+    repo, blobs, jobs, p, tag_ids = make()
+    it = run(repo, blobs, jobs, p)["id"]
+    late = ImageRecord(id=layout.new_id(), created=utcnow(), width=64, height=64, content_type="image/jpeg",
+                       tags={tag_ids[0]: utcnow()})
+    repo.add_images(p, [late])
+    assert images.count_images(repo, p) == 11
+    assert images.count_images(repo, p, iteration_id=it, blobs=blobs) == 10
+    listed = images.query_images(repo, blobs, p, iteration_id=it, take=256)
+    assert late.id not in {im["id"] for im in listed} and len(listed) == 10
+    with pytest.raises(NotFound):
+        images.count_images(repo, p, iteration_id=layout.new_id(), blobs=blobs)
