@@ -225,3 +225,52 @@ def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteratio
     blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
     return {"platform": "ONNX", "status": "Done", "flavor": _FLAVOR_NAMES[key],
             "downloadUri": blobs.url(layout.MODELS, name), "newerVersionAvailable": False}
+
+
+def _image_predictions(evaluation: dict, entry: dict, labels: dict) -> list[dict]:
+    """One image's out-of-fold predictions in Custom Vision's Prediction shape, most probable first."""
+    out = []
+    if evaluation.get("task") == "detection":
+        for label, score, left, top, width, height in entry.get("detections", []):
+            lab = labels[int(label)]
+            out.append({"probability": float(score), "tagId": lab["tag_id"], "tagName": lab["name"],
+                        "tagType": lab.get("type", "Regular"),
+                        "boundingBox": {"left": left, "top": top, "width": width, "height": height}})
+    else:
+        for index, score in enumerate(entry.get("scores", [])):
+            lab = labels[index]
+            out.append({"probability": float(score), "tagId": lab["tag_id"], "tagName": lab["name"],
+                        "tagType": lab.get("type", "Regular"), "boundingBox": None})
+    return sorted(out, key=lambda p: -p["probability"])
+
+
+def image_performances(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str, *,
+                       tag_ids: list[str], order_by: str | None, take: int, skip: int) -> list[dict]:
+    """How each training image was predicted while held out (cross-validation), with its true tags."""
+    project, it = _trained(repo, project_id, iteration_id)
+    evaluation = _evaluations.get(blobs, project.id, it.id)
+    labels = {int(lab["index"]): lab for lab in evaluation.get("labels", [])}
+    entries = {e["key"]: e for e in evaluation.get("images", [])}
+    records = repo.get_images(project.id, list(entries))
+    if tag_ids:
+        wanted = set(tag_ids)
+        records = {k: v for k, v in records.items() if v.tag_ids() & wanted}
+    order = (order_by or "Newest").lower()
+    ordered = sorted(records.values(), key=lambda im: (im.created, im.id), reverse=order != "oldest")
+    tags = {t.id: t for t in repo.list_tags(project.id)}
+    out = []
+    for im in ordered[skip:skip + take]:
+        body = serialize.image_json(project.id, im, tags, blobs.url)
+        out.append({"id": im.id, "created": body["created"], "width": im.width, "height": im.height,
+                    "imageUri": body["originalImageUri"], "thumbnailUri": body["thumbnailUri"], "tags": body["tags"],
+                    "regions": body["regions"], "predictions": _image_predictions(evaluation, entries[im.id], labels)})
+    return out
+
+
+def image_performance_count(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str,
+                            tag_ids: list[str]) -> int:
+    project, it = _trained(repo, project_id, iteration_id)
+    keys = [e["key"] for e in _evaluations.get(blobs, project.id, it.id).get("images", [])]
+    records = repo.get_images(project.id, keys)
+    wanted = set(tag_ids)
+    return sum(1 for im in records.values() if not wanted or im.tag_ids() & wanted)

@@ -241,3 +241,16 @@ def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 @post("projects/{projectId}/iterations/{iterationId}/export")
 def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.export(s.repo, s.blobs, projectId, iterationId, r.query("platform"), r.query("flavor"))
+
+
+@get("projects/{projectId}/iterations/{iterationId}/performance/images")
+def _image_performances(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.image_performances(s.repo, s.blobs, projectId, iterationId,
+                                         tag_ids=r.query_guids("tagIds", 20), order_by=r.query("orderBy"),
+                                         take=r.query_int("take", 50, 0, images.MAX_TAKE),
+                                         skip=r.query_int("skip", 0, 0))
+
+
+@get("projects/{projectId}/iterations/{iterationId}/performance/images/count")
+def _image_performance_count(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    return iterations.image_performance_count(s.repo, s.blobs, projectId, iterationId, r.query_guids("tagIds", 20))

@@ -178,3 +178,20 @@ def test_image_queries_can_ask_for_an_iterations_training_set():
     assert late.id not in {im["id"] for im in listed} and len(listed) == 10
     with pytest.raises(NotFound):
         images.count_images(repo, p, iteration_id=layout.new_id(), blobs=blobs)
+
+
+def test_image_performances_show_held_out_predictions_per_image():
+    repo, blobs, jobs, p, tag_ids = make()
+    it = run(repo, blobs, jobs, p)["id"]
+    apply_event(repo, messages.TrainingEvent(p, it, "Completed"))
+    records = sorted(repo.list_images(p), key=lambda im: im.id)
+    labels = [{"index": i, "tag_id": t, "name": f"t{i}"} for i, t in enumerate(tag_ids)]
+    evaluation = {"task": "classification", "labels": labels, "folds": 2,
+                  "images": [{"key": im.id, "fold": n % 2, "truth": [tag_ids.index(next(iter(im.tags)))],
+                              "scores": [0.8, 0.2] if n % 2 else [0.3, 0.7]} for n, im in enumerate(records)]}
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.EVALUATION), json.dumps(evaluation).encode(), "x")
+    got = iterations.image_performances(repo, blobs, p, it, tag_ids=[tag_ids[0]], order_by="Oldest", take=50, skip=0)
+    assert len(got) == 5 and all(g["tags"][0]["tagId"] == tag_ids[0] for g in got)
+    first = next(g for g in got if g["id"] == records[1].id)
+    assert [(x["tagName"], x["probability"]) for x in first["predictions"]] == [("t0", 0.8), ("t1", 0.2)]
+    assert iterations.image_performance_count(repo, blobs, p, it, []) == 10
