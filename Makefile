@@ -24,6 +24,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
+	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y -q dataset-fashion-mnist || \
+	  (echo "benchmarks need Debian's dataset-fashion-mnist (apt-get install dataset-fashion-mnist)"; exit 1)
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:

@@ -35,3 +35,19 @@ def running_host(connection_string: str, poll_interval: float = 0.2, extra_env: 
         stop_process(proc)
         log.close()
         os.unlink(log.name)
+
+
+@contextmanager
+def running_trainer(connection_string: str, poll_interval: float = 0.3):
+    """The trainer worker (python -m gpu_trainer --worker) as a real process on the same storage."""
+    env = {**os.environ, "AzureWebJobsStorage": connection_string, "PYTHONUNBUFFERED": "1"}
+    log = tempfile.NamedTemporaryFile(prefix="trainer-", suffix=".log", delete=False)
+    proc = subprocess.Popen([sys.executable, "-m", "gpu_trainer", "--worker", "--poll-interval", str(poll_interval),
+                             "--device", "cpu"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        proc.log_path = log.name
+        yield proc
+    finally:
+        stop_process(proc, timeout=30)
+        log.close()
+        os.unlink(log.name)
