@@ -202,26 +202,10 @@ class TableMetadataRepository(MetadataRepository):
         return existed
 
     def update_image(self, project_id: str, image: ImageRecord) -> None:
-        try:
-            self._images.update_entity(_image_entity(project_id, image), mode=UpdateMode.REPLACE,
-                                       etag=image.etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ConcurrencyError(str(exc)) from exc
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ConcurrencyError(str(exc)) from exc
-            raise
+        _replace_if_unchanged(self._images, _image_entity(project_id, image), image.etag)
 
     def delete_images(self, project_id: str, image_ids: Iterable[str]) -> None:
-        ids = list(dict.fromkeys(image_ids))
-        for i in range(0, len(ids), _BATCH):
-            chunk = ids[i:i + _BATCH]
-            try:
-                self._images.submit_transaction(
-                    [("delete", {"PartitionKey": project_id, "RowKey": rk}) for rk in chunk])
-            except TableTransactionError:
-                for rk in chunk:
-                    self._images.delete_entity(project_id, rk)
+        _delete_rows(self._images, project_id, list(dict.fromkeys(image_ids)))
 
     # iterations
     def list_iterations(self, project_id: str) -> list[Iteration]:
@@ -238,15 +222,7 @@ class TableMetadataRepository(MetadataRepository):
         self._iterations.create_entity(_iteration_entity(project_id, iteration))
 
     def update_iteration(self, project_id: str, iteration: Iteration) -> None:
-        try:
-            self._iterations.update_entity(_iteration_entity(project_id, iteration), mode=UpdateMode.REPLACE,
-                                           etag=iteration.etag, match_condition=MatchConditions.IfNotModified)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise ConcurrencyError(str(exc)) from exc
-        except HttpResponseError as exc:
-            if exc.status_code == 412:
-                raise ConcurrencyError(str(exc)) from exc
-            raise
+        _replace_if_unchanged(self._iterations, _iteration_entity(project_id, iteration), iteration.etag)
 
     def delete_iteration(self, project_id: str, iteration_id: str) -> None:
         self._iterations.delete_entity(project_id, iteration_id)
@@ -254,10 +230,27 @@ class TableMetadataRepository(MetadataRepository):
     def _delete_partition(self, table, partition: str) -> None:
         keys = [e["RowKey"] for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
                                                           select=["RowKey"])]
-        for i in range(0, len(keys), _BATCH):
-            chunk = keys[i:i + _BATCH]
-            try:
-                table.submit_transaction([("delete", {"PartitionKey": partition, "RowKey": rk}) for rk in chunk])
-            except TableTransactionError:
-                for rk in chunk:
-                    table.delete_entity(partition, rk)
+        _delete_rows(table, partition, keys)
+
+
+def _replace_if_unchanged(table, entity: dict, etag: str | None) -> None:
+    """Replace a row only if it still has `etag`; a concurrent change raises ConcurrencyError."""
+    try:
+        table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+    except (ResourceModifiedError, ResourceNotFoundError) as exc:
+        raise ConcurrencyError(str(exc)) from exc
+    except HttpResponseError as exc:
+        if exc.status_code == 412:
+            raise ConcurrencyError(str(exc)) from exc
+        raise
+
+
+def _delete_rows(table, partition: str, keys: list[str]) -> None:
+    """Delete rows in transactions of up to 100; row by row if a transaction fails (e.g. one row gone)."""
+    for i in range(0, len(keys), _BATCH):
+        chunk = keys[i:i + _BATCH]
+        try:
+            table.submit_transaction([("delete", {"PartitionKey": partition, "RowKey": rk}) for rk in chunk])
+        except TableTransactionError:
+            for rk in chunk:
+                table.delete_entity(partition, rk)

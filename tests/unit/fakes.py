@@ -62,13 +62,15 @@ class FakeRepository(MetadataRepository):
                 part[im.id] = stored
         return existed
 
-    def update_image(self, project_id, image):
-        part = self.images.get(project_id, {})
-        if image.id not in part or part[image.id].etag != image.etag:
-            raise ConcurrencyError(image.id)
-        stored = copy.deepcopy(image)
+    def _replace(self, part: dict, record) -> None:
+        if record.id not in part or part[record.id].etag != record.etag:
+            raise ConcurrencyError(record.id)
+        stored = copy.deepcopy(record)
         stored.etag = str(next(self._etags))
-        part[image.id] = stored
+        part[record.id] = stored
+
+    def update_image(self, project_id, image):
+        self._replace(self.images.get(project_id, {}), image)
 
     def delete_images(self, project_id, image_ids):
         for i in image_ids:
@@ -89,12 +91,7 @@ class FakeRepository(MetadataRepository):
         part[iteration.id] = stored
 
     def update_iteration(self, project_id, iteration):
-        part = self.iterations.get(project_id, {})
-        if iteration.id not in part or part[iteration.id].etag != iteration.etag:
-            raise ConcurrencyError(iteration.id)
-        stored = copy.deepcopy(iteration)
-        stored.etag = str(next(self._etags))
-        part[iteration.id] = stored
+        self._replace(self.iterations.get(project_id, {}), iteration)
 
     def delete_iteration(self, project_id, iteration_id):
         self.iterations.get(project_id, {}).pop(iteration_id, None)
