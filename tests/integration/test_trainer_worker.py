@@ -159,3 +159,40 @@ def test_duplicated_message_after_completion_trains_nothing(services, store, que
     apply_all(services, store)
     got = services.repo.get_iteration(p, it)
     assert got.status == "Completed" and got.training_seconds == 4.2
+
+
+def test_long_job_keeps_its_message_invisible(services, store, queued, monkeypatch):
+    import threading
+    import time
+    p, it = queued
+    monkeypatch.setattr(worker, "RENEW_EVERY_S", 0.5)
+    monkeypatch.setattr(worker, "VISIBILITY_S", 2)
+    jobs = store.clients.queue(layout.TRAINING_JOBS)
+    seen = []
+
+    def slow(job, store_, attempt=1, device=None):
+        for _ in range(8):  # 4 s: twice the visibility timeout, so only renewal keeps the message hidden
+            seen.append(len(list(jobs.peek_messages())))
+            time.sleep(0.5)
+        return "Completed"
+
+    monkeypatch.setattr(worker, "run_job", slow)
+    message = next(iter(jobs.receive_messages(max_messages=1, visibility_timeout=2)))
+    assert worker.handle(message, jobs, store) == "Completed"
+    assert seen == [0] * 8
+    assert jobs.peek_messages() == []  # deleted with the renewed pop receipt
+
+
+def test_second_worker_backs_off_while_the_iteration_is_leased(services, store, queued, monkeypatch):
+    p, it = queued
+    monkeypatch.setattr(worker, "run_job", lambda *a, **k: pytest.fail("must not train a leased iteration"))
+    job = messages.parse_job(next(iter(store.clients.queue(layout.TRAINING_JOBS).peek_messages())).content)
+    lease = worker._lease(store, job)  # the first worker holds the iteration
+    try:
+        jobs = store.clients.queue(layout.TRAINING_JOBS)
+        message = next(iter(jobs.receive_messages(max_messages=1)))
+        assert worker.handle(message, jobs, store) == "busy"
+        assert jobs.peek_messages() == []  # hidden for a while...
+        assert jobs.get_queue_properties().approximate_message_count == 1  # ...but not deleted
+    finally:
+        lease.release()
