@@ -1,0 +1,1 @@
+"""The prediction path: published iterations answered from lazily loaded ONNX sessions (no torch)."""
