@@ -99,3 +99,21 @@ def test_a_missing_model_is_an_error_and_nothing_is_cached():
     with pytest.raises(KeyError):
         cache.get(layout.new_id(), layout.new_id())
     assert len(cache) == 0
+
+
+def test_predictions_are_custom_vision_shaped_and_sorted():
+    import io
+    from PIL import Image
+
+    from cvcore.imaging import ImageError
+    from functions.prediction.predict import predict_bytes
+    blobs, p, it = Blobs(), layout.new_id(), layout.new_id()
+    blobs.add(p, it)
+    model = ModelCache(blobs.read).get(p, it)
+    out = io.BytesIO()
+    Image.new("RGB", (64, 64), (10, 10, 240)).save(out, "PNG")
+    preds = predict_bytes(model, out.getvalue())
+    assert [x["tagName"] for x in preds] == ["blue", "red"] and preds[0]["probability"] > 0.9
+    assert abs(sum(x["probability"] for x in preds) - 1) < 1e-5 and preds[0]["tagType"] == "Regular"
+    with pytest.raises(ImageError):
+        predict_bytes(model, b"not an image")
