@@ -192,6 +192,7 @@ def test_image_performances_show_held_out_predictions_per_image():
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.EVALUATION), json.dumps(evaluation).encode(), "x")
     got = iterations.image_performances(repo, blobs, p, it, tag_ids=[tag_ids[0]], order_by="Oldest", take=50, skip=0)
     assert len(got) == 5 and all(g["tags"][0]["tagId"] == tag_ids[0] for g in got)
-    first = next(g for g in got if g["id"] == records[1].id)
+    target = next(im for n, im in enumerate(records) if n % 2 and tag_ids[0] in im.tags)  # scored [0.8, 0.2]
+    first = next(g for g in got if g["id"] == target.id)
     assert [(x["tagName"], x["probability"]) for x in first["predictions"]] == [("t0", 0.8), ("t1", 0.2)]
     assert iterations.image_performance_count(repo, blobs, p, it, []) == 10
