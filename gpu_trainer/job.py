@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from cvcore import artifacts, layout, manifest, messages
 from cvcore.imaging import ImageError, decode_rgb
 
+from .classification import TrainingDiverged
 from .store import BlobFeatureCache, TrainerStore
 
 log = logging.getLogger(__name__)
@@ -191,12 +192,10 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
                                           error_message=exc.message, error_image_ids=exc.image_ids,
                                           training_seconds=time.monotonic() - started, attempt=attempt))
         return messages.FAILED
-    except Exception as exc:  # noqa: BLE001 - diverged is final; the rest is retried by the worker
-        if type(exc).__name__ == "TrainingDiverged":
-            store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
-                                              error_code=messages.ERR_DIVERGED,
-                                              error_message=f"the loss became non-finite: {exc}; add images or "
-                                                            "check the labels", attempt=attempt,
-                                              training_seconds=time.monotonic() - started))
-            return messages.FAILED
-        raise
+    except TrainingDiverged as exc:  # final: retrying the same data would diverge again
+        store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
+                                          error_code=messages.ERR_DIVERGED,
+                                          error_message=f"the loss became non-finite: {exc}; add images or "
+                                                        "check the labels", attempt=attempt,
+                                          training_seconds=time.monotonic() - started))
+        return messages.FAILED

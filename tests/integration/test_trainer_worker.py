@@ -104,9 +104,7 @@ def test_deleted_iteration_is_reported_not_trained(services, store, queued):
 
 def test_diverged_training_is_final(services, store, queued, monkeypatch):
     p, it = queued
-
-    class TrainingDiverged(RuntimeError):
-        pass
+    from gpu_trainer.classification import TrainingDiverged
 
     def diverge(*args, **kwargs):
         raise TrainingDiverged("loss is nan at epoch 3")

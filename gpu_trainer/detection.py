@@ -1,0 +1,502 @@
+"""Object detection training: a light CenterNet-style head (gpu_trainer/detection_model.py) on an ImageNet
+backbone, trained on Custom Vision's normalised regions, evaluated as Custom Vision reports it.
+
+Recipe (Quick): the backbone is frozen; every image is turned into a few box-preserving augmented views
+(mirror, zoom in/out, aspect and colour jitter; view 0 is the image exactly as `cvcore.artifacts.preprocess`
+feeds the exported graph) and the backbone's stride-16 and stride-32 maps of each view are computed once
+and cached, so the head trains on CPU in seconds per fold. Advanced also tries a larger input and training
+the backbone's stride-32 stages on top of cached stride-16 maps, and keeps the recipe with the best
+cross-validated mAP@50 within its budget.
+
+Evaluation: k-fold cross-validation (k = 3 for Quick, 5 for Advanced, fewer with fewer images; folds
+balanced by each image's first tag); every image is scored by the model that did not see it. Above
+HOLDOUT_ABOVE images one held-out split (20%) replaces the k folds; its images are then spread over 3
+pseudo-folds for the standard deviations. Out-of-fold detections fit the score calibration (Platt scaling
+on the peak score, baked into the graph) and the per-tag recommended thresholds; mAP@30/50/75 come from
+pycocotools; per-tag precision / recall / average precision from cvcore.boxes.detection_performance.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cvcore import artifacts, boxes as boxops
+
+from . import backbones
+from .detection_augment import augment
+from .detection_model import (STRIDE, Decode, Detector, Head, channels, focal_loss, giou_loss, split_trunk,
+                              targets)
+
+from .classification import TrainingDiverged  # noqa: F401 - raised here, caught by job.py
+
+TOP_K = 100
+OUTPUT_NAMES = ("boxes", "scores", "labels")  # the graph's outputs (cvcore/artifacts.py), for export_onnx
+NMS_IOU = 0.5
+MIN_SCORE = 0.01  # out-of-fold detections kept in evaluation.json
+HOLDOUT_ABOVE = 600
+QUICK_CPU_BUDGET_S = 150.0  # Quick on CPU: head training across folds + the final model fits in this
+GIOU_WEIGHT = 5.0
+MIN_STEPS = 100  # under time pressure a training still gets this many (fewer localise boxes badly)
+
+
+@dataclass
+class DetExample:
+    image: Image.Image  # RGB
+    boxes: list[tuple[int, float, float, float, float]]  # (label index, left, top, width, height), 0..1
+    key: str = ""
+
+
+@dataclass
+class DetectorResult:
+    model: torch.nn.Module
+    sidecar: artifacts.ModelSidecar
+    evaluation: dict
+    config: dict
+
+
+@dataclass
+class Recipe:
+    input_size: int = 320
+    views: int = 6  # per image, view 0 unaugmented
+    max_views: int = 4000  # in all (memory; on CPU also time: about 40 ms of backbone per view at 320 px)
+    trainable: str = "head"  # "head": frozen backbone; "high": also the backbone's stride-32 stages
+    width: int = 96
+    epochs: int = 25
+    min_steps: int = 150
+    max_steps: int = 500
+    batch: int = 16
+    lr: float = 2e-3
+    backbone_lr: float = 3e-4
+    weight_decay: float = 1e-4
+    folds: int = 3
+
+    def name(self) -> str:
+        return f"{self.trainable}@{self.input_size}"
+
+
+# -- views and cached features ------------------------------------------------------------------------
+
+
+class Cache:
+    """Augmented views of every image, their backbone maps and their training targets."""
+
+    def __init__(self, examples, sidecar, low, high, recipe: Recipe, num_labels: int, device: str, seed: int,
+                 progress, span: tuple[float, float]):
+        size = recipe.input_size
+        per_image = max(1, min(recipe.views, recipe.max_views // max(1, len(examples))))
+        rng = random.Random(f"views:{seed}")
+        self.owner, self.boxes = [], []
+        f16, f32 = [], []
+        pending: list[np.ndarray] = []
+
+        def flush():
+            batch = torch.from_numpy(np.concatenate(pending)).to(device)
+            pending.clear()
+            with torch.inference_mode():
+                c16 = low(batch)
+                f16.append(c16.to(torch.float16).cpu())
+                f32.append(high(c16).to(torch.float16).cpu())
+
+        started = time.monotonic()
+        for n, ex in enumerate(examples):
+            work = ex.image if ex.image.mode == "RGB" else ex.image.convert("RGB")
+            if max(work.size) > 2 * size:
+                work = work.copy()
+                work.thumbnail((2 * size, 2 * size), Image.Resampling.BILINEAR)
+            for v in range(per_image):
+                image, view_boxes = (ex.image, list(ex.boxes)) if v == 0 else augment(work, ex.boxes, rng)
+                pending.append(artifacts.preprocess([image], sidecar))
+                self.owner.append(n)
+                self.boxes.append(view_boxes)
+                if len(pending) == 16:
+                    flush()
+            if n % 8 == 7:
+                progress(span[0] + (span[1] - span[0]) * (n + 1) / len(examples),
+                         f"backbone features: {n + 1}/{len(examples)} images")
+        if pending:
+            flush()
+        self.f16 = torch.cat(f16)
+        self.f32 = torch.cat(f32)
+        self.owner = np.asarray(self.owner)
+        self.first_view = {n: int(np.flatnonzero(self.owner == n)[0]) for n in range(len(examples))}
+        h, w = self.f16.shape[-2:]
+        t = [targets(b, num_labels, h, w) for b in self.boxes]
+        self.heat = torch.stack([x[0] for x in t])
+        self.box_t = torch.stack([x[1] for x in t])
+        self.weight = torch.stack([x[2] for x in t])
+        self.per_image = per_image
+        self.seconds = time.monotonic() - started
+
+
+# -- training -----------------------------------------------------------------------------------------
+
+
+def _fresh_high(high: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(high)
+
+
+def train_head(cache: Cache, views: np.ndarray, high, recipe: Recipe, num_labels: int, steps: int,
+               device: str, seed: int, c16: int, c32: int):
+    """Train a fresh head (and for "high" a copy of the stride-32 stages) on the cached views `views`."""
+    torch.manual_seed(seed)
+    head = Head(c16, c32, num_labels, recipe.width).to(device)
+    params = [{"params": head.parameters(), "lr": recipe.lr}]
+    tuned = None
+    if recipe.trainable == "high":
+        tuned = _fresh_high(high).to(device)
+        tuned.eval()  # BatchNorm keeps its ImageNet statistics; only the weights move
+        for p in tuned.parameters():
+            p.requires_grad_(True)
+        params.append({"params": tuned.parameters(), "lr": recipe.backbone_lr})
+    opt = torch.optim.AdamW(params, weight_decay=recipe.weight_decay)
+    base = [g["lr"] for g in opt.param_groups]
+    warm = max(1, min(30, steps // 10))
+    rng = np.random.default_rng(seed)
+    order: list[int] = []
+    head.train()
+    for step in range(steps):
+        if step < warm:
+            scale = (step + 1) / warm
+        else:
+            scale = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
+        for g, lr in zip(opt.param_groups, base):
+            g["lr"] = lr * max(scale, 0.02)
+        if len(order) < recipe.batch:
+            order.extend(rng.permutation(views).tolist())
+        idx, order = order[:recipe.batch], order[recipe.batch:]
+        f16 = cache.f16[idx].to(device).float()
+        f32 = cache.f32[idx].to(device).float() if tuned is None else tuned(f16)
+        heat_logits, reg = head(f16, f32)
+        loss = focal_loss(heat_logits, cache.heat[idx].to(device)) + GIOU_WEIGHT * giou_loss(
+            reg, cache.box_t[idx].to(device), cache.weight[idx].to(device))
+        if not torch.isfinite(loss):
+            raise TrainingDiverged(f"detection loss {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 10.0)
+        opt.step()
+    head.eval()
+    return head, tuned
+
+
+@torch.inference_mode()
+def predict_cached(cache: Cache, head, tuned, views: list[int], device: str, decode: Decode) -> list[list]:
+    """Decoded, post-processed detections for the given cached views (raw scores when decode is identity)."""
+    out = []
+    for start in range(0, len(views), 32):
+        idx = views[start:start + 32]
+        f16 = cache.f16[idx].to(device).float()
+        f32 = cache.f32[idx].to(device).float() if tuned is None else tuned(f16)
+        b, s, lab = decode(*head(f16, f32))
+        for i in range(len(idx)):
+            out.append(boxops.postprocess(b[i].cpu().numpy(), s[i].cpu().numpy(), lab[i].cpu().numpy(),
+                                          nms_iou=decode.nms_iou, min_score=MIN_SCORE, max_detections=TOP_K))
+    return out
+
+
+# -- evaluation helpers -------------------------------------------------------------------------------
+
+
+def assign_folds(examples, k: int, seed: int) -> np.ndarray:
+    """k folds balanced by each image's first tag; above HOLDOUT_ABOVE images: -1 = train only,
+    0..2 = the held-out 20% (spread over 3 pseudo-folds)."""
+    rng = random.Random(f"folds:{seed}")
+    order = sorted(range(len(examples)), key=lambda i: (examples[i].boxes[0][0] if examples[i].boxes else -1,
+                                                         rng.random()))
+    folds = np.empty(len(examples), dtype=np.int64)
+    if len(examples) > HOLDOUT_ABOVE:
+        for pos, i in enumerate(order):
+            folds[i] = (pos // 5) % 3 if pos % 5 == 0 else -1
+        return folds
+    for pos, i in enumerate(order):
+        folds[i] = pos % k
+    return folds
+
+
+def coco_maps(images: list[dict], num_labels: int) -> dict[str, float]:
+    """mAP@30/50/75 with pycocotools (boxes converted to COCO pixel ltwh), over labels that have boxes."""
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    categories = [{"id": c + 1, "name": str(c)} for c in range(num_labels)]
+    gt = {"images": [], "annotations": [], "categories": categories}
+    dets = []
+    for n, im in enumerate(images, start=1):
+        w, h = im["width"], im["height"]
+        gt["images"].append({"id": n, "width": w, "height": h})
+        for label, *box in im["truth"]:
+            px = boxops.to_pixels(box, w, h)[0].tolist()
+            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": n,
+                                      "category_id": int(label) + 1, "bbox": px, "area": px[2] * px[3],
+                                      "iscrowd": 0})
+        for label, score, *box in im["detections"]:
+            dets.append({"image_id": n, "category_id": int(label) + 1, "score": float(score),
+                         "bbox": boxops.to_pixels(box, w, h)[0].tolist()})
+    if not gt["annotations"] or not dets:
+        return {"map30": 0.0, "map50": 0.0, "map75": 0.0}
+    with contextlib.redirect_stdout(io.StringIO()):
+        truth = COCO()
+        truth.dataset = gt
+        truth.createIndex()
+        found = truth.loadRes(dets)
+        ev = COCOeval(truth, found, "bbox")
+        ev.params.iouThrs = np.array([0.3, 0.5, 0.75])
+        ev.params.maxDets = [1, 10, TOP_K]
+        ev.evaluate()
+        ev.accumulate()
+    precision = ev.eval["precision"][:, :, :, 0, -1]  # [iou, recall, label] over all areas, max detections
+    out = {}
+    for t, name in enumerate(("map30", "map50", "map75")):
+        p = precision[t]
+        per_label = [p[:, c][p[:, c] > -1].mean() for c in range(p.shape[1]) if (p[:, c] > -1).any()]
+        out[name] = float(np.mean(per_label)) if per_label else 0.0
+    return out
+
+
+def fit_calibration(images: list[dict], overlap: float = 0.5) -> tuple[float, float]:
+    """Platt scaling of out-of-fold peak scores against 'this box is right' (label and IoU >= overlap):
+    (a, b) with calibrated = sigmoid(a * logit(score) + b); identity when there is too little evidence."""
+    xs, ys = [], []
+    for im in images:
+        for label in {int(d[0]) for d in im["detections"]}:
+            dets = sorted((d for d in im["detections"] if int(d[0]) == label), key=lambda d: -d[1])
+            truth = [t[1:5] for t in im["truth"] if int(t[0]) == label]
+            hits = boxops.match(truth, [d[2:6] for d in dets], overlap)
+            xs += [d[1] for d in dets]
+            ys += hits.tolist()
+    ys = np.asarray(ys, dtype=np.float64)
+    if len(ys) < 20 or ys.sum() < 5 or (1 - ys).sum() < 5:
+        return 1.0, 0.0
+    x = np.clip(np.asarray(xs, dtype=np.float64), 1e-6, 1 - 1e-6)
+    x = np.log(x) - np.log1p(-x)
+    a, b = 1.0, 0.0
+    for _ in range(50):  # Newton's method on the logistic log-likelihood, lightly regularised
+        p = 1 / (1 + np.exp(-(a * x + b)))
+        g = np.array([np.sum((p - ys) * x) + 1e-3 * (a - 1), np.sum(p - ys) + 1e-3 * b])
+        wgt = p * (1 - p)
+        hess = np.array([[np.sum(wgt * x * x) + 1e-3, np.sum(wgt * x)],
+                         [np.sum(wgt * x), np.sum(wgt) + 1e-3]])
+        step = np.linalg.solve(hess, g)
+        a, b = a - step[0], b - step[1]
+        if np.abs(step).max() < 1e-6:
+            break
+    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0.05:
+        return 1.0, 0.0
+    return float(a), float(b)
+
+
+def _calibrate(score: float, ab: tuple[float, float]) -> float:
+    s = min(max(score, 1e-6), 1 - 1e-6)
+    return float(1 / (1 + math.exp(-(ab[0] * (math.log(s) - math.log1p(-s)) + ab[1]))))
+
+
+def best_thresholds(images: list[dict], labels: list[artifacts.Label],
+                    overlap: float = 0.5) -> dict[str, float]:
+    """Per tag, the probability threshold (0.05 steps) with the best F1 on the out-of-fold detections."""
+    out = {}
+    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
+    for lab in labels:
+        scores, hits, _, n_truth = boxops.scored(images, lab.index, overlap)
+        best, best_t = -1.0, 0.5
+        for t in grid:
+            above = scores >= t
+            tp = int(np.sum(hits & above))
+            f1 = 2 * tp / max(1, tp + int(above.sum()) + n_truth)
+            if f1 > best + 1e-9:
+                best, best_t = f1, float(t)
+        out[lab.tag_id] = best_t
+    return out
+
+
+# -- the entry point ----------------------------------------------------------------------------------
+
+
+class StepPlanner:
+    """Steps for each training so that the trainings left fit before `end`, at most the recipe's wish and
+    at least MIN_STEPS; the step time is re-measured after every training (other work shares the CPU)."""
+
+    def __init__(self, recipe: Recipe, per_step: float, end: float, fixed: int | None = None):
+        self.recipe, self.per_step, self.end, self.fixed = recipe, per_step, end, fixed
+
+    def __call__(self, n_views: int, trainings_left: int) -> int:
+        wanted = self.fixed if self.fixed is not None else _steps(self.recipe, n_views)
+        if self.fixed is not None or not math.isfinite(self.end):
+            return wanted
+        affordable = (self.end - time.monotonic()) / max(1, trainings_left) / self.per_step
+        return int(max(MIN_STEPS, min(wanted, affordable)))
+
+    def record(self, steps: int, seconds: float) -> None:
+        if steps > 0:
+            self.per_step = max(1e-4, seconds / steps)
+
+
+def step_seconds(cache: Cache, high, recipe: Recipe, num_labels: int, device: str, c16: int,
+                 c32: int) -> float:
+    """Seconds per training step of this recipe here (a few throwaway steps, timed)."""
+    views = np.arange(min(len(cache.owner), recipe.batch))
+    train_head(cache, views, high, recipe, num_labels, 1, device, 0, c16, c32)  # warm-up
+    t = time.monotonic()
+    train_head(cache, views, high, recipe, num_labels, 3, device, 0, c16, c32)
+    return max(1e-4, (time.monotonic() - t) / 3)
+
+
+def _recipes(advanced: bool, device: str, input_size: int | None) -> list[Recipe]:
+    size = input_size or 320
+    if not advanced:
+        if device == "cpu":  # Quick on CPU: about 720 backbone passes at most, the head in minutes
+            return [Recipe(input_size=size, max_views=720)]
+        return [Recipe(input_size=size, views=10, epochs=60, max_steps=1500)]
+    tried = [Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5),
+             Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5, trainable="high"),
+             Recipe(input_size=input_size or 416, views=10, epochs=60, max_steps=1500, folds=5,
+                    trainable="high")]
+    return list({r.name(): r for r in tried}.values())
+
+
+def _steps(recipe: Recipe, n_views: int) -> int:
+    return int(min(recipe.max_steps, max(recipe.min_steps, recipe.epochs * n_views / recipe.batch)))
+
+
+def _evaluate(examples, cache: Cache, folds: np.ndarray, high, recipe: Recipe, labels, device, seed, c16, c32,
+              step_plan, progress, span) -> tuple[list[dict], dict]:
+    """Out-of-fold detections (raw scores) for every evaluated image."""
+    fold_ids = sorted({int(f) for f in folds if f >= 0})
+    train_groups = [[f] for f in fold_ids] if len(examples) <= HOLDOUT_ABOVE else [fold_ids]
+    identity = Decode(TOP_K, NMS_IOU).to(device)
+    detections: dict[int, list] = {}
+    steps_used = []
+    for g, held in enumerate(train_groups):
+        held_out = np.isin(folds, held)
+        train_views = np.flatnonzero(~held_out[cache.owner])
+        if not len(train_views) or not held_out.any():
+            continue
+        steps = step_plan(len(train_views), len(train_groups) - g + 1)
+        t = time.monotonic()
+        head, tuned = train_head(cache, train_views, high, recipe, len(labels), steps, device, seed + 1 + g,
+                                 c16, c32)
+        step_plan.record(steps, time.monotonic() - t)
+        steps_used.append(steps)
+        members = np.flatnonzero(held_out)
+        views = [cache.first_view[int(n)] for n in members]
+        found = predict_cached(cache, head, tuned, views, device, identity)
+        detections.update(zip(members.tolist(), found))
+        progress(span[0] + (span[1] - span[0]) * (g + 1) / len(train_groups),
+                 f"cross-validation: fold {g + 1}/{len(train_groups)} ({recipe.name()})")
+    images = []
+    for n in sorted(detections):
+        ex = examples[n]
+        images.append({"key": ex.key, "fold": int(folds[n]), "width": ex.image.width,
+                       "height": ex.image.height,
+                       "truth": [[int(b[0]), *map(float, b[1:])] for b in ex.boxes],
+                       "detections": [[d[0], d[1], *d[2:]] for d in detections[n]]})
+    return images, {"steps_per_fold": steps_used}
+
+
+def train_detector(examples, labels: list[artifacts.Label], *, backbone: str = "mobilenet_v2",
+                   advanced: bool = False, budget_seconds: float | None = None, device: str = "cpu",
+                   progress=lambda fraction, message: None, seed: int = 0, dataset_hash: str = "",
+                   input_size: int | None = None, steps: int | None = None) -> DetectorResult:
+    """Train a detector on `examples` (boxes normalised ltwh with label indices into `labels`).
+
+    `input_size` (square side, a multiple of 16) and `steps` (head steps per training) override the
+    recipe; tests use them to stay small."""
+    started = time.monotonic()
+    if input_size is not None and input_size % STRIDE:
+        raise ValueError(f"input_size must be a multiple of {STRIDE}")
+    examples = list(examples)
+    if not examples:
+        raise ValueError("no images to train on")
+    torch.manual_seed(seed)
+    budget = budget_seconds if budget_seconds else (QUICK_CPU_BUDGET_S if device == "cpu" else None)
+    deadline = started + budget if budget else math.inf
+    net = backbones.create(backbone, pretrained=True).to(device)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    low, high = split_trunk(net)
+    c16 = channels(low, 3)
+    c32 = channels(high, c16)
+    candidates = _recipes(advanced, device, input_size)
+    if steps is not None:
+        for r in candidates:
+            r.min_steps = r.max_steps = steps
+    results = []
+    caches: dict[int, Cache] = {}
+    plan_of: dict[str, StepPlanner] = {}
+    for ci, recipe in enumerate(candidates):
+        if ci and time.monotonic() > started + 0.5 * (deadline - started):
+            break  # keep at least half the budget for what was found so far and the final training
+        sidecar = artifacts.ModelSidecar(task=artifacts.DETECTION, labels=list(labels),
+                                         input_size=(recipe.input_size, recipe.input_size),
+                                         mean=tuple(net.spec.mean), std=tuple(net.spec.std),
+                                         backbone=net.spec.name, dataset_hash=dataset_hash,
+                                         max_detections=TOP_K, nms_iou=NMS_IOU)
+        share = 1.0 / len(candidates)
+        span = (0.05 + 0.85 * ci * share, 0.05 + 0.85 * (ci + 0.3) * share)
+        if recipe.input_size not in caches:
+            caches[recipe.input_size] = Cache(examples, sidecar, low, high, recipe, len(labels), device, seed,
+                                              progress, span)
+        cache = caches[recipe.input_size]
+        k = max(2, min(recipe.folds, len(examples))) if len(examples) >= 2 else 0
+        folds = assign_folds(examples, k, seed) if k else np.zeros(len(examples), dtype=np.int64)
+        per_step = step_seconds(cache, high, recipe, len(labels), device, c16, c32)
+        # this candidate's share of the budget; later candidates are skipped when time runs short
+        end = deadline
+        if math.isfinite(deadline):
+            end = started + (deadline - started) * (ci + 1) / len(candidates)
+        plan = StepPlanner(recipe, per_step, end, fixed=steps)
+        images, info = ([], {}) if not k else _evaluate(
+            examples, cache, folds, high, recipe, labels, device, seed, c16, c32, plan, progress,
+            (span[1], 0.05 + 0.85 * (ci + 0.9) * share))
+        info["step_seconds"] = plan.per_step
+        maps = coco_maps(images, len(labels)) if images else {"map30": 0.0, "map50": 0.0, "map75": 0.0}
+        results.append((recipe, sidecar, images, maps, k, info))
+        plan_of[recipe.name()] = plan
+    recipe, sidecar, images, maps, k, info = max(results, key=lambda r: r[3]["map50"])
+    cache = caches[recipe.input_size]
+
+    progress(0.9, f"training the final model ({recipe.name()})")
+    all_views = np.arange(len(cache.owner))
+    final_plan = plan_of[recipe.name()]
+    final_plan.end = deadline  # the final model may use all that is left; it never trains less than a fold
+    final_steps = max(final_plan(len(all_views), 1), max(info.get("steps_per_fold") or [0]))
+    head, tuned = train_head(cache, all_views, high, recipe, len(labels), final_steps, device, seed, c16, c32)
+
+    calibration = fit_calibration(images)
+    for im in images:
+        im["detections"] = [[d[0], _calibrate(d[1], calibration), *d[2:]] for d in im["detections"]]
+    evaluation = {"task": artifacts.DETECTION, "labels": [asdict(lab) for lab in labels],
+                  "folds": k if len(examples) <= HOLDOUT_ABOVE else 3, "overlap_for_calibration": 0.5,
+                  "validation": "k-fold" if len(examples) <= HOLDOUT_ABOVE else "held-out 20%",
+                  "images": images, **maps}
+    performance = boxops.detection_performance(evaluation, 0.5, 0.3)
+    sidecar.thresholds = best_thresholds(images, labels) if images else {}
+    sidecar.default_threshold = 0.5
+    sidecar.metrics = {"precision": performance["precision"], "recall": performance["recall"],
+                       "averagePrecision": performance["averagePrecision"], **maps}
+    model = Detector(low, tuned if tuned is not None else high, head, Decode(TOP_K, NMS_IOU, calibration))
+    model = model.cpu().eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    config = {"task": artifacts.DETECTION, "recipe": asdict(recipe), "backbone": net.spec.name,
+              "head": "CenterNet-style (TTFNet gaussian targets, GIoU) on stride 16 + stride 32 (FPN step)",
+              "nms": f"3x3 max-pool peaks, top-{TOP_K}, class-wise fast NMS at IoU {NMS_IOU} in the graph; "
+                     "greedy class-wise NMS at the same IoU after it (cvcore.boxes.postprocess)",
+              "calibration": list(calibration), "views_per_image": cache.per_image,
+              "feature_seconds": cache.seconds, "final_steps": final_steps, **info,
+              "candidates": [{"recipe": r[0].name(), **r[3]} for r in results],
+              "validation": evaluation["validation"], "folds": evaluation["folds"],
+              "seconds": time.monotonic() - started, "device": device}
+    progress(1.0, "detector trained")
+    return DetectorResult(model=model, sidecar=sidecar, evaluation=evaluation, config=config)

@@ -1,0 +1,89 @@
+"""Training report images from the out-of-fold evaluation: a precision-recall curve per tag
+(`pr_curves.png`) and a confusion matrix (`confusion_matrix.png`). matplotlib with the Agg backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from cvcore import metrics
+
+PR_CURVES = "pr_curves.png"
+CONFUSION = "confusion_matrix.png"
+MAX_CURVES = 20  # more tags than this: the 20 with the most images, so the legend stays readable
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
+    """Write the PNGs into out_dir; returns their paths. `labels` (cvcore.artifacts.Label or dicts) names
+    the tags; the evaluation's own label list is used where they disagree in length."""
+    plt = _plt()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ev_labels = evaluation.get("labels") or []
+    names = [getattr(lab, "name", None) or (lab.get("name") if isinstance(lab, dict) else str(lab))
+             for lab in (labels or [])]
+    if len(names) != len(ev_labels):
+        names = [lab.get("name", str(i)) for i, lab in enumerate(ev_labels)]
+    images = evaluation.get("images") or []
+    scores = np.array([im["scores"] for im in images], dtype=np.float64).reshape(len(images), len(ev_labels))
+    truth = np.zeros_like(scores, dtype=bool)
+    for i, im in enumerate(images):
+        for t in im.get("truth") or []:
+            truth[i, int(t)] = True
+    written = []
+
+    # precision-recall curves
+    regular = [j for j, lab in enumerate(ev_labels) if lab.get("type", "Regular") != metrics.NEGATIVE]
+    regular = sorted(regular, key=lambda j: -truth[:, j].sum())[:MAX_CURVES]
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
+    for j in regular:
+        if not truth[:, j].any():
+            continue
+        recall, precision, _ = metrics.pr_curve(scores[:, j], truth[:, j])
+        ap = metrics.average_precision(scores[:, j], truth[:, j])
+        ax.step(np.r_[0.0, recall], np.r_[1.0, precision], where="post", label=f"{names[j]} (AP {ap:.2f})")
+    ax.set_xlim(0, 1.01), ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall"), ax.set_ylabel("precision")
+    folds = evaluation.get("folds")
+    ax.set_title(f"Precision-recall per tag ({'held-out split' if folds == 1 else f'{folds}-fold CV'})")
+    if regular:
+        ax.legend(loc="lower left", fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = out_dir / PR_CURVES
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+
+    # confusion matrix (argmax)
+    cm_names, matrix = metrics.confusion_matrix(evaluation)
+    size = max(4.0, min(14.0, 0.5 * len(cm_names) + 3))
+    fig, ax = plt.subplots(figsize=(size, size), dpi=100)
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(cm_names)), labels=cm_names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(cm_names)), labels=cm_names, fontsize=8)
+    ax.set_xlabel("predicted (highest probability)"), ax.set_ylabel("truth")
+    top = matrix.max() if matrix.size else 0
+    if len(cm_names) <= 30:
+        for r in range(matrix.shape[0]):
+            for c in range(matrix.shape[1]):
+                if matrix[r, c]:
+                    ax.text(c, r, str(matrix[r, c]), ha="center", va="center", fontsize=7,
+                            color="white" if matrix[r, c] > top / 2 else "black")
+    ax.set_title("Confusion matrix (out-of-fold)")
+    fig.tight_layout()
+    path = out_dir / CONFUSION
+    fig.savefig(path)
+    plt.close(fig)
+    written.append(path)
+    return written

@@ -1,0 +1,91 @@
+"""ONNX export (parity with torch through cvcore.artifacts.preprocess), int8 quantisation, report images."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from cvcore.artifacts import ModelSidecar, preprocess
+from gpu_trainer import export
+from gpu_trainer.report import write_report
+from tests.support.images import photo_image
+from tests.trainer.test_classification import ASTRONAUT, CHELSEA, COFFEE, photo, trained_two_photos
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    result, examples = trained_two_photos()
+    path = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    check = export.export_onnx(result.model, result.sidecar, path, [ex.image for ex in examples[:3]])
+    return result, path, check
+
+
+def test_graph_contract(exported):
+    result, path, check = exported
+    model = onnx.load(str(path))
+    assert [i.name for i in model.graph.input] == ["image"]
+    assert [o.name for o in model.graph.output] == ["probabilities"]
+    assert max(op.version for op in model.opset_import if op.domain in ("", "ai.onnx")) >= 17
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param and [d.dim_value for d in dims[1:]] == [3, *result.sidecar.input_size]
+    assert check["max_abs_diff"] <= 1e-4
+
+
+def test_onnxruntime_matches_torch_on_new_images_and_any_batch(exported):
+    result, path, _ = exported
+    sess = export.session(path)
+    images = [photo(ASTRONAUT, 60), photo(COFFEE, 60), photo(CHELSEA, 60)]
+    batch = preprocess(images, result.sidecar)
+    with torch.no_grad():
+        expected = result.model(torch.from_numpy(batch)).numpy()
+    got = sess.run(["probabilities"], {"image": batch})[0]
+    assert np.abs(got - expected).max() < 1e-4
+    one = sess.run(["probabilities"], {"image": batch[:1]})[0]
+    assert np.abs(one - expected[:1]).max() < 1e-4
+    # the sidecar round-trips through JSON and still drives preprocess identically
+    again = ModelSidecar.from_json(result.sidecar.to_json())
+    assert np.array_equal(preprocess(images, again), batch)
+
+
+def test_export_refuses_a_graph_that_does_not_match(tmp_path):
+    result, examples = trained_two_photos()
+    with pytest.raises(export.ExportMismatch):
+        export.export_onnx(result.model, result.sidecar, tmp_path / "m.onnx", [examples[0].image], tolerance=-1.0)
+
+
+def test_int8_quantisation_loads_and_agrees(exported, tmp_path):
+    result, path, _ = exported
+    out = tmp_path / "model.int8.onnx"
+    info = export.quantize_int8(path, out)
+    assert out.exists() and info["agreement"] == 1.0
+    assert out.stat().st_size < path.stat().st_size
+    images = [photo(ASTRONAUT, 61), photo(COFFEE, 61)]
+    p = export.session(out).run(["probabilities"], {"image": preprocess(images, result.sidecar)})[0]
+    assert p[0].argmax() == 0 and p[1].argmax() == 1
+
+
+def test_generic_outputs_for_other_tasks(tmp_path):
+    class TwoOutputs(torch.nn.Module):
+        def forward(self, x):
+            pooled = x.mean(dim=(2, 3))
+            return pooled * 2, pooled.sum(dim=1, keepdim=True)
+
+    sidecar = ModelSidecar(task="detection", labels=[], input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
+                           backbone="none", dataset_hash="")
+    check = export.export_onnx(TwoOutputs(), sidecar, tmp_path / "two.onnx", [photo_image(1, (40, 30))],
+                               output_names=("boxes", "scores"))
+    assert check["outputs"] == ["boxes", "scores"]
+    info = export.quantize_int8(tmp_path / "two.onnx", tmp_path / "two.int8.onnx", check=None)
+    assert info["agreement"] is None and (tmp_path / "two.int8.onnx").exists()
+
+
+def test_report_images(tmp_path):
+    result, _ = trained_two_photos()
+    written = write_report(result.evaluation, result.sidecar.labels, tmp_path / "report")
+    assert {p.name for p in written} == {"pr_curves.png", "confusion_matrix.png"}
+    for p in written:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
