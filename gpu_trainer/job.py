@@ -126,7 +126,7 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
 
 def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samples: list, skipped: list[str],
                     seconds: float) -> dict:
-    from .export import export_onnx, quantize_int8
+    from .export import ExportMismatch, export_onnx, quantize_int8
     from .report import write_report
 
     p, it = job.project_id, job.iteration_id
@@ -135,15 +135,22 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         tmp = Path(tmp)
         export_onnx(result.model, sidecar, tmp / layout.MODEL_ONNX, samples)
-        quantize_int8(tmp / layout.MODEL_ONNX, tmp / layout.MODEL_INT8_ONNX)
+        int8_problem = None
+        try:  # the int8 flavour is optional: a model that does not survive quantisation ships without it
+            quantize_int8(tmp / layout.MODEL_ONNX, tmp / layout.MODEL_INT8_ONNX)
+        except ExportMismatch as exc:
+            int8_problem = str(exc)
+            log.warning("no int8 flavour for %s: %s", it, exc)
         write_report(result.evaluation, sidecar.labels, tmp / "report")
         for name in (layout.MODEL_ONNX, layout.MODEL_INT8_ONNX):
-            store.write_artifact(p, it, name, (tmp / name).read_bytes(), "application/octet-stream")
+            if (tmp / name).exists():
+                store.write_artifact(p, it, name, (tmp / name).read_bytes(), "application/octet-stream")
         for name in (layout.REPORT_PR_CURVES, layout.REPORT_CONFUSION):
             if (tmp / name).exists():
                 store.write_artifact(p, it, name, (tmp / name).read_bytes(), "image/png")
     store.write_json(p, it, layout.EVALUATION, result.evaluation)
     store.write_json(p, it, layout.TRAINING_CONFIG, {**result.config, "job": json.loads(messages.dumps(job)),
+                                                     "int8_unavailable": int8_problem,
                                                      "skipped_image_ids": skipped, "training_seconds": seconds})
     store.write_json(p, it, layout.MODEL_SIDECAR, sidecar.to_json())
     summary = {"skipped_image_ids": skipped, "training_seconds": seconds, "metrics": sidecar.metrics}

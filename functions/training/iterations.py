@@ -213,6 +213,10 @@ def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteratio
         raise BadRequest("BadRequestExportValidationFailed",
                          f"flavor: {flavor!r} is not supported; use ONNX12 (float32) or ONNXInt8 (int8-quantised)")
     key = key or "onnx12"
+    if not blobs.exists(layout.MODELS, layout.iteration_artifact(project.id, it.id, EXPORT_FLAVORS[key])):
+        raise BadRequest("BadRequestExportValidationFailed",
+                         f"flavor {_FLAVOR_NAMES[key]} is not available for this iteration (the model did not keep "
+                         "its accuracy when quantised; see config.json); export ONNX12 instead")
     model = blobs.get(layout.MODELS, layout.iteration_artifact(project.id, it.id, EXPORT_FLAVORS[key]))
     sidecar = blobs.get(layout.MODELS, layout.iteration_artifact(project.id, it.id, layout.MODEL_SIDECAR))
     labels = "\n".join(lab["name"] for lab in sorted(json.loads(sidecar)["labels"], key=lambda lab: lab["index"]))

@@ -196,3 +196,14 @@ def test_image_performances_show_held_out_predictions_per_image():
     first = next(g for g in got if g["id"] == target.id)
     assert [(x["tagName"], x["probability"]) for x in first["predictions"]] == [("t0", 0.8), ("t1", 0.2)]
     assert iterations.image_performance_count(repo, blobs, p, it, []) == 10
+
+
+def test_missing_int8_flavour_is_refused_with_a_reason():
+    repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
+    it = run(repo, blobs, jobs, p)["id"]
+    apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_ONNX), b"onnx", "x")
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_SIDECAR), b'{"labels": []}', "x")
+    with pytest.raises(BadRequest, match="ONNXInt8 is not available"):
+        iterations.export(repo, blobs, p, it, "ONNX", "ONNXInt8")
+    assert iterations.export(repo, blobs, p, it, "ONNX", None)["flavor"] == "ONNX12"
