@@ -134,14 +134,20 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
     sidecar.created = messages.now_iso()
     with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         tmp = Path(tmp)
-        export_onnx(result.model, sidecar, tmp / layout.MODEL_ONNX, samples)
-        int8_problem = None
-        try:  # the int8 flavour is optional: a model that does not survive quantisation ships without it
-            quantize_int8(tmp / layout.MODEL_ONNX, tmp / layout.MODEL_INT8_ONNX)
-        except ExportMismatch as exc:
-            int8_problem = str(exc)
-            log.warning("no int8 flavour for %s: %s", it, exc)
-        write_report(result.evaluation, sidecar.labels, tmp / "report")
+        detection = sidecar.task == artifacts.DETECTION
+        if detection:
+            from .detection import OUTPUT_NAMES
+            export_onnx(result.model, sidecar, tmp / layout.MODEL_ONNX, samples, output_names=OUTPUT_NAMES)
+            int8_problem = "int8 quantisation of detectors is not supported yet (it breaks the box decoding)"
+        else:
+            export_onnx(result.model, sidecar, tmp / layout.MODEL_ONNX, samples)
+            int8_problem = None
+            try:  # the int8 flavour is optional: a model that does not survive quantisation ships without it
+                quantize_int8(tmp / layout.MODEL_ONNX, tmp / layout.MODEL_INT8_ONNX)
+            except ExportMismatch as exc:
+                int8_problem = str(exc)
+                log.warning("no int8 flavour for %s: %s", it, exc)
+            write_report(result.evaluation, sidecar.labels, tmp / "report")  # detection report: next session
         for name in (layout.MODEL_ONNX, layout.MODEL_INT8_ONNX):
             if (tmp / name).exists():
                 store.write_artifact(p, it, name, (tmp / name).read_bytes(), "application/octet-stream")
