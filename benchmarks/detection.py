@@ -1,7 +1,8 @@
 """Detection quality and speed: composed scenes (real object photos pasted onto real backgrounds, exact
 boxes: tests/support/scenes.py), 3 tags x 15 training images, Quick training on this machine's CPU, then
 the exported graph (onnxruntime) on 60 held-out composed scenes (other seeds: other backgrounds, framings,
-positions, scales, distractors) scored with pycocotools; the int8 copy from gpu_trainer.export too.
+positions, scales, distractors) scored with pycocotools; also 30 harder scenes of 2-4 smaller objects than
+training saw, and the int8 copy from gpu_trainer.export.
 Target: mAP@50 >= 0.6 on the held-out scenes; Quick training within a few minutes on 2 CPU cores.
 
 BENCH_THREADS (default 2) sets torch's threads. On a machine shared with other busy processes, set
@@ -14,7 +15,7 @@ import tempfile
 import time
 
 TAGS = ("cat", "cup", "face")
-PER_TAG, TEST_PER_TAG = 15, 20
+PER_TAG, TEST_PER_TAG, SMALL_PER_TAG = 15, 20, 10
 SCENE_SIZE = (320, 240)
 
 
@@ -55,6 +56,7 @@ def run() -> dict:
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     train = scenes.dataset(TAGS, PER_TAG, seed=1, size=SCENE_SIZE)
     test = scenes.dataset(TAGS, TEST_PER_TAG, seed=2, size=SCENE_SIZE)
+    small = scenes.dataset(TAGS, SMALL_PER_TAG, seed=3, size=SCENE_SIZE, scale=(0.1, 0.2), objects=(2, 4))
     labels = [Label(index=i, tag_id=f"00000000-0000-0000-0000-00000000000{i}", name=t)
               for i, t in enumerate(TAGS)]
     load_before = os.getloadavg()[0]
@@ -67,6 +69,7 @@ def run() -> dict:
         path, int8_path = os.path.join(tmp, "model.onnx"), os.path.join(tmp, "model.int8.onnx")
         export_onnx(result.model, side, path, [s.image for s in train[:4]], output_names=OUTPUT_NAMES)
         images, held_out = _maps(test, _outputs(path, side, [s.image for s in test]), side.nms_iou)
+        small_maps = _maps(small, _outputs(path, side, [s.image for s in small]), side.nms_iou)[1]
         try:
             quantize_int8(path, int8_path, check=None)
             int8 = _maps(test, _outputs(int8_path, side, [s.image for s in test]), side.nms_iou)[1]
@@ -76,7 +79,8 @@ def run() -> dict:
     config = result.config
     return {"tags": list(TAGS), "train_images": len(train), "test_images": len(test),
             "runtime": "onnxruntime", "training_seconds": seconds, "cpu_threads": torch.get_num_threads(),
-            "load_average": [load_before, load_after], **held_out, "int8": int8,
+            "load_average": [load_before, load_after], **held_out, "int8": int8, "small": small_maps,
+            "small_images": len(small),
             "precision_at_0_5": perf["precision"], "recall_at_0_5": perf["recall"],
             "cross_validated": {k: result.evaluation[k] for k in ("map30", "map50", "map75")},
             "config": {k: config[k] for k in ("recipe", "views_per_image", "feature_seconds", "final_steps",
@@ -84,7 +88,7 @@ def run() -> dict:
 
 
 def report(r: dict) -> str:
-    cv, c, q = r["cross_validated"], r["config"], r.get("int8") or {}
+    cv, c, q, sm = r["cross_validated"], r["config"], r.get("int8") or {}, r["small"]
     int8 = (f"mAP@30 {q['map30']:.3f}  mAP@50 {q['map50']:.3f}  mAP@75 {q['map75']:.3f}" if "map50" in q
             else f"failed: {q.get('error')}")
     per_tag = r["train_images"] // len(r["tags"])
@@ -100,4 +104,7 @@ def report(r: dict) -> str:
             f"recall {r['recall_at_0_5']:.3f}\n"
             f"  cross-validated: mAP@30 {cv['map30']:.3f}  mAP@50 {cv['map50']:.3f}  "
             f"mAP@75 {cv['map75']:.3f}\n"
+            f"  harder held-out: {r['small_images']} scenes of 2-4 small objects (10-20% of the shorter "
+            f"side): "
+            f"mAP@30 {sm['map30']:.3f}  mAP@50 {sm['map50']:.3f}  mAP@75 {sm['map75']:.3f}\n"
             f"  int8 graph (gpu_trainer.export.quantize_int8) on the held-out scenes: {int8}")

@@ -184,7 +184,8 @@ def detection_performance(evaluation: dict, threshold: float = 0.5, overlap: flo
     overlap threshold: per tag precision and recall (detections with score >= threshold, matched at
     IoU >= overlap) with their standard deviations across the evaluation's folds, average precision
     (independent of the threshold); overall precision and recall pooled over tags, overall average
-    precision the mean over tags that have boxes; plus the evaluation's mAP@30/50/75 (pycocotools)."""
+    precision the mean over tags that have boxes; plus the evaluation's mAP@30/50/75 (pycocotools), the
+    thresholds used, and the numbers of images and folds."""
     labels = sorted(evaluation.get("labels", []), key=lambda lab: int(lab["index"]))
     images = evaluation.get("images", [])
     folds = sorted({int(im.get("fold", 0)) for im in images})
@@ -226,4 +227,6 @@ def detection_performance(evaluation: dict, threshold: float = 0.5, overlap: flo
             "recallStdDeviation": float(np.std(fold_r)) if len(fold_r) > 1 else 0.0,
             "averagePrecision": float(np.mean(aps)) if aps else 0.0,
             "map30": float(evaluation.get("map30", 0.0)), "map50": float(evaluation.get("map50", 0.0)),
-            "map75": float(evaluation.get("map75", 0.0))}
+            "map75": float(evaluation.get("map75", 0.0)), "threshold": float(threshold),
+            "overlapThreshold": float(overlap), "imageCount": len(images),
+            "folds": int(evaluation.get("folds", len(folds)))}

@@ -4,16 +4,23 @@ backbone, trained on Custom Vision's normalised regions, evaluated as Custom Vis
 Recipe (Quick): the backbone is frozen; every image is turned into a few box-preserving augmented views
 (mirror, zoom in/out, aspect and colour jitter; view 0 is the image exactly as `cvcore.artifacts.preprocess`
 feeds the exported graph) and the backbone's stride-16 and stride-32 maps of each view are computed once
-and cached, so the head trains on CPU in seconds per fold. Advanced also tries a larger input and training
-the backbone's stride-32 stages on top of cached stride-16 maps, and keeps the recipe with the best
-cross-validated mAP@50 within its budget.
+and cached, so the head trains in seconds per fold on a CPU. On a CPU, Quick caps the views (720 in all)
+and fits the head trainings into QUICK_CPU_BUDGET_S (the step time is measured, and re-measured after
+each training); on a GPU it trains longer on more views. Advanced also tries training the backbone's
+stride-32 stages on top of the cached stride-16 maps (at 320 and 416 px) and keeps the recipe with the
+best cross-validated mAP@50 within its budget.
 
 Evaluation: k-fold cross-validation (k = 3 for Quick, 5 for Advanced, fewer with fewer images; folds
 balanced by each image's first tag); every image is scored by the model that did not see it. Above
 HOLDOUT_ABOVE images one held-out split (20%) replaces the k folds; its images are then spread over 3
 pseudo-folds for the standard deviations. Out-of-fold detections fit the score calibration (Platt scaling
-on the peak score, baked into the graph) and the per-tag recommended thresholds; mAP@30/50/75 come from
-pycocotools; per-tag precision / recall / average precision from cvcore.boxes.detection_performance.
+of the peak logit, baked into the graph) and the per-tag recommended thresholds (best F1 at IoU 0.5);
+mAP@30/50/75 come from pycocotools; per-tag precision / recall / average precision at any threshold from
+cvcore.boxes.detection_performance.
+
+NMS: the graph does 3x3 max-pool peak extraction, top-100 and a class-wise fast NMS at NMS_IOU (the
+sidecar's `nms_iou`); cvcore.boxes.postprocess applies greedy class-wise NMS at the same IoU after the
+graph, in the evaluation here and in the prediction route.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import io
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -32,11 +39,10 @@ from PIL import Image
 from cvcore import artifacts, boxes as boxops
 
 from . import backbones
+from .classification import TrainingDiverged  # the one class job.py catches
 from .detection_augment import augment
 from .detection_model import (STRIDE, Decode, Detector, Head, channels, focal_loss, giou_loss, split_trunk,
                               targets)
-
-from .classification import TrainingDiverged  # noqa: F401 - raised here, caught by job.py
 
 TOP_K = 100
 OUTPUT_NAMES = ("boxes", "scores", "labels")  # the graph's outputs (cvcore/artifacts.py), for export_onnx
@@ -184,7 +190,7 @@ def train_head(cache: Cache, views: np.ndarray, high, recipe: Recipe, num_labels
             raise TrainingDiverged(f"detection loss {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for g in params for p in g["params"]], 10.0)
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], 10.0)
         opt.step()
     head.eval()
     return head, tuned
@@ -282,18 +288,19 @@ def fit_calibration(images: list[dict], overlap: float = 0.5) -> tuple[float, fl
     x = np.log(x) - np.log1p(-x)
     a, b = 1.0, 0.0
     for _ in range(50):  # Newton's method on the logistic log-likelihood, lightly regularised
-        p = 1 / (1 + np.exp(-(a * x + b)))
+        p = 1 / (1 + np.exp(-np.clip(a * x + b, -30, 30)))
         g = np.array([np.sum((p - ys) * x) + 1e-3 * (a - 1), np.sum(p - ys) + 1e-3 * b])
         wgt = p * (1 - p)
         hess = np.array([[np.sum(wgt * x * x) + 1e-3, np.sum(wgt * x)],
                          [np.sum(wgt * x), np.sum(wgt) + 1e-3]])
         step = np.linalg.solve(hess, g)
+        step *= min(1.0, 2.0 / max(1e-12, float(np.abs(step).max())))  # damped: separable data diverge
         a, b = a - step[0], b - step[1]
         if np.abs(step).max() < 1e-6:
             break
     if not (np.isfinite(a) and np.isfinite(b)) or a <= 0.05:
         return 1.0, 0.0
-    return float(a), float(b)
+    return float(min(a, 8.0)), float(np.clip(b, -10.0, 10.0))
 
 
 def _calibrate(score: float, ab: tuple[float, float]) -> float:

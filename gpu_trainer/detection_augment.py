@@ -4,6 +4,7 @@ keeps its clipped part when at least MIN_VISIBLE of it stays in view, and is dro
 
 from __future__ import annotations
 
+import math
 import random
 
 from PIL import Image, ImageEnhance
@@ -31,7 +32,7 @@ def augment(image: Image.Image, boxes, rng: random.Random, fill=(124, 116, 104))
         boxes = [(lab, 1.0 - l - w, t, w, h) for lab, l, t, w, h in boxes]
     width, height = image.size
     mode = rng.random()
-    if mode < 0.55:  # zoom in: a window covering 55-100% of each side, aspect jittered
+    if mode < 0.45:  # zoom in: a window covering 55-100% of each side, aspect jittered
         sw = rng.uniform(0.55, 1.0)
         sh = min(1.0, max(0.45, sw * rng.uniform(0.8, 1.25)))
         x0, y0 = rng.uniform(0, 1 - sw), rng.uniform(0, 1 - sh)
@@ -40,8 +41,8 @@ def augment(image: Image.Image, boxes, rng: random.Random, fill=(124, 116, 104))
             image = image.crop((round(x0 * width), round(y0 * height), round((x0 + sw) * width),
                                 round((y0 + sh) * height)))
             boxes = kept
-    elif mode < 0.8:  # zoom out: the image on a canvas 1.1-1.7 times as large
-        k = rng.uniform(1.1, 1.7)
+    elif mode < 0.8:  # zoom out: the image on a canvas 1.1-2.2 times as large (smaller objects)
+        k = math.exp(rng.uniform(math.log(1.1), math.log(2.2)))
         cw, ch = round(width * k), round(height * k * rng.uniform(0.9, 1.1))
         ch = max(ch, height)
         ox, oy = rng.randint(0, cw - width), rng.randint(0, ch - height)

@@ -107,6 +107,7 @@ def test_detection_performance_shape_and_values():
     assert perf["precision"] == pytest.approx(2 / 3) and perf["recall"] == pytest.approx(2 / 3)
     assert perf["averagePrecision"] == pytest.approx((cat["averagePrecision"] + cup["averagePrecision"]) / 2)
     assert (perf["map30"], perf["map50"], perf["map75"]) == (0.7, 0.6, 0.5)
+    assert (perf["threshold"], perf["overlapThreshold"], perf["imageCount"], perf["folds"]) == (0.5, 0.3, 2, 2)
 
 
 def test_detection_performance_thresholds():

@@ -287,3 +287,12 @@ def test_advanced_tries_recipes_and_keeps_the_best():
         batch = torch.from_numpy(preprocess([e.image for e in examples], result.sidecar))
         boxes, scores, labels = result.model(batch)
     assert boxes.shape == (6, 32, 4)  # top-K capped by labels x cells (2 x 4 x 4)
+
+
+def test_calibration_survives_separable_scores():
+    images = [{"truth": [[0, 0.1, 0.1, 0.3, 0.3]],
+               "detections": [[0, s, *([0.1, 0.1, 0.3, 0.3] if s > 0.5 else [0.6, 0.6, 0.3, 0.3])]]}
+              for s in np.linspace(0.05, 0.95, 40)]
+    a, b = detection.fit_calibration(images)
+    assert 0 < a <= 8 and abs(b) <= 10
+    assert detection._calibrate(0.9, (a, b)) > 0.9 and detection._calibrate(0.1, (a, b)) < 0.1
