@@ -78,6 +78,9 @@ def iteration_dataset(project_id: str, iteration_id: str) -> str:
 # Artifacts the trainer writes under models/{project}/{iteration}/ (cvcore.artifacts describes them).
 MODEL_ONNX = "model.onnx"
 MODEL_INT8_ONNX = "model.int8.onnx"
+# the int8 flavour is made after the iteration completes (exports are asynchronous, as in Custom Vision): this
+# note, written last, says whether it succeeded ({"status": "Done"} or {"status": "Failed", "reason": ...})
+MODEL_INT8_STATUS = "model.int8.json"
 MODEL_SIDECAR = "model.json"
 TRAINING_CONFIG = "config.json"
 EVALUATION = "evaluation.json"  # metrics plus per-image scores, so any threshold can be re-evaluated
@@ -90,10 +93,11 @@ def iteration_artifact(project_id: str, iteration_id: str, name: str) -> str:
     return iteration_prefix(project_id, iteration_id) + name
 
 
-def embedding_cache(project_id: str, backbone: str, resolution: int, image_id: str) -> str:
-    """Backbone features of one image: image ids are content addressed, so the cache never goes stale."""
-    safe = "".join(c for c in backbone if c.isalnum() or c in "-_")
-    return f"{project_prefix(project_id)}_cache/{safe}-{int(resolution)}/{guid(image_id, 'imageId')}.npy"
+def embedding_pack(project_id: str, feature: str, resolution: int) -> str:
+    """Backbone features of a project's images for one feature extractor and resolution, packed in one blob
+    (image ids inside are content addressed, so an entry never goes stale)."""
+    safe = "".join(c for c in feature if c.isalnum() or c in "-_")
+    return f"{project_prefix(project_id)}_cache/{safe}-{int(resolution)}.npz"
 
 
 def rejected_error_name(blob_name: str) -> str:

@@ -51,6 +51,7 @@ class TrainingJob:
     dataset_hash: str
     requested_at: str = field(default_factory=now_iso)
     version: int = VERSION
+    previous_iteration_id: str | None = None  # the last completed iteration: Quick retraining may reuse its recipe
 
 
 @dataclass(frozen=True)

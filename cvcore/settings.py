@@ -25,6 +25,26 @@ PREDICTION_KEY = "CUSTOMVISION_PREDICTION_KEY"
 APP_SETTINGS = (STORAGE, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, TABLE_SERVICE_URI, CREDENTIAL, CLIENT_ID,
                 TRAINING_KEY, PREDICTION_KEY)
 
+# Optional trainer settings (defaults apply when unset): seconds a Quick (Regular) training may spend on a CPU
+# (classification 45, detection 150); a GPU is not limited by it.
+TRAINER_QUICK_CPU_SECONDS = "TRAINER_QUICK_CPU_SECONDS"
+TRAINER_SETTINGS = (TRAINER_QUICK_CPU_SECONDS,)
+
+
+def quick_cpu_seconds(default: float, env: Mapping[str, str] | None = None) -> float:
+    """The Quick-training CPU budget: TRAINER_QUICK_CPU_SECONDS when set (a positive number), else `default`."""
+    raw = (os.environ if env is None else env).get(TRAINER_QUICK_CPU_SECONDS, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{TRAINER_QUICK_CPU_SECONDS}: {raw!r} is not a number of seconds") from None
+    if not value > 0:
+        raise ConfigError(f"{TRAINER_QUICK_CPU_SECONDS}: must be positive, got {raw!r}")
+    return value
+
+
 LOCAL_TRAINING_KEY = "local-training-key"
 LOCAL_PREDICTION_KEY = "local-prediction-key"
 

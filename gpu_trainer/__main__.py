@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument("--worker", action="store_true", help="poll the queue until stopped (default)")
     mode.add_argument("--once", action="store_true", help="handle at most one message, then exit")
-    parser.add_argument("--poll-interval", type=float, default=2.0)
+    parser.add_argument("--poll-interval", type=float, default=0.5, help="seconds between polls of an empty queue")
     parser.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s trainer: %(message)s")

@@ -28,7 +28,9 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,11 +63,24 @@ class TrainingDiverged(RuntimeError):
     """The loss became non-finite (the job reports 'diverged')."""
 
 
-@dataclass
 class Example:
-    image: Image.Image  # RGB
-    labels: tuple[int, ...]  # indices into labels; () = a Negative-tag image (none of the regular tags)
-    key: str  # content-addressed image id: the embedding cache key
+    """A training image: `image` is an RGB PIL image, or a callable that loads it on first use (a retraining
+    whose embeddings are cached never needs most images); `labels` are indices into the labels, () for a
+    Negative-tag image (none of the regular tags); `key` is the content-addressed image id (the cache key)."""
+
+    __slots__ = ("_image", "labels", "key")
+
+    def __init__(self, image, labels: tuple[int, ...], key: str):
+        self._image, self.labels, self.key = image, tuple(labels), key
+
+    @property
+    def image(self) -> Image.Image:
+        if callable(self._image):
+            self._image = self._image()
+        return self._image
+
+    def __repr__(self) -> str:
+        return f"Example(key={self.key!r}, labels={self.labels!r})"
 
 
 @dataclass
@@ -414,10 +429,12 @@ def linear_cv(features: np.ndarray, problem: Problem, folds: np.ndarray, k: int,
     results = {c: np.zeros((n, problem.classes), dtype=np.float64) for c in grid}
     sims = np.full(n, np.nan)
     done = np.zeros(n, dtype=bool)
-    rng = np.random.default_rng(seed)
-    for f, train, test in _splits(folds, k):
-        if fold_ids is not None and f not in fold_ids:
-            continue
+    finished = []
+
+    def one_fold(f, train, test):
+        if deadline is not None and finished and time.monotonic() > deadline:
+            log.info("linear CV fold %d skipped (budget)", f)
+            return
         std = Standardiser.fit(features[train])
         ztr, zte = std(features[train]), std(features[test])
         init = None
@@ -428,12 +445,22 @@ def linear_cv(features: np.ndarray, problem: Problem, folds: np.ndarray, k: int,
             init = head
             results[c][test] = _logits(zte, head)
         g = gate_dims or ztr.shape[1]
-        bank = _bank(ztr[:, :g], _has_regular(problem, train), rng)
+        bank = _bank(ztr[:, :g], _has_regular(problem, train), np.random.default_rng([seed, f]))
         sims[test] = calibration.max_similarity(calibration.l2_normalise(zte[:, :g]), bank)
         done[test] = True
-        if deadline is not None and time.monotonic() > deadline and f < k - 1:
-            log.info("linear CV stopped after fold %d (budget)", f)
-            break
+        finished.append(f)
+
+    splits = [s for s in _splits(folds, k) if fold_ids is None or s[0] in fold_ids]
+    # the folds are independent and each fit is single-threaded: run them side by side, one per core (torch's
+    # thread count is set once around them, so the fits' own set/restore cannot race)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with ThreadPoolExecutor(max(1, min(len(splits), threads))) as pool:
+            for future in [pool.submit(one_fold, *split) for split in splits]:
+                future.result()
+    finally:
+        torch.set_num_threads(threads)
     idx = np.flatnonzero(done)
     scores = {c: cv_score(results[c][idx], idx, problem) for c in grid}
     best = max(grid, key=lambda c: (round(scores[c], 6), -abs(math.log(c / 0.03))))
@@ -659,6 +686,20 @@ class Candidate:
         return d
 
 
+_PRETRAINED: dict[tuple[str, str], backbones.Backbone] = {}
+_PRETRAINED_LOCK = threading.Lock()
+
+
+def _pretrained(name: str, device: str) -> backbones.Backbone:
+    """The pretrained backbone, created once per worker process: trainings only read it (fine-tunes copy it),
+    so a retraining also reuses its compiled embedding session (features._onnx_extractor)."""
+    with _PRETRAINED_LOCK:
+        key = (name, device)
+        if key not in _PRETRAINED:
+            _PRETRAINED[key] = backbones.create(name).to(device)
+        return _PRETRAINED[key].eval()
+
+
 class _Embeddings:
     """Frozen embeddings per (backbone, resolution), through the cache; backbones created once."""
 
@@ -670,7 +711,7 @@ class _Embeddings:
 
     def backbone(self, name: str):
         if name not in self.backbones:
-            self.backbones[name] = backbones.create(name).to(self.device)
+            self.backbones[name] = _pretrained(name, self.device)
         return self.backbones[name]
 
     def get(self, name: str, resolution: int) -> np.ndarray:
@@ -691,6 +732,34 @@ class _Embeddings:
         return self.features[key]
 
 
+WARM_START_CHANGE = 1.5  # Quick retraining reuses the previous recipe while the set grew or shrank by less than this
+
+
+def reusable_recipe(previous: dict | None, *, advanced: bool, n: int, tags: int, multilabel: bool):
+    """(the previous iteration's linear recipe to reuse, why) or (None, why not). A Quick retraining after a
+    few images were added keeps the backbone, features and resolution that cross-validation chose last time
+    and its regularisation C, so it costs the new images' embeddings and one cross-validation."""
+    if previous is None:
+        return None, "no previous iteration"
+    if advanced:
+        return None, "Advanced training searches again"
+    if previous.get("recipe") != "linear":
+        return None, f"the previous recipe was {previous.get('recipe')!r}"
+    if previous.get("tags") != tags or bool(previous.get("multilabel")) != bool(multilabel):
+        return None, "the tags changed"
+    before = int(previous.get("images") or 0)
+    if not before or n > before * WARM_START_CHANGE or n * WARM_START_CHANGE < before:
+        return None, f"the set changed from {before} to {n} images"
+    if previous.get("backbone") not in backbones.names() or previous.get("features") not in ("global", "grid"):
+        return None, "the previous backbone or features are not available"
+    c = float(previous.get("c") or 0)
+    if not c > 0:
+        return None, "the previous C is missing"
+    return ({"backbone": previous["backbone"], "resolution": int(previous["resolution"]),
+             "features": previous["features"], "grid": (c,)},
+            f"iteration {previous.get('iteration_id')}: {previous['backbone']} {previous['features']}, {before} -> {n} images")
+
+
 def _estimate_finetune_seconds(n: int, resolution: int, unfreeze: int, epochs: int, folds: int, device: str,
                                views: int = FINETUNE_VIEWS) -> float:
     """Rough CPU cost (2 cores): the prefix once per view, the tail per epoch; a GPU is ~30x faster."""
@@ -704,7 +773,7 @@ def _estimate_finetune_seconds(n: int, resolution: int, unfreeze: int, epochs: i
 def train_classifier(examples, labels, *, multilabel: bool, negative_index: int | None, backbone="mobilenet_v2",
                      advanced=False, budget_seconds: float | None = None, device="cpu", cache=None,
                      progress=lambda fraction, message: None, seed=0, dataset_hash="",
-                     resolution: int | None = None) -> ClassifierResult:
+                     resolution: int | None = None, warm_start: dict | None = None) -> ClassifierResult:
     """Train, cross-validate, calibrate; returns the model to export, its sidecar, evaluation and config.
     `resolution` overrides the backbone's pretraining resolution for the Quick recipes (tests use it)."""
     started = time.monotonic()
@@ -731,8 +800,9 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
     # larger sets: candidates are compared on two folds, and only the chosen one is evaluated on all of them
     screen_folds = [0, 1] if n >= SCREEN_ABOVE and k > 2 else None
 
-    def add_linear(name: str, resolution: int):
-        """Linear heads on the global features and on global + grid; returns the better candidate."""
+    def add_linear(name: str, resolution: int, only: str | None = None, grid=L2_GRID):
+        """Linear heads on the global features and on global + grid (or `only` one of them); returns the better
+        candidate."""
         t = time.monotonic()
         feats = emb.get(name, resolution)
         timings[f"embed {name}@{resolution}"] = round(time.monotonic() - t, 3)
@@ -741,20 +811,24 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         variants = [("global", slice(0, gdim))]
         if n <= GRID_MAX_IMAGES or device.startswith("cuda"):
             variants.append(("grid", slice(None)))
+        if only is not None:
+            variants = [v for v in variants if v[0] == only] or variants[:1]
+        screen = screen_folds if only is None else None  # one candidate: no screening, all folds at once
         for variant, cols in variants:
             t = time.monotonic()
-            r = linear_cv(feats[:, cols], problem, folds, k, seed=seed, gate_dims=gdim, fold_ids=screen_folds)
+            r = linear_cv(feats[:, cols], problem, folds, k, grid=grid, seed=seed, gate_dims=gdim, fold_ids=screen)
             cand = Candidate("linear", name, resolution, r["c"], r["score"], r["logits"], r["similarity"],
                              r["evaluated"], time.monotonic() - t, scores=r["scores"], variant=variant,
-                             compared_on=len(screen_folds) if screen_folds is not None else k)
-            cand._complete = (lambda c_, cols_=cols, cand_=cand: linear_cv(
-                emb.get(cand_.backbone, cand_.resolution)[:, cols_], problem, folds, k, grid=(c_,), seed=seed,
-                gate_dims=gdim, fold_ids=[f for f in range(k) if f not in screen_folds]))
+                             compared_on=len(screen) if screen is not None else k)
+            if screen is not None:
+                cand._complete = (lambda c_, cols_=cols, cand_=cand, screen_=screen: linear_cv(
+                    emb.get(cand_.backbone, cand_.resolution)[:, cols_], problem, folds, k, grid=(c_,), seed=seed,
+                    gate_dims=gdim, fold_ids=[f for f in range(k) if f not in screen_]))
             cand._y = None if problem.multilabel else problem.y
             candidates.append(cand)
             found.append(cand)
             timings[f"cv linear {name}@{resolution} {variant}"] = round(cand.seconds, 3)
-        return found[-1] if found[-1].score > found[0].score + 0.002 else found[0]
+        return found[-1] if len(found) > 1 and found[-1].score > found[0].score + 0.002 else found[0]
 
     def add_finetune(name: str, resolution: int, unfreeze: int, epochs: int, lr: float, c: float, max_folds=None,
                      reserve: float = 0.0):
@@ -792,43 +866,50 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
             return -1e9
         return cv_score(b.logits[both], both, problem) - cv_score(a.logits[both], both, problem)
 
+    reuse, reuse_note = reusable_recipe(warm_start, advanced=advanced, n=n, tags=len(problem.regular),
+                                        multilabel=multilabel)
     resolution = int(resolution or emb.backbone(backbone).spec.input_size)
-    best = add_linear(backbone, resolution)
-    progress(0.45, f"linear head: CV score {best.score:.3f}")
-    if not advanced:
-        export_reserve = 12.0 if device == "cpu" else 5.0
-        # the other backbones' frozen features, where the budget allows: a linear head on each, by CV; the
-        # project's own backbone stays unless another is clearly better
-        first_cost = time.monotonic() - started
-        for other in [name for name in backbones.names() if name != backbone]:
-            remaining = (deadline - time.monotonic()) if deadline else float("inf")
-            if first_cost * 1.5 + export_reserve > remaining:
-                log.info("backbone %s not tried: about %.0fs needed, %.0fs left", other, first_cost * 1.5, remaining)
-                break
-            cand = add_linear(other, resolution)
-            if comparable(best, cand) > 0.01:
-                best = cand
-            progress(0.5, f"{other}: CV score {cand.score:.3f}")
-        # a fine-tune only where the budget allows it (small sets, or a GPU)
-        remaining = (deadline - time.monotonic()) if deadline else float("inf")
-        ft_res = resolution if device.startswith("cuda") else min(resolution, 160)
-        unfreeze, epochs = 5, 20
-        est = _estimate_finetune_seconds(n, ft_res, unfreeze, epochs, min(k, 2), device)
-        if k > 1 and est < remaining - export_reserve:
-            cand = add_finetune(best.backbone, ft_res, unfreeze, epochs, 3e-4, best.c, max_folds=2,
-                                reserve=export_reserve)
-            if cand is not None:
-                if comparable(best, cand) > 0.02:
-                    best = cand
-                progress(0.75, f"fine-tune: CV score {cand.score:.3f}")
-        else:
-            log.info("fine-tune skipped: estimated %.0fs, %.0fs left", est, remaining)
+    if reuse is not None:
+        # a Quick retraining of a set that changed little: the previous iteration's recipe and C
+        best = add_linear(reuse["backbone"], reuse["resolution"], only=reuse["features"], grid=reuse["grid"])
+        progress(0.6, f"previous recipe ({reuse_note}): CV score {best.score:.3f}")
     else:
-        best = _advanced_search(best, candidates, add_linear, add_finetune, comparable, backbone, deadline, progress,
-                                n, k, device)
+        best = add_linear(backbone, resolution)
+        progress(0.45, f"linear head: CV score {best.score:.3f}")
+        if not advanced:
+            export_reserve = 12.0 if device == "cpu" else 5.0
+            # the other backbones' frozen features, where the budget allows: a linear head on each, by CV; the
+            # project's own backbone stays unless another is clearly better
+            first_cost = time.monotonic() - started
+            for other in [name for name in backbones.names() if name != backbone]:
+                remaining = (deadline - time.monotonic()) if deadline else float("inf")
+                if first_cost * 1.5 + export_reserve > remaining:
+                    log.info("backbone %s not tried: about %.0fs needed, %.0fs left", other, first_cost * 1.5, remaining)
+                    break
+                cand = add_linear(other, resolution)
+                if comparable(best, cand) > 0.01:
+                    best = cand
+                progress(0.5, f"{other}: CV score {cand.score:.3f}")
+            # a fine-tune only where the budget allows it (small sets, or a GPU)
+            remaining = (deadline - time.monotonic()) if deadline else float("inf")
+            ft_res = resolution if device.startswith("cuda") else min(resolution, 160)
+            unfreeze, epochs = 5, 20
+            est = _estimate_finetune_seconds(n, ft_res, unfreeze, epochs, min(k, 2), device)
+            if k > 1 and est < remaining - export_reserve:
+                cand = add_finetune(best.backbone, ft_res, unfreeze, epochs, 3e-4, best.c, max_folds=2,
+                                    reserve=export_reserve)
+                if cand is not None:
+                    if comparable(best, cand) > 0.02:
+                        best = cand
+                    progress(0.75, f"fine-tune: CV score {cand.score:.3f}")
+            else:
+                log.info("fine-tune skipped: estimated %.0fs, %.0fs left", est, remaining)
+        else:
+            best = _advanced_search(best, candidates, add_linear, add_finetune, comparable, backbone, deadline, progress,
+                                    n, k, device)
 
     # --- the chosen candidate's remaining folds, so the evaluation covers every image ------------------------------
-    if best.recipe == "linear" and screen_folds is not None:
+    if best.recipe == "linear" and getattr(best, "_complete", None) is not None:
         t = time.monotonic()
         r = best._complete(best.c)
         rest = r["evaluated"]
@@ -927,6 +1008,8 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         "device": device, "seed": seed, "images": n, "tags": len(problem.regular),
         "multilabel": bool(multilabel), "background_class": problem.background, "temperature": temperature,
         "gate": {"centre": gate_centre, "width": gate_width, "bank": int(len(bank))},
+        "warm_start": {"iteration_id": (warm_start or {}).get("iteration_id"), "reused": reuse is not None,
+                       "note": reuse_note},
         "candidates": [c.describe() for c in candidates], "embedded_images": emb.computed, "timings": timings,
     }
     progress(0.95, "trained")

@@ -32,6 +32,8 @@ class FeatureCache(Protocol):
 
     def put(self, key: tuple, array: np.ndarray) -> None: ...
 
+    # optional: `flush()`, called by `embed` once its new entries are all put (a store that batches writes)
+
 
 class MemoryFeatureCache:
     """An in-process cache (tests, benchmarks, and the trainer when no blob cache is given)."""
@@ -103,7 +105,9 @@ class PooledFeatures(nn.Module):
 
 
 def feature_name(backbone, stages: int = DEFAULT_STAGES, grid: bool = True) -> str:
-    return f"{backbone.spec.name}-ms{int(stages)}{'g' if grid else ''}"
+    """The cache name of a backbone's (or a registered backbone name's) pooled features."""
+    name = backbone if isinstance(backbone, str) else backbone.spec.name
+    return f"{name}-ms{int(stages)}{'g' if grid else ''}"
 
 
 def preprocess_spec(backbone, resolution: int):
@@ -193,6 +197,8 @@ def embed(backbone, images, keys, cache: FeatureCache | None = None, resolution:
                     progress(min(start + batch_size, len(missing)), len(missing))
             for p in puts:
                 p.result()
+        if cache is not None and hasattr(cache, "flush"):
+            cache.flush()
     if not keys:
         return np.zeros((0, 0), dtype=np.float32)
     return np.stack([np.asarray(v, dtype=np.float32) for v in found])

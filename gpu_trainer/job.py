@@ -16,7 +16,7 @@ from pathlib import Path
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from cvcore import artifacts, layout, manifest, messages
+from cvcore import artifacts, layout, manifest, messages, settings
 from cvcore.imaging import ImageError, decode_rgb
 
 from .classification import TrainingDiverged
@@ -34,6 +34,14 @@ class JobFailed(Exception):
     def __init__(self, code: str, message: str, image_ids: tuple[str, ...] = ()):
         super().__init__(f"{code}: {message}")
         self.code, self.message, self.image_ids = code, message, image_ids
+
+
+class _Decoded(dict):
+    """The decoded images by manifest number, and the ids of those that could not be read (skipped)."""
+
+    def __init__(self, images: dict, skipped: list[str]):
+        super().__init__(images)
+        self.skipped = tuple(skipped)
 
 
 class Progress:
@@ -68,8 +76,9 @@ def load_dataset(store: TrainerStore, job: messages.TrainingJob):
     return m
 
 
-def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecutor):
-    """Decode every image; return ({manifest image number: RGB image}, [unreadable image ids])."""
+def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecutor, only: set[int] | None = None):
+    """Decode the images (all, or the manifest image numbers in `only`); return ({number: RGB image},
+    [unreadable image ids]). More than MAX_SKIPPED_FRACTION of the whole set unreadable fails the job."""
     def one(entry):
         try:
             return entry["id"], decode_rgb(store.read_image(m.project_id, entry["image_id"]), max_bytes=None)
@@ -79,7 +88,8 @@ def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecu
 
     decoded, bad = {}, []
     by_number = {im["id"]: im["image_id"] for im in m.images}
-    for number, image in pool.map(one, m.images):
+    wanted = [im for im in m.images if only is None or im["id"] in only]
+    for number, image in pool.map(one, wanted):
         if image is None:
             bad.append(by_number[number])
         else:
@@ -90,13 +100,66 @@ def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecu
     return decoded, bad
 
 
+def lazy_image(store: TrainerStore, project_id: str, image_id: str):
+    """A loader for an image that was not decoded up front (its embedding was cached)."""
+    def load():
+        try:
+            return decode_rgb(store.read_image(project_id, image_id), max_bytes=None)
+        except (ResourceNotFoundError, ImageError) as exc:
+            raise JobFailed(messages.ERR_DATASET_CORRUPT, f"image {image_id} became unreadable during training "
+                                                          f"({type(exc).__name__}); delete or re-upload it",
+                            (image_id,)) from None
+    return load
+
+
+SAMPLES = 4  # images the export checks the ONNX graph on
+
+
+def images_to_decode(store: TrainerStore, job: messages.TrainingJob, m: manifest.Manifest,
+                     previous: dict | None) -> set[int] | None:
+    """Which images a Quick retraining must decode: when it will reuse the previous recipe, only those whose
+    embeddings are not cached (and a few samples for the export check); None = all of them."""
+    if m.task != "classification":
+        return None
+    from .classification import reusable_recipe
+    from .features import feature_name
+
+    negative = {c["id"] for c in m.categories if c.get("type") == "Negative"}
+    recipe, _ = reusable_recipe(previous, advanced=job.training_type == "Advanced", n=len(m.images),
+                                tags=len(m.categories) - len(negative),
+                                multilabel=m.classification_type == "Multilabel")
+    if recipe is None:
+        return None
+    cache = BlobFeatureCache(store, job.project_id)
+    name = feature_name(recipe["backbone"])
+    wanted = {im["id"] for im in m.images if cache.get((name, recipe["resolution"], im["image_id"])) is None}
+    return wanted | {im["id"] for im in m.images[:SAMPLES]}
+
+
 def labels_of(m: manifest.Manifest) -> list[artifacts.Label]:
     return [artifacts.Label(index=i, tag_id=c["tag_id"], name=c["name"], type=c.get("type", "Regular"))
             for i, c in enumerate(m.categories)]
 
 
+def previous_config(store: TrainerStore, job: messages.TrainingJob) -> dict | None:
+    """The training config of the job's previous completed iteration (its recipe), when it is still there and
+    was made for the same task and backbone; None otherwise (a first training, a changed domain, ...)."""
+    if not job.previous_iteration_id:
+        return None
+    try:
+        name = layout.iteration_artifact(job.project_id, layout.guid(job.previous_iteration_id), layout.TRAINING_CONFIG)
+        config = json.loads(store.read_model_blob(name))
+    except (ResourceNotFoundError, ValueError) as exc:
+        log.info("no reusable recipe from %s: %s", job.previous_iteration_id, type(exc).__name__)
+        return None
+    previous_job = config.get("job") or {}
+    if previous_job.get("task") != job.task or previous_job.get("backbone") != job.backbone:
+        return None
+    return {**config, "iteration_id": job.previous_iteration_id}
+
+
 def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: TrainerStore, progress,
-          device: str):
+          device: str, previous: dict | None = None):
     labels = labels_of(m)
     index_of = {c["id"]: i for i, c in enumerate(m.categories)}
     key_of = {im["id"]: im["image_id"] for im in m.images}
@@ -107,6 +170,9 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
         for a in m.annotations:
             boxes.setdefault(a["image_id"], []).append((index_of[a["category_id"]], *a["bbox"]))
         examples = [DetExample(image=images[n], boxes=boxes.get(n, []), key=key_of[n]) for n in images]
+        from .detection import QUICK_CPU_BUDGET_S
+        if budget is None and device == "cpu":
+            budget = settings.quick_cpu_seconds(QUICK_CPU_BUDGET_S)
         return train_detector(examples, labels, backbone=job.backbone, advanced=job.training_type == "Advanced",
                               budget_seconds=budget, device=device, progress=progress,
                               dataset_hash=job.dataset_hash)
@@ -115,53 +181,110 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
     for a in m.annotations:
         tags_of.setdefault(a["image_id"], []).append(index_of[a["category_id"]])
     negative = next((lab.index for lab in labels if lab.type == "Negative"), None)
-    examples = [Example(image=images[n], labels=tuple(sorted(set(tags_of.get(n, [])) - {negative})), key=key_of[n])
-                for n in images]
+    skipped = set(getattr(images, "skipped", ()))
+    examples = [Example(images[n] if n in images else lazy_image(store, m.project_id, key_of[n]),
+                        tuple(sorted(set(tags_of.get(n, [])) - {negative})), key_of[n])
+                for n in key_of if key_of[n] not in skipped]
     return train_classifier(examples, labels, multilabel=m.classification_type == "Multilabel",
                             negative_index=negative, backbone=job.backbone, advanced=job.training_type == "Advanced",
-                            budget_seconds=budget if budget else QUICK_BUDGET_S if device == "cpu" else None,
+                            budget_seconds=budget if budget else settings.quick_cpu_seconds(QUICK_BUDGET_S)
+                            if device == "cpu" else None,
                             device=device, cache=BlobFeatureCache(store, job.project_id), progress=progress,
-                            dataset_hash=job.dataset_hash)
+                            dataset_hash=job.dataset_hash, warm_start=previous)
 
 
 def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samples: list, skipped: list[str],
-                    seconds: float) -> dict:
-    from .export import ExportMismatch, export_onnx, quantize_int8
-    from .report import write_report
+                    seconds: float, timings: dict, workdir: Path) -> dict:
+    """Export and check the ONNX graph, write every artifact, then the completion marker (last). The exported
+    graph stays in `workdir` for the int8 flavour, which is made after the iteration completes."""
+    from .export import export_onnx
+    from .report import write_detection_report, write_report
 
     p, it = job.project_id, job.iteration_id
+    mark = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.monotonic()
+        timings[name] = round(now - mark, 3)
+        mark = now
+
     sidecar = result.sidecar
     sidecar.created = messages.now_iso()
-    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        tmp = Path(tmp)
-        detection = sidecar.task == artifacts.DETECTION
-        if detection:
-            from .detection import OUTPUT_NAMES
-            export_onnx(result.model, sidecar, tmp / layout.MODEL_ONNX, samples, output_names=OUTPUT_NAMES)
-            int8_problem = "int8 quantisation of detectors is not supported yet (it breaks the box decoding)"
-        else:
-            export_onnx(result.model, sidecar, tmp / layout.MODEL_ONNX, samples)
-            int8_problem = None
-            try:  # the int8 flavour is optional: a model that does not survive quantisation ships without it
-                quantize_int8(tmp / layout.MODEL_ONNX, tmp / layout.MODEL_INT8_ONNX)
-            except ExportMismatch as exc:
-                int8_problem = str(exc)
-                log.warning("no int8 flavour for %s: %s", it, exc)
-            write_report(result.evaluation, sidecar.labels, tmp / "report")  # detection report: next session
-        for name in (layout.MODEL_ONNX, layout.MODEL_INT8_ONNX):
-            if (tmp / name).exists():
-                store.write_artifact(p, it, name, (tmp / name).read_bytes(), "application/octet-stream")
-        for name in (layout.REPORT_PR_CURVES, layout.REPORT_CONFUSION):
-            if (tmp / name).exists():
-                store.write_artifact(p, it, name, (tmp / name).read_bytes(), "image/png")
+    detection = sidecar.task == artifacts.DETECTION
+    if detection:
+        from .detection import OUTPUT_NAMES
+        export_onnx(result.model, sidecar, workdir / layout.MODEL_ONNX, samples, output_names=OUTPUT_NAMES)
+    else:
+        export_onnx(result.model, sidecar, workdir / layout.MODEL_ONNX, samples)
+    lap("export onnx")
+    if detection:
+        write_detection_report(result.evaluation, workdir / "report")
+    else:
+        write_report(result.evaluation, sidecar.labels, workdir / "report")
+    lap("report")
+    store.write_artifact(p, it, layout.MODEL_ONNX, (workdir / layout.MODEL_ONNX).read_bytes(),
+                         "application/octet-stream")
+    for name in (layout.REPORT_PR_CURVES, layout.REPORT_CONFUSION):
+        if (workdir / name).exists():
+            store.write_artifact(p, it, name, (workdir / name).read_bytes(), "image/png")
     store.write_json(p, it, layout.EVALUATION, result.evaluation)
+    if detection:  # settled at once (not supported): no export should wait for it
+        write_int8(store, job, workdir / layout.MODEL_ONNX)
+    lap("write artifacts")
     store.write_json(p, it, layout.TRAINING_CONFIG, {**result.config, "job": json.loads(messages.dumps(job)),
-                                                     "int8_unavailable": int8_problem,
-                                                     "skipped_image_ids": skipped, "training_seconds": seconds})
+                                                     "job_timings": timings, "skipped_image_ids": skipped,
+                                                     "training_seconds": seconds})
     store.write_json(p, it, layout.MODEL_SIDECAR, sidecar.to_json())
     summary = {"skipped_image_ids": skipped, "training_seconds": seconds, "metrics": sidecar.metrics}
     store.write_json(p, it, layout.COMPLETED_MARKER, summary)  # last: everything above is in place
     return summary
+
+
+def write_int8(store: TrainerStore, job: messages.TrainingJob, model_path: Path, sample=None) -> dict:
+    """The ONNXInt8 flavour of a completed iteration: quantise, check, upload, and say how it went in
+    MODEL_INT8_STATUS (written last). A model that loses accuracy when quantised ships without it."""
+    from .export import ExportMismatch, quantize_int8
+
+    p, it = job.project_id, job.iteration_id
+    if job.task == "detection":
+        status = {"status": "Failed", "reason": "int8 quantisation of detectors is not supported yet (it breaks "
+                                                "the box decoding); export ONNX12"}
+    else:
+        target = model_path.with_name(layout.MODEL_INT8_ONNX)
+        try:
+            found = quantize_int8(model_path, target, sample=sample)
+            store.write_artifact(p, it, layout.MODEL_INT8_ONNX, target.read_bytes(), "application/octet-stream")
+            status = {"status": "Done", **found}
+        except ExportMismatch as exc:
+            log.warning("no int8 flavour for %s: %s", it, exc)
+            status = {"status": "Failed", "reason": f"{exc}; export ONNX12 instead"}
+    status["at"] = messages.now_iso()
+    store.write_json(p, it, layout.MODEL_INT8_STATUS, status)
+    return status
+
+
+def resume_int8(store: TrainerStore, job: messages.TrainingJob) -> None:
+    """A redelivered job whose iteration completed but whose int8 flavour was never settled (the worker
+    stopped in between): make it now from the stored graph and the dataset's first images."""
+    p, it = job.project_id, job.iteration_id
+    if store.exists(layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)):
+        return
+    sample = None
+    try:
+        sidecar = artifacts.ModelSidecar.from_json(json.loads(store.read_model_blob(
+            layout.iteration_artifact(p, it, layout.MODEL_SIDECAR))))
+        m = load_dataset(store, job)
+        with ThreadPoolExecutor(4) as pool:
+            images, _ = load_images(store, m, pool, {im["id"] for im in m.images[:SAMPLES]})
+        if images:
+            sample = artifacts.preprocess(list(images.values()), sidecar)
+    except (JobFailed, ResourceNotFoundError, ValueError) as exc:
+        log.warning("int8 for %s: no calibration sample (%s)", it, exc)
+    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+        path = Path(tmp) / layout.MODEL_ONNX
+        path.write_bytes(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_ONNX)))
+        write_int8(store, job, path, sample)
 
 
 def completed_event(job: messages.TrainingJob, summary: dict, attempt: int, exportable: bool) -> messages.TrainingEvent:
@@ -179,6 +302,7 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
     marker = layout.iteration_artifact(job.project_id, job.iteration_id, layout.COMPLETED_MARKER)
     if store.exists(marker):  # a duplicated message: the work is done, just say so again
         store.emit(completed_event(job, json.loads(store.read_model_blob(marker)), attempt, exportable))
+        resume_int8(store, job)
         return messages.COMPLETED
     started = time.monotonic()
     progress = Progress(store, job, attempt)
@@ -189,15 +313,24 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
         if not store.iteration_exists(job.project_id, job.iteration_id):
             raise JobFailed(messages.ERR_PROJECT_DELETED, "the iteration or its project no longer exists")
         progress(0.0, f"loading the dataset ({device})")
+        timings = {}
         m = load_dataset(store, job)
+        previous = previous_config(store, job)
         with ThreadPoolExecutor(8) as pool:
-            images, skipped = load_images(store, m, pool)
+            images, skipped = load_images(store, m, pool, images_to_decode(store, job, m, previous))
+        timings["load images"] = round(time.monotonic() - started, 3)
         progress.last = 0.0
         progress(0.05, f"training on {len(images)} images")
-        result = train(job, m, images, store, progress, device)
-        samples = [images[n] for n in list(images)[:4]]
-        summary = write_artifacts(store, job, result, samples, skipped, time.monotonic() - started)
-        store.emit(completed_event(job, summary, attempt, exportable))
+        result = train(job, m, _Decoded(images, skipped), store, progress, device, previous)
+        timings["train"] = round(time.monotonic() - started - timings["load images"], 3)
+        result.config["decoded_images"] = len(images)  # before training; lazy loads are counted in the embeddings
+        samples = [images[n] for n in list(images)[:SAMPLES]]
+        with tempfile.TemporaryDirectory(prefix="export-") as tmp:
+            summary = write_artifacts(store, job, result, samples, skipped, time.monotonic() - started, timings,
+                                      Path(tmp))
+            store.emit(completed_event(job, summary, attempt, exportable))
+            if job.task != "detection":  # after Completed: exports are asynchronous, as in Custom Vision
+                write_int8(store, job, Path(tmp) / layout.MODEL_ONNX)
         return messages.COMPLETED
     except JobFailed as exc:
         log.warning("job %s failed: %s", job.iteration_id, exc)

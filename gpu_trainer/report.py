@@ -23,6 +23,55 @@ def _plt():
     return plt
 
 
+def _split_name(folds) -> str:
+    return "held-out split" if folds == 1 else f"{folds}-fold CV"
+
+
+def _pr_figure(plt, curves, title: str, path: Path) -> Path:
+    """One step curve per (legend, recall, precision), most populous tags first."""
+    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
+    for legend, recall, precision in curves:
+        ax.step(np.r_[0.0, recall], np.r_[1.0, precision], where="post", label=legend)
+    ax.set_xlim(0, 1.01), ax.set_ylim(0, 1.05)
+    ax.set_xlabel("recall"), ax.set_ylabel("precision")
+    ax.set_title(title)
+    if curves:
+        ax.legend(loc="lower left", fontsize=7)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def detection_curves(evaluation: dict, overlap: float = 0.5) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """(legend, recall, precision) per tag with true boxes, most boxes first: a detection counts as right when
+    it overlaps an unclaimed true box of its tag by IoU >= `overlap` (cvcore.boxes, as the evaluation)."""
+    from cvcore import boxes
+
+    images = evaluation.get("images") or []
+    labels = sorted(evaluation.get("labels") or [], key=lambda lab: int(lab["index"]))
+    counts = {int(lab["index"]): sum(1 for im in images for t in im.get("truth", []) if int(t[0]) == int(lab["index"]))
+              for lab in labels}
+    curves = []
+    for lab in sorted(labels, key=lambda lab: -counts[int(lab["index"])])[:MAX_CURVES]:
+        if counts[int(lab["index"])]:
+            precision, recall, _ = boxes.pr_curve(images, int(lab["index"]), overlap)
+            scores, hits, _, n_truth = boxes.scored(images, int(lab["index"]), overlap)
+            curves.append((f"{lab['name']} (AP@{overlap:.2f} {boxes.average_precision(scores, hits, n_truth):.2f})",
+                           recall, precision))
+    return curves
+
+
+def write_detection_report(evaluation: dict, out_dir, overlap: float = 0.5) -> list[Path]:
+    """A detector's report: the precision-recall curve of each tag (`detection_curves`) as pr_curves.png."""
+    plt = _plt()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = f"Precision-recall per tag, IoU >= {overlap:.2f} ({_split_name(evaluation.get('folds'))})"
+    return [_pr_figure(plt, detection_curves(evaluation, overlap), title, out_dir / PR_CURVES)]
+
+
 def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
     """Write the PNGs into out_dir; returns their paths. `labels` (cvcore.artifacts.Label or dicts) names
     the tags; the evaluation's own label list is used where they disagree in length."""
@@ -45,25 +94,14 @@ def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
     # precision-recall curves
     regular = [j for j, lab in enumerate(ev_labels) if lab.get("type", "Regular") != metrics.NEGATIVE]
     regular = sorted(regular, key=lambda j: -truth[:, j].sum())[:MAX_CURVES]
-    fig, ax = plt.subplots(figsize=(7, 5.5), dpi=100)
+    curves = []
     for j in regular:
-        if not truth[:, j].any():
-            continue
-        recall, precision, _ = metrics.pr_curve(scores[:, j], truth[:, j])
-        ap = metrics.average_precision(scores[:, j], truth[:, j])
-        ax.step(np.r_[0.0, recall], np.r_[1.0, precision], where="post", label=f"{names[j]} (AP {ap:.2f})")
-    ax.set_xlim(0, 1.01), ax.set_ylim(0, 1.05)
-    ax.set_xlabel("recall"), ax.set_ylabel("precision")
+        if truth[:, j].any():
+            recall, precision, _ = metrics.pr_curve(scores[:, j], truth[:, j])
+            curves.append((f"{names[j]} (AP {metrics.average_precision(scores[:, j], truth[:, j]):.2f})",
+                           recall, precision))
     folds = evaluation.get("folds")
-    ax.set_title(f"Precision-recall per tag ({'held-out split' if folds == 1 else f'{folds}-fold CV'})")
-    if regular:
-        ax.legend(loc="lower left", fontsize=7)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = out_dir / PR_CURVES
-    fig.savefig(path)
-    plt.close(fig)
-    written.append(path)
+    written.append(_pr_figure(plt, curves, f"Precision-recall per tag ({_split_name(folds)})", out_dir / PR_CURVES))
 
     # confusion matrix (argmax)
     cm_names, matrix = metrics.confusion_matrix(evaluation)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 
 import numpy as np
 from azure.core.exceptions import ResourceNotFoundError
@@ -53,26 +54,73 @@ class TrainerStore:
 
 
 class BlobFeatureCache:
-    """Embeddings per (project, backbone, resolution, image id) as .npy blobs; ids are content addressed."""
+    """Embeddings per (project, feature, resolution) in one .npz blob each ("ids", "features"): a retraining
+    reads one blob per feature instead of one per image. Entries are keyed by content-addressed image ids.
+
+    `get` loads a pack on first use; `put` adds to it in memory; `flush` writes the changed packs back,
+    keeping the entries used in this run (and older ones while the pack is at most twice that size)."""
 
     def __init__(self, store: TrainerStore, project_id: str):
         self._models = store._models
         self._project = project_id
+        self._packs: dict[tuple[str, int], dict[str, np.ndarray]] = {}
+        self._used: dict[tuple[str, int], set[str]] = {}
+        self._dirty: set[tuple[str, int]] = set()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
 
-    def _name(self, key) -> str:
-        backbone, resolution, image_id = key
-        return layout.embedding_cache(self._project, backbone, resolution, image_id)
+    def _pack(self, feature: str, resolution: int) -> dict[str, np.ndarray]:
+        key = (feature, int(resolution))
+        with self._lock:
+            if key in self._packs:
+                return self._packs[key]
+            pack: dict[str, np.ndarray] = {}
+            name = layout.embedding_pack(self._project, feature, resolution)
+            try:
+                with np.load(io.BytesIO(self._models.download_blob(name).readall()), allow_pickle=False) as z:
+                    ids, features = z["ids"], z["features"]
+                    if features.ndim != 2 or len(ids) != len(features):
+                        raise ValueError(f"ids {ids.shape} do not match features {features.shape}")
+                    pack = {str(i): row for i, row in zip(ids, features)}
+            except ResourceNotFoundError:
+                pass
+            except (ValueError, OSError, KeyError) as exc:  # a damaged pack is recomputed, never trusted
+                log.warning("embedding cache %s unreadable (%s); recomputing", name, exc)
+            self._packs[key], self._used[key] = pack, set()
+            return pack
 
     def get(self, key):
-        try:
-            return np.load(io.BytesIO(self._models.download_blob(self._name(key)).readall()), allow_pickle=False)
-        except ResourceNotFoundError:
-            return None
-        except (ValueError, OSError) as exc:  # a damaged entry is recomputed, never trusted
-            log.warning("embedding cache entry %s unreadable (%s); recomputing", key, exc)
-            return None
+        feature, resolution, image_id = key
+        pack = self._pack(feature, resolution)
+        with self._lock:
+            self._used[(feature, int(resolution))].add(str(image_id))
+            row = pack.get(str(image_id))
+            if row is None:
+                self.misses += 1
+                return None
+            self.hits += 1
+            return row.copy()
 
     def put(self, key, array) -> None:
-        buffer = io.BytesIO()
-        np.save(buffer, np.asarray(array, dtype=np.float32), allow_pickle=False)
-        self._models.upload_blob(self._name(key), buffer.getvalue(), overwrite=True)
+        feature, resolution, image_id = key
+        pack = self._pack(feature, resolution)
+        with self._lock:
+            pack[str(image_id)] = np.asarray(array, dtype=np.float32).copy()
+            self._used[(feature, int(resolution))].add(str(image_id))
+            self._dirty.add((feature, int(resolution)))
+
+    def flush(self) -> None:
+        with self._lock:
+            dirty, self._dirty = sorted(self._dirty), set()
+            snapshots = []
+            for key in dirty:
+                pack, used = self._packs[key], self._used[key]
+                if len(pack) > 2 * max(len(used), 1):
+                    pack = self._packs[key] = {i: v for i, v in pack.items() if i in used}
+                ids = sorted(pack)
+                snapshots.append((key, ids, np.stack([pack[i] for i in ids]) if ids else np.zeros((0, 0), np.float32)))
+        for (feature, resolution), ids, features in snapshots:
+            buffer = io.BytesIO()
+            np.savez(buffer, ids=np.array(ids, dtype=str), features=features.astype(np.float32, copy=False))
+            self._models.upload_blob(layout.embedding_pack(self._project, feature, resolution), buffer.getvalue(),
+                                     overwrite=True)

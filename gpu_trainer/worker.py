@@ -126,7 +126,7 @@ def handle(message, queue, store: TrainerStore, device: str | None = None) -> st
     return status
 
 
-def poll(store: TrainerStore, once: bool = False, interval: float = 2.0, device: str | None = None,
+def poll(store: TrainerStore, once: bool = False, interval: float = 0.5, device: str | None = None,
          stop: threading.Event | None = None) -> int:
     """Worker loop (or, with once=True, handle at most one message: the Container Apps job mode)."""
     queue = store.clients.queue(layout.TRAINING_JOBS)

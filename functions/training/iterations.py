@@ -95,13 +95,13 @@ def publish(repo: MetadataRepository, project_id: str, iteration_id: str, publis
     if holders and not overwrite:
         raise BadRequest("BadRequestInvalidPublishName",
                          f"{name!r} is already the publish name of {holders[0].name!r}; unpublish it or set overwrite")
-    for other in holders:
-        _edit(repo, project.id, other, lambda i: setattr(i, "publish_name", None))
 
     def set_published(i: Iteration):
         i.publish_name, i.prediction_resource_id = name, prediction_id
 
-    _edit(repo, project.id, it, set_published)
+    _edit(repo, project.id, it, set_published)  # first: predictions meanwhile find the old or the new model
+    for other in holders:
+        _edit(repo, project.id, other, lambda i: setattr(i, "publish_name", None))
     return True
 
 
@@ -176,30 +176,69 @@ def performance(repo: MetadataRepository, blobs: BlobStore, project_id: str, ite
 
 
 def exports(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> list[dict]:
+    """The exports asked for so far, with their state: Done (with a download link), Exporting (the int8
+    flavour is still being made after training), or Failed."""
     project, it = _trained(repo, project_id, iteration_id)
     found = []
-    for flavor, artifact in EXPORT_FLAVORS.items():
-        if flavor is None:
-            continue
+    for flavor in _FLAVOR_NAMES:
         name = _export_name(project.id, it.id, flavor)
-        if not blobs.exists(layout.MODELS, name):
-            continue
-        found.append({"platform": "ONNX", "status": "Done", "flavor": _FLAVOR_NAMES[flavor],
-                      "downloadUri": blobs.url(layout.MODELS, name), "newerVersionAvailable": False})
+        if blobs.exists(layout.MODELS, name):
+            found.append(_export_json(blobs, flavor, "Done", name))
+        elif blobs.exists(layout.MODELS, name + REQUESTED):
+            state, _ = _artifact_state(blobs, project.id, it.id, flavor)
+            found.append(_package(blobs, project.id, it.id, flavor) if state == "Done"
+                         else _export_json(blobs, flavor, state, None))
     return found
 
 
 _FLAVOR_NAMES = {"onnx12": "ONNX12", "onnxint8": "ONNXInt8"}
+REQUESTED = ".requested"  # beside an export's zip name: asked for before its model existed
 
 
 def _export_name(project_id: str, iteration_id: str, flavor: str) -> str:
     return layout.iteration_artifact(project_id, iteration_id, f"exports/{_FLAVOR_NAMES[flavor]}.zip")
 
 
+def _export_json(blobs: BlobStore, flavor: str, status: str, name: str | None) -> dict:
+    return {"platform": "ONNX", "status": status, "flavor": _FLAVOR_NAMES[flavor],
+            "downloadUri": blobs.url(layout.MODELS, name) if name else None, "newerVersionAvailable": False}
+
+
+def _artifact_state(blobs: BlobStore, project_id: str, iteration_id: str, flavor: str) -> tuple[str, str | None]:
+    """("Done", None) when the flavour's model exists; ("Failed", why) when it will not; else ("Exporting",
+    None): the trainer makes the int8 flavour just after the iteration completes."""
+    if blobs.exists(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, EXPORT_FLAVORS[flavor])):
+        return "Done", None
+    if flavor != "onnxint8":
+        return "Failed", "the iteration has no model"
+    status_name = layout.iteration_artifact(project_id, iteration_id, layout.MODEL_INT8_STATUS)
+    if not blobs.exists(layout.MODELS, status_name):
+        return "Exporting", None
+    note = json.loads(blobs.get(layout.MODELS, status_name))
+    return ("Failed", str(note.get("reason") or "int8 quantisation failed")) if note.get("status") != "Done" \
+        else ("Exporting", None)
+
+
+def _package(blobs: BlobStore, project_id: str, iteration_id: str, flavor: str) -> dict:
+    """Zip the flavour's model with its sidecar and labels (what Custom Vision's ONNX export holds)."""
+    model = blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, EXPORT_FLAVORS[flavor]))
+    sidecar = blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_SIDECAR))
+    labels = "\n".join(lab["name"] for lab in sorted(json.loads(sidecar)["labels"], key=lambda lab: lab["index"]))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("model.onnx", model)
+        zf.writestr("model.json", sidecar)
+        zf.writestr("labels.txt", labels + "\n")
+    name = _export_name(project_id, iteration_id, flavor)
+    blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
+    return _export_json(blobs, flavor, "Done", name)
+
+
 def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str, platform: str | None,
            flavor: str | None) -> dict:
     """Package the trained ONNX (or its int8 flavour) with its sidecar and labels as a zip, like Custom
-    Vision's export; artifacts already exist, so the export is Done at once."""
+    Vision's export. ONNX12 is Done at once; ONNXInt8 may answer Exporting for a few seconds after training
+    (get_exports then shows it Done), or is refused with the reason it could not be made."""
     project, it = _trained(repo, project_id, iteration_id)
     if (platform or "").upper() not in domains.EXPORT_PLATFORMS:
         raise BadRequest("BadRequestExportValidationFailed",
@@ -213,22 +252,14 @@ def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteratio
         raise BadRequest("BadRequestExportValidationFailed",
                          f"flavor: {flavor!r} is not supported; use ONNX12 (float32) or ONNXInt8 (int8-quantised)")
     key = key or "onnx12"
-    if not blobs.exists(layout.MODELS, layout.iteration_artifact(project.id, it.id, EXPORT_FLAVORS[key])):
+    state, reason = _artifact_state(blobs, project.id, it.id, key)
+    if state == "Failed":
         raise BadRequest("BadRequestExportValidationFailed",
-                         f"flavor {_FLAVOR_NAMES[key]} is not available for this iteration (the model did not keep "
-                         "its accuracy when quantised; see config.json); export ONNX12 instead")
-    model = blobs.get(layout.MODELS, layout.iteration_artifact(project.id, it.id, EXPORT_FLAVORS[key]))
-    sidecar = blobs.get(layout.MODELS, layout.iteration_artifact(project.id, it.id, layout.MODEL_SIDECAR))
-    labels = "\n".join(lab["name"] for lab in sorted(json.loads(sidecar)["labels"], key=lambda lab: lab["index"]))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("model.onnx", model)
-        zf.writestr("model.json", sidecar)
-        zf.writestr("labels.txt", labels + "\n")
-    name = _export_name(project.id, it.id, key)
-    blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
-    return {"platform": "ONNX", "status": "Done", "flavor": _FLAVOR_NAMES[key],
-            "downloadUri": blobs.url(layout.MODELS, name), "newerVersionAvailable": False}
+                         f"flavor {_FLAVOR_NAMES[key]} is not available for this iteration: {reason}")
+    if state == "Exporting":
+        blobs.put(layout.MODELS, _export_name(project.id, it.id, key) + REQUESTED, b"", "text/plain")
+        return _export_json(blobs, key, "Exporting", None)
+    return _package(blobs, project.id, it.id, key)
 
 
 def _image_predictions(evaluation: dict, entry: dict, labels: dict) -> list[dict]:

@@ -129,7 +129,7 @@ def train_project(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, pr
                                backbone=project.domain.backbone, training_type=training_type,
                                budget_hours=float(budget_hours),
                                dataset_blob=layout.iteration_dataset(project.id, iteration_id),
-                               dataset_hash=dataset_hash)
+                               dataset_hash=dataset_hash, previous_iteration_id=done[-1].id if done else None)
     try:
         jobs.send(messages.dumps(job))
     except Exception as exc:

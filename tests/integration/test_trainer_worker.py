@@ -159,6 +159,44 @@ def test_duplicated_message_after_completion_trains_nothing(services, store, que
     assert got.status == "Completed" and got.training_seconds == 4.2
 
 
+def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store, queued):
+    """Real training twice: the second job reuses the first's recipe, reads the cached embeddings (one pack
+    per feature) and decodes only the added images plus the export samples."""
+    import base64
+    p, first = queued
+    jobs = store.clients.queue(layout.TRAINING_JOBS)
+    message = jobs.peek_messages()[0].content
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    assert services.repo.get_iteration(p, first).status == "Completed"
+    # the int8 flavour is settled after Completed; a redelivered message settles it when the worker died first
+    status_name = layout.iteration_artifact(p, first, layout.MODEL_INT8_STATUS)
+    assert json.loads(store.read_model_blob(status_name))["status"] in ("Done", "Failed")
+    store._models.delete_blob(status_name)
+    jobs.send_message(message)
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    status = json.loads(store.read_model_blob(status_name))
+    assert status["status"] == "Done" or status["reason"]
+    assert (status["status"] == "Done") == store.exists(layout.iteration_artifact(p, first, layout.MODEL_INT8_ONNX))
+    api = Api()
+    for t, tag in enumerate(sorted(services.repo.list_tags(p), key=lambda tag: tag.name)):
+        body = {"images": [{"name": "more", "contents": base64.b64encode(imgs.photo_jpeg(400 + t)).decode()}],
+                "tagIds": [tag.id]}
+        assert api.ok("POST", f"projects/{p}/images/files", json=body)["isBatchSuccessful"]
+    second = train.train_project(services.repo, services.blobs, services.jobs, p, training_type=None,
+                                 budget_hours=0, force=False, selected_tags=None)["id"]
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    assert services.repo.get_iteration(p, second).status == "Completed"
+    config = json.loads(store.read_model_blob(layout.iteration_artifact(p, second, layout.TRAINING_CONFIG)))
+    assert config["warm_start"] == {"iteration_id": first, "reused": True, "note": config["warm_start"]["note"]}
+    assert config["embedded_images"] == 2 and config["images"] == 12
+    assert config["decoded_images"] <= 2 + jobmod.SAMPLES
+    assert len(json.loads(store.read_model_blob(layout.iteration_artifact(p, second, layout.EVALUATION)))
+               ["images"]) == 12
+
+
 def test_long_job_keeps_its_message_invisible(services, store, queued, monkeypatch):
     import threading
     import time

@@ -38,9 +38,10 @@ def running_host(connection_string: str, poll_interval: float = 0.2, extra_env: 
 
 
 @contextmanager
-def running_trainer(connection_string: str, poll_interval: float = 0.3):
-    """The trainer worker (python -m gpu_trainer --worker) as a real process on the same storage."""
-    env = {**os.environ, "AzureWebJobsStorage": connection_string, "PYTHONUNBUFFERED": "1"}
+def running_trainer(connection_string: str, poll_interval: float = 0.3, env: dict | None = None):
+    """The trainer worker (python -m gpu_trainer --worker) as a real process on the same storage; `env` adds
+    settings (e.g. TRAINER_QUICK_CPU_SECONDS)."""
+    env = {**os.environ, "AzureWebJobsStorage": connection_string, "PYTHONUNBUFFERED": "1", **(env or {})}
     log = tempfile.NamedTemporaryFile(prefix="trainer-", suffix=".log", delete=False)
     proc = subprocess.Popen([sys.executable, "-m", "gpu_trainer", "--worker", "--poll-interval", str(poll_interval),
                              "--device", "cpu"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)

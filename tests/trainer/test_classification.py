@@ -131,6 +131,45 @@ def test_retraining_after_adding_images_only_embeds_the_new_ones():
     assert len(r2.evaluation["images"]) == 12
 
 
+def test_quick_retraining_reuses_the_previous_recipe_and_embeds_only_new_images():
+    labels = [tag(0, "astronaut"), tag(1, "coffee")]
+    cache = MemoryFeatureCache()
+    first = [Example(photo(c, j), (t,), f"w{c}-{j}") for j in range(5) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    r1 = train_classifier(first, labels, multilabel=False, negative_index=None, cache=cache, **FAST)
+    previous = {**r1.config, "iteration_id": "previous"}
+    more = first + [Example(photo(c, 5), (t,), f"w{c}-5") for t, c in enumerate((ASTRONAUT, COFFEE))]
+    r2 = train_classifier(more, labels, multilabel=False, negative_index=None, cache=cache, warm_start=previous,
+                          **FAST)
+    assert r2.config["warm_start"]["reused"] is True
+    assert [(c["backbone"], c["features"]) for c in r2.config["candidates"]] == [
+        (r1.config["backbone"], r1.config["features"])]
+    assert r2.config["embedded_images"] == 2
+    tried = {float(c) for c in r2.config["candidates"][0]["scores_by_c"]}
+    assert tried == {r1.config["c"]} == {r2.config["c"]}
+    assert len(r2.evaluation["images"]) == 12  # the evaluation still covers every image
+
+
+@pytest.mark.parametrize("change, reused", [
+    ({}, True),
+    ({"advanced": True}, False),
+    ({"n": 200}, False),  # the set doubled: search again
+    ({"n": 50}, False),
+    ({"tags": 3}, False),
+    ({"multilabel": True}, False),
+])
+def test_recipe_reuse_only_when_little_changed(change, reused):
+    previous = {"recipe": "linear", "backbone": backbones.names()[0], "features": "grid", "resolution": 224,
+                "c": 0.03, "images": 100, "tags": 2, "multilabel": False, "iteration_id": "x"}
+    args = {"advanced": False, "n": 110, "tags": 2, "multilabel": False, **change}
+    recipe, why = classification.reusable_recipe(previous, **args)
+    assert (recipe is not None) is reused, why
+    if reused:
+        assert recipe["features"] == "grid" and recipe["grid"] == (0.03,)
+    assert classification.reusable_recipe({**previous, "recipe": "finetune"}, advanced=False, n=110, tags=2,
+                                          multilabel=False)[0] is None
+    assert classification.reusable_recipe(None, advanced=False, n=110, tags=2, multilabel=False)[0] is None
+
+
 def test_non_finite_features_raise_training_diverged(monkeypatch):
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
     examples = [Example(photo(c, j), (t,), f"n{c}-{j}") for j in range(3) for t, c in enumerate((ASTRONAUT, COFFEE))]

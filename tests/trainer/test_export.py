@@ -9,7 +9,7 @@ import torch
 
 from cvcore.artifacts import ModelSidecar, preprocess
 from gpu_trainer import export
-from gpu_trainer.report import write_report
+from gpu_trainer.report import detection_curves, write_detection_report, write_report
 from tests.support.images import photo_image
 from tests.trainer.test_classification import ASTRONAUT, CHELSEA, COFFEE, photo, trained_two_photos
 
@@ -89,3 +89,23 @@ def test_report_images(tmp_path):
     assert {p.name for p in written} == {"pr_curves.png", "confusion_matrix.png"}
     for p in written:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_detection_report_curves_follow_the_overlap_rule(tmp_path):
+    labels = [{"index": 0, "name": "cup"}, {"index": 1, "name": "cat"}, {"index": 2, "name": "none"}]
+    images = [  # truth [label, l, t, w, h]; detections [label, score, l, t, w, h]
+        {"truth": [[0, 0.1, 0.1, 0.2, 0.2]], "detections": [[0, 0.9, 0.1, 0.1, 0.2, 0.2], [0, 0.8, 0.6, 0.6, 0.2, 0.2]]},
+        {"truth": [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.0, 0.0, 0.5, 0.5]],
+         "detections": [[0, 0.7, 0.52, 0.5, 0.2, 0.2], [1, 0.6, 0.3, 0.3, 0.5, 0.5]]},
+    ]
+    evaluation = {"task": "detection", "labels": labels, "images": images, "folds": 2}
+    curves = {legend.split(" ")[0]: (legend, r, p) for legend, r, p in detection_curves(evaluation, 0.5)}
+    assert set(curves) == {"cup", "cat"}  # a tag without true boxes has no curve
+    legend, recall, precision = curves["cup"]
+    np.testing.assert_allclose(recall, [0.5, 0.5, 1.0])  # 0.9 right, 0.8 wrong, 0.7 right (IoU 0.82)
+    np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3])
+    assert "AP@0.50 0.83" in legend
+    assert curves["cat"][1].tolist() == [0.0]  # IoU 0.087 < 0.5: a miss
+    assert detection_curves(evaluation, 0.05)[1][1].tolist() == [1.0]  # ...but a hit at IoU >= 0.05
+    (path,) = write_detection_report(evaluation, tmp_path / "report")
+    assert path.name == "pr_curves.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

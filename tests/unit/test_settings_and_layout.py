@@ -50,3 +50,12 @@ def test_image_ids_are_content_addressed_per_project():
     assert layout.image_id_for(p1, "ab" * 32) == layout.image_id_for(p1, "ab" * 32)
     assert layout.image_id_for(p1, "ab" * 32) != layout.image_id_for(p2, "ab" * 32)
     assert layout.image_id_for(p1, "ab" * 32) != layout.image_id_for(p1, "cd" * 32)
+
+
+def test_quick_cpu_budget_is_optional_and_checked():
+    from cvcore import settings
+    assert settings.quick_cpu_seconds(45.0, {}) == 45.0
+    assert settings.quick_cpu_seconds(45.0, {settings.TRAINER_QUICK_CPU_SECONDS: " 20 "}) == 20.0
+    for bad in ("soon", "0", "-3"):
+        with pytest.raises(settings.ConfigError, match=settings.TRAINER_QUICK_CPU_SECONDS):
+            settings.quick_cpu_seconds(45.0, {settings.TRAINER_QUICK_CPU_SECONDS: bad})

@@ -198,12 +198,31 @@ def test_image_performances_show_held_out_predictions_per_image():
     assert iterations.image_performance_count(repo, blobs, p, it, []) == 10
 
 
-def test_missing_int8_flavour_is_refused_with_a_reason():
+def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
     repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
     it = run(repo, blobs, jobs, p)["id"]
     apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_ONNX), b"onnx", "x")
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_SIDECAR), b'{"labels": []}', "x")
-    with pytest.raises(BadRequest, match="ONNXInt8 is not available"):
+    out = iterations.export(repo, blobs, p, it, "ONNX", "ONNXInt8")
+    assert (out["status"], out["downloadUri"]) == ("Exporting", None)
+    assert [(e["flavor"], e["status"]) for e in iterations.exports(repo, blobs, p, it)] == [("ONNXInt8", "Exporting")]
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_ONNX), b"onnx-i8", "x")
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS), b'{"status": "Done"}', "x")
+    done = iterations.exports(repo, blobs, p, it)
+    assert [(e["flavor"], e["status"]) for e in done] == [("ONNXInt8", "Done")] and done[0]["downloadUri"]
+
+
+def test_int8_flavour_that_failed_is_refused_with_the_reason():
+    repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
+    it = run(repo, blobs, jobs, p)["id"]
+    apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_ONNX), b"onnx", "x")
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_SIDECAR), b'{"labels": []}', "x")
+    iterations.export(repo, blobs, p, it, "ONNX", "ONNXInt8")  # asked while it was still being made
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS),
+              b'{"status": "Failed", "reason": "top-1 agrees on 50% of the sample"}', "x")
+    with pytest.raises(BadRequest, match="ONNXInt8 is not available for this iteration: top-1 agrees on 50%"):
         iterations.export(repo, blobs, p, it, "ONNX", "ONNXInt8")
+    assert [(e["flavor"], e["status"]) for e in iterations.exports(repo, blobs, p, it)] == [("ONNXInt8", "Failed")]
     assert iterations.export(repo, blobs, p, it, "ONNX", None)["flavor"] == "ONNX12"
