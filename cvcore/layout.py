@@ -28,7 +28,10 @@ PROJECTS_TABLE = "projects"  # PartitionKey "project", RowKey projectId
 TAGS_TABLE = "tags"  # PartitionKey projectId, RowKey tagId
 IMAGES_TABLE = "images"  # PartitionKey projectId, RowKey imageId
 ITERATIONS_TABLE = "iterations"  # PartitionKey projectId, RowKey iterationId
-TABLES = (PROJECTS_TABLE, TAGS_TABLE, IMAGES_TABLE, ITERATIONS_TABLE)
+# Stored predictions: PartitionKey projectId; each prediction is two rows with the same properties, RowKey
+# predictionId (newest first, see new_prediction_id) and RowKey OLDEST_FIRST + oldest_first_key (oldest first).
+PREDICTIONS_TABLE = "predictions"
+TABLES = (PROJECTS_TABLE, TAGS_TABLE, IMAGES_TABLE, ITERATIONS_TABLE, PREDICTIONS_TABLE)
 PROJECT_PARTITION = "project"
 
 # Image ids are content addressed inside a project: the same bytes uploaded twice get the same id, which
@@ -53,6 +56,43 @@ def image_id_for(project_id: str, sha256_hex: str) -> str:
     return str(uuid.uuid5(_IMAGE_ID_NAMESPACE, f"{guid(project_id)}:{sha256_hex}"))
 
 
+# Prediction ids carry their creation time, inverted, in their first 48 bits (milliseconds since the Unix
+# epoch subtracted from 2**48 - 1), then RFC 9562 version 8 and variant bits, then 74 random bits. Their
+# canonical strings therefore sort newest first, so a RowKey range scan lists predictions newest first
+# and a time window is a RowKey range; OLDEST_FIRST rows ('~' sorts after every hex digit) mirror them.
+_MS_MASK = (1 << 48) - 1
+OLDEST_FIRST = "~"
+
+
+def new_prediction_id(created_ms: int) -> str:
+    """A fresh prediction id for a prediction made at `created_ms` (Unix milliseconds)."""
+    random_bits = uuid.uuid4().int
+    value = ((_MS_MASK - (int(created_ms) & _MS_MASK)) << 80) | (random_bits & ((1 << 80) - 1))
+    value = (value & ~(0xF << 76)) | (0x8 << 76)  # version 8 (custom)
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC variant
+    return str(uuid.UUID(int=value))
+
+
+def prediction_time_ms(prediction_id: str) -> int:
+    """When the prediction was made (Unix milliseconds), read back from its id."""
+    return _MS_MASK - (uuid.UUID(guid(prediction_id, "predictionId")).int >> 80)
+
+
+def prediction_time_key(created_ms: int) -> str:
+    """The newest-first RowKey bound for a time: ids made at `created_ms` sort from here (inclusive)."""
+    return str(uuid.UUID(int=(_MS_MASK - (int(created_ms) & _MS_MASK)) << 80))
+
+
+def oldest_first_key(prediction_id: str) -> str:
+    """The RowKey of a prediction's oldest-first row: its time forward, then its id."""
+    return f"{OLDEST_FIRST}{prediction_time_ms(prediction_id):012x}{guid(prediction_id, 'predictionId')}"
+
+
+def oldest_first_time_key(created_ms: int) -> str:
+    """The oldest-first RowKey bound for a time: rows made at `created_ms` sort from here (inclusive)."""
+    return f"{OLDEST_FIRST}{int(created_ms) & _MS_MASK:012x}"
+
+
 def project_prefix(project_id: str) -> str:
     """Prefix of every blob a project owns, in every container."""
     return f"{guid(project_id, 'projectId')}/"
@@ -64,6 +104,15 @@ def image_original(project_id: str, image_id: str) -> str:
 
 def image_thumbnail(project_id: str, image_id: str) -> str:
     return f"{project_prefix(project_id)}thumbnails/{guid(image_id, 'imageId')}.jpg"
+
+
+def prediction_image(project_id: str, prediction_id: str) -> str:
+    """A stored prediction's image (container PREDICTIONS), as checked and normalised like a training image."""
+    return f"{project_prefix(project_id)}originals/{guid(prediction_id, 'predictionId')}"
+
+
+def prediction_thumbnail(project_id: str, prediction_id: str) -> str:
+    return f"{project_prefix(project_id)}thumbnails/{guid(prediction_id, 'predictionId')}.jpg"
 
 
 def iteration_prefix(project_id: str, iteration_id: str) -> str:
@@ -103,3 +152,26 @@ def embedding_pack(project_id: str, feature: str, resolution: int) -> str:
 def rejected_error_name(blob_name: str) -> str:
     """Name of the error report written beside a rejected drop."""
     return blob_name + ".error.json"
+
+
+# COCO import and export (functions/training/coco_import.py, coco_export.py, project_transfer.py).
+COCO_SUFFIX = ".coco.json"  # uploads/{project}/**/{name}.coco.json is imported as a COCO dataset
+COCO_DATASET_FOLDER = "_coco"  # uploads/{project}/_coco/**: images kept for COCO files, never ingested alone
+_TAG_ID_NAMESPACE = uuid.UUID("0b7c2f6e-54a1-4d8e-9c3b-7e2d1a9f6c45")
+
+
+def tag_id_for(project_id: str, name: str) -> str:
+    """The id an import gives a new tag: the same name (without case) gets the same id, so two deliveries
+    of one import create one tag."""
+    return str(uuid.uuid5(_TAG_ID_NAMESPACE, f"{guid(project_id)}:{name.strip().casefold()}"))
+
+
+def coco_import_status(project_id: str, relative_name: str) -> str:
+    """Progress and receipt of the COCO drop `uploads/{project}/{relative_name}` (in the models container,
+    which no trigger watches). `relative_name` must already be a safe relative path (cvcore.coco)."""
+    return f"{project_prefix(project_id)}imports/{relative_name}.status.json"
+
+
+def project_export(project_id: str, export_id: str) -> str:
+    """The snapshot behind a project export token: a COCO file whose images carry read URLs."""
+    return f"{project_prefix(project_id)}exports/{guid(export_id, 'exportId')}{COCO_SUFFIX}"

@@ -11,7 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 
-from . import layout
+from . import coco, layout
 
 
 class ManifestError(ValueError):
@@ -57,42 +57,34 @@ def compute_hash(images: list[dict], annotations: list[dict], categories: list[d
 
 
 def loads(data: bytes | str) -> Manifest:
-    try:
-        body = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ManifestError([f"not JSON: {exc}"]) from None
-    problems = []
-    if not isinstance(body, dict):
-        raise ManifestError(["the manifest must be a JSON object"])
-    for key in ("info", "images", "annotations", "categories"):
-        if not isinstance(body.get(key), dict if key == "info" else list):
-            problems.append(f"{key}: missing or of the wrong type")
-    if problems:
-        raise ManifestError(problems)
+    """Parse and check a frozen manifest with cvcore.coco's shared rules (references, normalised boxes)
+    plus its own (GUID image ids, the info block)."""
+    report = coco.Report()
+    body = coco.parse_json(data, report)
+    lists = coco.require_lists(body, ("images", "annotations", "categories"), report) if not report.problems else {}
+    if isinstance(body, dict) and not isinstance(body.get("info"), dict):
+        report.add("info", coco.MISSING_FIELD, "the info object is missing or of the wrong type")
+    if report.problems:
+        raise ManifestError([str(p) for p in report.problems])
     info = body["info"]
-    image_ids = {im.get("id") for im in body["images"]}
-    category_ids = {c.get("id") for c in body["categories"]}
-    for i, im in enumerate(body["images"]):
+    for i, im in enumerate(lists["images"]):
         try:
-            layout.guid(im.get("image_id"), f"images[{i}].image_id")
+            layout.guid(im.get("image_id") if isinstance(im, dict) else None, f"images[{i}].image_id")
         except ValueError as exc:
-            problems.append(str(exc))
-    for i, a in enumerate(body["annotations"]):
-        if a.get("image_id") not in image_ids:
-            problems.append(f"annotations[{i}].image_id: {a.get('image_id')!r} is not an image")
-        if a.get("category_id") not in category_ids:
-            problems.append(f"annotations[{i}].category_id: {a.get('category_id')!r} is not a category")
-        box = a.get("bbox")
-        if box is not None and (len(box) != 4 or not all(0 <= v <= 1 for v in box)
-                                or box[0] + box[2] > 1 + 1e-6 or box[1] + box[3] > 1 + 1e-6):
-            problems.append(f"annotations[{i}].bbox: {box!r} is not a normalised [left, top, width, height]")
-    if problems:
-        raise ManifestError(problems)
+            report.add(f"images[{i}].image_id", coco.WRONG_TYPE, str(exc))
+    coco.check_references(lists["annotations"], {im.get("id") for im in lists["images"] if isinstance(im, dict)},
+                          {c.get("id") for c in lists["categories"] if isinstance(c, dict)}, report)
+    for i, a in enumerate(lists["annotations"]):
+        problem = coco.normalised_box_problem(a["bbox"]) if isinstance(a, dict) and a.get("bbox") is not None else None
+        if problem:
+            report.add(f"annotations[{i}].bbox", coco.BBOX_OUT_OF_RANGE, problem)
+    if report.problems:
+        raise ManifestError([str(p) for p in report.problems])
     try:
         return Manifest(project_id=layout.guid(info.get("project_id"), "info.project_id"),
                         iteration_id=layout.guid(info.get("iteration_id"), "info.iteration_id"),
                         task=info.get("task"), classification_type=info.get("classification_type"),
-                        categories=body["categories"], images=body["images"], annotations=body["annotations"],
+                        categories=lists["categories"], images=lists["images"], annotations=lists["annotations"],
                         info=info)
     except ValueError as exc:
         raise ManifestError([str(exc)]) from None

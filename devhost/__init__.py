@@ -2,7 +2,7 @@
 
 It indexes an `azure.functions.FunctionApp` from its decorators and serves HTTP triggers with uvicorn,
 blob triggers and queue triggers by polling real storage (Azurite locally), with queue and blob output
-bindings. CLI: `python -m devhost --app function_app:app --port 7071`; API: `with Host(app, port=0) as h`.
+bindings, and timer triggers on their schedule (or now, through `POST /admin/functions/{name}`). CLI: `python -m devhost --app function_app:app --port 7071`; API: `with Host(app, port=0) as h`.
 """
 
 from .catalog import FunctionSpec, discover, load_app

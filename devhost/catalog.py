@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from .config import expand_settings
 
-HTTP_TRIGGER, BLOB_TRIGGER, QUEUE_TRIGGER = "httpTrigger", "blobTrigger", "queueTrigger"
+HTTP_TRIGGER, BLOB_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER = "httpTrigger", "blobTrigger", "queueTrigger", "timerTrigger"
 
 
 @dataclass
@@ -53,6 +53,8 @@ class FunctionSpec:
             return f"{self.name}: blobTrigger {t.get('path')}{source}"
         if self.trigger_type == QUEUE_TRIGGER:
             return f"{self.name}: queueTrigger {t.get('queueName')}"
+        if self.trigger_type == TIMER_TRIGGER:
+            return f"{self.name}: timerTrigger {t.get('schedule')}"
         return f"{self.name}: {self.trigger_type} (not supported by devhost; skipped)"
 
 

@@ -15,11 +15,12 @@ import uvicorn
 from . import config
 from .bindings import BindingIO
 from .blob_listener import BlobListener
-from .catalog import BLOB_TRIGGER, HTTP_TRIGGER, QUEUE_TRIGGER, discover, load_app
+from .catalog import BLOB_TRIGGER, HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, discover, load_app
 from .http_app import HttpApp
 from .invoker import Invoker, unbound_params
 from .queue_listener import QueueListener
 from .storage import Clients
+from .timer import Schedule, TimerListener
 
 log = logging.getLogger("devhost")
 
@@ -41,6 +42,8 @@ class Host:
         for spec in self.specs:
             if unbound_params(spec):
                 raise TypeError(f"function {spec.name}: no binding for parameter(s) {unbound_params(spec)}")
+            if spec.trigger_type == TIMER_TRIGGER:
+                Schedule(str(spec.trigger.get("schedule", "")))  # an invalid schedule fails here, as in the host
         self.host, self.port, self.script_root = host, port, script_root
         self.poll_interval, self.graceful_timeout = poll_interval, graceful_timeout
         self.host_id = host_id or config.host_id()
@@ -60,7 +63,10 @@ class Host:
         return f"http://{host}:{self.port}"
 
     def start(self, timeout: float = 30) -> "Host":
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else every reply written in
+        # two parts waits 40 ms for a delayed ACK); Kestrel, behind the real host, sets it too
+        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM,
+                             socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
@@ -96,6 +102,8 @@ class Host:
             elif spec.trigger_type == QUEUE_TRIGGER:
                 self._listeners.append(QueueListener(spec, self.invoker, self.clients, self.cfg,
                                                      self.poll_interval, self._stop))
+            elif spec.trigger_type == TIMER_TRIGGER:
+                self._listeners.append(TimerListener(spec, self.invoker, self._stop))
             elif spec.trigger_type != HTTP_TRIGGER:
                 log.warning("function %s: %s triggers are not supported by devhost", spec.name,
                             spec.trigger_type)

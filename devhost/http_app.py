@@ -11,15 +11,17 @@ from urllib.parse import parse_qsl, unquote
 import azure.functions as func
 
 from .bindings import json_binding_data
-from .catalog import HTTP_TRIGGER, FunctionSpec
+from .catalog import HTTP_TRIGGER, TIMER_TRIGGER, FunctionSpec
 from .config import HostConfig
 from .invoker import Invoker
 from .routes import Route, Router
+from .timer import timer_request
 
 log = logging.getLogger("devhost")
 
 
 DRAIN_LIMIT = 64 * 1024 * 1024  # an oversized body up to this much more is read and dropped before the 413
+_ADMIN_RUN = re.compile(r"/admin/functions/([^/]+)/?", re.IGNORECASE)
 
 
 class TooLarge(Exception):
@@ -86,6 +88,21 @@ def to_http(value) -> tuple[int, list, bytes]:
 class HttpApp:
     def __init__(self, specs: list[FunctionSpec], invoker: Invoker, cfg: HostConfig):
         self.router, self.invoker, self.max_body = build_router(specs, cfg), invoker, cfg.max_body
+        self.by_name = {spec.name.lower(): spec for spec in specs}
+
+    async def run_now(self, send, name: str) -> None:
+        """`POST /admin/functions/{name}`: run a timer function now, as the host's admin API does (202)."""
+        spec = self.by_name.get(name.lower())
+        if spec is None:
+            return await respond(send, 404, {"error": f"no function named {name!r}"})
+        if spec.trigger_type != TIMER_TRIGGER:
+            return await respond(send, 400, {"error": f"devhost runs timer functions on demand, and {spec.name} "
+                                                      f"has a {spec.trigger_type}"})
+        try:
+            await self.invoker.run(spec, timer_request(False, None, None), {}, "(admin request)")
+        except Exception:  # noqa: BLE001 - logged by the invoker; the host answers 202 either way
+            pass
+        await respond(send, 202, None)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
@@ -96,6 +113,9 @@ class HttpApp:
         if scope["type"] != "http":
             return
         path = request_path(scope)
+        admin = _ADMIN_RUN.fullmatch(path)
+        if admin and scope["method"] == "POST":  # the host reserves /admin: no function route can take it
+            return await self.run_now(send, admin.group(1))
         route, found = self.router.resolve(scope["method"], path)
         if route is None:
             if found:

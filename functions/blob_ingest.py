@@ -1,4 +1,5 @@
-"""Blob trigger: images dropped under `uploads/` become training images (see training/drops.py).
+"""Blob trigger: images dropped under `uploads/` become training images, `*.coco.json` files COCO imports
+(see training/drops.py).
 
 Flex Consumption requires the Event Grid source for blob triggers; infra subscribes it to this function.
 """
@@ -23,5 +24,6 @@ log = logging.getLogger(__name__)
 def ingest_upload(blob: func.InputStream) -> None:
     name = blob.name.split("/", 1)[1] if blob.name.startswith(layout.UPLOADS + "/") else blob.name
     s = bootstrap.services()
-    result = ingest_drop(s.repo, s.blobs, s.pool, name, blob.read())
+    result = ingest_drop(s.repo, s.blobs, s.pool, name, blob.read(),
+                         blob_endpoint=s.settings.storage.endpoints.get("blob"))
     log.info("upload %s: %s %s", name, result.outcome, result.detail)

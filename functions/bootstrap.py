@@ -14,6 +14,10 @@ from cvcore.storage import StorageClients
 from .adapters.blobs import AzureBlobStore
 from .adapters.queues import AzureJobQueue
 from .adapters.tables import TableMetadataRepository
+from .prediction.adapter import TablePredictionStore
+from .prediction.models import ModelCache
+from .prediction.published import Catalog
+from .prediction.service import Predictor
 from .training.ports import BlobStore, JobQueue, MetadataRepository
 
 log = logging.getLogger(__name__)
@@ -28,6 +32,7 @@ class Services:
     jobs: JobQueue | None = None
     url_allow_origins: tuple[str, ...] = ()
     clients: StorageClients | None = None
+    predictor: Predictor | None = None
 
 
 _lock = threading.Lock()
@@ -46,9 +51,11 @@ def build(settings: settings_mod.Settings) -> Services:
     pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="cv-io")
     # Image URLs may point at our own storage endpoint only when it is the local emulator on loopback.
     allow = (_origin(settings.storage.endpoints["blob"]),) if settings.is_local else ()
-    return Services(settings=settings, repo=TableMetadataRepository(clients.table, pool),
-                    blobs=AzureBlobStore(clients.blob, pool), pool=pool, jobs=AzureJobQueue(clients),
-                    url_allow_origins=allow, clients=clients)
+    repo, blobs = TableMetadataRepository(clients.table, pool), AzureBlobStore(clients.blob, pool)
+    predictor = Predictor(catalog=Catalog(repo), models=ModelCache(blobs.get),
+                          store=TablePredictionStore(clients.table, blobs, pool), pool=pool, url_allow_origins=allow)
+    return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
+                    url_allow_origins=allow, clients=clients, predictor=predictor)
 
 
 def services() -> Services:

@@ -7,7 +7,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
 
 from ..training.ports import BlobStore
@@ -29,6 +29,15 @@ class AzureBlobStore(BlobStore):
 
     def get(self, container: str, name: str) -> bytes:
         return self._service.get_blob_client(container, name).download_blob().readall()
+
+    def get_capped(self, container: str, name: str, max_bytes: int) -> bytes:
+        client = self._service.get_blob_client(container, name)
+        try:
+            return client.download_blob(offset=0, length=max_bytes + 1).readall()
+        except HttpResponseError as exc:
+            if exc.status_code == 416:  # a range on an empty blob
+                return b""
+            raise
 
     def exists(self, container: str, name: str) -> bool:
         return self._service.get_blob_client(container, name).exists()

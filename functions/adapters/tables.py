@@ -126,6 +126,7 @@ def _iteration(e) -> Iteration:
             values[name] = _get_json(e, name, {} if name == "metrics" else [])
         elif name in e:
             values[name] = _utc(e[name]) if name in _ITERATION_TIMES else e[name]
+    values.setdefault("classification_type", None)  # None is not stored: a detector has no classification type
     return Iteration(**values)
 
 

@@ -1,5 +1,7 @@
 """Drop-a-file ingestion: `uploads/{projectId}/{tagName}/{file}` becomes a tagged training image,
-`uploads/{projectId}/untagged/{file}` (or `uploads/{projectId}/{file}`) an untagged one.
+`uploads/{projectId}/untagged/{file}` (or `uploads/{projectId}/{file}`) an untagged one, and
+`uploads/{projectId}/**/{name}.coco.json` a COCO import (coco_import.py). Files under
+`uploads/{projectId}/_coco/` are left alone: they are the images COCO files name by `file_name`.
 
 A drop that fails is copied to `rejected/` beside a `.error.json` saying why; the drop is removed only
 after its success or its rejection is recorded. Re-delivery is harmless: ids are content addressed.
@@ -12,28 +14,32 @@ import logging
 from dataclasses import dataclass
 
 from cvcore import layout
+from cvcore.coco import safe_relative_path
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES
 
+from . import coco_import
 from .ingest import Candidate, ingest
 from .model import REGULAR, Project, Tag, utcnow
 from .ports import BlobStore, MetadataRepository
 
 log = logging.getLogger(__name__)
 UNTAGGED = "untagged"
-COCO_SUFFIX = ".coco.json"
+COCO_SUFFIX = layout.COCO_SUFFIX
 
 
 @dataclass
 class DropResult:
-    outcome: str  # "ingested", "duplicate", "rejected", "skipped"
+    outcome: str  # "ingested", "imported" (a COCO file), "duplicate", "rejected", "skipped"
     detail: str = ""
     image_id: str | None = None
 
 
-def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, data: bytes) -> DropResult:
-    """Handle one dropped blob; `name` is its path inside the uploads container."""
-    if name.endswith(COCO_SUFFIX) or name.endswith("/"):
-        return DropResult("skipped", "COCO files are imported by the COCO importer")
+def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, data: bytes,
+                blob_endpoint: str | None = None) -> DropResult:
+    """Handle one dropped blob; `name` is its path inside the uploads container. `blob_endpoint` is the
+    storage account's blob endpoint, which COCO `absolute_url`s must point into."""
+    if name.endswith("/"):
+        return DropResult("skipped", "a folder marker")
     parts = name.split("/")
     try:
         project_id = layout.guid(parts[0], "projectId")
@@ -43,9 +49,13 @@ def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, dat
                        f"got {parts[0][:64]!r}")
     if len(parts) < 2 or not parts[-1]:
         return _reject(blobs, name, data, "ErrorSource", "path: no file name after the project id")
+    if parts[1] == layout.COCO_DATASET_FOLDER and not name.endswith(COCO_SUFFIX):
+        return DropResult("skipped", f"kept in {layout.COCO_DATASET_FOLDER}/ for COCO files")
     project = repo.get_project(project_id)
     if project is None:
         return _reject(blobs, name, data, "NotFoundProject", f"project {project_id} does not exist")
+    if name.endswith(COCO_SUFFIX):
+        return _coco_drop(repo, blobs, pool, project, name, data, blob_endpoint)
     folder = parts[1] if len(parts) > 2 else UNTAGGED
     tag = None
     if folder.lower() != UNTAGGED:
@@ -79,9 +89,27 @@ def _tag_by_name(repo: MetadataRepository, project: Project, name: str) -> Tag:
     return tag
 
 
-def _reject(blobs: BlobStore, name: str, data: bytes, status: str, message: str) -> DropResult:
-    report = {"blob": f"{layout.UPLOADS}/{name}", "status": status,
-              "errors": [{"path": name, "code": status, "message": message}], "rejectedAt": utcnow().isoformat()}
+def _coco_drop(repo: MetadataRepository, blobs: BlobStore, pool, project: Project, name: str, data: bytes,
+               blob_endpoint: str | None) -> DropResult:
+    try:
+        relative = safe_relative_path(name.split("/", 1)[1])
+    except ValueError as exc:
+        return _reject(blobs, name, data, "ErrorSource", f"path: {exc}")
+    result = coco_import.import_drop(repo, blobs, pool, project, relative, data, blob_endpoint)
+    if result.outcome == "rejected":
+        return _reject(blobs, name, data, "ErrorCocoValidation",
+                       f"the COCO file has {len(result.problems)} problems; nothing was imported",
+                       [p.to_json() for p in result.problems], {"summary": result.summary})
+    blobs.delete(layout.UPLOADS, name)
+    return DropResult(result.outcome, result.detail)
+
+
+def _reject(blobs: BlobStore, name: str, data: bytes, status: str, message: str, errors: list[dict] | None = None,
+            extra: dict | None = None) -> DropResult:
+    """Move the drop to rejected/ beside a .error.json listing every problem ({path, code, message})."""
+    report = {"blob": f"{layout.UPLOADS}/{name}", "status": status, "message": message,
+              "errors": errors or [{"path": name, "code": status, "message": message}],
+              "rejectedAt": utcnow().isoformat(), **(extra or {})}
     blobs.put(layout.REJECTED, name, data, "application/octet-stream")
     blobs.put(layout.REJECTED, layout.rejected_error_name(name), json.dumps(report, indent=2).encode(),
               "application/json")

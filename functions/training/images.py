@@ -6,11 +6,10 @@ clients tagging the same image at once both land.
 
 from __future__ import annotations
 
-import math
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterable
 
-from cvcore import layout, manifest
+from cvcore import coco, layout, manifest
 from cvcore.errors import BadRequest, NotFound
 
 from . import serialize
@@ -19,13 +18,12 @@ from .ports import BlobStore, ConcurrencyError, MetadataRepository
 from .projects import require_project
 
 MAX_TAKE = 256
-MAX_REGIONS_PER_IMAGE = 300
-MAX_TAGS_PER_IMAGE = 100
+MAX_REGIONS_PER_IMAGE = coco.MAX_REGIONS_PER_IMAGE
+MAX_TAGS_PER_IMAGE = coco.MAX_TAGS_PER_IMAGE
 MAX_METADATA_ENTRIES = 10
 MAX_METADATA_KEY = 128
 MAX_METADATA_VALUE = 256
 _RETRIES = 5
-_EPS = 1e-6
 
 
 # ---- rules shared with ingestion -------------------------------------------------------------------------
@@ -37,24 +35,15 @@ def check_region(raw, path: str) -> tuple[str, float, float, float, float]:
         tag_id = layout.guid(raw.get("tagId"), f"{path}.tagId")
     except ValueError as exc:
         raise BadRequest("BadRequestImageRegions", str(exc)) from None
-    values = []
     for name in ("left", "top", "width", "height"):
-        v = raw.get(name)
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise BadRequest("BadRequestImageRegions", f"{path}.{name}: a finite number is required, got {v!r}")
-        values.append(float(v))
-    left, top, width, height = values
-    for name, v in (("left", left), ("top", top)):
-        if not 0.0 <= v < 1.0:
-            raise BadRequest("BadRequestImageRegions", f"{path}.{name}: must be in [0, 1), got {v}")
-    for name, v in (("width", width), ("height", height)):
-        if not 0.0 < v <= 1.0:
-            raise BadRequest("BadRequestImageRegions", f"{path}.{name}: must be in (0, 1], got {v}")
-    if left + width > 1.0 + _EPS:
-        raise BadRequest("BadRequestImageRegions", f"{path}: left + width = {left + width:.6g} exceeds 1")
-    if top + height > 1.0 + _EPS:
-        raise BadRequest("BadRequestImageRegions", f"{path}: top + height = {top + height:.6g} exceeds 1")
-    return tag_id, left, top, min(width, 1.0 - left), min(height, 1.0 - top)
+        if not coco.is_number(raw.get(name)):
+            raise BadRequest("BadRequestImageRegions", f"{path}.{name}: a finite number is required, "
+                                                       f"got {raw.get(name)!r}")
+    box = [float(raw[name]) for name in ("left", "top", "width", "height")]
+    problem = coco.normalised_box_problem(box)  # the one region rule, shared with COCO and the manifest
+    if problem:
+        raise BadRequest("BadRequestImageRegions", f"{path}: {problem}")
+    return (tag_id, *coco.clamp_box(box))
 
 
 def tag_problem(tags: dict[str, Tag], tag_ids: Iterable[str]) -> tuple[str, str] | None:

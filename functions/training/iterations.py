@@ -14,6 +14,7 @@ from collections import OrderedDict
 from cvcore import domains, layout, messages
 from cvcore.errors import BadRequest, NotFound
 
+from ..prediction.published import publish_changed
 from . import serialize
 from .model import Iteration, Project, utcnow
 from .ports import BlobStore, ConcurrencyError, MetadataRepository
@@ -80,6 +81,7 @@ def delete_iteration(repo: MetadataRepository, blobs: BlobStore, project_id: str
     repo.delete_iteration(project.id, it.id)  # row first: a trainer still running sees it gone and stops
     blobs.delete_prefix(layout.MODELS, layout.iteration_prefix(project.id, it.id))
     _evaluations.drop(project.id, it.id)
+    publish_changed(project.id, [it.id])  # its stored predictions stay: they are the project's, not its
 
 
 def publish(repo: MetadataRepository, project_id: str, iteration_id: str, publish_name: str | None,
@@ -102,6 +104,7 @@ def publish(repo: MetadataRepository, project_id: str, iteration_id: str, publis
     _edit(repo, project.id, it, set_published)  # first: predictions meanwhile find the old or the new model
     for other in holders:
         _edit(repo, project.id, other, lambda i: setattr(i, "publish_name", None))
+    publish_changed(project.id, [it.id, *(o.id for o in holders)])
     return True
 
 
@@ -115,6 +118,7 @@ def unpublish(repo: MetadataRepository, project_id: str, iteration_id: str) -> N
         i.publish_name, i.prediction_resource_id = None, None
 
     _edit(repo, project.id, it, clear)
+    publish_changed(project.id, [it.id])
 
 
 class _EvaluationCache:

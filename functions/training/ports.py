@@ -97,3 +97,8 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def url(self, container: str, name: str) -> str:
         """A time-limited read URL for the blob."""
+
+    def get_capped(self, container: str, name: str, max_bytes: int) -> bytes:
+        """At most the first `max_bytes + 1` bytes of the blob: enough to tell it is too large without
+        holding all of it. Adapters read a range; this default reads the whole blob."""
+        return self.get(container, name)[:max_bytes + 1]

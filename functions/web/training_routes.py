@@ -7,7 +7,18 @@ from functools import partial
 from cvcore.errors import BadRequest
 
 from ..bootstrap import Services
-from ..training import images, ingest, iterations, projects, tags, train, uploads
+from ..training import (
+    coco_export,
+    coco_import,
+    images,
+    ingest,
+    iterations,
+    project_transfer,
+    projects,
+    tags,
+    train,
+    uploads,
+)
 from ..training.model import Project
 from . import multipart
 from .http import ApiRequest
@@ -52,6 +63,29 @@ def _update_project(s: Services, r: ApiRequest, projectId: str):
 @delete("projects/{projectId}")
 def _delete_project(s: Services, r: ApiRequest, projectId: str):
     projects.delete_project(s.repo, s.blobs, projectId)
+
+
+@get("projects/{projectId}/export")
+def _export_project(s: Services, r: ApiRequest, projectId: str):
+    return project_transfer.export_project(s.repo, s.blobs, projectId)
+
+
+@post("projects/import")
+def _import_project(s: Services, r: ApiRequest):
+    return project_transfer.import_project(s.repo, s.blobs, s.pool, r.query("token"), r.query("name"),
+                                           s.url_allow_origins)
+
+
+@get("projects/{projectId}/coco")
+def _coco_export(s: Services, r: ApiRequest, projectId: str):
+    """The project's dataset (or an iteration's) as COCO; boxes=pixels (default) or normalized."""
+    return coco_export.export_coco(s.repo, s.blobs, projectId, r.query("iterationId"), r.query("boxes"))
+
+
+@get("projects/{projectId}/coco/import")
+def _coco_import_status(s: Services, r: ApiRequest, projectId: str):
+    """Progress or outcome of the COCO drop uploads/{projectId}/{name}."""
+    return coco_import.read_status(s.repo, s.blobs, projectId, r.query("name"))
 
 
 # ---- tags -----------------------------------------------------------------------------------------------

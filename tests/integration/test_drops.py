@@ -72,7 +72,8 @@ def test_unknown_project_and_bad_path_are_rejected(services):
     assert result.outcome == "rejected" and "project id" in result.detail
 
 
-def test_coco_files_are_left_for_the_coco_importer(services, project):
+def test_coco_files_go_to_the_coco_importer(services, project):
     name = f"{project}/dataset.coco.json"
-    assert drop(services, name, b"{}").outcome == "skipped"
-    assert exists(services, layout.UPLOADS, name)
+    assert drop(services, name, b"{}").outcome == "rejected"  # tests/integration/test_coco_drop.py: the rest
+    report = json.loads(services.blobs.get(layout.REJECTED, name + ".error.json"))
+    assert {e["path"] for e in report["errors"]} == {"images", "annotations", "categories"}

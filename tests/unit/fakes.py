@@ -7,6 +7,8 @@ import copy
 import itertools
 from typing import Iterable
 
+from cvcore import layout
+from functions.prediction.ports import PredictionStore, StoredPrediction
 from functions.training.model import ImageRecord, Iteration, Project, Tag
 from functions.training.ports import BlobStore, ConcurrencyError, JobQueue, MetadataRepository
 
@@ -135,3 +137,58 @@ class FakeBlobStore(BlobStore):
 
     def url(self, container, name):
         return f"fake://{container}/{name}"
+
+
+class FakePredictionStore(PredictionStore):
+    """Stored predictions in memory, with the adapter's orders: ids ascending is newest first."""
+
+    def __init__(self, blobs: FakeBlobStore | None = None):
+        self.blobs = blobs or FakeBlobStore()
+        self.records: dict[str, dict[str, StoredPrediction]] = {}
+
+    def put_images(self, project_id, prediction_id, image, content_type, thumbnail):
+        self.blobs.put(layout.PREDICTIONS, layout.prediction_image(project_id, prediction_id), image, content_type)
+        self.blobs.put(layout.PREDICTIONS, layout.prediction_thumbnail(project_id, prediction_id), thumbnail,
+                       "image/jpeg")
+
+    def add(self, record):
+        part = self.records.setdefault(record.project_id, {})
+        if record.id in part:
+            raise KeyError(f"prediction {record.id} exists")
+        part[record.id] = copy.deepcopy(record)
+
+    def get(self, project_id, prediction_ids):
+        part = self.records.get(project_id, {})
+        return {i: copy.deepcopy(part[i]) for i in prediction_ids if i in part}
+
+    def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
+             application=None):
+        def key(r):
+            return (layout.prediction_time_ms(r.id), r.id) if oldest_first else (r.id,)
+
+        rows = sorted(self.records.get(project_id, {}).values(), key=key)
+        if after is not None:
+            mark = key(StoredPrediction(after, project_id, "", "", "", None, "", []))
+            rows = [r for r in rows if key(r) > mark]
+        for r in rows:
+            if ((start is None or r.created >= start) and (end is None or r.created < end)
+                    and iteration_id in (None, r.iteration_id) and application in (None, r.application)):
+                yield copy.deepcopy(r)
+
+    def delete(self, project_id, prediction_ids):
+        for i in prediction_ids:
+            self.records.get(project_id, {}).pop(i, None)
+            self.blobs.delete(layout.PREDICTIONS, layout.prediction_image(project_id, i))
+            self.blobs.delete(layout.PREDICTIONS, layout.prediction_thumbnail(project_id, i))
+
+    def purge(self, before):
+        doomed = [(p, i) for p, part in self.records.items() for i, r in part.items() if r.created < before]
+        for p, i in doomed:
+            self.delete(p, [i])
+        return len(doomed)
+
+    def image_url(self, project_id, prediction_id):
+        return self.blobs.url(layout.PREDICTIONS, layout.prediction_image(project_id, prediction_id))
+
+    def thumbnail_url(self, project_id, prediction_id):
+        return self.blobs.url(layout.PREDICTIONS, layout.prediction_thumbnail(project_id, prediction_id))

@@ -3,28 +3,11 @@ import threading
 import time
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from cvcore import artifacts, layout
-from functions.prediction.models import ModelCache
-
-
-def tiny_classifier() -> bytes:
-    """image [N,3,H,W] -> mean colour -> 2 logits -> softmax: a real ONNX graph, no torch needed."""
-    weights = helper.make_tensor("w", TensorProto.FLOAT, [3, 2], [4.0, -4.0, 0.0, 0.0, -4.0, 4.0])
-    nodes = [helper.make_node("ReduceMean", ["image"], ["m"], axes=[2, 3], keepdims=0),
-             helper.make_node("MatMul", ["m", "w"], ["logits"]),
-             helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("image", TensorProto.FLOAT,
-                                                                            ["N", 3, 8, 8])],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["N", 2])],
-                              [weights])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
+from functions.prediction.models import ModelCache, ModelUnavailable
+from tests.support.tiny_models import tiny_classifier
 
 
 SIDECAR = artifacts.ModelSidecar(task="classification", labels=[artifacts.Label(0, "a" * 8, "red"),
@@ -96,7 +79,7 @@ def test_bounded_least_recently_used_and_invalidation():
 
 def test_a_missing_model_is_an_error_and_nothing_is_cached():
     cache = ModelCache(Blobs().read)
-    with pytest.raises(KeyError):
+    with pytest.raises(ModelUnavailable):
         cache.get(layout.new_id(), layout.new_id())
     assert len(cache) == 0
 

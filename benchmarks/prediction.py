@@ -1,0 +1,268 @@
+"""Prediction: a model the trainer really trained (a cat vs a coffee cup, Quick training, compact domain),
+published and called over HTTP through the local host (a real process) on real Azurite.
+
+- warm latency: the same 640x480 JPEG, end to end through the host's route (nostore, and storing the
+  prediction), against a bare onnxruntime decode + preprocess + forward of the same model in this process
+  (and, for the storing route, against that plus the same storing done in turn through the store adapter),
+  interleaved in the same run; p50 and p95 and their ratios (target <= 1.3);
+- cold: publish -> first answer (model load included), and host process start -> first answer;
+- throughput with 1, 2 and 8 concurrent clients (requests per second), against the bare forward loop;
+- resident memory of the host per loaded model (copies of the model published under other names).
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+import statistics
+import threading
+import time
+from functools import partial
+from urllib.parse import urlsplit
+
+from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+from azure.cognitiveservices.vision.customvision.training.models import (
+    ImageFileCreateBatch,
+    ImageFileCreateEntry,
+)
+from msrest.authentication import ApiKeyCredentials
+
+from cvcore import artifacts, layout, settings
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, check_image, decode_rgb
+from functions import bootstrap
+from functions.prediction.models import _session
+from functions.prediction.ports import StoredPrediction
+from functions.training.model import utcnow
+from tests.support import images as imgs
+from tests.support.azurite import running_azurite
+from tests.support.localhost import running_host, running_trainer
+
+COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"
+WARM_N, THROUGHPUT_S, CLIENTS, COPIES = 100, 6.0, (1, 2, 8), 4
+
+
+class _NoDelay(http.client.HTTPConnection):
+    """http.client sends headers and body in two writes; without TCP_NODELAY (which urllib3, and so the
+    SDK, sets) the body's last segment waits for a delayed ACK: 40 ms that are the client's, not the host's."""
+
+    def connect(self):
+        super().connect()
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Client:
+    """One keep-alive connection posting image bytes to a prediction route."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.conn = _NoDelay(parts.hostname, parts.port, timeout=60)
+
+    def post(self, path: str, data: bytes) -> dict:
+        headers = {"Prediction-Key": settings.LOCAL_PREDICTION_KEY, "Content-Type": "application/octet-stream"}
+        try:
+            self.conn.request("POST", path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        except (http.client.HTTPException, OSError):  # the server closed an idle keep-alive connection
+            self.conn.close()
+            self.conn.request("POST", path, body=data, headers=headers)
+            resp = self.conn.getresponse()
+        body = resp.read()
+        if resp.status != 200:
+            raise RuntimeError(f"{path}: HTTP {resp.status} {body[:300]!r}")
+        return json.loads(body)
+
+
+def _route(project_id: str, name: str, store: bool) -> str:
+    return f"/customvision/v3.1/prediction/{project_id}/classify/iterations/{name}/image" + ("" if store else "/nostore")
+
+
+def _train(trainer) -> tuple[str, str]:
+    project = trainer.create_project("bench-predict", domain_id=COMPACT)
+    for name, kind in (("cat", 1), ("cup", 2)):
+        tag = trainer.create_tag(project.id, name)
+        batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=f"{n}.jpg", contents=imgs.photo_jpeg(
+            kind + 7 * (3 * n + 1), size=(320, 240))) for n in range(6)], tag_ids=[tag.id])
+        assert trainer.create_images_from_files(project.id, batch).is_batch_successful
+    iteration = trainer.train_project(project.id)
+    while (it := trainer.get_iteration(project.id, iteration.id)).status not in ("Completed", "Failed"):
+        time.sleep(0.3)
+    assert it.status == "Completed", it.training_error_details
+    return project.id, it.id
+
+
+def _pct(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+
+
+def _stats(seconds: list[float]) -> dict:
+    ms = [s * 1000 for s in seconds]
+    return {"p50_ms": statistics.median(ms), "p95_ms": _pct(ms, 95), "n": len(ms)}
+
+
+def _rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def _host_pid(url: str) -> int:
+    """The local host process serving `url` (found by its command line)."""
+    wanted = ["devhost", "--port", str(urlsplit(url).port)]
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().decode().split("\0")
+        except OSError:
+            continue
+        if all(w in argv for w in wanted):
+            return int(pid)
+    raise RuntimeError("host process not found")
+
+
+def _bare(services, project_id: str, iteration_id: str):
+    """The same model, loaded as the host loads it, and the same work without HTTP and storage."""
+    data = services.blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_ONNX))
+    sidecar = artifacts.ModelSidecar.from_json(json.loads(services.blobs.get(
+        layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_SIDECAR))))
+    session = _session(data)
+
+    def forward(jpeg: bytes):
+        image = decode_rgb(jpeg, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
+        return session.run(["probabilities"], {"image": artifacts.preprocess([image], sidecar)})[0]
+
+    def forward_and_store(jpeg: bytes):
+        """The same, then storing it one step after another as the route does (check and thumbnail, the
+        two blobs, the record) straight through the store adapter."""
+        probs = forward(jpeg)
+        checked = check_image(jpeg, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
+        now = utcnow()
+        pid = layout.new_prediction_id(int(now.timestamp() * 1000))
+        store = services.predictor.store
+        store.put_images(project_id, pid, checked.data, checked.content_type, checked.thumbnail)
+        store.add(StoredPrediction(id=pid, project_id=project_id, iteration_id=iteration_id, publish_name="bare",
+                                   application="", created=now, task=sidecar.task, predictions=[
+                                       {"probability": float(x), "tagId": lab.tag_id} for x, lab in zip(
+                                           probs[0], sidecar.labels, strict=True)]))
+    return forward, forward_and_store, len(data)
+
+
+def _timed(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def _throughput(work, clients: int, seconds: float) -> dict:
+    done, stop, lock = [], threading.Event(), threading.Lock()
+
+    def loop():
+        call = work()
+        while not stop.is_set():
+            t = _timed(call)
+            with lock:
+                done.append(t)
+    threads = [threading.Thread(target=loop) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    time.sleep(seconds)
+    stop.set()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - start
+    return {"clients": clients, "rps": len(done) / elapsed, "p50_ms": statistics.median(done) * 1000}
+
+
+def _copies(services, project_id: str, iteration_id: str, n: int) -> list[str]:
+    """Publish n copies of the iteration (same artifacts under new iteration ids) as m0..m{n-1}."""
+    from functions.training import iterations
+    source = services.repo.get_iteration(project_id, iteration_id)
+    names = []
+    for k in range(n):
+        copy = layout.new_id()
+        for name in (layout.MODEL_ONNX, layout.MODEL_SIDECAR):
+            services.blobs.put(layout.MODELS, layout.iteration_artifact(project_id, copy, name), services.blobs.get(
+                layout.MODELS, layout.iteration_artifact(project_id, iteration_id, name)), "application/octet-stream")
+        source.id, source.name, source.publish_name, source.etag = copy, f"copy {k}", None, None
+        services.repo.add_iteration(project_id, source)
+        iterations.publish(services.repo, project_id, copy, f"m{k}", None, False)
+        names.append(f"m{k}")
+    return names
+
+
+def run() -> dict:
+    jpeg = imgs.photo_jpeg(1 + 7 * 61, size=(640, 480))
+    out: dict = {"image_bytes": len(jpeg)}
+    with running_azurite() as conn:
+        services = bootstrap.build(settings.load({"AzureWebJobsStorage": conn}))
+        with running_host(conn, poll_interval=1.0) as url:
+            trainer = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key":
+                                                                                    settings.LOCAL_TRAINING_KEY}))
+            with running_trainer(conn):
+                project_id, iteration_id = _train(trainer)
+            forward, forward_and_store, out["model_bytes"] = _bare(services, project_id, iteration_id)
+            client = Client(url)
+            cold = []
+            for _ in range(3):  # unpublishing drops the loaded model, so each publish loads it again
+                start = time.perf_counter()
+                trainer.publish_iteration(project_id, iteration_id, "prod", "/subscriptions/local/prediction")
+                client.post(_route(project_id, "prod", False), jpeg)
+                cold.append(time.perf_counter() - start)
+                trainer.unpublish_iteration(project_id, iteration_id)
+            out["cold_publish_to_answer_s"] = statistics.median(cold)
+            trainer.publish_iteration(project_id, iteration_id, "prod", "/subscriptions/local/prediction")
+            nostore, store = _route(project_id, "prod", False), _route(project_id, "prod", True)
+            runs = {"bare": lambda: forward(jpeg), "bare_store": lambda: forward_and_store(jpeg),
+                    "http_nostore": lambda: client.post(nostore, jpeg), "http_store": lambda: client.post(store, jpeg)}
+            for _ in range(10):
+                for fn in runs.values():
+                    fn()
+            times: dict[str, list[float]] = {name: [] for name in runs}
+            for _ in range(WARM_N):  # interleaved, so a busy moment costs every variant alike
+                for name, fn in runs.items():
+                    times[name].append(_timed(fn))
+            out["warm"] = {name: _stats(t) for name, t in times.items()}
+            for name, base in (("http_nostore", "bare"), ("http_store", "bare"), ("http_store", "bare_store")):
+                for q in ("p50", "p95"):
+                    out["warm"][name][f"{q}_ratio_to_{base}"] = out["warm"][name][f"{q}_ms"] / out["warm"][base][f"{q}_ms"]
+            out["throughput"] = {
+                "bare": [_throughput(lambda: lambda: forward(jpeg), n, THROUGHPUT_S) for n in CLIENTS],
+                "http_nostore": [_throughput(lambda: partial(Client(url).post, nostore, jpeg), n, THROUGHPUT_S)
+                                 for n in CLIENTS],
+                "http_store": [_throughput(lambda: partial(Client(url).post, store, jpeg), n, THROUGHPUT_S)
+                               for n in CLIENTS]}
+            pid = _host_pid(url)
+            names = _copies(services, project_id, iteration_id, COPIES)
+            client.post(_route(project_id, names[0], False), jpeg)
+            before = _rss_mb(pid)
+            for name in names[1:]:
+                client.post(_route(project_id, name, False), jpeg)
+            out["host_rss_mb"] = _rss_mb(pid)
+            out["rss_per_model_mb"] = (out["host_rss_mb"] - before) / (COPIES - 1)
+        start = time.perf_counter()
+        with running_host(conn, poll_interval=1.0) as url:
+            Client(url).post(nostore, jpeg)
+            out["cold_process_start_to_answer_s"] = time.perf_counter() - start
+        services.pool.shutdown(wait=False)
+    return out
+
+
+def report(r: dict) -> str:
+    w = r["warm"]
+    lines = [f"prediction (2 CPU cores; trained cat/cup model, {r['model_bytes'] / 1e6:.1f} MB ONNX; 640x480 JPEG of "
+             f"{r['image_bytes'] / 1e3:.0f} kB)",
+             f"  warm bare decode+preprocess+forward: p50 {w['bare']['p50_ms']:.1f} ms, p95 {w['bare']['p95_ms']:.1f} ms"]
+    lines.append(f"  warm bare + storing it (check, blobs, record in turn): p50 {w['bare_store']['p50_ms']:.1f} ms, "
+                 f"p95 {w['bare_store']['p95_ms']:.1f} ms")
+    for name, base in (("http_nostore", "bare"), ("http_store", "bare"), ("http_store", "bare_store")):
+        lines.append(f"  warm {name}: p50 {w[name]['p50_ms']:.1f} ms, p95 {w[name]['p95_ms']:.1f} ms; vs {base}: "
+                     f"x{w[name][f'p50_ratio_to_{base}']:.2f} (p50), x{w[name][f'p95_ratio_to_{base}']:.2f} (p95)"
+                     "  target <= 1.3")
+    lines.append(f"  cold: publish -> first answer {r['cold_publish_to_answer_s']:.2f} s, host process start -> first "
+                 f"answer {r['cold_process_start_to_answer_s']:.2f} s  target < 1 s")
+    for name, rows in r["throughput"].items():
+        lines.append(f"  throughput {name}: " + ", ".join(f"{t['clients']} clients {t['rps']:.1f}/s (p50 "
+                                                          f"{t['p50_ms']:.0f} ms)" for t in rows))
+    lines.append(f"  host resident memory per loaded model: {r['rss_per_model_mb']:.1f} MB (host {r['host_rss_mb']:.0f} MB)")
+    return "\n".join(lines)

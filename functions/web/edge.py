@@ -1,0 +1,42 @@
+"""The HTTP edge both APIs share: check the key and the API version, route, call the core, and translate
+its errors to Custom Vision's JSON (a storage outage is a 503, anything unexpected a 500 without a
+traceback; the log has it)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Callable
+
+import azure.functions as func
+from azure.core.exceptions import AzureError
+
+from cvcore.errors import CustomVisionError, NotFound, StorageUnavailable
+
+from .. import bootstrap
+from .auth import require_key
+from .http import ApiRequest, error_response, json_response
+from .router import Router
+
+log = logging.getLogger(__name__)
+
+
+def serve(req: func.HttpRequest, router: Router, versions: tuple[str, ...], key_header: str,
+          key: Callable[[bootstrap.Services], str]) -> func.HttpResponse:
+    try:
+        services = bootstrap.services()
+        require_key(req.headers, key_header, key(services))
+        version = req.route_params.get("version", "")
+        if version.lower() not in versions:
+            raise NotFound("NotFound", f"API version {version!r} is not served; use one of {', '.join(versions)}")
+        handler, params = router.resolve(req.method, req.route_params.get("path", ""))
+        result = handler(services, ApiRequest(req), **params)
+        body, status = result if isinstance(result, tuple) else (result, 200)
+        return json_response(body, status)
+    except CustomVisionError as err:
+        return error_response(err)
+    except AzureError as exc:
+        log.exception("storage call failed")
+        return error_response(StorageUnavailable("ErrorUnknown", f"storage is unavailable: {type(exc).__name__}"))
+    except Exception:  # noqa: BLE001 - never leak a traceback to the client; the log has it
+        log.exception("unhandled error in %s %s", req.method, req.url)
+        return json_response({"code": "ErrorUnknown", "message": "internal error; see the function log"}, 500)
