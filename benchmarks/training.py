@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import datetime, timezone
 
 from azure.storage.blob import BlobServiceClient
 
@@ -41,16 +42,28 @@ def _train(trainer, project_id) -> tuple[float, object, float]:
     while True:
         it = trainer.get_iteration(project_id, iteration.id)
         if it.status in ("Completed", "Failed"):
+            it.observed_at = datetime.now(timezone.utc)
             return time.perf_counter() - start, it, request_s
         time.sleep(0.2)
 
 
-def _timings(conn: str, project_id: str, iteration_id: str) -> dict:
-    """Where the trainer spent the time (its config.json): job stages and the classifier's own steps."""
+def _at(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _timings(conn: str, project_id: str, it) -> dict:
+    """Where the time went: the trainer's config.json (job stages, the classifier's own steps, when the job
+    was queued and picked up) and when the Completed event was emitted and seen through the API."""
+    iteration_id = it.id
     blob = BlobServiceClient.from_connection_string(conn).get_blob_client(
         layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.TRAINING_CONFIG))
     config = json.loads(blob.download_blob().readall())
-    return {"job": config.get("job_timings", {}), "train": config.get("timings", {}),
+    queued, started = _at(config["job"]["requested_at"]), _at(config["started_at"])
+    trained = it.trained_at if it.trained_at.tzinfo else it.trained_at.replace(tzinfo=timezone.utc)
+    return {"queue_to_start_s": round((started - queued).total_seconds(), 3),
+            "start_to_completed_event_s": round((trained - started).total_seconds(), 3),
+            "event_to_api_s": round((it.observed_at - trained).total_seconds(), 3),
+            "job": config.get("job_timings", {}), "train": config.get("timings", {}),
             "recipe": f"{config.get('recipe')} {config.get('backbone')} {config.get('features', '')}".strip(),
             "embedded_images": config.get("embedded_images")}
 
@@ -70,8 +83,8 @@ def run() -> dict:
         retrain_s, it2, retrain_request = _train(trainer, project.id)
         assert it2.status == "Completed", it2.training_error_details
         perf = trainer.get_iteration_performance(project.id, it2.id)
-        where = {"first": {**_timings(conn, project.id, it1.id), "train_request_s": round(first_request, 3)},
-                 "retrain": {**_timings(conn, project.id, it2.id), "train_request_s": round(retrain_request, 3)}}
+        where = {"first": {**_timings(conn, project.id, it1), "train_request_s": round(first_request, 3)},
+                 "retrain": {**_timings(conn, project.id, it2), "train_request_s": round(retrain_request, 3)}}
     return {"where": where, "tags": len(fm.CLASSES), "images_first": len(first), "images_added": len(more),
             "first_train_to_completed_s": first_s, "retrain_to_completed_s": retrain_s,
             "retrain_ratio": retrain_s / first_s, "cv_precision": perf.precision, "cv_recall": perf.recall}
@@ -85,5 +98,7 @@ def report(r: dict) -> str:
             f"ratio {r['retrain_ratio']:.2f} (target < 0.25)\n"
             f"  cross-validated precision {r['cv_precision']:.3f}, recall {r['cv_recall']:.3f}\n"
             + "\n".join(f"  {name}: {w['recipe']}, {w['embedded_images']} embedded; train request "
-                        f"{w['train_request_s']} s; job {w['job']}; steps {w['train']}"
+                        f"{w['train_request_s']} s; queued -> picked up {w['queue_to_start_s']} s, picked up -> "
+                        f"Completed event {w['start_to_completed_event_s']} s, event -> seen {w['event_to_api_s']} s; "
+                        f"job {w['job']}; steps {w['train']}"
                         for name, w in r.get("where", {}).items()))

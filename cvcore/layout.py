@@ -127,8 +127,8 @@ def iteration_dataset(project_id: str, iteration_id: str) -> str:
 # Artifacts the trainer writes under models/{project}/{iteration}/ (cvcore.artifacts describes them).
 MODEL_ONNX = "model.onnx"
 MODEL_INT8_ONNX = "model.int8.onnx"
-# the int8 flavour is made after the iteration completes (exports are asynchronous, as in Custom Vision): this
-# note, written last, says whether it succeeded ({"status": "Done"} or {"status": "Failed", "reason": ...})
+# the int8 flavour is made on demand, when an export asks for it (exports are asynchronous, as in Custom Vision):
+# this note, written last, says whether it succeeded ({"status": "Done"} or {"status": "Failed", "reason": ...})
 MODEL_INT8_STATUS = "model.int8.json"
 MODEL_SIDECAR = "model.json"
 TRAINING_CONFIG = "config.json"

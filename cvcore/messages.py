@@ -1,6 +1,6 @@
 """Versioned queue message schemas shared by the Functions app and the trainer.
 
-`training-jobs` carries TrainingJob (Functions -> trainer); `training-events` carries TrainingEvent
+`training-jobs` carries TrainingJob and ExportJob (Functions -> trainer); `training-events` carries TrainingEvent
 (trainer -> the Functions app's queue trigger, the only writer of iteration rows). Parsing is strict: an
 unknown version or a missing field raises MessageError naming it, and the message goes to poison.
 """
@@ -55,6 +55,20 @@ class TrainingJob:
 
 
 @dataclass(frozen=True)
+class ExportJob:
+    """Make an export flavour of a completed iteration on demand (today: ONNXInt8, the int8-quantised graph);
+    the trainer writes the model and then layout.MODEL_INT8_STATUS, which the export routes read."""
+    project_id: str
+    iteration_id: str
+    flavor: str
+    requested_at: str = field(default_factory=now_iso)
+    version: int = VERSION
+
+
+EXPORT_FLAVORS = ("ONNXInt8",)
+
+
+@dataclass(frozen=True)
 class TrainingEvent:
     project_id: str
     iteration_id: str
@@ -73,7 +87,7 @@ class TrainingEvent:
     version: int = VERSION
 
 
-def dumps(message: TrainingJob | TrainingEvent) -> str:
+def dumps(message: TrainingJob | ExportJob | TrainingEvent) -> str:
     body = asdict(message)
     body["kind"] = type(message).__name__
     return json.dumps(body, separators=(",", ":"))
@@ -112,6 +126,20 @@ def parse_job(text: str | bytes) -> TrainingJob:
     if job.task not in ("classification", "detection"):
         raise MessageError(f"task: {job.task!r} is not classification or detection")
     return job
+
+
+def parse_work(text: str | bytes) -> TrainingJob | ExportJob:
+    """A `training-jobs` message: an ExportJob when its kind says so, else a TrainingJob."""
+    try:
+        body = json.loads(text)
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if isinstance(body, dict) and body.get("kind") == ExportJob.__name__:
+        job = _parse(text, ExportJob)
+        if job.flavor not in EXPORT_FLAVORS:
+            raise MessageError(f"flavor: {job.flavor!r} is not one of {', '.join(EXPORT_FLAVORS)}")
+        return job
+    return parse_job(text)
 
 
 def parse_event(text: str | bytes) -> TrainingEvent:

@@ -62,16 +62,18 @@ class Progress:
                                                progress=float(fraction), message=message, attempt=self.attempt))
 
 
-def load_dataset(store: TrainerStore, job: messages.TrainingJob):
+def load_dataset(store: TrainerStore, project_id: str, iteration_id: str, blob: str | None = None):
+    """The iteration's frozen COCO manifest (at `blob`, by default where the layout puts it)."""
+    blob = blob or layout.iteration_dataset(project_id, iteration_id)
     try:
-        data = store.read_model_blob(job.dataset_blob)
+        data = store.read_model_blob(blob)
     except ResourceNotFoundError:
-        raise JobFailed(messages.ERR_DATASET_NOT_FOUND, f"the frozen dataset {job.dataset_blob} is missing") from None
+        raise JobFailed(messages.ERR_DATASET_NOT_FOUND, f"the frozen dataset {blob} is missing") from None
     try:
         m = manifest.loads(data)
     except manifest.ManifestError as exc:
         raise JobFailed(messages.ERR_DATASET_CORRUPT, f"the dataset manifest is invalid: {exc}") from None
-    if m.project_id != job.project_id or m.iteration_id != job.iteration_id:
+    if m.project_id != project_id or m.iteration_id != iteration_id:
         raise JobFailed(messages.ERR_DATASET_CORRUPT, "the dataset manifest belongs to another iteration")
     return m
 
@@ -195,8 +197,8 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
 
 def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samples: list, skipped: list[str],
                     seconds: float, timings: dict, workdir: Path) -> dict:
-    """Export and check the ONNX graph, write every artifact, then the completion marker (last). The exported
-    graph stays in `workdir` for the int8 flavour, which is made after the iteration completes."""
+    """Export and check the ONNX graph, write every artifact, then the completion marker (last). Other export
+    flavours (int8) are made on demand (run_export)."""
     from .export import export_onnx
     from .report import write_detection_report, write_report
 
@@ -229,8 +231,8 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
         if (workdir / name).exists():
             store.write_artifact(p, it, name, (workdir / name).read_bytes(), "image/png")
     store.write_json(p, it, layout.EVALUATION, result.evaluation)
-    if detection:  # settled at once (not supported): no export should wait for it
-        write_int8(store, job, workdir / layout.MODEL_ONNX)
+    if detection:  # settled at once (not supported): an ONNXInt8 export is refused with the reason
+        write_int8(store, p, it, sidecar.task, workdir / layout.MODEL_ONNX)
     lap("write artifacts")
     store.write_json(p, it, layout.TRAINING_CONFIG, {**result.config, "job": json.loads(messages.dumps(job)),
                                                      "job_timings": timings, "skipped_image_ids": skipped,
@@ -241,50 +243,52 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
     return summary
 
 
-def write_int8(store: TrainerStore, job: messages.TrainingJob, model_path: Path, sample=None) -> dict:
-    """The ONNXInt8 flavour of a completed iteration: quantise, check, upload, and say how it went in
-    MODEL_INT8_STATUS (written last). A model that loses accuracy when quantised ships without it."""
+def write_int8(store: TrainerStore, project_id: str, iteration_id: str, task: str, model_path: Path,
+               sample=None) -> dict:
+    """The ONNXInt8 flavour: quantise, check, upload, and say how it went in MODEL_INT8_STATUS (written last).
+    A model that loses accuracy when quantised ships without it, and the status says why."""
     from .export import ExportMismatch, quantize_int8
 
-    p, it = job.project_id, job.iteration_id
-    if job.task == "detection":
+    if task == artifacts.DETECTION:
         status = {"status": "Failed", "reason": "int8 quantisation of detectors is not supported yet (it breaks "
                                                 "the box decoding); export ONNX12"}
     else:
         target = model_path.with_name(layout.MODEL_INT8_ONNX)
         try:
             found = quantize_int8(model_path, target, sample=sample)
-            store.write_artifact(p, it, layout.MODEL_INT8_ONNX, target.read_bytes(), "application/octet-stream")
+            store.write_artifact(project_id, iteration_id, layout.MODEL_INT8_ONNX, target.read_bytes(),
+                                 "application/octet-stream")
             status = {"status": "Done", **found}
         except ExportMismatch as exc:
-            log.warning("no int8 flavour for %s: %s", it, exc)
+            log.warning("no int8 flavour for %s: %s", iteration_id, exc)
             status = {"status": "Failed", "reason": f"{exc}; export ONNX12 instead"}
     status["at"] = messages.now_iso()
-    store.write_json(p, it, layout.MODEL_INT8_STATUS, status)
+    store.write_json(project_id, iteration_id, layout.MODEL_INT8_STATUS, status)
     return status
 
 
-def resume_int8(store: TrainerStore, job: messages.TrainingJob) -> None:
-    """A redelivered job whose iteration completed but whose int8 flavour was never settled (the worker
-    stopped in between): make it now from the stored graph and the dataset's first images."""
+def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
+    """An export asked for through the API (ExportJob): the int8 flavour of a completed iteration, calibrated
+    on the first images of its dataset. Idempotent: a settled flavour is not made again."""
     p, it = job.project_id, job.iteration_id
-    if store.exists(layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)):
-        return
+    status_name = layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)
+    if store.exists(status_name):
+        return json.loads(store.read_model_blob(status_name))
+    sidecar = artifacts.ModelSidecar.from_json(json.loads(store.read_model_blob(
+        layout.iteration_artifact(p, it, layout.MODEL_SIDECAR))))
     sample = None
     try:
-        sidecar = artifacts.ModelSidecar.from_json(json.loads(store.read_model_blob(
-            layout.iteration_artifact(p, it, layout.MODEL_SIDECAR))))
-        m = load_dataset(store, job)
+        m = load_dataset(store, p, it)
         with ThreadPoolExecutor(4) as pool:
             images, _ = load_images(store, m, pool, {im["id"] for im in m.images[:SAMPLES]})
         if images:
             sample = artifacts.preprocess(list(images.values()), sidecar)
-    except (JobFailed, ResourceNotFoundError, ValueError) as exc:
+    except JobFailed as exc:  # quantised without a calibration sample (dynamic), and unchecked
         log.warning("int8 for %s: no calibration sample (%s)", it, exc)
     with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
         path = Path(tmp) / layout.MODEL_ONNX
         path.write_bytes(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_ONNX)))
-        write_int8(store, job, path, sample)
+        return write_int8(store, p, it, sidecar.task, path, sample)
 
 
 def completed_event(job: messages.TrainingJob, summary: dict, attempt: int, exportable: bool) -> messages.TrainingEvent:
@@ -302,9 +306,8 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
     marker = layout.iteration_artifact(job.project_id, job.iteration_id, layout.COMPLETED_MARKER)
     if store.exists(marker):  # a duplicated message: the work is done, just say so again
         store.emit(completed_event(job, json.loads(store.read_model_blob(marker)), attempt, exportable))
-        resume_int8(store, job)
         return messages.COMPLETED
-    started = time.monotonic()
+    started, started_at = time.monotonic(), messages.now_iso()
     progress = Progress(store, job, attempt)
     try:
         if device is None:
@@ -314,7 +317,7 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
             raise JobFailed(messages.ERR_PROJECT_DELETED, "the iteration or its project no longer exists")
         progress(0.0, f"loading the dataset ({device})")
         timings = {}
-        m = load_dataset(store, job)
+        m = load_dataset(store, job.project_id, job.iteration_id, job.dataset_blob)
         previous = previous_config(store, job)
         with ThreadPoolExecutor(8) as pool:
             images, skipped = load_images(store, m, pool, images_to_decode(store, job, m, previous))
@@ -323,14 +326,13 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
         progress(0.05, f"training on {len(images)} images")
         result = train(job, m, _Decoded(images, skipped), store, progress, device, previous)
         timings["train"] = round(time.monotonic() - started - timings["load images"], 3)
+        result.config["started_at"] = started_at
         result.config["decoded_images"] = len(images)  # before training; lazy loads are counted in the embeddings
         samples = [images[n] for n in list(images)[:SAMPLES]]
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
             summary = write_artifacts(store, job, result, samples, skipped, time.monotonic() - started, timings,
                                       Path(tmp))
-            store.emit(completed_event(job, summary, attempt, exportable))
-            if job.task != "detection":  # after Completed: exports are asynchronous, as in Custom Vision
-                write_int8(store, job, Path(tmp) / layout.MODEL_ONNX)
+        store.emit(completed_event(job, summary, attempt, exportable))
         return messages.COMPLETED
     except JobFailed as exc:
         log.warning("job %s failed: %s", job.iteration_id, exc)

@@ -18,7 +18,7 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
 from cvcore import layout, messages
 
-from .job import run_job
+from .job import run_export, run_job
 from .store import TrainerStore
 
 log = logging.getLogger(__name__)
@@ -76,16 +76,42 @@ def _poison(store: TrainerStore, message, reason: str) -> None:
     store.clients.queue(layout.TRAINING_JOBS + layout.POISON_SUFFIX).send_message(body)
 
 
+def _handle_export(message, queue, store: TrainerStore, job: messages.ExportJob, attempt: int) -> str:
+    """An on-demand export flavour: made, or retried, or on the last attempt settled as Failed with the
+    reason (so the export routes stop answering Exporting)."""
+    keeper = _Keeper(queue, message, None)
+    keeper.start()
+    try:
+        run_export(job, store)
+        outcome = "exported"
+    except Exception as exc:  # noqa: BLE001 - retried, or settled as Failed on the last attempt
+        log.exception("export %s of %s attempt %d failed", job.flavor, job.iteration_id, attempt)
+        message = keeper.stop()
+        if attempt < MAX_ATTEMPTS:
+            queue.update_message(message, visibility_timeout=retry_delay(attempt))
+            return "retry"
+        store.write_json(job.project_id, job.iteration_id, layout.MODEL_INT8_STATUS,
+                         {"status": "Failed", "reason": f"failed {attempt} times; last error: "
+                                                        f"{type(exc).__name__}: {str(exc)[:300]}",
+                          "at": messages.now_iso()})
+        outcome = "export-failed"
+    message = keeper.stop() if keeper.is_alive() else keeper.message
+    queue.delete_message(message)
+    return outcome
+
+
 def handle(message, queue, store: TrainerStore, device: str | None = None) -> str:
     """Process one received message; return what happened."""
     try:
-        job = messages.parse_job(message.content)
+        job = messages.parse_work(message.content)
     except messages.MessageError as exc:
         log.error("job message %s rejected: %s", message.id, exc)
         _poison(store, message, str(exc))
         queue.delete_message(message)
         return "poisoned"
     attempt = message.dequeue_count or 1
+    if isinstance(job, messages.ExportJob):
+        return _handle_export(message, queue, store, job, attempt)
     if attempt > MAX_ATTEMPTS:
         store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
                                           error_code=messages.ERR_TOO_MANY_ATTEMPTS,

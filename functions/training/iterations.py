@@ -17,7 +17,7 @@ from cvcore.errors import BadRequest, NotFound
 from ..prediction.published import publish_changed
 from . import serialize
 from .model import Iteration, Project, utcnow
-from .ports import BlobStore, ConcurrencyError, MetadataRepository
+from .ports import BlobStore, ConcurrencyError, JobQueue, MetadataRepository
 from .projects import require_project
 
 MAX_PUBLISH_NAME = 256
@@ -180,8 +180,8 @@ def performance(repo: MetadataRepository, blobs: BlobStore, project_id: str, ite
 
 
 def exports(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> list[dict]:
-    """The exports asked for so far, with their state: Done (with a download link), Exporting (the int8
-    flavour is still being made after training), or Failed."""
+    """The exports asked for so far, with their state: Done (with a download link), Exporting (the trainer
+    is still making the int8 flavour), or Failed."""
     project, it = _trained(repo, project_id, iteration_id)
     found = []
     for flavor in _FLAVOR_NAMES:
@@ -210,7 +210,7 @@ def _export_json(blobs: BlobStore, flavor: str, status: str, name: str | None) -
 
 def _artifact_state(blobs: BlobStore, project_id: str, iteration_id: str, flavor: str) -> tuple[str, str | None]:
     """("Done", None) when the flavour's model exists; ("Failed", why) when it will not; else ("Exporting",
-    None): the trainer makes the int8 flavour just after the iteration completes."""
+    None): the int8 flavour is made by the trainer on demand (an ExportJob) and settled in its status note."""
     if blobs.exists(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, EXPORT_FLAVORS[flavor])):
         return "Done", None
     if flavor != "onnxint8":
@@ -238,11 +238,12 @@ def _package(blobs: BlobStore, project_id: str, iteration_id: str, flavor: str) 
     return _export_json(blobs, flavor, "Done", name)
 
 
-def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str, platform: str | None,
-           flavor: str | None) -> dict:
+def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, iteration_id: str,
+           platform: str | None, flavor: str | None) -> dict:
     """Package the trained ONNX (or its int8 flavour) with its sidecar and labels as a zip, like Custom
-    Vision's export. ONNX12 is Done at once; ONNXInt8 may answer Exporting for a few seconds after training
-    (get_exports then shows it Done), or is refused with the reason it could not be made."""
+    Vision's export. ONNX12 is Done at once. ONNXInt8 is made on demand: the first request queues an
+    ExportJob for the trainer and answers Exporting (get_exports shows it Done a few seconds later), or it
+    is refused with the reason it could not be made."""
     project, it = _trained(repo, project_id, iteration_id)
     if (platform or "").upper() not in domains.EXPORT_PLATFORMS:
         raise BadRequest("BadRequestExportValidationFailed",
@@ -261,7 +262,10 @@ def export(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteratio
         raise BadRequest("BadRequestExportValidationFailed",
                          f"flavor {_FLAVOR_NAMES[key]} is not available for this iteration: {reason}")
     if state == "Exporting":
-        blobs.put(layout.MODELS, _export_name(project.id, it.id, key) + REQUESTED, b"", "text/plain")
+        marker = _export_name(project.id, it.id, key) + REQUESTED
+        if not blobs.exists(layout.MODELS, marker):
+            jobs.send(messages.dumps(messages.ExportJob(project.id, it.id, _FLAVOR_NAMES[key])))
+            blobs.put(layout.MODELS, marker, messages.now_iso().encode(), "text/plain")
         return _export_json(blobs, key, "Exporting", None)
     return _package(blobs, project.id, it.id, key)
 

@@ -274,7 +274,7 @@ def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 
 @post("projects/{projectId}/iterations/{iterationId}/export")
 def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.export(s.repo, s.blobs, projectId, iterationId, r.query("platform"), r.query("flavor"))
+    return iterations.export(s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"))
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images")

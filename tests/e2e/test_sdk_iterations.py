@@ -93,6 +93,21 @@ def test_train_evaluate_publish_export(trainer):
         (probs,) = session.run(["probabilities"], {"image": artifacts.preprocess(held_out, sidecar)})
         names = [lab.name for lab in sorted(sidecar.labels, key=lambda lab: lab.index)]
         assert [names[i] for i in np.argmax(probs, axis=1)] == ["cat", "cup"]
+
+        # the int8 flavour is made on demand by the trainer: Exporting, then Done in get_exports
+        asked = trainer.export_iteration(project.id, iteration.id, "ONNX", flavor="ONNXInt8")
+        assert asked.status == "Exporting" and asked.download_uri is None
+        deadline = time.monotonic() + 60
+        while (state := {e.flavor: e for e in trainer.get_exports(project.id, iteration.id)})["ONNXInt8"].status \
+                == "Exporting" and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert state["ONNXInt8"].status == "Done", state["ONNXInt8"].status
+        with urllib.request.urlopen(state["ONNXInt8"].download_uri, timeout=10) as resp:
+            quantised = zipfile.ZipFile(io.BytesIO(resp.read())).read("model.onnx")
+        q_session = ort.InferenceSession(quantised, providers=["CPUExecutionProvider"])
+        (q_probs,) = q_session.run(["probabilities"], {"image": artifacts.preprocess(held_out, sidecar)})
+        assert [names[i] for i in np.argmax(q_probs, axis=1)] == ["cat", "cup"] and len(quantised) < len(
+            package.read("model.onnx")) / 2
     finally:
         for it in trainer.get_iterations(project.id):
             if it.publish_name:

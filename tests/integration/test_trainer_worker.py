@@ -164,21 +164,25 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     per feature) and decodes only the added images plus the export samples."""
     import base64
     p, first = queued
-    jobs = store.clients.queue(layout.TRAINING_JOBS)
-    message = jobs.peek_messages()[0].content
     worker.poll(store, once=True)
     apply_all(services, store)
     assert services.repo.get_iteration(p, first).status == "Completed"
-    # the int8 flavour is settled after Completed; a redelivered message settles it when the worker died first
+    # the int8 flavour is made only when an export asks for it: an ExportJob on the same queue
     status_name = layout.iteration_artifact(p, first, layout.MODEL_INT8_STATUS)
-    assert json.loads(store.read_model_blob(status_name))["status"] in ("Done", "Failed")
-    store._models.delete_blob(status_name)
-    jobs.send_message(message)
-    worker.poll(store, once=True)
-    apply_all(services, store)
+    assert not store.exists(status_name)
+    from functions.training import iterations
+    it_row = services.repo.get_iteration(p, first)
+    it_row.exportable = True
+    services.repo.update_iteration(p, it_row)
+    assert iterations.export(services.repo, services.blobs, services.jobs, p, first, "ONNX",
+                             "ONNXInt8")["status"] == "Exporting"
+    assert worker.poll(store, once=True) == 1
     status = json.loads(store.read_model_blob(status_name))
     assert status["status"] == "Done" or status["reason"]
     assert (status["status"] == "Done") == store.exists(layout.iteration_artifact(p, first, layout.MODEL_INT8_ONNX))
+    if status["status"] == "Done":
+        assert status["agreement"] == 1.0  # calibrated on the dataset's first images and checked on them
+        assert [e["status"] for e in iterations.exports(services.repo, services.blobs, p, first)] == ["Done"]
     api = Api()
     for t, tag in enumerate(sorted(services.repo.list_tags(p), key=lambda tag: tag.name)):
         body = {"images": [{"name": "more", "contents": base64.b64encode(imgs.photo_jpeg(400 + t)).decode()}],
@@ -195,6 +199,20 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     assert config["decoded_images"] <= 2 + jobmod.SAMPLES
     assert len(json.loads(store.read_model_blob(layout.iteration_artifact(p, second, layout.EVALUATION)))
                ["images"]) == 12
+
+
+def test_export_job_that_keeps_failing_is_settled_failed_not_stuck(services, store, queued, monkeypatch):
+    p, it = queued  # never trained: no model to quantise
+    drain(store)
+    monkeypatch.setattr(worker, "retry_delay", lambda attempt: 0)
+    store.clients.queue(layout.TRAINING_JOBS).send_message(messages.dumps(messages.ExportJob(p, it, "ONNXInt8")))
+    outcomes = [worker.handle(m, store.clients.queue(layout.TRAINING_JOBS), store)
+                for _ in range(worker.MAX_ATTEMPTS)
+                for m in store.clients.queue(layout.TRAINING_JOBS).receive_messages(max_messages=1)]
+    assert outcomes == ["retry"] * (worker.MAX_ATTEMPTS - 1) + ["export-failed"]
+    status = json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)))
+    assert status["status"] == "Failed" and "ResourceNotFoundError" in status["reason"]
+    assert store.clients.queue(layout.TRAINING_JOBS).peek_messages() == []
 
 
 def test_long_job_keeps_its_message_invisible(services, store, queued, monkeypatch):
