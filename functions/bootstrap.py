@@ -17,6 +17,7 @@ from .adapters.tables import TableMetadataRepository
 from .prediction.adapter import TablePredictionStore
 from .prediction.models import ModelCache
 from .prediction.published import Catalog
+from .prediction.recorder import Recorder
 from .prediction.service import Predictor
 from .training.ports import BlobStore, JobQueue, MetadataRepository
 
@@ -53,7 +54,8 @@ def build(settings: settings_mod.Settings) -> Services:
     allow = (_origin(settings.storage.endpoints["blob"]),) if settings.is_local else ()
     repo, blobs = TableMetadataRepository(clients.table, pool), AzureBlobStore(clients.blob, pool)
     predictor = Predictor(catalog=Catalog(repo), models=ModelCache(blobs.get),
-                          store=TablePredictionStore(clients.table, blobs, pool), pool=pool, url_allow_origins=allow)
+                          store=TablePredictionStore(clients.table, blobs, pool), pool=pool, url_allow_origins=allow,
+                          recorder=Recorder())
     return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
                     url_allow_origins=allow, clients=clients, predictor=predictor)
 

@@ -24,6 +24,7 @@ from . import scoring
 from .models import LoadedModel, ModelCache, ModelUnavailable
 from .ports import PredictionStore, StoredPrediction
 from .predict import predict_image
+from .recorder import Recorder
 from .published import Catalog, Published
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class Predictor:
     store: PredictionStore
     pool: ThreadPoolExecutor
     url_allow_origins: tuple[str, ...] = ()
+    recorder: Recorder | None = None  # stores after the reply; None: before it (the record exists on return)
 
 
 def image_error(exc: ImageError) -> BadRequest:
@@ -108,7 +110,13 @@ def predict_published(p: Predictor, published: Published, data: bytes, *, applic
                               publish_name=publish_name, application=application, created=created,
                               task=published.task, predictions=[])
     try:
-        predictions = _infer_and_store(p, model, data, record) if store else predict_image(model, _decode(data))
+        if not store:
+            predictions = predict_image(model, _decode(data))
+        elif p.recorder is not None:
+            image, predictions = _infer(model, data)
+            p.recorder.submit(lambda: _store(p, model, data, record, image, predictions))
+        else:
+            predictions = _infer_and_store(p, model, data, record)
     except ImageError as exc:
         raise image_error(exc) from None
     return {"id": prediction_id, "project": record.project_id, "iteration": record.iteration_id,
@@ -124,6 +132,26 @@ def _infer(model: LoadedModel, data: bytes):
     return image, predict_image(model, image)
 
 
+def _store(p: Predictor, model: LoadedModel, data: bytes, record: StoredPrediction, image, predictions) -> None:
+    """After the reply (Predictor.recorder): the checked image and thumbnail, then the record."""
+    checked = check_image(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
+    p.store.put_images(record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail)
+    _complete(record, model, checked, image, predictions)
+    try:
+        p.store.add(record)
+    except BaseException:
+        p.store.delete(record.project_id, [record.id])
+        raise
+
+
+def _complete(record: StoredPrediction, model: LoadedModel, checked, image, predictions) -> None:
+    record.predictions = predictions
+    record.uncertainty, record.margin = scoring.uncertainty_and_margin(
+        record.task, model.sidecar.classification_type, predictions)
+    record.signature, record.width, record.height = scoring.signature(image), checked.width, checked.height
+    record.content_type = checked.content_type
+
+
 def _infer_and_store(p: Predictor, model: LoadedModel, data: bytes, record: StoredPrediction) -> list[dict]:
     """The model runs on the pool while this thread checks, thumbnails and uploads the image (the two
     uploads at once); the record, which needs the answer, goes in last. A failure leaves nothing behind."""
@@ -134,11 +162,7 @@ def _infer_and_store(p: Predictor, model: LoadedModel, data: bytes, record: Stor
         uploading = True
         p.store.put_images(record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail)
         image, predictions = inference.result()
-        record.predictions = predictions
-        record.uncertainty, record.margin = scoring.uncertainty_and_margin(
-            record.task, model.sidecar.classification_type, predictions)
-        record.signature, record.width, record.height = scoring.signature(image), checked.width, checked.height
-        record.content_type = checked.content_type
+        _complete(record, model, checked, image, predictions)
         p.store.add(record)
         return predictions
     except BaseException:

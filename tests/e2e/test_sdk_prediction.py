@@ -66,6 +66,14 @@ def env(azurite):
         services.pool.shutdown(wait=False)
 
 
+def eventually(read, ok, seconds: float = 10.0):
+    """Stored predictions are written just after the reply (functions/prediction/recorder.py)."""
+    deadline = time.monotonic() + seconds
+    while not ok(got := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return got
+
+
 def test_classify_with_every_sdk_call(env):
     predictor, p = env["predictor"], env["project"]
     result = predictor.classify_image(p, "prod", photo(CAT, 40), application="door-cam")
@@ -77,7 +85,7 @@ def test_classify_with_every_sdk_call(env):
     by_url = predictor.classify_image_url(p, "prod", training_image.original_image_uri)
     assert by_url.predictions[0].tag_name == training_image.tags[0].tag_name
     assert predictor.classify_image_url_with_no_store(p, "prod", training_image.original_image_uri).predictions
-    stored = {r.id: r for r in env["services"].predictor.store.scan(p)}
+    stored = eventually(lambda: {r.id: r for r in env["services"].predictor.store.scan(p)}, lambda got: len(got) >= 2)
     assert result.id in stored and by_url.id in stored and len(stored) == 2
     assert stored[result.id].application == "door-cam" and stored[result.id].predictions[0]["tagName"] == "cat"
 
@@ -124,7 +132,7 @@ def test_detect_with_the_sdk(env):
                                           for x in result.predictions)
         assert predictor.detect_image_with_no_store(project.id, "boxes", red).predictions
         assert sdk_error(lambda: predictor.classify_image(project.id, "boxes", red)) == "BadRequestNotSupported"
-        assert len(list(services.predictor.store.scan(project.id))) == 1
+        assert len(eventually(lambda: list(services.predictor.store.scan(project.id)), bool)) == 1
     finally:
         trainer.unpublish_iteration(project.id, it)
         trainer.delete_project(project.id)

@@ -104,6 +104,7 @@ def test_http_prediction_on_real_storage_stores_image_and_thumbnail(services):
         resp = http_prediction.handle(req)
         body = json.loads(resp.get_body())
         assert resp.status_code == 200 and body["predictions"][0]["tagName"] == "red"
+        assert services.predictor.recorder.flush(10)  # stored after the reply
         stored = services.predictor.store.get(p, [body["id"]])[body["id"]]
         assert (stored.iteration_id, stored.width, stored.height) == (it, 120, 90)
         with urllib.request.urlopen(services.predictor.store.image_url(p, body["id"]), timeout=10) as r:

@@ -1,0 +1,68 @@
+"""Store predictions after the reply: a bounded queue drained by one background thread.
+
+Storing a prediction (check + normalise the image, its thumbnail, two blob uploads, two table rows) costs
+more than the model itself; the caller has its answer as soon as the model has run. The price: a stored
+prediction appears in queries a few milliseconds after the reply, and one that was still queued when the
+process died is not stored (the reply was still right). Custom Vision's own prediction store is eventual
+in the same way. When the queue is full the work runs in the caller's thread (back-pressure, nothing is
+dropped); `flush` waits for what is queued (tests, shutdown).
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import queue
+import threading
+from typing import Callable
+
+log = logging.getLogger(__name__)
+MAX_PENDING = 256
+
+
+class Recorder:
+    def __init__(self, max_pending: int = MAX_PENDING):
+        self._queue: queue.Queue[Callable[[], None]] = queue.Queue(maxsize=max_pending)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.failures = 0
+        atexit.register(self.flush, 10.0)
+
+    def submit(self, work: Callable[[], None]) -> None:
+        self._start()
+        try:
+            self._queue.put_nowait(work)
+        except queue.Full:
+            self._run(work)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything submitted so far is stored (or failed); False on timeout."""
+        done = threading.Event()
+
+        def wait():
+            self._queue.join()
+            done.set()
+
+        threading.Thread(target=wait, daemon=True).start()
+        return done.wait(timeout)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._drain, name="prediction-recorder", daemon=True)
+                self._thread.start()
+
+    def _drain(self) -> None:
+        while True:
+            work = self._queue.get()
+            try:
+                self._run(work)
+            finally:
+                self._queue.task_done()
+
+    def _run(self, work: Callable[[], None]) -> None:
+        try:
+            work()
+        except Exception:  # noqa: BLE001 - the caller already has its answer; the log says what was lost
+            self.failures += 1
+            log.exception("a prediction could not be stored")
