@@ -12,7 +12,8 @@ same for every row.
 
 Environment: QUALITY_PER_CLASS="2,5,10", QUALITY_BACKBONES="mobilenet_v2" (the default domain's backbone;
 add efficientnet_lite0, the Retail domain's), QUALITY_TEST=1000, QUALITY_SEEDS="0" (several seeds: several
-training draws, and a mean row per size).
+training draws, and a mean row per size), QUALITY_ADVANCED_SECONDS (when set, each row is also trained with
+Advanced training on that budget, beside Quick).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def run() -> dict:
     names = [v for v in os.environ.get("QUALITY_BACKBONES", "mobilenet_v2").split(",") if v]
     n_test = int(os.environ.get("QUALITY_TEST", "1000"))
     seeds = [int(v) for v in os.environ.get("QUALITY_SEEDS", os.environ.get("QUALITY_SEED", "0")).split(",") if v]
+    advanced_s = float(os.environ.get("QUALITY_ADVANCED_SECONDS", "0"))  # also Advanced training, this budget
     train_x, train_y = fm.load("train")
     test_x, test_y = fm.load("t10k")
     rng = np.random.default_rng(1234)
@@ -83,10 +85,11 @@ def run() -> dict:
         ys = train_y[idx].astype(int)
         examples = [Example(image=im, labels=(int(y),), key=f"fmnist-train-{i}") for im, y, i in zip(images, ys, idx)]
         probe = _probe(images, ys, test_images, truth)
-        for name in names:
+        for name, advanced in [(n, False) for n in names] + [(n, True) for n in names if advanced_s]:
             t = time.perf_counter()
             result = train_classifier(examples, labels, multilabel=False, negative_index=None, backbone=name,
-                                      device="cpu", seed=seed)
+                                      device="cpu", seed=seed, advanced=advanced,
+                                      budget_seconds=advanced_s if advanced else None)
             train_s = time.perf_counter() - t
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.onnx"
@@ -96,7 +99,8 @@ def run() -> dict:
                 probs = np.concatenate([sess.run(["probabilities"], {"image": batch[s:s + 100]})[0]
                                         for s in range(0, len(batch), 100)])
             top1 = float((probs.argmax(axis=1) == truth).mean())
-            rows.append({"per_class": per, "seed": seed, "images": len(examples), "backbone": name, "top1": top1,
+            rows.append({"per_class": per, "seed": seed, "images": len(examples),
+                         "backbone": name + (" (Advanced)" if advanced else ""), "top1": top1,
                          "probe_top1": probe, "train_s": round(train_s, 2), "recipe": result.config["recipe"],
                          "chosen_backbone": result.config["backbone"], "features": result.config["features"],
                          "resolution": result.config["resolution"], "c": result.config["c"],

@@ -83,8 +83,9 @@ def _tag_by_name(repo: MetadataRepository, project: Project, name: str) -> Tag:
     for tag in repo.list_tags(project.id):
         if tag.name.lower() == name.lower():
             return tag
-    tag = Tag(id=layout.new_id(), name=name, description="created by a dropped file", type=REGULAR,
-              created=utcnow())
+    # the id follows from the name: two drops into a new folder at once upsert one tag, not two
+    tag = Tag(id=layout.tag_id_for(project.id, name), name=name, description="created by a dropped file",
+              type=REGULAR, created=utcnow())
     repo.save_tag(project.id, tag)
     return tag
 

@@ -77,3 +77,16 @@ def test_coco_files_go_to_the_coco_importer(services, project):
     assert drop(services, name, b"{}").outcome == "rejected"  # tests/integration/test_coco_drop.py: the rest
     report = json.loads(services.blobs.get(layout.REJECTED, name + ".error.json"))
     assert {e["path"] for e in report["errors"]} == {"images", "annotations", "categories"}
+
+
+def test_concurrent_drops_into_a_new_folder_create_one_tag(services):
+    """Two blobs of one new tag folder handled at once (the host runs triggers in parallel) make one tag."""
+    from concurrent.futures import ThreadPoolExecutor
+    p = projects.create_project(services.repo, f"race-{layout.new_id()[:8]}", None, None, None, [])["id"]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda i: ingest_drop(services.repo, services.blobs, services.pool, f"{p}/Mugs/{i}.jpg",
+                                                imgs.photo_jpeg(600 + i)), range(4)))
+        assert [t.name for t in services.repo.list_tags(p)] == ["Mugs"]
+    finally:
+        projects.delete_project(services.repo, services.blobs, p)
