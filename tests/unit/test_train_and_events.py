@@ -198,12 +198,18 @@ def test_image_performances_show_held_out_predictions_per_image():
     assert iterations.image_performance_count(repo, blobs, p, it, []) == 10
 
 
-def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
+def completed_with_float_model():
+    """A completed, exportable iteration with its float model and sidecar (no int8 flavour yet)."""
     repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
     it = run(repo, blobs, jobs, p)["id"]
     apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_ONNX), b"onnx", "x")
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_SIDECAR), b'{"labels": []}', "x")
+    return repo, blobs, jobs, p, it
+
+
+def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
+    repo, blobs, jobs, p, it = completed_with_float_model()
     sent = len(jobs.sent)
     out = iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
     assert (out["status"], out["downloadUri"]) == ("Exporting", None)
@@ -219,11 +225,7 @@ def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
 
 
 def test_int8_flavour_that_failed_is_refused_with_the_reason():
-    repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
-    it = run(repo, blobs, jobs, p)["id"]
-    apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
-    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_ONNX), b"onnx", "x")
-    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_SIDECAR), b'{"labels": []}', "x")
+    repo, blobs, jobs, p, it = completed_with_float_model()
     iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked while it was still being made
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS),
               b'{"status": "Failed", "reason": "top-1 agrees on 50% of the sample"}', "x")
