@@ -1,5 +1,6 @@
 """Timer trigger: stored predictions are kept 30 days (ports.RETENTION); once a day the older ones go,
-rows first, then their images (prediction/adapter.py)."""
+rows first, then their images (prediction/adapter.py); and the expired Suggested query sessions
+(training/review.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import azure.functions as func
 
 from . import bootstrap
 from .prediction.ports import RETENTION
+from .training import review
 from .training.model import utcnow
 
 bp = func.Blueprint()
@@ -18,6 +20,9 @@ log = logging.getLogger(__name__)
 @bp.timer_trigger(schedule="0 17 3 * * *", arg_name="timer", run_on_startup=False, use_monitor=True)
 def purge_predictions(timer: func.TimerRequest) -> None:
     cutoff = utcnow() - RETENTION
-    removed = bootstrap.services().predictor.store.purge(cutoff)
+    services = bootstrap.services()
+    removed = services.predictor.store.purge(cutoff)
     log.info("purged %d stored predictions made before %s%s", removed, cutoff.isoformat(),
              " (past due)" if timer.past_due else "")
+    sessions = review.purge_query_sessions(services.repo, services.blobs, utcnow())
+    log.info("purged %d expired Suggested query sessions", sessions)

@@ -7,6 +7,7 @@ from functools import partial
 from cvcore.errors import BadRequest
 
 from ..bootstrap import Services
+from ..http_prediction import image_bytes, image_url
 from ..training import (
     coco_export,
     coco_import,
@@ -15,6 +16,9 @@ from ..training import (
     iterations,
     project_transfer,
     projects,
+    quicktest,
+    review,
+    suggestions,
     tags,
     train,
     uploads,
@@ -288,3 +292,48 @@ def _image_performances(s: Services, r: ApiRequest, projectId: str, iterationId:
 @get("projects/{projectId}/iterations/{iterationId}/performance/images/count")
 def _image_performance_count(s: Services, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.image_performance_count(s.repo, s.blobs, projectId, iterationId, r.query_guids("tagIds", 20))
+
+
+# ---- review: stored predictions, quick test, suggested tags (training/review, quicktest, suggestions) -----
+@post("projects/{projectId}/predictions/query")
+def _query_predictions(s: Services, r: ApiRequest, projectId: str):
+    return review.query_predictions(s.repo, s.blobs, s.predictor.store, projectId, r.json())
+
+
+@delete("projects/{projectId}/predictions")
+def _delete_predictions(s: Services, r: ApiRequest, projectId: str):
+    review.delete_predictions(s.repo, s.predictor.store, projectId, r.query_list("ids"))
+
+
+@post("projects/{projectId}/images/predictions")
+def _create_from_predictions(s: Services, r: ApiRequest, projectId: str):
+    return multi_status(review.create_images_from_predictions(s.repo, s.blobs, s.predictor.store, s.pool, projectId,
+                                                              r.json()))
+
+
+def _quick_test(s: Services, r: ApiRequest, projectId: str, source: str):
+    data, url = (image_bytes(r), None) if source == "image" else (None, image_url(r))
+    return quicktest.quick_test(s.predictor, s.repo, projectId, r.query("iterationId"), data, url=url,
+                                store=r.query_bool("store", True))
+
+
+post("projects/{projectId}/quicktest/image")(partial(_quick_test, source="image"))
+post("projects/{projectId}/quicktest/url")(partial(_quick_test, source="url"))
+
+
+@post("projects/{projectId}/tagsandregions/suggestions")
+def _suggest_tags_and_regions(s: Services, r: ApiRequest, projectId: str):
+    return suggestions.suggest_tags_and_regions(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
+                                                r.query_guids("imageIds", 64))
+
+
+@post("projects/{projectId}/images/suggested")
+def _query_suggested_images(s: Services, r: ApiRequest, projectId: str):
+    return suggestions.query_suggested_images(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
+                                              r.json(required=False))
+
+
+@post("projects/{projectId}/images/suggested/count")
+def _query_suggested_image_count(s: Services, r: ApiRequest, projectId: str):
+    return suggestions.query_suggested_image_count(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
+                                                   r.json(required=False))

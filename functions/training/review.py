@@ -1,0 +1,342 @@
+"""The review loop over stored predictions (Training API): list them newest, oldest or suggested first,
+delete them, and move them into the training set. (Quick tests, which also store predictions: quicktest.py.)
+
+- `query_predictions`: a prediction matches when, for each tag named (at most MAX_QUERY_TAGS, all must
+  hold), its highest probability for that tag lies within [minThreshold, maxThreshold] (default 0..1),
+  and it is in the time window, iteration and application asked for; pages hold maxCount (default
+  DEFAULT_COUNT, at most MAX_COUNT) results. Newest and Oldest are range scans of the prediction store
+  from a cursor (the last id served). Suggested ranks the window once per query session (ranking.py:
+  most uncertain first, near duplicates spread out) and keeps the ranked ids in a session blob for
+  SESSION_TTL, so later pages follow the same order while predictions are deleted, promoted or added
+  meanwhile; what lies past the ranked pool follows by uncertainty with a stateless cursor. Tokens are
+  continuation.py's; an iteration's predictions stay listed after the iteration is deleted.
+- `create_images_from_predictions`: the stored image goes through the upload pipeline (ingest.py), so it
+  gets the content-addressed id, thumbnail and status an upload of those bytes would (sourceUrl: the
+  prediction id); its prediction is deleted only once the image is in the training set.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from itertools import islice
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from cvcore import layout
+from cvcore.errors import BadRequest, NotFound
+
+from ..prediction import service
+from ..prediction.ports import PredictionStore, StoredPrediction
+from . import continuation, ingest, ranking, uploads
+from .model import Project, Tag, utcnow
+from .ports import BlobStore, MetadataRepository
+from .projects import require_project
+from .serialize import iso
+
+DEFAULT_COUNT = 50
+MAX_COUNT = 256
+MAX_QUERY_TAGS = 2
+MAX_IDS = 64
+ORDERS = ("Newest", "Oldest", "Suggested")
+SESSION_TTL = timedelta(days=1)
+INVALID = "BadRequestPredictionInvalidQueryParameters"
+MISSING = (KeyError, FileNotFoundError, ResourceNotFoundError)  # a blob that is not there (fake, file, Azure)
+
+
+# ---- parsing ------------------------------------------------------------------------------------------------
+def lower_keys(body, what: str, code: str) -> dict:
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise BadRequest(code, f"the body must be a {what} JSON object")
+    return {str(k).lower(): v for k, v in body.items()}
+
+
+def guid(value, path: str) -> str:
+    try:
+        return layout.guid(value, path)
+    except ValueError as exc:
+        raise BadRequest("BadRequestInvalidIds", str(exc)) from None
+
+
+def unit(value, default: float, path: str, code: str) -> float:
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise BadRequest(code, f"{path}: a number from 0 to 1 is required, got {value!r}")
+    return float(value)
+
+
+def page_size(value, code: str, exceeded_code: str) -> int:
+    """maxCount: 0 or absent means DEFAULT_COUNT."""
+    if value is None or value == 0:
+        return DEFAULT_COUNT
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
+        raise BadRequest(code, f"maxCount: a whole number from 0 to {MAX_COUNT} is required, got {value!r}")
+    if value > MAX_COUNT:
+        raise BadRequest(exceeded_code, f"maxCount: at most {MAX_COUNT} results a page, got {int(value)}")
+    return int(value)
+
+
+def _time(value, path: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except (AttributeError, ValueError):
+        raise BadRequest(INVALID, f"{path}: an ISO 8601 date and time is required, got {value!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+@dataclass
+class PredictionQuery:
+    order: str
+    tags: list[tuple[str, float, float]]  # (tag id, min, max): the prediction's probability for it within
+    iteration_id: str | None
+    start: datetime | None
+    end: datetime | None
+    application: str | None
+    max_count: int
+    continuation: str | None
+
+    def matches(self, r: StoredPrediction) -> bool:
+        got = r.tag_max() if self.tags else {}
+        return all(lo <= got.get(tag, 0.0) <= hi for tag, lo, hi in self.tags)
+
+    def fingerprint(self) -> str:
+        return continuation.fingerprint({"o": self.order, "t": self.tags, "i": self.iteration_id,
+                                         "s": self.start and iso(self.start), "e": self.end and iso(self.end),
+                                         "a": self.application})
+
+    def token(self, session: str | None, cont: str | None) -> dict:
+        """The PredictionQueryToken of the reply: this query, with what continues it."""
+        return {"session": session, "continuation": cont, "maxCount": self.max_count, "orderBy": self.order,
+                "tags": [{"id": t, "minThreshold": lo, "maxThreshold": hi} for t, lo, hi in self.tags],
+                "iterationId": self.iteration_id, "startTime": self.start and iso(self.start),
+                "endTime": self.end and iso(self.end), "application": self.application}
+
+
+def parse_query(body, tags: dict[str, Tag]) -> PredictionQuery:
+    b = lower_keys(body, "PredictionQueryToken", INVALID)
+    order = {o.lower(): o for o in ORDERS}.get(str(b.get("orderby") or "Newest").lower())
+    if order is None:
+        raise BadRequest(INVALID, f"orderBy: one of {', '.join(ORDERS)} is required, got {b.get('orderby')!r}")
+    raw_tags = b.get("tags") or []
+    if not isinstance(raw_tags, list):
+        raise BadRequest(INVALID, "tags: a list of {id, minThreshold, maxThreshold} is required")
+    if len(raw_tags) > MAX_QUERY_TAGS:
+        raise BadRequest("BadRequestPredictionTagsExceededCount",
+                         f"tags: a query combines at most {MAX_QUERY_TAGS} tags, got {len(raw_tags)}")
+    parsed = []
+    for i, raw in enumerate(raw_tags):
+        t = lower_keys(raw, "PredictionQueryTag", INVALID)
+        tag_id = guid(t.get("id"), f"tags[{i}].id")
+        if tag_id not in tags:
+            raise NotFound("NotFoundTag", f"tags[{i}].id: tag {tag_id} does not exist in this project")
+        lo = unit(t.get("minthreshold"), 0.0, f"tags[{i}].minThreshold", INVALID)
+        hi = unit(t.get("maxthreshold"), 1.0, f"tags[{i}].maxThreshold", INVALID)
+        if lo > hi:
+            raise BadRequest(INVALID, f"tags[{i}]: minThreshold {lo} is above maxThreshold {hi}")
+        parsed.append((tag_id, lo, hi))
+    start, end = _time(b.get("starttime"), "startTime"), _time(b.get("endtime"), "endTime")
+    if start and end and start >= end:
+        raise BadRequest(INVALID, "startTime must be before endTime")
+    iteration_id = guid(b["iterationid"], "iterationId") if b.get("iterationid") else None
+    application = service.check_application(b.get("application")) or None
+    cont = b.get("continuation") or None
+    return PredictionQuery(order, parsed, iteration_id, start, end, application,
+                           page_size(b.get("maxcount"), INVALID, "BadRequestPredictionResultsExceededCount"), cont)
+
+
+# ---- query_predictions --------------------------------------------------------------------------------------
+def query_predictions(repo: MetadataRepository, blobs: BlobStore, store: PredictionStore, project_id: str, body,
+                      now: datetime | None = None) -> dict:
+    """PredictionQueryResult: a page of the project's stored predictions and the token of the next one."""
+    project = require_project(repo, project_id)
+    q = parse_query(body, {t.id: t for t in repo.list_tags(project.id)})
+    session = None
+    if q.order == "Suggested":
+        records, session, cont = _suggested(blobs, store, project, q, now or utcnow())
+    else:
+        records, cont = _chronological(store, project, q)
+    domains = {it.id: it.domain_id for it in repo.list_iterations(project.id)}
+    return {"token": q.token(session, cont),
+            "results": [stored_json(store, r, domains.get(r.iteration_id, project.domain_id)) for r in records]}
+
+
+def stored_json(store: PredictionStore, r: StoredPrediction, domain_id: str | None) -> dict:
+    image = store.image_url(r.project_id, r.id)
+    return {"resizedImageUri": image, "thumbnailUri": store.thumbnail_url(r.project_id, r.id),
+            "originalImageUri": image, "domain": domain_id, "id": r.id, "project": r.project_id,
+            "iteration": r.iteration_id, "created": iso(r.created), "predictions": r.predictions}
+
+
+def _scan(store: PredictionStore, project: Project, q: PredictionQuery, **kw):
+    rows = store.scan(project.id, start=q.start, iteration_id=q.iteration_id, application=q.application, **kw)
+    return (r for r in rows if q.matches(r))
+
+
+def _chronological(store: PredictionStore, project: Project, q: PredictionQuery):
+    after = None
+    if q.continuation:
+        state = continuation.decode(q.continuation, project.id, q.fingerprint(), INVALID)
+        after = guid(state.get("after"), "continuation")
+    rows = _scan(store, project, q, end=q.end, after=after, oldest_first=q.order == "Oldest")
+    page = list(islice(rows, q.max_count + 1))  # one more than asked: is there a next page?
+    if len(page) <= q.max_count:
+        return page, None
+    page = page[:q.max_count]
+    return page, continuation.encode(project.id, q.fingerprint(), {"after": page[-1].id})
+
+
+def _key(r: StoredPrediction) -> tuple[float, str]:
+    """The plain Suggested order: most uncertain first, then by id."""
+    return -float(r.uncertainty), r.id
+
+
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+def _suggested(blobs: BlobStore, store: PredictionStore, project: Project, q: PredictionQuery, now: datetime):
+    """A page of the Suggested order: the ranked pool (ranked now, or read from the session), then the tail."""
+    if q.continuation:
+        state = continuation.decode(q.continuation, project.id, q.fingerprint(), INVALID)
+        session = guid(state.get("session"), "continuation")
+        ranked, known = (_read_session(blobs, project.id, session, now) if "offset" in state else []), None
+    else:
+        session, ranked, known, state = _rank(store, project, q, now)
+    records, position = _from_pool(store, project.id, ranked, known, state.get("offset"), q.max_count + 1)
+    if position is None:
+        return _with_tail(store, project, q, session, state, records)
+    if known is not None:
+        _write_session(blobs, project.id, session, ranked, now)
+    return records[:q.max_count], session, _next(project, q, {**state, "offset": position})
+
+
+def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: datetime):
+    """A new session: the POOL most uncertain predictions of the window, in review order (ranking.py)."""
+    session = layout.new_prediction_id(_ms(now))
+    end = min(q.end, now) if q.end else now  # a snapshot: what arrives later waits for the next query
+    pool = heapq.nsmallest(ranking.POOL + 1, _scan(store, project, q, end=end), key=_key)
+    boundary = list(_key(pool[ranking.POOL - 1])) if len(pool) > ranking.POOL else None  # where the tail starts
+    pool = pool[:ranking.POOL]
+    order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
+    state = {"session": session, "end": _ms(end), "offset": 0, "boundary": boundary}
+    return session, [pool[i].id for i in order], {r.id: r for r in pool}, state
+
+
+def _from_pool(store: PredictionStore, project_id: str, ranked: list[str], known: dict | None, offset: int | None,
+               n: int) -> tuple[list[StoredPrediction], int | None]:
+    """Up to n records of `ranked` from `offset` (those deleted since are skipped), and the position of the
+    n-th when there is one (where the next page starts)."""
+    page: list[tuple[int, StoredPrediction]] = []
+    i = len(ranked) if offset is None else offset
+    while len(page) < n and i < len(ranked):
+        chunk = ranked[i:i + n - len(page)]
+        found = known if known is not None else store.get(project_id, chunk)
+        page += [(i + j, found[x]) for j, x in enumerate(chunk) if x in found]
+        i += len(chunk)
+    return [r for _, r in page], (page[n - 1][0] if len(page) == n else None)
+
+
+def _with_tail(store: PredictionStore, project: Project, q: PredictionQuery, session: str, state: dict,
+               records: list[StoredPrediction]):
+    """Past the ranked pool, the rest by plain uncertainty: after the pool's boundary, or the tail cursor."""
+    after = state.get("boundary") if "offset" in state else state.get("after")
+    pooled = len(records)
+    if after is not None:
+        end = datetime.fromtimestamp(state["end"] / 1000, UTC)
+        cursor = (float(after[0]), str(after[1]))
+        records = records + heapq.nsmallest(q.max_count + 1 - pooled, (
+            r for r in _scan(store, project, q, end=end) if _key(r) > cursor), key=_key)
+    if len(records) <= q.max_count:
+        return records, session, None
+    last = list(_key(records[q.max_count - 1])) if q.max_count > pooled else after
+    return records[:q.max_count], session, _next(project, q, {"session": session, "end": state["end"], "after": last})
+
+
+def _next(project: Project, q: PredictionQuery, state: dict) -> str:
+    return continuation.encode(project.id, q.fingerprint(), state)
+
+
+def _session_blob(project_id: str, session: str) -> str:
+    day = datetime.fromtimestamp(layout.prediction_time_ms(session) / 1000, UTC).strftime("%Y%m%d")
+    return f"{layout.project_prefix(project_id)}query-sessions/{day}/{session}.json"
+
+
+def _write_session(blobs: BlobStore, project_id: str, session: str, ranked: list[str], now: datetime) -> None:
+    body = json.dumps({"created": iso(now), "ids": ranked}, separators=(",", ":")).encode()
+    blobs.put(layout.PREDICTIONS, _session_blob(project_id, session), body, "application/json")
+
+
+def _read_session(blobs: BlobStore, project_id: str, session: str, now: datetime) -> list[str]:
+    age = _ms(now) - layout.prediction_time_ms(session)
+    try:
+        if age > SESSION_TTL.total_seconds() * 1000:
+            raise KeyError(session)
+        return json.loads(blobs.get(layout.PREDICTIONS, _session_blob(project_id, session)))["ids"]
+    except MISSING:
+        hours = int(SESSION_TTL.total_seconds() // 3600)
+        raise BadRequest(INVALID, f"continuation: this Suggested query session has expired (sessions last {hours} "
+                                  "hours); query again without a continuation") from None
+
+
+def purge_query_sessions(repo: MetadataRepository, blobs: BlobStore, now: datetime, days: int = 3) -> int:
+    """The daily purge: delete the Suggested session blobs of the `days` days before yesterday."""
+    removed = 0
+    for project in repo.list_projects():
+        for back in range(2, 2 + days):
+            day = (now - timedelta(days=back)).strftime("%Y%m%d")
+            removed += blobs.delete_prefix(layout.PREDICTIONS, f"{layout.project_prefix(project.id)}query-sessions/{day}/")
+    return removed
+
+
+# ---- delete and promote -------------------------------------------------------------------------------------
+def delete_predictions(repo: MetadataRepository, store: PredictionStore, project_id: str, ids: list[str]) -> None:
+    project = require_project(repo, project_id)
+    if not ids:
+        raise BadRequest("BadRequestPredictionIdsMissing", "ids: name the predictions to delete")
+    if len(ids) > MAX_IDS:
+        raise BadRequest("BadRequestPredictionIdsExceededCount",
+                         f"ids: at most {MAX_IDS} predictions at a time, got {len(ids)}")
+    store.delete(project.id, [guid(x, f"ids[{i}]") for i, x in enumerate(ids)])
+
+
+def create_images_from_predictions(repo: MetadataRepository, blobs: BlobStore, store: PredictionStore, pool,
+                                   project_id: str, body) -> dict:
+    """ImageCreateSummary: each stored prediction's image joins the training set (sourceUrl = its
+    prediction id) with the batch's and its own tags (and regions, in a detection project)."""
+    project = require_project(repo, project_id)
+    entries, batch_tags, metadata = uploads._batch(body, project)
+    wanted = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise BadRequest("BadRequestImageBatch", f"images[{i}]: an object with the prediction's id is required")
+        wanted.append((guid(entry.get("id"), f"images[{i}].id"),
+                       batch_tags + uploads.tag_ids(entry.get("tagIds"), f"images[{i}].tagIds"),
+                       uploads._regions(entry, f"images[{i}].regions", project)))
+    stored = store.get(project.id, [w[0] for w in wanted])
+
+    def candidate(item) -> ingest.Candidate:
+        prediction_id, tag_ids, regions = item
+        data, error = None, None
+        try:
+            if prediction_id not in stored:
+                raise KeyError(prediction_id)
+            data = blobs.get(layout.PREDICTIONS, layout.prediction_image(project.id, prediction_id))
+        except MISSING:
+            error = ("ErrorSource", (f"prediction {prediction_id} is not stored in this project (deleted, "
+                                     "already added, or older than 30 days)"))
+        return ingest.Candidate(prediction_id, data, tag_ids, regions, error, origin="prediction")
+
+    candidates = list(pool.map(candidate, wanted))
+    tags = {t.id: t for t in repo.list_tags(project.id)}
+    outcomes = ingest.ingest(repo, blobs, pool, project, candidates, metadata, tags)
+    moved = [c.source for c, o in zip(candidates, outcomes) if o.status in (ingest.OK, ingest.DUPLICATE)]
+    if moved:  # only now: the image is in the training set, so nothing is lost if this fails
+        store.delete(project.id, moved)
+    return ingest.summary(project, outcomes, tags, blobs.url)
