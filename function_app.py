@@ -5,6 +5,7 @@ import azure.functions as func
 from functions.blob_ingest import bp as blob_ingest
 from functions.http_prediction import bp as http_prediction
 from functions.http_training import bp as http_training
+from functions.http_vision import bp as http_vision
 from functions.purge import bp as purge
 from functions.queue_events import bp as queue_events
 
@@ -14,3 +15,4 @@ app.register_functions(http_prediction)
 app.register_functions(blob_ingest)
 app.register_functions(queue_events)
 app.register_functions(purge)
+app.register_functions(http_vision)

@@ -20,6 +20,7 @@ from .prediction.published import Catalog
 from .prediction.recorder import Recorder
 from .prediction.service import Predictor
 from .training.ports import BlobStore, JobQueue, MetadataRepository
+from .vision.registry import TableVisionRegistry, VisionRegistry
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,7 @@ class Services:
     url_allow_origins: tuple[str, ...] = ()
     clients: StorageClients | None = None
     predictor: Predictor | None = None
+    vision: VisionRegistry | None = None  # Image Analysis datasets, models, evaluations (functions/vision)
 
 
 _lock = threading.Lock()
@@ -57,7 +59,8 @@ def build(settings: settings_mod.Settings) -> Services:
                           store=TablePredictionStore(clients.table, blobs, pool), pool=pool, url_allow_origins=allow,
                           recorder=Recorder())
     return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
-                    url_allow_origins=allow, clients=clients, predictor=predictor)
+                    url_allow_origins=allow, clients=clients, predictor=predictor,
+                    vision=TableVisionRegistry(clients.table))
 
 
 def services() -> Services:
