@@ -118,6 +118,12 @@ class TablePredictionStore(PredictionStore):
         _delete_rows(self._table, project_id, [k for i in ids for k in _keys(i)])
         self._delete_blobs([(project_id, i) for i in ids])
 
+    def delete_project(self, project_id: str) -> int:
+        keys = [e["RowKey"] for e in self._table.query_entities("PartitionKey eq @pk", select=["RowKey"],
+                                                                parameters={"pk": project_id})]
+        _delete_rows(self._table, project_id, keys)
+        return sum(not k.startswith(layout.OLDEST_FIRST) for k in keys)  # one main row per prediction
+
     def purge(self, before: datetime) -> int:
         rows = self._table.query_entities("RowKey ge @low and RowKey lt @high", select=["PartitionKey", "Id"],
                                           parameters={"low": layout.prediction_time_key(_ms(before) - 1),

@@ -73,6 +73,10 @@ class PredictionStore(abc.ABC):
         """Delete records, then their blobs (an image without its record is unreachable, not broken)."""
 
     @abc.abstractmethod
+    def delete_project(self, project_id: str) -> int:
+        """Delete every record of a project and return how many (its blobs go with the project's prefix)."""
+
+    @abc.abstractmethod
     def purge(self, before: datetime) -> int:
         """Delete every record (all projects) created before `before`, and its blobs; return how many."""
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from cvcore import domains, layout
 from cvcore.errors import BadRequest, NotFound
 
 from . import serialize
 from .model import MULTICLASS, MULTILABEL, Project, utcnow
 from .ports import BlobStore, MetadataRepository
+
+if TYPE_CHECKING:
+    from ..prediction.ports import PredictionStore
 
 MAX_NAME = 256
 MAX_DESCRIPTION = 1024
@@ -136,10 +141,14 @@ def update_project(repo: MetadataRepository, project_id: str, body: dict) -> dic
     return serialize.project_json(project)
 
 
-def delete_project(repo: MetadataRepository, blobs: BlobStore, project_id: str) -> None:
-    """Blobs first, rows last: a delete that stops half-way leaves a project that can be deleted again."""
+def delete_project(repo: MetadataRepository, blobs: BlobStore, project_id: str,
+                   predictions: PredictionStore | None = None) -> None:
+    """Blobs first, rows last: a delete that stops half-way leaves a project that can be deleted again.
+    Its stored predictions go too (`predictions`: the store; as in Custom Vision, they belong to the project)."""
     project = require_project(repo, project_id)
     prefix = layout.project_prefix(project.id)
     for container in layout.CONTAINERS:
         blobs.delete_prefix(container, prefix)
+    if predictions is not None:
+        predictions.delete_project(project.id)
     repo.delete_project(project.id)

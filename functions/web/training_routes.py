@@ -66,7 +66,7 @@ def _update_project(s: Services, r: ApiRequest, projectId: str):
 
 @delete("projects/{projectId}")
 def _delete_project(s: Services, r: ApiRequest, projectId: str):
-    projects.delete_project(s.repo, s.blobs, projectId)
+    projects.delete_project(s.repo, s.blobs, projectId, s.predictor.store)
 
 
 @get("projects/{projectId}/export")

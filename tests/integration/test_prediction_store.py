@@ -133,3 +133,17 @@ def test_a_published_detector_reads_back_and_answers_with_boxes(services):
     finally:
         bootstrap.override(None)
         projects.delete_project(services.repo, services.blobs, p)
+
+
+def test_deleting_a_project_deletes_its_stored_predictions_only(services, store):
+    gone, kept = (projects.create_project(services.repo, f"p-{layout.new_id()}", None, None, None, [])["id"]
+                  for _ in range(2))
+    doomed = [record(gone, T0 + timedelta(minutes=m)) for m in range(3)]
+    survivor = record(kept, T0)
+    for r in [*doomed, survivor]:
+        store.add(r)
+    projects.delete_project(services.repo, services.blobs, gone, store)
+    assert list(store.scan(gone)) == [] and list(store.scan(gone, oldest_first=True)) == []
+    assert [r.id for r in store.scan(kept)] == [survivor.id]
+    assert store.delete_project(kept) == 1 and list(store.scan(kept)) == []
+    projects.delete_project(services.repo, services.blobs, kept)

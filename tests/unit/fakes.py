@@ -181,6 +181,9 @@ class FakePredictionStore(PredictionStore):
             self.blobs.delete(layout.PREDICTIONS, layout.prediction_image(project_id, i))
             self.blobs.delete(layout.PREDICTIONS, layout.prediction_thumbnail(project_id, i))
 
+    def delete_project(self, project_id):
+        return len(self.records.pop(project_id, {}))
+
     def purge(self, before):
         doomed = [(p, i) for p, part in self.records.items() for i, r in part.items() if r.created < before]
         for p, i in doomed:

@@ -343,3 +343,14 @@ def test_quick_test_url_uses_the_guarded_fetch(s, monkeypatch):
     status, got = api.call("POST", f"projects/{p}/quicktest/url", params={"store": "false"},
                            json={"url": "https://example.com/red.png"})
     assert status == 200 and got["predictions"][0]["tagId"] == red and list(s.predictor.store.scan(p)) == []
+
+
+def test_deleting_the_project_through_the_api_deletes_its_stored_predictions(s):
+    p, _, _ = published_project(s.repo, s.blobs)
+    other, _, _ = published_project(s.repo, s.blobs, publish_name="other")
+    mine = [predict_call(f"{p}/classify/iterations/prod/image", colour())[1]["id"] for _ in range(2)]
+    theirs = predict_call(f"{other}/classify/iterations/other/image", colour())[1]["id"]
+    assert api.call("DELETE", f"projects/{p}")[0] == 204
+    assert s.predictor.store.get(p, mine) == {} and list(s.predictor.store.scan(p)) == []
+    assert list(s.predictor.store.get(other, [theirs])) == [theirs]
+    assert not any(s.blobs.exists(layout.PREDICTIONS, layout.prediction_image(p, i)) for i in mine)
