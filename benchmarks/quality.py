@@ -107,8 +107,9 @@ def run() -> dict:
                          "cv_top1": result.sidecar.metrics.get("top1"), "onnx_max_abs_diff": check["max_abs_diff"],
                          "candidates": result.config["candidates"], "target": TARGETS.get(per)})
     means = []
+    asked = names + [f"{n} (Advanced)" for n in names if advanced_s]
     for per in per_classes:
-        for name in names:
+        for name in asked:
             sel = [r for r in rows if r["per_class"] == per and r["backbone"] == name]
             means.append({"per_class": per, "backbone": name, "seeds": len(sel),
                           "top1": float(np.mean([r["top1"] for r in sel])),

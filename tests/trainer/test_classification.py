@@ -227,3 +227,32 @@ def test_advanced_search_stays_within_its_budget():
                               budget_seconds=6.0, resolution=96)
     assert time.monotonic() - t < 40
     assert len(result.config["candidates"]) >= 1 and result.config["training_type"] == "Advanced"
+
+
+def _multiclass_problem(y: np.ndarray):
+    labels = [tag(i, f"t{i}") for i in range(int(y.max()) + 1)]
+    examples = [Example(None, (int(c),), f"k{i}") for i, c in enumerate(y)]
+    return classification.make_problem(examples, labels, False, None)
+
+
+def test_score_gain_is_paired_and_its_error_shrinks_with_more_images():
+    rng = np.random.default_rng(0)
+    for n in (40, 400):
+        y = rng.integers(0, 3, n)
+        problem = _multiclass_problem(y)
+        idx = np.arange(n)
+        a = rng.normal(size=(n, 3))
+        a[idx, y] += 1.0
+        assert classification.score_gain(a, a.copy(), idx, problem) == (0.0, 0.0)  # the same candidate: no gain
+        noisy = a + rng.normal(scale=0.8, size=a.shape)  # worse on average, with per-image noise
+        gain, se = classification.score_gain(a, noisy, idx, problem)
+        assert gain < 0 and se > 0
+        better = a.copy()
+        better[idx, y] += 2.0
+        gain, se_better = classification.score_gain(a, better, idx, problem)
+        assert gain > 3 * se_better > 0
+    # ten times the images: the error of the same kind of difference drops by about sqrt(10)
+    small, large = (classification.score_gain(*(np.eye(3)[y] * 2 + rng.normal(size=(len(y), 3)) for _ in range(2)),
+                                              np.arange(len(y)), _multiclass_problem(y))[1]
+                    for y in (rng.integers(0, 3, 60), rng.integers(0, 3, 6000)))
+    assert 5 < small / large < 20
