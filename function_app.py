@@ -8,11 +8,13 @@ from functions.http_training import bp as http_training
 from functions.http_vision import bp as http_vision
 from functions.purge import bp as purge
 from functions.queue_events import bp as queue_events
+from functions.queue_imports import bp as queue_imports
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.ANONYMOUS)
 app.register_functions(http_training)
 app.register_functions(http_prediction)
 app.register_functions(blob_ingest)
 app.register_functions(queue_events)
+app.register_functions(queue_imports)
 app.register_functions(purge)
 app.register_functions(http_vision)

@@ -19,7 +19,8 @@ CONTAINERS = (IMAGES, MODELS, PREDICTIONS, UPLOADS, REJECTED)
 # Queues (the Functions host adds "-poison" siblings; infra declares them too).
 TRAINING_JOBS = "training-jobs"
 TRAINING_EVENTS = "training-events"
-QUEUES = (TRAINING_JOBS, TRAINING_EVENTS)
+PROJECT_IMPORTS = "project-imports"  # large import_project requests, finished by a queue trigger (Functions only)
+QUEUES = (TRAINING_JOBS, TRAINING_EVENTS, PROJECT_IMPORTS)
 POISON_SUFFIX = "-poison"
 ALL_QUEUES = QUEUES + tuple(q + POISON_SUFFIX for q in QUEUES)
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from cvcore import layout
 from cvcore import settings as settings_mod
 from cvcore.storage import StorageClients
 
@@ -32,6 +33,7 @@ class Services:
     blobs: BlobStore
     pool: ThreadPoolExecutor
     jobs: JobQueue | None = None
+    imports: JobQueue | None = None  # project-imports: large import_project requests (training/project_transfer)
     url_allow_origins: tuple[str, ...] = ()
     clients: StorageClients | None = None
     predictor: Predictor | None = None
@@ -59,6 +61,7 @@ def build(settings: settings_mod.Settings) -> Services:
                           store=TablePredictionStore(clients.table, blobs, pool), pool=pool, url_allow_origins=allow,
                           recorder=Recorder())
     return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
+                    imports=AzureJobQueue(clients, layout.PROJECT_IMPORTS),
                     url_allow_origins=allow, clients=clients, predictor=predictor,
                     vision=TableVisionRegistry(clients.table))
 

@@ -121,8 +121,10 @@ var containers = [
 var queues = [
   'training-jobs'
   'training-events'
+  'project-imports'
   'training-jobs-poison'
   'training-events-poison'
+  'project-imports-poison'
 ]
 var tables = [
   'projects'

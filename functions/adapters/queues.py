@@ -9,8 +9,8 @@ from ..training.ports import JobQueue
 
 
 class AzureJobQueue(JobQueue):
-    def __init__(self, clients: StorageClients):
-        self._queue = clients.queue(layout.TRAINING_JOBS)
+    def __init__(self, clients: StorageClients, queue: str = layout.TRAINING_JOBS):
+        self._queue = clients.queue(queue)
 
     def send(self, message: str) -> None:
         self._queue.send_message(message)

@@ -32,6 +32,8 @@ class Project:
     last_modified: datetime
     use_negative_set: bool = True
     augmentation_methods: dict[str, bool] | None = None
+    status: str = "Succeeded"  # Custom Vision's ProjectStatus: Succeeded, Importing (import_project), Failed
+    status_message: str = ""  # why an import Failed
 
     @property
     def domain(self) -> domains.Domain:

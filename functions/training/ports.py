@@ -73,7 +73,8 @@ class MetadataRepository(abc.ABC):
 class JobQueue(abc.ABC):
     @abc.abstractmethod
     def send(self, message: str) -> None:
-        """Enqueue one training job message (cvcore.messages.dumps of a TrainingJob)."""
+        """Enqueue one job message (training-jobs: cvcore.messages.dumps of a TrainingJob; project-imports:
+        project_transfer's ImportJob)."""
 
 
 class BlobStore(abc.ABC):

@@ -8,9 +8,17 @@ token can import the project until the URLs expire (cvcore's BlobStore URL lifet
 
 POST /projects/import?token=&name= reads the snapshot and every image over HTTPS (cvcore.urlfetch: only
 public addresses, or this deployment's own storage endpoint when local), validates all of it with
-cvcore.coco, and only then creates the project and imports through coco_import; a failure after that
-deletes the half-made project. Trained iterations are not moved (iterationCount is 0): train again at the
-destination. The import runs inside the request, about as fast as a COCO drop (see README).
+cvcore.coco, and imports through coco_import. Trained iterations are not moved (iterationCount is 0):
+train again at the destination.
+
+- Up to INLINE_IMAGES images the import runs inside the request (about as fast as a COCO drop, see
+  README): the snapshot is validated before the project is created, a failure after that deletes the
+  half-made project, and the reply is the project with status Succeeded.
+- A larger snapshot would outlast an HTTP request (Functions stop one at 230 s), so the reply is the new
+  project with status Importing, as Custom Vision's is, and an ImportJob on the project-imports queue
+  finishes it (queue_imports.py -> run_import): status Succeeded, or Failed with `statusMessage` listing
+  the problems. A transient failure is retried by the queue (the import is idempotent: images are content
+  addressed, tags matched by name); the last attempt marks the project Failed, so it never stays Importing.
 """
 
 from __future__ import annotations
@@ -27,9 +35,13 @@ from cvcore.urlfetch import UrlFetchError, fetch
 
 from . import coco_export, projects, serialize
 from .coco_import import import_report
-from .ports import BlobStore, MetadataRepository
+from .model import Project, utcnow
+from .ports import BlobStore, JobQueue, MetadataRepository
 
 TOKEN_VERSION = 1
+JOB_VERSION = 1
+INLINE_IMAGES = 500  # larger snapshots import in the background (about 40 ms an image: 20 s inline at most)
+IMPORTING, SUCCEEDED, FAILED = "Importing", "Succeeded", "Failed"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
 MS_PER_IMAGE = 40  # measured on Azurite, validation plus writing (see README); an estimate, as Custom Vision's
@@ -52,29 +64,27 @@ def export_project(repo: MetadataRepository, blobs: BlobStore, project_id: str) 
 
 
 def import_project(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, token: str | None,
-                   name: str | None, allow_origins=()) -> dict:
+                   name: str | None, allow_origins=(), jobs: JobQueue | None = None) -> dict:
+    """The project made from an export token: imported now, or (a large snapshot, when `jobs` is given)
+    answered Importing and finished by run_import from the ImportJob sent to `jobs`."""
     url = _snapshot_url(token)
-    resolver = UrlResolver(tuple(allow_origins))
-    try:
-        data = fetch(url, max_bytes=MAX_SNAPSHOT_BYTES, timeout=FETCH_TIMEOUT_S, allow_origins=resolver.allow).data
-    except UrlFetchError as exc:
-        raise BadRequest("BadRequestInvalidImportToken", f"the token's project snapshot cannot be read "
-                                                         f"(expired or deleted?): {exc.message}") from None
+    data = _read_snapshot(url, tuple(allow_origins), BadRequest, "BadRequestInvalidImportToken")
     settings = _settings(data)
     domain = domains.get(settings.get("domainId"))
     if domain is None:
         raise BadRequest("BadRequestInvalidImportToken", f"the snapshot's domain {settings.get('domainId')!r} "
                                                          "is not known here")
-    rules = coco.Rules(task=coco.DETECTION if domain.type == domains.OBJECT_DETECTION else coco.CLASSIFICATION,
-                       multiclass=False, min_images_per_category=0, image_tags_in_detection=True)
-    report = coco.validate(data, resolver, rules, pool=pool)
+    if jobs is not None and settings["images"] > INLINE_IMAGES:
+        project = _create(repo, name, settings, domain, status=IMPORTING)
+        try:
+            jobs.send(json.dumps({"v": JOB_VERSION, "projectId": project.id, "snapshot": url}))
+        except BaseException:
+            projects.delete_project(repo, blobs, project.id)
+            raise
+        return serialize.project_json(project)
+    report, resolver = _validate(data, domain, tuple(allow_origins), pool)
     _refuse_if_bad(report)
-    created = projects.create_project(repo, _name(repo, name, settings), settings.get("description"), domain.id,
-                                      settings.get("classificationType"), settings.get("targetExportPlatforms") or [])
-    project = repo.get_project(created["id"])
-    project.use_negative_set = settings.get("useNegativeSet", True) is not False
-    project.augmentation_methods = (settings.get("imageProcessingSettings") or {}).get("augmentationMethods")
-    repo.save_project(project)
+    project = _create(repo, name, settings, domain)
     try:
         import_report(repo, blobs, pool, project, report, resolver, origin="import")
         _refuse_if_bad(report)  # the plan against the new project can still object (e.g. a tag limit)
@@ -82,6 +92,77 @@ def import_project(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolE
         projects.delete_project(repo, blobs, project.id)
         raise
     return serialize.project_json(repo.get_project(project.id))
+
+
+def parse_job(body: bytes | str) -> tuple[str, str]:
+    """(project id, snapshot URL) of an ImportJob message; ValueError when it is not one."""
+    try:
+        job = json.loads(body)
+        if job.get("v") != JOB_VERSION or not isinstance(job.get("snapshot"), str):
+            raise ValueError(f"unknown import job version {job.get('v')!r}")
+        return layout.guid(job.get("projectId"), "projectId"), job["snapshot"]
+    except (TypeError, AttributeError, BadRequest) as exc:
+        raise ValueError(f"not an import job: {exc}") from None
+
+
+def run_import(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, project_id: str,
+               snapshot_url: str, allow_origins=(), last_attempt: bool = False) -> str:
+    """Finish a background import; returns the project's status. Problems with the snapshot mark it Failed
+    with every problem listed; anything else (storage, network) is raised for the queue to retry, except on
+    the last attempt, which marks it Failed with that error."""
+    project = repo.get_project(project_id)
+    if project is None or project.status != IMPORTING:
+        return project.status if project else "deleted"  # deleted meanwhile, or a duplicate message
+    try:
+        data = _read_snapshot(snapshot_url, tuple(allow_origins), CustomVisionError, "ErrorProjectImportRequestFailed")
+        report, resolver = _validate(data, project.domain, tuple(allow_origins), pool)
+        _refuse_if_bad(report)
+        import_report(repo, blobs, pool, project, report, resolver, origin="import")
+        _refuse_if_bad(report)
+        return _settle(repo, project_id, SUCCEEDED, "")
+    except CustomVisionError as exc:
+        return _settle(repo, project_id, FAILED, exc.message)
+    except Exception as exc:
+        if not last_attempt:
+            raise
+        return _settle(repo, project_id, FAILED, f"the import failed on its last attempt: {exc}")
+
+
+def _settle(repo: MetadataRepository, project_id: str, status: str, message: str) -> str:
+    project = repo.get_project(project_id)
+    if project is None:
+        return "deleted"
+    project.status, project.status_message = status, message[:4000]
+    project.last_modified = utcnow()
+    repo.save_project(project)
+    return status
+
+
+def _read_snapshot(url: str, allow_origins: tuple[str, ...], error, code: str) -> bytes:
+    try:
+        return fetch(url, max_bytes=MAX_SNAPSHOT_BYTES, timeout=FETCH_TIMEOUT_S,
+                     allow_origins=UrlResolver(allow_origins).allow).data
+    except UrlFetchError as exc:
+        raise error(code, f"the token's project snapshot cannot be read (expired or deleted?): {exc.message}") \
+            from None
+
+
+def _validate(data: bytes, domain, allow_origins: tuple[str, ...], pool) -> tuple[coco.Report, "UrlResolver"]:
+    resolver = UrlResolver(allow_origins)
+    rules = coco.Rules(task=coco.DETECTION if domain.type == domains.OBJECT_DETECTION else coco.CLASSIFICATION,
+                       multiclass=False, min_images_per_category=0, image_tags_in_detection=True)
+    return coco.validate(data, resolver, rules, pool=pool), resolver
+
+
+def _create(repo: MetadataRepository, name: str | None, settings: dict, domain, status: str = SUCCEEDED) -> Project:
+    created = projects.create_project(repo, _name(repo, name, settings), settings.get("description"), domain.id,
+                                      settings.get("classificationType"), settings.get("targetExportPlatforms") or [])
+    project = repo.get_project(created["id"])
+    project.use_negative_set = settings.get("useNegativeSet", True) is not False
+    project.augmentation_methods = (settings.get("imageProcessingSettings") or {}).get("augmentationMethods")
+    project.status = status
+    repo.save_project(project)
+    return project
 
 
 def _snapshot_url(token: str | None) -> str:
@@ -98,8 +179,11 @@ def _snapshot_url(token: str | None) -> str:
 
 def _settings(data: bytes) -> dict:
     try:
-        project = json.loads(data)["info"]["custom_vision"]["project"]
-        return {**project.get("settings", {}), "name": project["name"], "description": project.get("description")}
+        document = json.loads(data)
+        project = document["info"]["custom_vision"]["project"]
+        images = document.get("images")
+        return {**project.get("settings", {}), "name": project["name"], "description": project.get("description"),
+                "images": len(images) if isinstance(images, list) else 0}
     except (ValueError, KeyError, TypeError):
         raise BadRequest("BadRequestInvalidImportToken", "the snapshot is not a project export") from None
 

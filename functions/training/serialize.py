@@ -29,7 +29,8 @@ def project_json(p: Project) -> dict:
                          "useNegativeSet": p.use_negative_set,
                          "imageProcessingSettings": {"augmentationMethods": p.augmentation_methods}},
             "created": iso(p.created), "lastModified": iso(p.last_modified), "thumbnailUri": None,
-            "drModeEnabled": False, "status": "Succeeded"}
+            "drModeEnabled": False, "status": p.status,
+            **({"statusMessage": p.status_message} if p.status_message else {})}
 
 
 def tag_json(t: Tag, image_count: int) -> dict:

@@ -88,6 +88,11 @@ def _validate(project: Project, m: manifest.Manifest) -> None:
 def train_project(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, *,
                   training_type: str | None, budget_hours: int, force: bool, selected_tags: list[str] | None) -> dict:
     project = require_project(repo, project_id)
+    if project.status != "Succeeded":
+        raise BadRequest("BadRequestProjectImporting" if project.status == "Importing" else
+                         "ErrorProjectImportRequestFailed",
+                         f"project {project.id} is {project.status} (import_project); train once its status is "
+                         "Succeeded" + (f": {project.status_message}" if project.status_message else ""))
     training_type = _training_type(training_type)
     if training_type == ADVANCED and budget_hours < 1:
         raise BadRequest("BadRequestReservedBudgetInHoursNotEnoughForAdvancedTraining",

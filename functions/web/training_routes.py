@@ -77,7 +77,7 @@ def _export_project(s: Services, r: ApiRequest, projectId: str):
 @post("projects/import")
 def _import_project(s: Services, r: ApiRequest):
     return project_transfer.import_project(s.repo, s.blobs, s.pool, r.query("token"), r.query("name"),
-                                           s.url_allow_origins)
+                                           s.url_allow_origins, jobs=s.imports)
 
 
 @get("projects/{projectId}/coco")

@@ -49,7 +49,7 @@ resource identityBlobOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' 
   }
 }
 
-// Storage Queue Data Contributor: training-jobs, training-events and their poison queues (and the queue length KEDA reads).
+// Storage Queue Data Contributor: the training, event and import queues with their poison queues (and KEDA's queue length).
 resource identityQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(storage.id, identityPrincipalId, roles.storageQueueDataContributor)
   scope: storage

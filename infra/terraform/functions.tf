@@ -1,4 +1,5 @@
-# The Functions app (HTTP APIs, the uploads blob trigger, the training-events queue trigger) on Flex Consumption.
+# The Functions app (HTTP APIs, the uploads blob trigger, the training-events and project-imports queue triggers)
+# on Flex Consumption.
 # Storage is reached with the user-assigned identity only: the AzureWebJobsStorage__* settings below are what
 # cvcore/settings.py reads, and the deployment package container is read with the same identity.
 resource "azurerm_service_plan" "main" {

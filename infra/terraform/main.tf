@@ -39,8 +39,10 @@ locals {
   queues = [
     "training-jobs",
     "training-events",
+    "project-imports",
     "training-jobs-poison",
     "training-events-poison",
+    "project-imports-poison",
   ]
   tables = [
     "projects",

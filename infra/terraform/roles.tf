@@ -26,7 +26,7 @@ resource "azurerm_role_assignment" "identity_blob_owner" {
   principal_type     = "ServicePrincipal"
 }
 
-# Storage Queue Data Contributor: training-jobs, training-events and their poison queues (and KEDA's queue length).
+# Storage Queue Data Contributor: the training, event and import queues with their poison queues (and KEDA's queue length).
 resource "azurerm_role_assignment" "identity_queue_contributor" {
   name               = uuidv5("url", "${azurerm_storage_account.main.id}/${local.identity}/${local.roles.storage_queue_data_contributor}")
   scope              = azurerm_storage_account.main.id

@@ -130,6 +130,34 @@ def test_export_routes_and_token_round_trip(services, project, api, tmp_path):
     assert status == 400 and body["code"] == "BadRequestInvalidImportToken"
 
 
+
+def test_a_large_import_goes_through_the_real_queue_and_its_trigger(services, project, api, monkeypatch):
+    from azure.functions.queue import QueueMessage
+
+    from functions import queue_imports
+    from functions.training import project_transfer
+
+    put_images(services, project, ["a.jpg", "b.jpg", "c.jpg", "d.jpg"])
+    assert drop(services, project, document(["a.jpg", "b.jpg", "c.jpg", "d.jpg"])).outcome == "imported"
+    exported = api.ok("GET", f"projects/{project}/export")
+    monkeypatch.setattr(project_transfer, "INLINE_IMAGES", 3)
+    made = api.ok("POST", "projects/import", params={"token": exported["token"], "name": f"bg-{project[:8]}"})
+    try:
+        assert made["status"] == "Importing" and api.ok("GET", f"projects/{made['id']}")["status"] == "Importing"
+        queue = services.clients.queue(layout.PROJECT_IMPORTS)
+        mine = [m for m in queue.receive_messages(max_messages=32, visibility_timeout=60)
+                if project_transfer.parse_job(m.content)[0] == made["id"]]
+        assert len(mine) == 1
+        # as the Functions worker hands it over (the api fixture points bootstrap at these services)
+        queue_imports.project_imports(QueueMessage(id=mine[0].id, body=mine[0].content.encode(),
+                                                   dequeue_count=mine[0].dequeue_count))
+        queue.delete_message(mine[0])
+        assert api.ok("GET", f"projects/{made['id']}")["status"] == "Succeeded"
+        images = api.ok("GET", f"projects/{made['id']}/images")
+        assert sorted(r["tagName"] for im in images for r in im["regions"]) == ["cat", "cat", "dog", "dog"]
+    finally:
+        api.call("DELETE", f"projects/{made['id']}")
+
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
         return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmRSS"))

@@ -306,3 +306,74 @@ def test_bad_tokens_and_broken_snapshots_leave_nothing_behind(pool, monkeypatch)
         project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], None)
     assert err.value.code == "ErrorProjectImportRequestFailed" and "does not exist" in err.value.message
     assert dest_repo.list_projects() == [] and not dest_blobs.blobs
+
+
+def _exported(pool, monkeypatch):
+    repo, blobs, p = setup()
+    drop(repo, blobs, pool, p, base_document())
+    monkeypatch.setattr(project_transfer, "fetch", fetch_from(blobs))
+    monkeypatch.setattr(project_transfer, "INLINE_IMAGES", 2)  # the base document has 4 images: background
+    return repo, blobs, p, project_transfer.export_project(repo, blobs, p)
+
+
+def test_a_large_import_answers_importing_and_the_queued_job_finishes_it(pool, monkeypatch):
+    from functions.training import train
+    from tests.unit.fakes import FakeJobQueue
+
+    repo, blobs, p, exported = _exported(pool, monkeypatch)
+    dest_repo, dest_blobs, jobs = FakeRepository(), AccountBlobs(), FakeJobQueue()
+    made = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "big", jobs=jobs)
+    assert made["status"] == "Importing" and dest_repo.list_images(made["id"]) == [] and len(jobs.sent) == 1
+    with pytest.raises(CustomVisionError) as err:  # no training on half a project
+        train.train_project(dest_repo, dest_blobs, jobs, made["id"], training_type=None, budget_hours=0,
+                            force=False, selected_tags=None)
+    assert err.value.code == "BadRequestProjectImporting"
+    project_id, snapshot = project_transfer.parse_job(jobs.sent[0])
+    assert project_id == made["id"]
+    assert project_transfer.run_import(dest_repo, dest_blobs, pool, project_id, snapshot) == "Succeeded"
+    assert dest_repo.get_project(made["id"]).status == "Succeeded"
+    moved = dest_repo.list_images(made["id"])
+    assert len(moved) == 4 and sum(len(im.regions) for im in moved) == sum(len(im.regions)
+                                                                            for im in repo.list_images(p))
+    # the same message again (a duplicate delivery) changes nothing
+    assert project_transfer.run_import(dest_repo, dest_blobs, pool, project_id, snapshot) == "Succeeded"
+    assert len(dest_repo.list_images(made["id"])) == 4 and len(dest_repo.list_tags(made["id"])) == \
+        len(repo.list_tags(p))
+    # small snapshots, or no queue: inline as before
+    monkeypatch.setattr(project_transfer, "INLINE_IMAGES", 500)
+    inline = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "small", jobs=jobs)
+    assert inline["status"] == "Succeeded" and len(dest_repo.list_images(inline["id"])) == 4 and len(jobs.sent) == 1
+
+
+def test_a_background_import_that_cannot_finish_ends_failed_with_the_reason(pool, monkeypatch):
+    from tests.unit.fakes import FakeJobQueue
+
+    repo, blobs, p, exported = _exported(pool, monkeypatch)
+    dest_repo, dest_blobs, jobs = FakeRepository(), AccountBlobs(), FakeJobQueue()
+    # a snapshot whose image vanished before the job ran: Failed, every problem named, nothing retried
+    broken = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "broken", jobs=jobs)
+    blobs.delete(layout.IMAGES, layout.image_original(p, repo.list_images(p)[0].id))
+    assert project_transfer.run_import(dest_repo, dest_blobs, pool, *project_transfer.parse_job(jobs.sent[0])) == \
+        "Failed"
+    failed = dest_repo.get_project(broken["id"])
+    assert failed.status == "Failed" and "does not exist" in failed.status_message
+    from functions.training import serialize
+    assert serialize.project_json(failed)["statusMessage"] == failed.status_message
+
+    # storage trouble: raised for the queue to retry, until the last attempt marks it Failed
+    repo2, blobs2, p2, exported2 = _exported(pool, monkeypatch)
+    flaky = project_transfer.import_project(dest_repo, dest_blobs, pool, exported2["token"], "flaky", jobs=jobs)
+    job = project_transfer.parse_job(jobs.sent[1])
+
+    def down(*args, **kwargs):
+        raise OSError("table storage unavailable")
+
+    monkeypatch.setattr(project_transfer, "import_report", down)
+    with pytest.raises(OSError):
+        project_transfer.run_import(dest_repo, dest_blobs, pool, *job)
+    assert dest_repo.get_project(flaky["id"]).status == "Importing"
+    assert project_transfer.run_import(dest_repo, dest_blobs, pool, *job, last_attempt=True) == "Failed"
+    assert "table storage unavailable" in dest_repo.get_project(flaky["id"]).status_message
+    for bad in (b"{}", b"not json", json.dumps({"v": 1, "projectId": "x", "snapshot": "u"}).encode()):
+        with pytest.raises(ValueError):
+            project_transfer.parse_job(bad)
