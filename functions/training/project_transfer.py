@@ -40,11 +40,11 @@ from .ports import BlobStore, JobQueue, MetadataRepository
 
 TOKEN_VERSION = 1
 JOB_VERSION = 1
-INLINE_IMAGES = 500  # larger snapshots import in the background (about 40 ms an image: 20 s inline at most)
+INLINE_IMAGES = 500  # larger snapshots import in the background (12 ms an image on Azurite; Azure is slower)
 IMPORTING, SUCCEEDED, FAILED = "Importing", "Succeeded", "Failed"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
-MS_PER_IMAGE = 40  # measured on Azurite, validation plus writing (see README); an estimate, as Custom Vision's
+MS_PER_IMAGE = 15  # benchmarks/transfer.py on Azurite, 2 cores: 12 ms an image; an estimate, as Custom Vision's
 
 
 def export_project(repo: MetadataRepository, blobs: BlobStore, project_id: str) -> dict:
