@@ -14,7 +14,7 @@ from cvcore.errors import CustomVisionError, NotFound, StorageUnavailable
 
 from .. import bootstrap
 from .auth import require_key
-from .http import ApiRequest, error_response, json_response
+from .http import ApiRequest, Binary, error_response, json_response
 from .router import Router
 
 log = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ def serve(req: func.HttpRequest, router: Router, versions: tuple[str, ...], key_
             raise NotFound("NotFound", f"API version {version!r} is not served; use one of {', '.join(versions)}")
         handler, params = router.resolve(req.method, req.route_params.get("path", ""))
         result = handler(services, ApiRequest(req), **params)
+        if isinstance(result, Binary):
+            return func.HttpResponse(result.data, status_code=200, mimetype=result.content_type)
         body, status = result if isinstance(result, tuple) else (result, 200)
         return json_response(body, status)
     except CustomVisionError as err:

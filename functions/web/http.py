@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
@@ -96,6 +97,13 @@ def guid(value: Any, field: str) -> str:
         return layout.guid(value, field)
     except ValueError as exc:
         raise BadRequest("BadRequestInvalidIds", str(exc)) from None
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A handler's reply that is not JSON: the bytes as they are, with their content type."""
+    data: bytes
+    content_type: str
 
 
 def json_response(body: Any, status: int = 200) -> func.HttpResponse:

@@ -14,6 +14,7 @@ from ..training import (
     images,
     ingest,
     iterations,
+    project_artifacts,
     project_transfer,
     projects,
     quicktest,
@@ -25,7 +26,7 @@ from ..training import (
 )
 from ..training.model import Project
 from . import multipart
-from .http import ApiRequest
+from .http import ApiRequest, Binary
 from .router import Router
 
 router = Router()
@@ -72,6 +73,12 @@ def _delete_project(s: Services, r: ApiRequest, projectId: str):
 @get("projects/{projectId}/export")
 def _export_project(s: Services, r: ApiRequest, projectId: str):
     return project_transfer.export_project(s.repo, s.blobs, projectId)
+
+
+@get("projects/{projectId}/artifacts")
+def _artifact(s: Services, r: ApiRequest, projectId: str):
+    data, content_type = project_artifacts.get_artifact(s.repo, s.blobs, projectId, r.query("path"))
+    return Binary(data, content_type)
 
 
 @post("projects/import")
@@ -337,3 +344,4 @@ def _query_suggested_images(s: Services, r: ApiRequest, projectId: str):
 def _query_suggested_image_count(s: Services, r: ApiRequest, projectId: str):
     return suggestions.query_suggested_image_count(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
                                                    r.json(required=False))
+

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import requests
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
     CustomVisionErrorException, ImageFileCreateBatch, ImageFileCreateEntry, ImageRegionCreateEntry,
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, generate_blob_sas
 from msrest.authentication import ApiKeyCredentials
+from msrest.exceptions import HttpOperationError
 
 from cvcore import layout
 from cvcore.settings import LOCAL_TRAINING_KEY
@@ -148,5 +150,23 @@ def test_dropped_file_becomes_a_tagged_image(trainer, azurite):
         assert [t.name for t in trainer.get_tags(project.id)] == ["Coffee"]
         assert not blobs.get_blob_client(layout.UPLOADS, f"{project.id}/Coffee/cup.jpg").exists()
         assert blobs.get_blob_client(layout.REJECTED, f"{project.id}/Coffee/broken.jpg.error.json").exists()
+    finally:
+        trainer.delete_project(project.id)
+
+
+def test_get_artifact_streams_a_project_file_and_refuses_paths_outside_it(trainer):
+    project = trainer.create_project(f"artifacts-{layout.new_id()[:8]}")
+    try:
+        jpeg = imgs.photo_jpeg(77, (160, 120))
+        created = trainer.create_images_from_files(project.id, ImageFileCreateBatch(
+            images=[ImageFileCreateEntry(name="a.jpg", contents=jpeg)]))
+        image = created.images[0].image
+        original = b"".join(trainer.get_artifact(project.id, f"images/originals/{image.id}"))
+        assert original[:3] == b"\xff\xd8\xff" and len(original) > 1000
+        assert original == requests.get(image.original_image_uri, timeout=10).content  # the same stored bytes
+        with pytest.raises(HttpOperationError) as err:  # get_artifact's own error type (no error model)
+            list(trainer.get_artifact(project.id, f"images/../{image.id}"))
+        assert err.value.response.status_code == 400
+        assert err.value.response.json()["code"] == "BadRequestInvalidArtifactUri"
     finally:
         trainer.delete_project(project.id)
