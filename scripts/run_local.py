@@ -73,7 +73,7 @@ def stop(children: list) -> None:
     for name, proc in reversed(children):
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT if name != "azurite" else signal.SIGTERM)
-    for name, proc in reversed(children):
+    for _name, proc in reversed(children):
         try:
             proc.wait(timeout=15)
         except subprocess.TimeoutExpired:

@@ -72,7 +72,8 @@ def _read(s: Services, index: int, uri: str, endpoint: str | None, containers: t
         container, name = coco.account_blob(uri, endpoint)
         name = coco.safe_relative_path(name)
     except ValueError as exc:
-        raise _invalid_uri(index, f"{exc}; annotation files must be blobs of this deployment's storage account")
+        raise _invalid_uri(index, f"{exc}; annotation files must be blobs of this deployment's storage account") \
+            from None
     if container not in containers:
         raise _invalid_uri(index, f"container {container!r} is not readable; use one of {', '.join(containers)}")
     resolver = coco_import.blob_resolver(s.blobs, name.rpartition("/")[0], endpoint)

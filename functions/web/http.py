@@ -37,7 +37,7 @@ class ApiRequest:
         try:
             value = int(raw)
         except ValueError:
-            raise BadRequest("BadRequestInvalid", f"query parameter {name} must be an integer, got {raw!r}")
+            raise BadRequest("BadRequestInvalid", f"query parameter {name} must be an integer, got {raw!r}") from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             raise BadRequest("BadRequestInvalid", f"query parameter {name} must be between {lo} and {hi}, "
                                                   f"got {value}")

@@ -216,7 +216,6 @@ def test_export_job_that_keeps_failing_is_settled_failed_not_stuck(services, sto
 
 
 def test_long_job_keeps_its_message_invisible(services, store, queued, monkeypatch):
-    import threading
     import time
     p, it = queued
     monkeypatch.setattr(worker, "RENEW_EVERY_S", 0.5)

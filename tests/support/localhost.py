@@ -28,7 +28,7 @@ def running_host(connection_string: str, poll_interval: float = 0.2, extra_env: 
             _wait_for(port, proc, time.monotonic() + 60)
         except Exception:
             log.flush()
-            raise RuntimeError("local host did not start:\n" + open(log.name).read()[-4000:])
+            raise RuntimeError("local host did not start:\n" + open(log.name).read()[-4000:]) from None
         proc.log_path = log.name
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -54,7 +54,7 @@ def test_scenes_are_deterministic_with_exact_boxes():
     assert a.boxes == b.boxes and a.image.tobytes() == b.image.tobytes()
     assert scenes.scene(8, TAGS, first=1).image.tobytes() != a.image.tobytes()
     assert a.boxes[0][0] == 1
-    for label, left, top, w, h in a.boxes:
+    for _label, left, top, w, h in a.boxes:
         assert 0 <= left and 0 <= top and left + w <= 1 + 1e-9 and top + h <= 1 + 1e-9 and w > 0 and h > 0
     ds = scenes.dataset(TAGS, 3, seed=1)
     assert len(ds) == 6 and len({s.key for s in ds}) == 6

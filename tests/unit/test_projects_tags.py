@@ -2,7 +2,7 @@ import pytest
 
 from cvcore import domains
 from cvcore.errors import BadRequest, NotFound
-from functions.training import images, projects, tags
+from functions.training import projects, tags
 from functions.training.model import ImageRecord, Region, utcnow
 from tests.unit.fakes import FakeBlobStore, FakeRepository
 
