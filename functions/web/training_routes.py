@@ -17,6 +17,7 @@ from ..training import (
     project_artifacts,
     project_transfer,
     projects,
+    proposals,
     quicktest,
     review,
     suggestions,
@@ -345,3 +346,7 @@ def _query_suggested_image_count(s: Services, r: ApiRequest, projectId: str):
     return suggestions.query_suggested_image_count(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
                                                    r.json(required=False))
 
+
+@post("projects/{projectId}/images/{imageId}/regionproposals")
+def _region_proposals(s: Services, r: ApiRequest, projectId: str, imageId: str):
+    return proposals.region_proposals(s.repo, s.blobs, s.predictor, projectId, imageId)
