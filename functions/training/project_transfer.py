@@ -117,15 +117,32 @@ def run_import(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecu
         data = _read_snapshot(snapshot_url, tuple(allow_origins), CustomVisionError, "ErrorProjectImportRequestFailed")
         report, resolver = _validate(data, project.domain, tuple(allow_origins), pool)
         _refuse_if_bad(report)
-        import_report(repo, blobs, pool, project, report, resolver, origin="import")
+        import_report(repo, blobs, pool, project, report, resolver, origin="import",
+                      progress=lambda *_: _still_there(repo, project_id))
         _refuse_if_bad(report)
         return _settle(repo, project_id, SUCCEEDED, "")
+    except _ProjectDeleted:
+        # deleted while importing: what the batches wrote after the delete goes too (rows then blobs)
+        for container in layout.CONTAINERS:
+            blobs.delete_prefix(container, layout.project_prefix(project_id))
+        repo.delete_project(project_id)
+        return "deleted"
     except CustomVisionError as exc:
         return _settle(repo, project_id, FAILED, exc.message)
     except Exception as exc:
         if not last_attempt:
             raise
         return _settle(repo, project_id, FAILED, f"the import failed on its last attempt: {exc}")
+
+
+class _ProjectDeleted(Exception):
+    pass
+
+
+def _still_there(repo: MetadataRepository, project_id: str) -> None:
+    """Between import batches: stop when the project was deleted meanwhile."""
+    if repo.get_project(project_id) is None:
+        raise _ProjectDeleted(project_id)
 
 
 def _settle(repo: MetadataRepository, project_id: str, status: str, message: str) -> str:

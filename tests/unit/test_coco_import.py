@@ -377,3 +377,23 @@ def test_a_background_import_that_cannot_finish_ends_failed_with_the_reason(pool
     for bad in (b"{}", b"not json", json.dumps({"v": 1, "projectId": "x", "snapshot": "u"}).encode()):
         with pytest.raises(ValueError):
             project_transfer.parse_job(bad)
+
+
+def test_a_project_deleted_during_its_background_import_leaves_nothing(pool, monkeypatch):
+    from tests.unit.fakes import FakeJobQueue
+
+    repo, blobs, p, exported = _exported(pool, monkeypatch)
+    dest_repo, dest_blobs, jobs = FakeRepository(), AccountBlobs(), FakeJobQueue()
+    made = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "gone", jobs=jobs)
+    real = project_transfer.import_report
+
+    def deleted_first(repo_, blobs_, pool_, project, *args, **kwargs):
+        projects.delete_project(repo_, blobs_, project.id)  # the user deletes it as the import starts writing
+        return real(repo_, blobs_, pool_, project, *args, **kwargs)
+
+    monkeypatch.setattr(project_transfer, "import_report", deleted_first)
+    assert project_transfer.run_import(dest_repo, dest_blobs, pool, *project_transfer.parse_job(jobs.sent[0])) == \
+        "deleted"
+    assert dest_repo.get_project(made["id"]) is None
+    assert dest_repo.list_images(made["id"]) == [] and dest_repo.list_tags(made["id"]) == []
+    assert not [k for k in dest_blobs.blobs if made["id"] in str(k)]
