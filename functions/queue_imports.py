@@ -1,7 +1,9 @@
-"""Queue trigger: a large import_project finishes here (training/project_transfer.run_import).
+"""Queue trigger of the project-imports queue: a large import_project finishes here
+(training/project_transfer.run_import), and so does a large Image Analysis dataset registration (a job with
+`"kind": "visionDataset"`, vision/datasets.finish_registration).
 
 The host retries a message that raises (host.json maxDequeueCount) and then moves it to
-project-imports-poison; run_import marks the project Failed on the last attempt instead of raising, so no
+project-imports-poison; both mark their project Failed on the last attempt instead of raising, so no
 project stays Importing.
 """
 
@@ -15,6 +17,7 @@ from cvcore import layout
 
 from . import bootstrap
 from .training import project_transfer
+from .vision import datasets
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -23,13 +26,19 @@ MAX_ATTEMPTS = 5  # host.json queues.maxDequeueCount
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.PROJECT_IMPORTS, connection="AzureWebJobsStorage")
 def project_imports(msg: func.QueueMessage) -> None:
+    body = msg.get_body()
     try:
-        project_id, snapshot = project_transfer.parse_job(msg.get_body())
+        dataset = datasets.parse_job(body)  # None: an import job
+        project_id, snapshot = project_transfer.parse_job(body) if dataset is None else (None, None)
     except ValueError as exc:
         log.error("import job %s rejected: %s", msg.id, exc)  # raised: the host poisons it after its retries
         raise
     s = bootstrap.services()
     attempt = msg.dequeue_count or 1
+    if dataset is not None:
+        status = datasets.finish_registration(s, dataset, last_attempt=attempt >= MAX_ATTEMPTS)
+        log.info("dataset registration %s (attempt %d): %s", dataset, attempt, status)
+        return
     status = project_transfer.run_import(s.repo, s.blobs, s.pool, project_id, snapshot, s.url_allow_origins,
                                          last_attempt=attempt >= MAX_ATTEMPTS)
     log.info("project import %s (attempt %d): %s", project_id, attempt, status)

@@ -122,10 +122,7 @@ def run_import(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecu
         _refuse_if_bad(report)
         return _settle(repo, project_id, SUCCEEDED, "")
     except _ProjectDeleted:
-        # deleted while importing: what the batches wrote after the delete goes too (rows then blobs)
-        for container in layout.CONTAINERS:
-            blobs.delete_prefix(container, layout.project_prefix(project_id))
-        repo.delete_project(project_id)
+        remove_remains(repo, blobs, project_id)
         return "deleted"
     except CustomVisionError as exc:
         return _settle(repo, project_id, FAILED, exc.message)
@@ -137,6 +134,14 @@ def run_import(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecu
 
 class _ProjectDeleted(Exception):
     pass
+
+
+def remove_remains(repo: MetadataRepository, blobs: BlobStore, project_id: str) -> None:
+    """A project deleted while a background import wrote to it: what the batches wrote after the delete
+    goes too (blobs, then rows; the project row is already gone)."""
+    for container in layout.CONTAINERS:
+        blobs.delete_prefix(container, layout.project_prefix(project_id))
+    repo.delete_project(project_id)
 
 
 def _still_there(repo: MetadataRepository, project_id: str) -> None:

@@ -18,6 +18,9 @@ DATASET_NOT_FOUND = "datasetNotFound"
 MODEL_NOT_FOUND = "modelNotFound"
 DATASET_ANNOTATIONS_INVALID = "datasetAnnotationsInvalid"
 DATASET_EMPTY = "datasetEmpty"
+# ours, not a code of the Image Analysis API (it registered a dataset within the PUT): a large dataset's
+# images are still being validated and imported in the background (vision/datasets.py)
+DATASET_NOT_READY = "DatasetNotReady"
 INCORRECT_MODEL_KIND = "incorrectModelKind"
 MODEL_ALREADY_EXISTS = "ModelAlreadyExists"
 EVALUATION_ALREADY_EXISTS = "EvaluationAlreadyExists"

@@ -80,7 +80,7 @@ def model_performance(s: Services, model: dict) -> tuple[dict, dict | None]:
     error = None
     if model.get("testDatasetName"):
         try:
-            test = datasets.require(s, model["testDatasetName"])
+            test = datasets.require_ready(s, model["testDatasetName"])
             return performance.model_performance(run(s, model, test)), None
         except VisionError as exc:
             error = exc.body()["error"]

@@ -40,7 +40,7 @@ def create(s: Services, model_name: str, name: str, body) -> tuple[dict, int]:
     if s.vision.get(evaluations_of(model_name), name) is not None:
         raise VisionError(409, errors.EVALUATION_ALREADY_EXISTS,
                           f"model {model_name!r} has an evaluation {name!r}")
-    dataset = datasets.require(s, check_name(parameters.get("testdatasetname"),
+    dataset = datasets.require_ready(s, check_name(parameters.get("testdatasetname"),
                                              "evaluationParameters.testDatasetName"))
     models.check_kind(model["modelKind"], dataset)
     state = models.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]

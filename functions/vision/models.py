@@ -105,10 +105,10 @@ def create(s: Services, name: str, body) -> tuple[dict, int]:
     dataset_name, budget, kind, test_name = _parameters(body)
     if s.vision.get(MODEL, name) is not None:
         raise VisionError(409, errors.MODEL_ALREADY_EXISTS, f"a model named {name!r} exists")
-    dataset = datasets.require(s, dataset_name)
+    dataset = datasets.require_ready(s, dataset_name)  # not while registering in the background, nor failed
     check_kind(kind, dataset)
     if test_name:
-        check_kind(kind, datasets.require(s, test_name))
+        check_kind(kind, datasets.require_ready(s, test_name))
     hours = math.ceil(budget)
     it = train.train_project(s.repo, s.blobs, s.jobs, dataset["projectId"],
                              training_type=train.REGULAR if hours <= 1 else train.ADVANCED,
