@@ -19,6 +19,14 @@ def is_name(value) -> bool:
     return isinstance(value, str) and bool(_NAME.fullmatch(value)) and len(value) <= MAX_NAME
 
 
+def require_record(registry, kind: str, name, code: str) -> dict:
+    """The registry's `kind` record named `name`, or a 404 with `code` (datasetNotFound, modelNotFound)."""
+    record = registry.get(kind, name) if is_name(name) else None
+    if record is None:
+        raise VisionError(404, code, f"{kind} {str(name)[:200]!r} does not exist")
+    return record
+
+
 def check_name(value, what: str) -> str:
     if not is_name(value):
         raise VisionError(400, INVALID_ARGUMENT, f"{what}: {str(value)[:80]!r} is not a valid name; use 1 to "

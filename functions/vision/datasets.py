@@ -28,7 +28,7 @@ from ..training import coco_import, project_transfer, projects
 from ..training.model import MULTICLASS, Project, utcnow
 from ..training.ports import ConcurrencyError
 from . import errors
-from .common import check_name, fields, is_name, now
+from .common import check_name, fields, is_name, now, require_record
 from .errors import VisionError
 from .registry import DATASET, ETAG, MODEL, AlreadyExists
 
@@ -51,10 +51,7 @@ def to_json(record: dict) -> dict:
 
 
 def require(s: Services, name: str) -> dict:
-    record = s.vision.get(DATASET, name) if is_name(name) else None
-    if record is None:
-        raise VisionError(404, errors.DATASET_NOT_FOUND, f"dataset {str(name)[:200]!r} does not exist")
-    return record
+    return require_record(s.vision, DATASET, name, errors.DATASET_NOT_FOUND)
 
 
 def require_ready(s: Services, name: str) -> dict:

@@ -21,7 +21,7 @@ from ..training import events, iterations, train
 from ..training.model import Iteration
 from ..training.ports import ConcurrencyError
 from . import datasets, errors, evaluate
-from .common import check_name, fields, is_name, now, to_iso
+from .common import check_name, fields, now, require_record, to_iso
 from .errors import VisionError
 from .registry import ETAG, MODEL, AlreadyExists, evaluations_of
 
@@ -35,10 +35,7 @@ _REASONS = {messages.ERR_INTERNAL: "unknown", messages.ERR_TOO_MANY_ATTEMPTS: "u
 
 
 def require(s: Services, name: str) -> dict:
-    record = s.vision.get(MODEL, name) if is_name(name) else None
-    if record is None:
-        raise VisionError(404, errors.MODEL_NOT_FOUND, f"model {str(name)[:200]!r} does not exist")
-    return record
+    return require_record(s.vision, MODEL, name, errors.MODEL_NOT_FOUND)
 
 
 def check_kind(model_kind: str, dataset: dict) -> None:
