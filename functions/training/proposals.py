@@ -20,19 +20,19 @@ import logging
 
 import numpy as np
 
-from cvcore import artifacts, layout, messages
+from cvcore import artifacts, layout
 from cvcore import boxes as boxops
 from cvcore.errors import NotFound
-from cvcore.imaging import ImageError, decode_rgb
 
 from ..prediction import scoring, service
 from ..prediction.predict import predict_image
-from ..prediction.published import Published, task_of
-from .model import Iteration, Project
+from ..prediction.published import Published
+from .model import Project
 from .ports import BlobStore, MetadataRepository
 from .projects import require_project
 from .proposal_search import SIDE, propose
-from .review import MISSING
+from .quicktest import latest_completed
+from .suggestions import read_original
 
 log = logging.getLogger(__name__)
 MAX_PROPOSALS = 50
@@ -44,7 +44,7 @@ def region_proposals(repo: MetadataRepository, blobs: BlobStore, predictor: serv
                      project_id: str, image_id: str) -> dict:
     project = require_project(repo, project_id)
     image_id = _require_image(repo, project, image_id)
-    detector = _detector(repo, project)
+    detector = latest_completed(repo, project, artifacts.DETECTION)
     image = _decode(blobs, project.id, image_id, full=detector is not None)
     found: list[tuple[float, float, float, float, float]] = []
     if detector is not None:
@@ -70,22 +70,13 @@ def _require_image(repo: MetadataRepository, project: Project, image_id: str) ->
     return image_id
 
 
-def _detector(repo: MetadataRepository, project: Project) -> Iteration | None:
-    """The project's newest Completed detection iteration, if any."""
-    done = [it for it in repo.list_iterations(project.id)
-            if it.status == messages.COMPLETED and task_of(it) == artifacts.DETECTION]
-    return max(done, key=lambda it: (it.trained_at or it.created, it.created)) if done else None
-
-
 def _decode(blobs: BlobStore, project_id: str, image_id: str, *, full: bool):
-    """The stored original, upright (EXIF orientation applied); a JPEG decodes at a reduced scale when
-    only the image-alone proposals need it."""
-    try:
-        return decode_rgb(blobs.get(layout.IMAGES, layout.image_original(project_id, image_id)), max_bytes=None,
-                          draft_size=None if full else (SIDE, SIDE))
-    except (ImageError, *MISSING) as exc:
-        log.warning("training image %s cannot be read for region proposals: %s", image_id, exc)
-        raise NotFound("NotFoundImage", f"imageId: image {image_id} cannot be read") from None
+    """The stored original, upright; a JPEG decodes at a reduced scale when only the image-alone proposals
+    need it."""
+    image = read_original(blobs, project_id, image_id, draft_size=None if full else (SIDE, SIDE))
+    if image is None:
+        raise NotFound("NotFoundImage", f"imageId: image {image_id} cannot be read")
+    return image
 
 
 def _detections(model, image) -> list[tuple[float, float, float, float, float]]:

@@ -24,11 +24,18 @@ def completed_iteration(repo: MetadataRepository, project: Project, iteration_id
             raise BadRequest("BadRequestIterationIsNotTrained",
                              f"iterationId: iteration {it.name!r} is {it.status}, not Completed")
         return it
-    done = [it for it in repo.list_iterations(project.id) if it.status == messages.COMPLETED]
-    if not done:
+    it = latest_completed(repo, project)
+    if it is None:
         raise NotFound("NotFoundProjectDefaultIteration",
                        "iterationId: the project has no Completed iteration; train one, or name one")
-    return max(done, key=lambda it: (it.trained_at or it.created, it.created))
+    return it
+
+
+def latest_completed(repo: MetadataRepository, project: Project, task: str | None = None) -> Iteration | None:
+    """The project's most recently trained Completed iteration (of `task`, when given), or None."""
+    done = [it for it in repo.list_iterations(project.id)
+            if it.status == messages.COMPLETED and task in (None, task_of(it))]
+    return max(done, key=lambda it: (it.trained_at or it.created, it.created)) if done else None
 
 
 def quick_test(predictor: service.Predictor, repo: MetadataRepository, project_id: str, iteration_id: str | None,

@@ -78,7 +78,7 @@ def suggest(predictor: service.Predictor, blobs: BlobStore, project: Project, it
     writes = []
     for first in range(0, len(missing), CHUNK):
         chunk = missing[first:first + CHUNK]
-        for im, image in zip(chunk, pool.map(lambda im: _decode(blobs, project.id, im.id), chunk)):
+        for im, image in zip(chunk, pool.map(lambda im: read_original(blobs, project.id, im.id), chunk)):
             if image is None:
                 continue
             predictions = predict_image(model, image)
@@ -97,11 +97,14 @@ def suggest(predictor: service.Predictor, blobs: BlobStore, project: Project, it
     return found
 
 
-def _decode(blobs: BlobStore, project_id: str, image_id: str):
+def read_original(blobs: BlobStore, project_id: str, image_id: str, draft_size=None):
+    """A training image's stored original, upright (EXIF orientation applied), or None (logged) when it is
+    missing or unreadable; `draft_size` lets a JPEG decode at a reduced scale."""
     try:
-        return decode_rgb(blobs.get(layout.IMAGES, layout.image_original(project_id, image_id)), max_bytes=None)
+        return decode_rgb(blobs.get(layout.IMAGES, layout.image_original(project_id, image_id)), max_bytes=None,
+                          draft_size=draft_size)
     except (ImageError, *MISSING) as exc:
-        log.warning("training image %s cannot be read for suggestions: %s", image_id, exc)
+        log.warning("training image %s cannot be read: %s", image_id, exc)
         return None
 
 
