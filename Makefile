@@ -4,7 +4,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install clean
+.PHONY: run test bench install browser clean
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 $(STAMP): requirements.txt requirements-dev.txt gpu_trainer/requirements.txt infra/requirements-iac.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,7 +24,13 @@ install: $(STAMP)
 run: $(STAMP)
 	$(BIN)/python -m scripts.run_local
 
-test: $(STAMP)
+# The portal's browser tests drive Debian's Chromium (no browser download from a CDN).
+$(CHROMIUM):
+	$(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver
+
+browser: $(CHROMIUM)
+
+test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)

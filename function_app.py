@@ -3,6 +3,7 @@
 import azure.functions as func
 
 from functions.blob_ingest import bp as blob_ingest
+from functions.http_portal import bp as http_portal
 from functions.http_prediction import bp as http_prediction
 from functions.http_training import bp as http_training
 from functions.http_vision import bp as http_vision
@@ -18,3 +19,4 @@ app.register_functions(queue_events)
 app.register_functions(queue_imports)
 app.register_functions(purge)
 app.register_functions(http_vision)
+app.register_functions(http_portal)

@@ -98,6 +98,7 @@ def main() -> int:
         print(f"""
 Custom Vision is running locally.
   endpoint        http://{HOST}:{PORT}
+  portal          http://{HOST}:{PORT}/portal/  (sign in with the training key)
   training key    {env.get('CUSTOMVISION_TRAINING_KEY')}
   prediction key  {env.get('CUSTOMVISION_PREDICTION_KEY')}
   drop images at  uploads/{{projectId}}/{{tagName}}/{{file}} in the local storage account

@@ -1,0 +1,108 @@
+"""Browser tests of the portal: real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright)
+against the local functions host and trainer worker on Azurite, the same stack `make run` starts.
+
+Fixtures
+    stack       (session) .url of the host, .conn of Azurite; a trainer worker runs beside it
+    sdk         (session) the official SDK's training client on that host, to arrange data fast
+    page        a fresh browser tab, signed in with the local training key, at /portal/; at the end the test
+                fails if the page threw an uncaught error (a stack trace a person would never see is still a bug)
+    shot        shot(page, "name") saves a full-page screenshot under SCREENSHOTS (the README names it)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+from msrest.authentication import ApiKeyCredentials
+
+from cvcore import settings
+from cvcore.settings import LOCAL_PREDICTION_KEY, LOCAL_TRAINING_KEY
+from tests.support.localhost import running_host, running_trainer
+
+pytestmark = pytest.mark.portal
+CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+SCREENSHOTS = Path(os.environ.get("PORTAL_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "screenshots"))
+
+
+@pytest.fixture(scope="session")
+def stack(azurite):
+    env = {settings.TRAINER_QUICK_CPU_SECONDS: "20"}
+    with running_host(azurite) as url, running_trainer(azurite, env=env) as worker:
+        yield SimpleNamespace(url=url, conn=azurite, worker=worker, training_key=LOCAL_TRAINING_KEY,
+                              prediction_key=LOCAL_PREDICTION_KEY)
+
+
+@pytest.fixture(scope="session")
+def sdk(stack):
+    return CustomVisionTrainingClient(stack.url, ApiKeyCredentials(in_headers={"Training-key": stack.training_key}))
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not shutil.which(CHROMIUM) and not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium chromium-driver (make test does)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+def open_portal(browser, stack, *, signed_in: bool = True, hash_: str = ""):
+    """A new tab at /portal/ (signed in through sessionStorage, as the login form leaves it), with the page's
+    uncaught errors collected in page.errors."""
+    context = browser.new_context(viewport={"width": 1366, "height": 900}, accept_downloads=True)
+    if signed_in:
+        context.add_init_script(
+            f"sessionStorage.setItem('cv.trainingKey', {stack.training_key!r});"
+            f"sessionStorage.setItem('cv.predictionKey', {stack.prediction_key!r});")
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda e: page.errors.append(str(e)))
+    page.set_default_timeout(15_000)
+    page.goto(f"{stack.url}/portal/{hash_}")
+    return page
+
+
+@pytest.fixture
+def page(browser, stack):
+    p = open_portal(browser, stack)
+    yield p
+    errors = list(p.errors)
+    p.context.close()
+    assert not errors, f"uncaught errors in the page: {errors}"
+
+
+@pytest.fixture
+def shot():
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(page, name: str):
+        path = SCREENSHOTS / f"{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+    return take
+
+
+AXE = Path(__file__).resolve().parents[2] / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def accessibility_problems(page, rules=("label", "button-name", "link-name", "select-name", "image-alt",
+                                        "aria-allowed-attr", "aria-required-attr", "duplicate-id-aria",
+                                        "document-title", "html-has-lang", "list", "nested-interactive")):
+    """axe-core (npm, pinned) over the page as it is now: the violations of the named rules, as readable
+    lines. It is evaluated through the DevTools protocol, so the page's CSP stays on."""
+    if not page.evaluate("() => !!window.axe"):
+        page.evaluate(AXE.read_text() + "\n;0")
+    found = page.evaluate("""async (rules) => {
+        const r = await axe.run(document, {runOnly: {type: 'rule', values: rules}});
+        return r.violations.map((v) => v.id + ': ' + v.nodes.map((n) => n.target.join(' ')).join(', '));
+    }""", list(rules))
+    return found
