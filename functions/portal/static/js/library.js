@@ -37,8 +37,10 @@ export async function render(root, ctx) {
         await api.post(`/projects/${pid}/tags`, { name: newTag.value.trim() });
         toast(`Tag "${newTag.value.trim()}" added.`, "ok");
         await ctx.reloadTags();
+        newTag.value = "";
         renderRail();
         renderToolbar();
+        renderUploadTags();
       } catch (err) { showError(err); }
     });
     clear(rail, h("h2", {}, "Tags"),
@@ -60,8 +62,8 @@ export async function render(root, ctx) {
     const fileInput = h("input", { type: "file", multiple: true, accept: "image/*", class: "visually-hidden",
                                    id: "add-images-input", "aria-label": "Add images" });
     fileInput.addEventListener("change", () => { upload([...fileInput.files]); fileInput.value = ""; });
-    const tagPick = tagSelect("Tag…");
-    const untagPick = tagSelect("Remove tag…");
+    const tagPick = tagSelect("Tag to add");
+    const untagPick = tagSelect("Tag to remove");
     const n = selected.size;
     clear(toolbar,
       h("label", { class: "button primary", for: "add-images-input", tabindex: "0", role: "button",
@@ -82,21 +84,22 @@ export async function render(root, ctx) {
   // ---- upload ----
   const uploadTags = new Set(filter.tagId ? [filter.tagId] : []);
   const uploadPanel = h("section", { class: "panel upload", "aria-label": "Upload" });
+  const uploadTagsBox = h("div", { class: "drop-hint" });
+  const uploadLog = h("div", { class: "upload-log" });
+  uploadPanel.append(uploadTagsBox, uploadLog);
   function renderUploadTags() {
-    clear(uploadPanel, h("div", { class: "drop-hint" }, h("strong", {}, "Drop images here"),
-      " or use Add images. Tags for new uploads: ",
+    clear(uploadTagsBox, h("strong", {}, "Drop images here"), " or use Add images. Tags for new uploads: ",
       ctx.tags.length ? ctx.tags.map((t) => {
         const id = `up-tag-${t.id}`;
         const cb = h("input", { type: "checkbox", id, checked: uploadTags.has(t.id) });
         cb.addEventListener("change", () => (cb.checked ? uploadTags.add(t.id) : uploadTags.delete(t.id)));
         return h("label", { class: "choice inline", for: id }, cb, t.name);
-      }) : h("span", { class: "muted" }, "add a tag in the rail first, or upload untagged")),
-      h("div", { class: "upload-log" }));
+      }) : h("span", { class: "muted" }, "add a tag in the rail first, or upload untagged"));
   }
   async function upload(files) {
     files = files.filter((f) => f.size !== undefined);
     if (!files.length) return;
-    const log = uploadPanel.querySelector(".upload-log");
+    const log = uploadLog;
     const batches = [];
     for (let i = 0; i < files.length; i += BATCH) batches.push(files.slice(i, i + BATCH));
     const summary = h("p", { class: "upload-summary", role: "status" }, `Uploading ${files.length} files…`);

@@ -75,7 +75,7 @@ export async function renderPredictions(root, ctx) {
   if (!ctx.iterations.some((i) => i.status === "Completed")) { noIteration(root); return null; }
   const pid = ctx.projectId;
   const pick = iterationSelect(ctx, ctx.params[0]);
-  const order = h("select", { "aria-label": "Sort" }, ["Suggested", "Newest", "Oldest"].map((o) =>
+  const order = h("select", {}, ["Suggested", "Newest", "Oldest"].map((o) =>
     h("option", { value: o }, o === "Suggested" ? "Suggested (most useful to label first)" : o)));
   const selected = new Set();
   const grid = h("div", { class: "predictions-grid", role: "list" });
@@ -133,9 +133,12 @@ export async function renderPredictions(root, ctx) {
   }
   async function promote(list) {
     const res = await api.post(`/projects/${pid}/images/predictions`, {}, { images: list.map(entryFor) });
-    const ok = (res.images || []).filter((x) => x.status === "OK" || x.status === "OKDuplicate").length;
-    const bad = (res.images || []).filter((x) => !(x.status === "OK" || x.status === "OKDuplicate"));
-    toast(`${ok} added to the training set` + (bad.length ? `; ${bad.length} not: ${bad.map((b) => b.status + (b.message ? ` (${b.message})` : "")).join("; ")}` : "."),
+    const all = res.images || [];
+    const ok = all.filter((x) => x.status === "OK").length;
+    const dup = all.filter((x) => x.status === "OKDuplicate").length;
+    const bad = all.filter((x) => !(x.status === "OK" || x.status === "OKDuplicate"));
+    toast(`${ok} added to the training set` + (dup ? `; ${dup} already in it (tags updated)` : "") +
+      (bad.length ? `; ${bad.length} not: ${bad.map((b) => b.status + (b.message ? ` (${b.message})` : "")).join("; ")}` : "."),
       bad.length ? "error" : "ok");
     await ctx.reloadTags();
     await load();
