@@ -119,11 +119,14 @@ export function boxEditor(stage, regions, { onCreate, onChange, onDelete, labelO
     if (e.key === "Delete" || e.key === "Backspace") { e.preventDefault(); remove(r); return; }
     if (!d) return;
     e.preventDefault();
-    const b = e.shiftKey ? fit({ ...r, width: r.width + d[0], height: r.height + d[1] })
-      : fit({ ...r, left: r.left + d[0], top: r.top + d[1] });
-    place(els.get(r), b);
-    clearTimeout(els.get(r)._t);
-    els.get(r)._t = setTimeout(() => commit(r, b).catch(() => render(r)), 400);
+    // Presses in quick succession add up: each starts from the box as last shown, and one save follows them.
+    const el = els.get(r), at = el._pending || r;
+    const b = e.shiftKey ? fit({ ...at, width: at.width + d[0], height: at.height + d[1] })
+      : fit({ ...at, left: at.left + d[0], top: at.top + d[1] });
+    place(el, b);
+    el._pending = b;
+    clearTimeout(el._t);
+    el._t = setTimeout(() => { el._pending = null; commit(r, b).catch(() => render(r)); }, 400);
   }
 
   // Drawing a new box: drag on the image outside any box.

@@ -417,7 +417,9 @@ export async function render(root, ctx) {
       });
       const offer = (list, cls, label) => {
         for (const old of stage.querySelectorAll(`.box.${cls}`)) old.remove();
-        for (const p of list) {
+        // Larger boxes first, so every smaller one lies on top of them and stays clickable.
+        const area = (p) => p.boundingBox.width * p.boundingBox.height;
+        for (const p of [...list].sort((a, b) => area(b) - area(a))) {
           const b = p.boundingBox;
           const el = h("button", { type: "button", class: `box ${cls}`, "aria-label": `${label(p)}: click to add as a box` },
             h("span", { class: "box-label" }, label(p)));
