@@ -122,7 +122,7 @@ def test_overlap_slider_quick_test_boxes_and_promoting_corrected_boxes(page, sdk
     page.get_by_label("Overlap threshold").fill("90")
     wait_until(lambda: shown() == expected(0.5, 0.9), timeout=10)
     assert expected(0.5, 0.9) != expected(0.5, 0.3)
-    assert page.locator(".heldout-image").count() == 30
+    assert page.locator(".heldout-image").count() == sdk.get_image_performance_count(project.id, it.id) > 0
     assert page.locator(".heldout-image.wrong").count() >= 1  # at IoU 0.9 some boxes miss
 
     page.locator(".tabs a", has_text="Quick Test").click()

@@ -7,7 +7,6 @@ import pytest
 from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
 
 from cvcore import layout
-from tests.portal.test_workflow import wait_until
 from tests.support import images as imgs
 
 pytestmark = pytest.mark.portal

@@ -128,11 +128,14 @@ def test_classification_workflow_end_to_end(page, sdk, stack, project, tmp_path,
     assert page.locator(".slider output").first.inner_text() == "97%"
     wrong = page.locator(".heldout-image.wrong").count()
     held = page.locator(".heldout-image").count()
-    assert held == 12
-    assert page.locator(".wrong-count").inner_text().startswith(f"{wrong} of 12")
+    # every image the evaluation held out (a CPU budget may leave folds out), not a sample of them
+    assert held == sdk.get_image_performance_count(project.id, iteration.id) > 0
+    assert page.locator(".wrong-count").inner_text().startswith(f"{wrong} of {held}")
     slider.fill("1")
     wait_until(lambda: shown() == expected(0.01), timeout=10)
     assert expected(0.97) != expected(0.01) or before != shown()
+    slider.fill("50")
+    wait_until(lambda: shown() == expected(0.5), timeout=10)
     shot(page, "performance")
 
     # Rename, publish, make default.
