@@ -13,21 +13,25 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
 from msrest.authentication import ApiKeyCredentials
 
-from cvcore import settings
+from cvcore import layout, settings
 from cvcore.settings import LOCAL_PREDICTION_KEY, LOCAL_TRAINING_KEY
+from tests.support import images as imgs
 from tests.support.localhost import running_host, running_trainer
 
 pytestmark = pytest.mark.portal
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
+COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"  # General (compact): exportable
 SCREENSHOTS = Path(os.environ.get("PORTAL_SCREENSHOTS", Path(__file__).resolve().parents[2] / "build" / "screenshots"))
 
 
@@ -42,6 +46,37 @@ def stack(azurite):
 @pytest.fixture(scope="session")
 def sdk(stack):
     return CustomVisionTrainingClient(stack.url, ApiKeyCredentials(in_headers={"Training-key": stack.training_key}))
+
+
+def upload(sdk, project_id, first, n, tag_ids=None, size=(96, 72)):
+    """n real photos (indices first..) through the SDK, in batches of 64."""
+    for start in range(first, first + n, 64):
+        entries = [ImageFileCreateEntry(name=f"p{i}.jpg", contents=imgs.photo_jpeg(i, size), tag_ids=tag_ids)
+                   for i in range(start, min(first + n, start + 64))]
+        assert sdk.create_images_from_files(project_id, ImageFileCreateBatch(images=entries)).is_batch_successful
+
+
+def wait_trained(sdk, project_id, iteration_id, timeout=300):
+    deadline = time.monotonic() + timeout
+    while (it := sdk.get_iteration(project_id, iteration_id)).status not in ("Completed", "Failed"):
+        assert time.monotonic() < deadline, f"iteration still {it.status}"
+        time.sleep(0.5)
+    return it
+
+
+@pytest.fixture(scope="session")
+def classifier(sdk):
+    """(project, {tag name: id}, iteration): a Multiclass General (compact) classifier trained on 2 x 6 real
+    photos, with 3 untagged photos added after training."""
+    project = sdk.create_project(f"smart-{layout.new_id()[:8]}", classification_type="Multiclass", domain_id=COMPACT)
+    tags = {name: sdk.create_tag(project.id, name).id for name in ("left", "right")}
+    upload(sdk, project.id, 0, 6, [tags["left"]], (160, 120))
+    upload(sdk, project.id, 500, 6, [tags["right"]], (160, 120))
+    it = wait_trained(sdk, project.id, sdk.train_project(project.id).id)
+    assert it.status == "Completed", it.training_error_details
+    upload(sdk, project.id, 1_000, 3, None, (160, 120))
+    yield project, tags, it
+    sdk.delete_project(project.id)
 
 
 @pytest.fixture(scope="session")

@@ -1,43 +1,19 @@
 """The training-image library in the browser: Smart Labeler suggestions accepted and rejected (in the grid and
 in the image editor), and the virtualised grid, which keeps only the rows in view in the page."""
 
-import time
+import base64
 
 import pytest
-from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
 
 from cvcore import layout
+from tests.portal.conftest import upload
 from tests.support import images as imgs
 
 pytestmark = pytest.mark.portal
 
 
-def upload(sdk, project_id, first, n, tag_ids=None, size=(96, 72)):
-    for start in range(first, first + n, 64):
-        entries = [ImageFileCreateEntry(name=f"p{i}.jpg", contents=imgs.photo_jpeg(i, size), tag_ids=tag_ids)
-                   for i in range(start, min(first + n, start + 64))]
-        assert sdk.create_images_from_files(project_id, ImageFileCreateBatch(images=entries)).is_batch_successful
-
-
-@pytest.fixture(scope="module")
-def trained(sdk):
-    project = sdk.create_project(f"smart-{layout.new_id()[:8]}", classification_type="Multiclass")
-    tags = {name: sdk.create_tag(project.id, name).id for name in ("left", "right")}
-    upload(sdk, project.id, 0, 6, [tags["left"]], (160, 120))
-    upload(sdk, project.id, 500, 6, [tags["right"]], (160, 120))
-    iteration = sdk.train_project(project.id)
-    deadline = time.monotonic() + 300
-    while (it := sdk.get_iteration(project.id, iteration.id)).status not in ("Completed", "Failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
-    assert it.status == "Completed", it.training_error_details
-    upload(sdk, project.id, 1_000, 3, None, (160, 120))
-    yield project, tags
-    sdk.delete_project(project.id)
-
-
-def test_smart_labeler_suggestions_in_the_grid_and_the_editor(page, sdk, trained, shot):
-    project, tags = trained
+def test_smart_labeler_suggestions_in_the_grid_and_the_editor(page, sdk, classifier, shot):
+    project, tags, _ = classifier
     names = {v: k for k, v in tags.items()}
     page.goto(page.url.split("#")[0] + f"#/p/{project.id}/images?filter=untagged")
     page.locator(".images-toolbar", has_text="3 images untagged").wait_for()
@@ -96,5 +72,47 @@ def test_the_grid_is_virtualised_and_scrolls_to_the_last_image(page, sdk):
         page.locator(".tile[data-index='639']").focus()
         page.keyboard.press("Space")
         page.get_by_text("1 selected").wait_for()
+    finally:
+        sdk.delete_project(project.id)
+
+
+def test_drop_files_with_progress_per_batch_then_untag_and_delete_selected(page, sdk, tmp_path):
+    project = sdk.create_project(f"drop-{layout.new_id()[:8]}")
+    try:
+        tag = sdk.create_tag(project.id, "dropped")
+        page.goto(page.url.split("#")[0] + f"#/p/{project.id}/images")
+        page.get_by_label("dropped", exact=True).check()
+        files = [{"name": f"d{i}.jpg", "data": base64.b64encode(imgs.photo_jpeg(2_000 + i, (120, 90))).decode()}
+                 for i in range(70)]
+        # A real drop event carrying File objects, as the browser makes when files are dragged in.
+        page.evaluate("""(files) => {
+            const dt = new DataTransfer();
+            for (const f of files) {
+                const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
+                dt.items.add(new File([bytes], f.name, { type: "image/jpeg" }));
+            }
+            const target = document.querySelector(".images-main");
+            target.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
+            target.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
+        }""", files)
+        page.locator(".upload-summary", has_text="70 uploaded").wait_for(timeout=60_000)
+        assert page.locator(".upload .batch").count() == 2  # 64 + 6: one bar per batch
+        assert page.locator(".upload .batch progress").evaluate_all("(bars) => bars.map((b) => b.value)") == [100, 100]
+        assert page.locator(".upload .batch .batch-state").all_inner_texts() == ["done", "done"]
+        assert sdk.get_tagged_image_count(project.id, tag_ids=[tag.id]) == 70
+        # Select three tiles, remove the tag from them, then delete them.
+        page.locator(".images-toolbar", has_text="70 images").wait_for()
+        tiles = page.locator(".tile")
+        tiles.nth(0).locator(".pick").click()
+        tiles.nth(2).locator(".pick").click(modifiers=["Shift"])
+        page.get_by_text("3 selected").wait_for()
+        page.get_by_label("Tag to remove").select_option(tag.id)
+        page.get_by_role("button", name="Untag selected", exact=True).click()
+        page.get_by_text("Removed the tag from 3 images.").wait_for()
+        assert sdk.get_untagged_image_count(project.id) == 3
+        page.get_by_role("button", name="Delete selected", exact=True).click()
+        page.locator("dialog[open]").get_by_role("button", name="Delete images").click()
+        page.get_by_text("Deleted 3 images.").wait_for()
+        assert sdk.get_image_count(project.id) == 67 and sdk.get_untagged_image_count(project.id) == 0
     finally:
         sdk.delete_project(project.id)

@@ -65,6 +65,10 @@ export async function request(method, path, { params, body, key, base = TRAINING
     if (e.name === "AbortError") throw e;
     throw new ApiError(0, "Unreachable", "The service did not answer. Is it running?");
   }
+  return settle(res, key, raw);
+}
+
+async function settle(res, key, raw = false) {
   if (!res.ok && res.status !== 207) {
     const err = await errorOf(res);
     if (res.status === 401 && key === undefined) onUnauthorized(err);
@@ -74,6 +78,23 @@ export async function request(method, path, { params, body, key, base = TRAINING
   if (res.status === 204) return null;
   const text = await res.text();
   return text ? JSON.parse(text) : null;
+}
+
+// A multipart upload that reports how much of its body has been sent (fetch cannot): onProgress(0..1).
+export function upload(path, params, form, onProgress) {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", TRAINING + path + query(params));
+    xhr.setRequestHeader("Training-Key", session.key);
+    xhr.upload.addEventListener("progress", (e) => { if (e.lengthComputable) onProgress(e.loaded / e.total); });
+    xhr.addEventListener("error", () => reject(new ApiError(0, "Unreachable", "The service did not answer. Is it running?")));
+    xhr.addEventListener("load", () => {
+      const res = new Response(xhr.status === 204 ? null : xhr.responseText,
+                               { status: xhr.status, statusText: xhr.statusText });
+      settle(res).then(resolve, reject);
+    });
+    xhr.send(form);
+  });
 }
 
 export const get = (path, params, opts) => request("GET", path, { ...opts, params });

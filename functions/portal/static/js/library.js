@@ -106,29 +106,38 @@ export async function render(root, ctx) {
     const failures = h("ul", { class: "upload-failures" });
     const bars = batches.map((b, i) => h("div", { class: "batch" },
       h("label", { for: `batch-${i}` }, `Batch ${i + 1} of ${batches.length} (${b.length} files)`),
-      h("progress", { id: `batch-${i}`, max: b.length, value: 0 })));
+      h("progress", { id: `batch-${i}`, max: 100, value: 0 }), h("span", { class: "batch-state muted" }, "waiting")));
     clear(log, summary, bars, failures);
     let ok = 0, bad = 0;
     const tagIds = [...uploadTags];
     await api.pool(batches, 2, async (batch, i) => {
       const form = new FormData();
       batch.forEach((f) => form.append("image", f, f.name));
-      const bar = bars[i].querySelector("progress");
+      const bar = bars[i].querySelector("progress"), state = bars[i].querySelector(".batch-state");
+      state.textContent = "sending";
       try {
-        const res = await api.post(`/projects/${pid}/images`, { tagIds }, form);
+        // 90% of the bar is the bytes sent; the rest is the service checking and storing them.
+        const res = await api.upload(`/projects/${pid}/images`, { tagIds }, form, (f) => {
+          bar.value = Math.round(90 * f);
+          if (f >= 1) state.textContent = "checking";
+        });
+        let batchBad = 0;
         for (const r of res.images || []) {
           if (r.status === "OK" || r.status === "OKDuplicate") ok++;
           else {
+            batchBad++;
             bad++;
             failures.append(h("li", {}, h("strong", {}, r.sourceUrl || "file"), `: ${r.status}`,
               r.message ? ` — ${r.message}` : ""));
           }
         }
+        state.textContent = batchBad ? `done, ${batchBad} failed` : "done";
       } catch (err) {
         bad += batch.length;
+        state.textContent = "failed";
         failures.append(h("li", {}, `Batch ${i + 1}: ${err.text || err.message}`));
       }
-      bar.value = batch.length;
+      bar.value = 100;
       summary.textContent = `${ok} uploaded` + (bad ? `, ${bad} failed` : "") +
         (ok + bad < files.length ? ` (${files.length - ok - bad} to go)` : "");
     });

@@ -288,7 +288,9 @@ function iterationActions(ctx, it) {
       toast(`${it.name} is the default iteration (Quick Test and Predictions start with it).`, "ok");
       await refresh();
     }) : null,
-    done ? action("Export", () => openExport(ctx, it)) : null,
+    done && it.exportable ? action("Export", () => openExport(ctx, it)) : null,
+    done && !it.exportable ? h("span", { class: "muted export-note" },
+      "Export needs a compact domain: choose one in Settings and train again.") : null,
     action("Delete", async () => {
       if (!(await confirm(`Delete ${it.name}?`, "Its model, evaluation and exports are removed.", "Delete iteration"))) return;
       await api.del(`/projects/${pid}/iterations/${it.id}`);
