@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import exports
+
 CLASSIFICATION = "Classification"
 OBJECT_DETECTION = "ObjectDetection"
 
 DEFAULT_BACKBONE = "mobilenet_v2"
-EXPORT_PLATFORMS = ("ONNX",)
+EXPORT_PLATFORMS = exports.platforms()  # what an exportable domain can be exported to
 
 
 @dataclass(frozen=True)

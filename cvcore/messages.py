@@ -11,7 +11,7 @@ import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
-from . import layout
+from . import exports, layout
 
 VERSION = 1
 
@@ -56,16 +56,14 @@ class TrainingJob:
 
 @dataclass(frozen=True)
 class ExportJob:
-    """Make an export flavour of a completed iteration on demand (today: ONNXInt8, the int8-quantised graph);
-    the trainer writes the model and then layout.MODEL_INT8_STATUS, which the export routes read."""
+    """Make a CONVERTED export target (cvcore.exports) of a completed iteration on demand: the trainer
+    writes the target's model file(s) and then its status note, which the export routes read."""
     project_id: str
     iteration_id: str
     flavor: str
+    platform: str = "ONNX"
     requested_at: str = field(default_factory=now_iso)
     version: int = VERSION
-
-
-EXPORT_FLAVORS = ("ONNXInt8",)
 
 
 @dataclass(frozen=True)
@@ -136,8 +134,10 @@ def parse_work(text: str | bytes) -> TrainingJob | ExportJob:
         body = None
     if isinstance(body, dict) and body.get("kind") == ExportJob.__name__:
         job = _parse(text, ExportJob)
-        if job.flavor not in EXPORT_FLAVORS:
-            raise MessageError(f"flavor: {job.flavor!r} is not one of {', '.join(EXPORT_FLAVORS)}")
+        made = {(t.platform, t.flavor) for t in exports.TARGETS if t.made == exports.CONVERTED}
+        if (job.platform, job.flavor) not in made:
+            raise MessageError(f"platform/flavor: {job.platform}/{job.flavor} is not one the trainer makes "
+                               f"({', '.join('/'.join(m) for m in sorted(made))})")
         return job
     return parse_job(text)
 

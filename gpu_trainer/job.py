@@ -16,7 +16,7 @@ from pathlib import Path
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from cvcore import artifacts, layout, manifest, messages, settings
+from cvcore import artifacts, exports, layout, manifest, messages, settings
 from cvcore.imaging import ImageError, decode_rgb
 
 from .classification import TrainingDiverged
@@ -268,10 +268,11 @@ def write_int8(store: TrainerStore, project_id: str, iteration_id: str, task: st
 
 
 def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
-    """An export asked for through the API (ExportJob): the int8 flavour of a completed iteration, calibrated
-    on the first images of its dataset. Idempotent: a settled flavour is not made again."""
+    """An export asked for through the API (ExportJob): today the int8 flavour of a completed iteration,
+    calibrated on the first images of its dataset. Idempotent: a settled target is not made again."""
     p, it = job.project_id, job.iteration_id
-    status_name = layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)
+    target = exports.find(job.platform, job.flavor)
+    status_name = layout.iteration_artifact(p, it, target.status)
     if store.exists(status_name):
         return json.loads(store.read_model_blob(status_name))
     sidecar = artifacts.ModelSidecar.from_json(json.loads(store.read_model_blob(

@@ -15,7 +15,7 @@ import threading
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
-from cvcore import layout, messages
+from cvcore import exports, layout, messages
 
 from .job import run_export, run_job
 from .store import TrainerStore
@@ -89,7 +89,7 @@ def _handle_export(message, queue, store: TrainerStore, job: messages.ExportJob,
         if attempt < MAX_ATTEMPTS:
             queue.update_message(message, visibility_timeout=retry_delay(attempt))
             return "retry"
-        store.write_json(job.project_id, job.iteration_id, layout.MODEL_INT8_STATUS,
+        store.write_json(job.project_id, job.iteration_id, exports.find(job.platform, job.flavor).status,
                          {"status": "Failed", "reason": f"failed {attempt} times; last error: "
                                                         f"{type(exc).__name__}: {str(exc)[:300]}",
                           "at": messages.now_iso()})

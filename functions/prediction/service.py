@@ -11,12 +11,11 @@ from __future__ import annotations
 import logging
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Iterable
 
 from cvcore import artifacts, layout
 from cvcore.errors import BadRequest, NotFound
-from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, ImageStatus, check_image, decode_rgb
-from cvcore.urlfetch import UrlFetchError, fetch
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image, decode_rgb
+from cvcore.inference import fetch_image, image_error  # noqa: F401 - the routes import them from here
 
 from ..training.model import utcnow
 from ..training.serialize import iso
@@ -28,10 +27,7 @@ from .recorder import Recorder
 from .published import Catalog, Published
 
 log = logging.getLogger(__name__)
-URL_TIMEOUT_S = 10.0
 MAX_APPLICATION = 64
-_IMAGE_CODES = {ImageStatus.ERROR_IMAGE_SIZE: "BadRequestImageSizeBytes",
-                ImageStatus.ERROR_IMAGE_DIMENSIONS: "BadRequestImageDimensions"}
 _OPERATIONS = {artifacts.CLASSIFICATION: "classify", artifacts.DETECTION: "detect"}
 
 
@@ -48,28 +44,12 @@ class Predictor:
     recorder: Recorder | None = None  # stores after the reply; None: before it (the record exists on return)
 
 
-def image_error(exc: ImageError) -> BadRequest:
-    return BadRequest(_IMAGE_CODES.get(exc.status, "BadRequestImageFormat"), exc.message)
-
-
 def check_application(application: str | None) -> str:
     application = (application or "").strip()
     if len(application) > MAX_APPLICATION or any(not (c.isalnum() or c in "-_. ") for c in application):
         raise BadRequest("BadRequestPredictionInvalidApplicationName",
                          f"application must be at most {MAX_APPLICATION} letters, digits, spaces, '-', '_' or '.'")
     return application
-
-
-def fetch_image(url, allow_origins: Iterable[str] = ()) -> bytes:
-    """The bytes at a client's URL, through the SSRF-safe fetcher, up to the prediction image limit."""
-    if not isinstance(url, str) or not url.strip():
-        raise BadRequest("BadRequestImageUrl", "url: a URL string is required")
-    try:
-        return fetch(url.strip(), max_bytes=MAX_PREDICTION_IMAGE_BYTES, timeout=URL_TIMEOUT_S,
-                     allow_origins=tuple(allow_origins)).data
-    except UrlFetchError as exc:
-        code = "BadRequestImageSizeBytes" if exc.reason == "too-large" else "BadRequestImageUrl"
-        raise BadRequest(code, f"url: {exc.message}") from None
 
 
 def load_model(models: ModelCache, published: Published) -> LoadedModel:

@@ -5,23 +5,20 @@ numpy-only metrics in cvcore, so any threshold / overlap threshold gets an hones
 
 from __future__ import annotations
 
-import io
 import json
 import threading
-import zipfile
 from collections import OrderedDict
 
-from cvcore import domains, layout, messages
+from cvcore import layout, messages
 from cvcore.errors import BadRequest, NotFound
 
 from ..prediction.published import publish_changed
 from . import serialize
 from .model import Iteration, Project, utcnow
-from .ports import BlobStore, ConcurrencyError, JobQueue, MetadataRepository
+from .ports import BlobStore, ConcurrencyError, MetadataRepository
 from .projects import require_project
 
 MAX_PUBLISH_NAME = 256
-EXPORT_FLAVORS = {None: layout.MODEL_ONNX, "onnx12": layout.MODEL_ONNX, "onnxint8": layout.MODEL_INT8_ONNX}
 
 
 def require_iteration(repo: MetadataRepository, project: Project, iteration_id: str) -> Iteration:
@@ -177,97 +174,6 @@ def performance(repo: MetadataRepository, blobs: BlobStore, project_id: str, ite
         return detection_performance(evaluation, threshold, _unit(overlap, 0.3, "overlapThreshold"))
     from cvcore.metrics import classification_performance
     return classification_performance(evaluation, threshold)
-
-
-def exports(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> list[dict]:
-    """The exports asked for so far, with their state: Done (with a download link), Exporting (the trainer
-    is still making the int8 flavour), or Failed."""
-    project, it = _trained(repo, project_id, iteration_id)
-    found = []
-    for flavor in _FLAVOR_NAMES:
-        name = _export_name(project.id, it.id, flavor)
-        if blobs.exists(layout.MODELS, name):
-            found.append(_export_json(blobs, flavor, "Done", name))
-        elif blobs.exists(layout.MODELS, name + REQUESTED):
-            state, _ = _artifact_state(blobs, project.id, it.id, flavor)
-            found.append(_package(blobs, project.id, it.id, flavor) if state == "Done"
-                         else _export_json(blobs, flavor, state, None))
-    return found
-
-
-_FLAVOR_NAMES = {"onnx12": "ONNX12", "onnxint8": "ONNXInt8"}
-REQUESTED = ".requested"  # beside an export's zip name: asked for before its model existed
-
-
-def _export_name(project_id: str, iteration_id: str, flavor: str) -> str:
-    return layout.iteration_artifact(project_id, iteration_id, f"exports/{_FLAVOR_NAMES[flavor]}.zip")
-
-
-def _export_json(blobs: BlobStore, flavor: str, status: str, name: str | None) -> dict:
-    return {"platform": "ONNX", "status": status, "flavor": _FLAVOR_NAMES[flavor],
-            "downloadUri": blobs.url(layout.MODELS, name) if name else None, "newerVersionAvailable": False}
-
-
-def _artifact_state(blobs: BlobStore, project_id: str, iteration_id: str, flavor: str) -> tuple[str, str | None]:
-    """("Done", None) when the flavour's model exists; ("Failed", why) when it will not; else ("Exporting",
-    None): the int8 flavour is made by the trainer on demand (an ExportJob) and settled in its status note."""
-    if blobs.exists(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, EXPORT_FLAVORS[flavor])):
-        return "Done", None
-    if flavor != "onnxint8":
-        return "Failed", "the iteration has no model"
-    status_name = layout.iteration_artifact(project_id, iteration_id, layout.MODEL_INT8_STATUS)
-    if not blobs.exists(layout.MODELS, status_name):
-        return "Exporting", None
-    note = json.loads(blobs.get(layout.MODELS, status_name))
-    return ("Failed", str(note.get("reason") or "int8 quantisation failed")) if note.get("status") != "Done" \
-        else ("Exporting", None)
-
-
-def _package(blobs: BlobStore, project_id: str, iteration_id: str, flavor: str) -> dict:
-    """Zip the flavour's model with its sidecar and labels (what Custom Vision's ONNX export holds)."""
-    model = blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, EXPORT_FLAVORS[flavor]))
-    sidecar = blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_SIDECAR))
-    labels = "\n".join(lab["name"] for lab in sorted(json.loads(sidecar)["labels"], key=lambda lab: lab["index"]))
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr("model.onnx", model)
-        zf.writestr("model.json", sidecar)
-        zf.writestr("labels.txt", labels + "\n")
-    name = _export_name(project_id, iteration_id, flavor)
-    blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
-    return _export_json(blobs, flavor, "Done", name)
-
-
-def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, iteration_id: str,
-           platform: str | None, flavor: str | None) -> dict:
-    """Package the trained ONNX (or its int8 flavour) with its sidecar and labels as a zip, like Custom
-    Vision's export. ONNX12 is Done at once. ONNXInt8 is made on demand: the first request queues an
-    ExportJob for the trainer and answers Exporting (get_exports shows it Done a few seconds later), or it
-    is refused with the reason it could not be made."""
-    project, it = _trained(repo, project_id, iteration_id)
-    if (platform or "").upper() not in domains.EXPORT_PLATFORMS:
-        raise BadRequest("BadRequestExportValidationFailed",
-                         f"platform: {platform!r} is not supported; use {', '.join(domains.EXPORT_PLATFORMS)}")
-    if not it.exportable:
-        raise BadRequest("BadRequestExportValidationFailed",
-                         "this iteration was trained on a non-compact domain; switch the project to a compact "
-                         "domain and train again to export")
-    key = (flavor or "").lower() or None
-    if key not in EXPORT_FLAVORS:
-        raise BadRequest("BadRequestExportValidationFailed",
-                         f"flavor: {flavor!r} is not supported; use ONNX12 (float32) or ONNXInt8 (int8-quantised)")
-    key = key or "onnx12"
-    state, reason = _artifact_state(blobs, project.id, it.id, key)
-    if state == "Failed":
-        raise BadRequest("BadRequestExportValidationFailed",
-                         f"flavor {_FLAVOR_NAMES[key]} is not available for this iteration: {reason}")
-    if state == "Exporting":
-        marker = _export_name(project.id, it.id, key) + REQUESTED
-        if not blobs.exists(layout.MODELS, marker):
-            jobs.send(messages.dumps(messages.ExportJob(project.id, it.id, _FLAVOR_NAMES[key])))
-            blobs.put(layout.MODELS, marker, messages.now_iso().encode(), "text/plain")
-        return _export_json(blobs, key, "Exporting", None)
-    return _package(blobs, project.id, it.id, key)
 
 
 def _image_predictions(evaluation: dict, entry: dict, labels: dict) -> list[dict]:

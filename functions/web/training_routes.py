@@ -11,6 +11,7 @@ from ..http_prediction import image_bytes, image_url
 from ..training import (
     coco_export,
     coco_import,
+    exporting,
     images,
     ingest,
     iterations,
@@ -281,12 +282,12 @@ def _unpublish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 
 @get("projects/{projectId}/iterations/{iterationId}/export")
 def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.exports(s.repo, s.blobs, projectId, iterationId)
+    return exporting.exports_of(s.repo, s.blobs, projectId, iterationId)
 
 
 @post("projects/{projectId}/iterations/{iterationId}/export")
 def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.export(s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"))
+    return exporting.export(s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"))
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images")

@@ -95,3 +95,30 @@ def test_detector_exports_onnx_with_its_boxes_and_the_report(trained):
     report = BlobServiceClient.from_connection_string(conn).get_blob_client(
         layout.MODELS, layout.iteration_artifact(project.id, it.id, layout.REPORT_PR_CURVES)).download_blob().readall()
     assert report[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_detector_edge_container_draws_the_cloud_boxes(trained, tmp_path):
+    from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
+
+    from tests.support.edge import edge_python, edge_server
+    client, project, tags, it, _ = trained
+    client.publish_iteration(project.id, it.id, "edge", "/subscriptions/local/prediction")
+    predictor = CustomVisionPredictionClient(client.config.endpoint, ApiKeyCredentials(
+        in_headers={"Prediction-key": settings.LOCAL_PREDICTION_KEY}))
+    export = client.export_iteration(project.id, it.id, "DockerFile", flavor="Linux")
+    with urllib.request.urlopen(export.download_uri, timeout=10) as resp:
+        archive = zipfile.ZipFile(io.BytesIO(resp.read()))
+    archive.extractall(tmp_path)
+    with edge_server(tmp_path, edge_python(archive.read("requirements.txt"))) as edge:
+        for s in scenes.dataset(TAGS, 2, seed=13):
+            data = _jpeg(s.image)
+            cloud = predictor.detect_image_with_no_store(project.id, "edge", data).predictions
+            got = urllib.request.urlopen(urllib.request.Request(edge + "/image", data=data, method="POST"),
+                                         timeout=30).read()
+            edge_boxes = json.loads(got)["predictions"]
+            assert cloud and len(edge_boxes) == len(cloud)
+            for a, b in zip(edge_boxes, cloud):
+                assert a["tagId"] == b.tag_id and abs(a["probability"] - b.probability) <= 1e-4
+                box = b.bounding_box
+                assert np.allclose([a["boundingBox"][k] for k in ("left", "top", "width", "height")],
+                                   [box.left, box.top, box.width, box.height], atol=1e-4)

@@ -10,10 +10,6 @@ import requests
 from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
 from azure.cognitiveservices.vision.customvision.prediction.models import CustomVisionErrorException
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
-from azure.cognitiveservices.vision.customvision.training.models import (
-    ImageFileCreateBatch,
-    ImageFileCreateEntry,
-)
 from msrest.authentication import ApiKeyCredentials
 
 from cvcore import settings
@@ -24,15 +20,10 @@ from tests.integration.test_prediction_store import record
 from tests.support import images as imgs
 from tests.support.localhost import running_host, running_trainer
 from tests.support.tiny_models import DETECTION_DOMAIN, add_iteration
+from tests.support.training import CAT, CUP, add_cats_and_cups, photo, wait_trained
 
 pytestmark = pytest.mark.e2e
 COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"
-CAT, CUP = 1, 2
-
-
-def photo(kind: int, n: int) -> bytes:
-    return imgs.photo_jpeg(kind + 7 * (3 * n + 1), size=(320, 240))
-
 
 def sdk_error(call) -> str:
     with pytest.raises(CustomVisionErrorException) as err:
@@ -47,16 +38,8 @@ def env(azurite):
         predictor = CustomVisionPredictionClient(url, ApiKeyCredentials(in_headers={"Prediction-key": LOCAL_PREDICTION_KEY}))
         services = bootstrap.build(settings.load({"AzureWebJobsStorage": azurite}))
         project = trainer.create_project("predict-cats", domain_id=COMPACT)
-        for name, kind in (("cat", CAT), ("cup", CUP)):
-            tag = trainer.create_tag(project.id, name)
-            batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=f"{n}.jpg", contents=photo(kind, n))
-                                                 for n in range(6)], tag_ids=[tag.id])
-            assert trainer.create_images_from_files(project.id, batch).is_batch_successful
-        iteration = trainer.train_project(project.id)
-        deadline = time.monotonic() + 300
-        while (it := trainer.get_iteration(project.id, iteration.id)).status not in ("Completed", "Failed"):
-            assert time.monotonic() < deadline, open(worker.log_path).read()[-3000:]
-            time.sleep(0.5)
+        add_cats_and_cups(trainer, project.id)
+        it = wait_trained(trainer, project.id, trainer.train_project(project.id).id, log_path=worker.log_path)
         assert it.status == "Completed", it.training_error_details
         trainer.publish_iteration(project.id, it.id, "prod", "/subscriptions/local/prediction")
         yield dict(url=url, trainer=trainer, predictor=predictor, services=services, project=project.id,

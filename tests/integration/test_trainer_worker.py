@@ -170,11 +170,11 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     # the int8 flavour is made only when an export asks for it: an ExportJob on the same queue
     status_name = layout.iteration_artifact(p, first, layout.MODEL_INT8_STATUS)
     assert not store.exists(status_name)
-    from functions.training import iterations
+    from functions.training import exporting
     it_row = services.repo.get_iteration(p, first)
     it_row.exportable = True
     services.repo.update_iteration(p, it_row)
-    assert iterations.export(services.repo, services.blobs, services.jobs, p, first, "ONNX",
+    assert exporting.export(services.repo, services.blobs, services.jobs, p, first, "ONNX",
                              "ONNXInt8")["status"] == "Exporting"
     assert worker.poll(store, once=True) == 1
     status = json.loads(store.read_model_blob(status_name))
@@ -182,7 +182,7 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     assert (status["status"] == "Done") == store.exists(layout.iteration_artifact(p, first, layout.MODEL_INT8_ONNX))
     if status["status"] == "Done":
         assert status["agreement"] == 1.0  # calibrated on the dataset's first images and checked on them
-        assert [e["status"] for e in iterations.exports(services.repo, services.blobs, p, first)] == ["Done"]
+        assert [e["status"] for e in exporting.exports_of(services.repo, services.blobs, p, first)] == ["Done"]
     api = Api()
     for t, tag in enumerate(sorted(services.repo.list_tags(p), key=lambda tag: tag.name)):
         body = {"images": [{"name": "more", "contents": base64.b64encode(imgs.photo_jpeg(400 + t)).decode()}],

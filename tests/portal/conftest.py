@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -26,6 +25,7 @@ from cvcore import layout, settings
 from cvcore.settings import LOCAL_PREDICTION_KEY, LOCAL_TRAINING_KEY
 from tests.support import images as imgs
 from tests.support.localhost import running_host, running_trainer
+from tests.support.training import wait_trained  # noqa: F401 - the portal tests import it from here
 
 pytestmark = pytest.mark.portal
 CHROMIUM = os.environ.get("PORTAL_CHROMIUM", "/usr/bin/chromium")
@@ -54,14 +54,6 @@ def upload(sdk, project_id, first, n, tag_ids=None, size=(96, 72)):
         entries = [ImageFileCreateEntry(name=f"p{i}.jpg", contents=imgs.photo_jpeg(i, size), tag_ids=tag_ids)
                    for i in range(start, min(first + n, start + 64))]
         assert sdk.create_images_from_files(project_id, ImageFileCreateBatch(images=entries)).is_batch_successful
-
-
-def wait_trained(sdk, project_id, iteration_id, timeout=300):
-    deadline = time.monotonic() + timeout
-    while (it := sdk.get_iteration(project_id, iteration_id)).status not in ("Completed", "Failed"):
-        assert time.monotonic() < deadline, f"iteration still {it.status}"
-        time.sleep(0.5)
-    return it
 
 
 @pytest.fixture(scope="session")

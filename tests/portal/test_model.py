@@ -39,8 +39,16 @@ def test_export_a_compact_iteration_and_download_a_model_that_runs(page, sdk, cl
     shape = [d if isinstance(d, int) else 1 for d in inp.shape]
     out = session.run(None, {inp.name: np.zeros(shape, dtype=np.float32)})
     assert out and np.asarray(out[0]).size >= len(tags)
-    # The API lists the same export as Done.
-    assert [e.status for e in sdk.get_exports(project.id, it.id)] == ["Done"]
+    # A second export, the Linux edge container, is listed beside the first with its own link.
+    box.get_by_label("Export flavour").select_option("DockerFile|Linux")
+    box.locator("[data-action=start-export]").click()
+    box.get_by_role("link", name="Download").nth(1).wait_for()
+    with page.expect_download() as got:
+        box.get_by_role("link", name="Download").nth(1).click()
+    got.value.save_as(tmp_path / "edge.zip")
+    with zipfile.ZipFile(tmp_path / "edge.zip") as z:
+        assert {"Dockerfile", "app/server.py", "app/model.onnx"} <= set(z.namelist())
+    assert {(e.platform, e.status) for e in sdk.get_exports(project.id, it.id)} == {("ONNX", "Done"), ("DockerFile", "Done")}
 
 
 def test_a_general_domain_iteration_offers_no_export_and_says_why(page, sdk):

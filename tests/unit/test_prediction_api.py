@@ -10,7 +10,7 @@ import azure.functions as func
 import pytest
 from PIL import Image
 
-from cvcore import layout, settings
+from cvcore import inference, layout, settings
 from functions import bootstrap, http_prediction
 from functions.prediction.models import ModelCache
 from functions.prediction.published import Catalog
@@ -172,7 +172,6 @@ def test_url_inputs_refuse_private_addresses_and_bad_bodies(s):
 
 def test_url_inputs_are_fetched_and_predicted(s, monkeypatch):
     from cvcore.urlfetch import Fetched
-    from functions.prediction import service
     p, _, _ = published_project(s.repo, s.blobs)
     seen = {}
 
@@ -180,7 +179,7 @@ def test_url_inputs_are_fetched_and_predicted(s, monkeypatch):
         seen.update(kw, url=url)
         return Fetched(colour((250, 10, 10)), "image/png", url)
 
-    monkeypatch.setattr(service, "fetch", fake_fetch)
+    monkeypatch.setattr(inference, "fetch", fake_fetch)
     status, body = call(f"{p}/classify/iterations/prod/url", {"Url": "https://example.com/red.png"})
     assert status == 200 and body["predictions"][0]["tagName"] == "red"
     assert seen["url"] == "https://example.com/red.png" and seen["max_bytes"] == 4 * 1024 * 1024

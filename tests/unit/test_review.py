@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cvcore import layout
+from cvcore import inference, layout
 from functions.prediction.ports import StoredPrediction
 from functions.training import iterations, ranking, review
 from functions.training.model import utcnow
@@ -333,13 +333,12 @@ def test_quick_test_refusals(s):
 
 def test_quick_test_url_uses_the_guarded_fetch(s, monkeypatch):
     from cvcore.urlfetch import Fetched
-    from functions.prediction import service
     p, _, (red, _) = published_project(s.repo, s.blobs)
     for url in ("http://127.0.0.1:9/x.png", "http://169.254.169.254/latest", "http://10.1.2.3/a.jpg", "ftp://x/y"):
         status, got = api.call("POST", f"projects/{p}/quicktest/url", json={"url": url})
         assert (status, got["code"]) == (400, "BadRequestImageUrl") and "url" in got["message"], (url, got)
     assert api.call("POST", f"projects/{p}/quicktest/url", json={"nourl": 1})[1]["code"] == "BadRequestImageUrl"
-    monkeypatch.setattr(service, "fetch", lambda url, **kw: Fetched(colour((250, 10, 10)), "image/png", url))
+    monkeypatch.setattr(inference, "fetch", lambda url, **kw: Fetched(colour((250, 10, 10)), "image/png", url))
     status, got = api.call("POST", f"projects/{p}/quicktest/url", params={"store": "false"},
                            json={"url": "https://example.com/red.png"})
     assert status == 200 and got["predictions"][0]["tagId"] == red and list(s.predictor.store.scan(p)) == []

@@ -4,7 +4,7 @@ import pytest
 
 from cvcore import layout, manifest, messages
 from cvcore.errors import BadRequest, NotFound
-from functions.training import iterations, projects, tags, train
+from functions.training import exporting, iterations, projects, tags, train
 from functions.training.events import apply_event
 from functions.training.model import ImageRecord, Region, utcnow
 from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakeRepository
@@ -154,15 +154,15 @@ def test_export_packages_model_sidecar_and_labels():
                        (layout.MODEL_SIDECAR, json.dumps({"labels": [{"index": 1, "name": "b"},
                                                                      {"index": 0, "name": "a"}]}).encode())):
         blobs.put(layout.MODELS, layout.iteration_artifact(p, it, name), data, "x")
-    assert iterations.exports(repo, blobs, p, it) == []
-    out = iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
+    assert exporting.exports_of(repo, blobs, p, it) == []
+    out = exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
     assert out["status"] == "Done" and out["flavor"] == "ONNXInt8"
     zipped = blobs.get(layout.MODELS, out["downloadUri"].removeprefix("fake://models/"))
     with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
         assert zf.read("model.onnx") == b"onnx-i8" and zf.read("labels.txt") == b"a\nb\n"
-    assert [e["flavor"] for e in iterations.exports(repo, blobs, p, it)] == ["ONNXInt8"]
+    assert [e["flavor"] for e in exporting.exports_of(repo, blobs, p, it)] == ["ONNXInt8"]
     with pytest.raises(BadRequest):
-        iterations.export(repo, blobs, jobs, p, it, "CoreML", None)
+        exporting.export(repo, blobs, jobs, p, it, "CoreML", None)
 
 
 def test_image_queries_can_ask_for_an_iterations_training_set():
@@ -211,25 +211,25 @@ def completed_with_float_model():
 def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
     repo, blobs, jobs, p, it = completed_with_float_model()
     sent = len(jobs.sent)
-    out = iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
+    out = exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
     assert (out["status"], out["downloadUri"]) == ("Exporting", None)
     asked = messages.parse_work(jobs.sent[-1])
     assert isinstance(asked, messages.ExportJob) and (asked.iteration_id, asked.flavor) == (it, "ONNXInt8")
-    iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked again: still one job
+    exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked again: still one job
     assert len(jobs.sent) == sent + 1
-    assert [(e["flavor"], e["status"]) for e in iterations.exports(repo, blobs, p, it)] == [("ONNXInt8", "Exporting")]
+    assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [("ONNXInt8", "Exporting")]
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_ONNX), b"onnx-i8", "x")
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS), b'{"status": "Done"}', "x")
-    done = iterations.exports(repo, blobs, p, it)
+    done = exporting.exports_of(repo, blobs, p, it)
     assert [(e["flavor"], e["status"]) for e in done] == [("ONNXInt8", "Done")] and done[0]["downloadUri"]
 
 
 def test_int8_flavour_that_failed_is_refused_with_the_reason():
     repo, blobs, jobs, p, it = completed_with_float_model()
-    iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked while it was still being made
+    exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked while it was still being made
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS),
               b'{"status": "Failed", "reason": "top-1 agrees on 50% of the sample"}', "x")
     with pytest.raises(BadRequest, match="ONNXInt8 is not available for this iteration: top-1 agrees on 50%"):
-        iterations.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
-    assert [(e["flavor"], e["status"]) for e in iterations.exports(repo, blobs, p, it)] == [("ONNXInt8", "Failed")]
-    assert iterations.export(repo, blobs, jobs, p, it, "ONNX", None)["flavor"] == "ONNX12"
+        exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
+    assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [("ONNXInt8", "Failed")]
+    assert exporting.export(repo, blobs, jobs, p, it, "ONNX", None)["flavor"] == "ONNX12"

@@ -305,7 +305,10 @@ async function openExport(ctx, it) {
   const base = `/projects/${ctx.projectId}/iterations/${it.id}/export`;
   const list = h("ul", { class: "exports", "aria-live": "polite" });
   const flavor = h("select", { "aria-label": "Export flavour" },
-    h("option", { value: "" }, "ONNX (float)"), h("option", { value: "ONNXInt8" }, "ONNX int8 (smaller, for edge devices)"));
+    h("option", { value: "ONNX|ONNX12" }, "ONNX (float)"),
+    h("option", { value: "ONNX|ONNXInt8" }, "ONNX int8 (smaller, for edge devices)"),
+    h("option", { value: "DockerFile|Linux" }, "Docker container, Linux x86-64 (edge prediction server)"),
+    h("option", { value: "DockerFile|ARM" }, "Docker container, ARM64 (Raspberry Pi, Jetson)"));
   let timer = null;
   const refresh = async () => {
     const exports = await api.get(base);
@@ -315,9 +318,10 @@ async function openExport(ctx, it) {
       : h("li", { class: "muted" }, "No exports yet."));
     if (exports.some((e) => e.status === "Exporting")) timer = setTimeout(refresh, 1500);
   };
-  const body = h("div", {}, h("p", {}, "An export is a zip with the ONNX model and its labels, to run offline."),
+  const body = h("div", {}, h("p", {}, "An export is a zip with the model, its labels and settings and a README: ONNX to embed in an app, or a Docker container that answers like the Prediction API."),
     h("div", { class: "toolbar" }, flavor, action("Export", async () => {
-      await api.post(base, { platform: "ONNX", flavor: flavor.value || undefined });
+      const [platform, flavour] = flavor.value.split("|");
+      await api.post(base, { platform, flavor: flavour });
       await refresh();
     }, { class: "primary", "data-action": "start-export" })), list);
   refresh().catch((err) => showError(err, list));

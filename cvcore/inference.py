@@ -1,0 +1,59 @@
+"""One image through an ONNX session -> Custom Vision's predictions, most probable first.
+
+The one definition of "run the model on an image", used by the cloud prediction route (functions/prediction)
+and by the edge container an export ships (cvcore/edge): preprocessing is cvcore.artifacts.preprocess (the
+one the trainer checked its export with) and detection post-processing is cvcore.boxes.postprocess (the one
+the trainer evaluated with), so the cloud, the edge and the evaluation agree.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from . import artifacts
+from .boxes import postprocess
+from .errors import BadRequest
+from .imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, ImageStatus
+from .urlfetch import UrlFetchError, fetch
+
+MAX_REGIONS = 200
+
+
+def predict(session, sidecar: artifacts.ModelSidecar, image) -> list[dict]:
+    """Predictions for an RGB PIL image from an onnxruntime-like session (`run(names, feeds)`)."""
+    batch = artifacts.preprocess([image], sidecar)
+    labels = {lab.index: lab for lab in sidecar.labels}
+    if sidecar.task == artifacts.DETECTION:
+        boxes, scores, classes = session.run(["boxes", "scores", "labels"], {"image": batch})
+        found = postprocess(boxes[0], scores[0], classes[0], nms_iou=sidecar.nms_iou,
+                            max_detections=min(MAX_REGIONS, sidecar.max_detections))
+        return [{"probability": score, "tagId": labels[label].tag_id, "tagName": labels[label].name,
+                 "tagType": labels[label].type,
+                 "boundingBox": {"left": left, "top": top, "width": width, "height": height}}
+                for label, score, left, top, width, height in found]
+    (probabilities,) = session.run(["probabilities"], {"image": batch})
+    out = [{"probability": float(p), "tagId": labels[i].tag_id, "tagName": labels[i].name,
+            "tagType": labels[i].type, "boundingBox": None} for i, p in enumerate(probabilities[0])]
+    return sorted(out, key=lambda p: -p["probability"])
+
+
+URL_TIMEOUT_S = 10.0
+_IMAGE_CODES = {ImageStatus.ERROR_IMAGE_SIZE: "BadRequestImageSizeBytes",
+                ImageStatus.ERROR_IMAGE_DIMENSIONS: "BadRequestImageDimensions"}
+
+
+def image_error(exc: ImageError) -> BadRequest:
+    """A refused prediction image as the Prediction API's error."""
+    return BadRequest(_IMAGE_CODES.get(exc.status, "BadRequestImageFormat"), exc.message)
+
+
+def fetch_image(url, allow_origins: Iterable[str] = ()) -> bytes:
+    """The bytes at a client's URL, through the SSRF-safe fetcher, up to the prediction image limit."""
+    if not isinstance(url, str) or not url.strip():
+        raise BadRequest("BadRequestImageUrl", "url: a URL string is required")
+    try:
+        return fetch(url.strip(), max_bytes=MAX_PREDICTION_IMAGE_BYTES, timeout=URL_TIMEOUT_S,
+                     allow_origins=tuple(allow_origins)).data
+    except UrlFetchError as exc:
+        code = "BadRequestImageSizeBytes" if exc.reason == "too-large" else "BadRequestImageUrl"
+        raise BadRequest(code, f"url: {exc.message}") from None

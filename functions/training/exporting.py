@@ -1,0 +1,179 @@
+"""Exports of a trained iteration (export_iteration / get_exports), through the catalogue in cvcore.exports.
+
+Every export is a zip in the models container (exports/{slug}.zip beside the iteration's artifacts) holding
+the model, its sidecar (labels, input size, normalisation, thresholds: model.json), labels.txt and a README
+with a short example of running it. PACKAGED targets are zipped here at once; CONVERTED ones are made by the
+trainer on an ExportJob: the first request queues it (and leaves a `.requested` marker so a second request
+does not queue another) and answers Exporting; get_exports answers Done (zipping what the trainer wrote) or
+Failed with the trainer's reason once its status note exists.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from cvcore import artifacts, domains, exports, layout, messages
+from cvcore.errors import BadRequest
+
+from .iterations import _trained
+from .model import Iteration, Project
+from .ports import BlobStore, JobQueue, MetadataRepository
+
+REQUESTED = ".requested"  # beside an export's zip name: asked for before its model existed
+EDGE = Path(__file__).resolve().parents[2] / "cvcore" / "edge"
+# The cvcore modules the edge server imports: the cloud route's own code, copied into the container.
+EDGE_MODULES = ("__init__", "artifacts", "boxes", "errors", "imaging", "inference", "urlfetch")
+EDGE_REQUIREMENTS = ("onnxruntime", "numpy", "pillow", "urllib3")  # pinned to what the cloud route runs
+
+
+def _task(project: Project) -> str:
+    domain = domains.get(project.domain_id)
+    return artifacts.DETECTION if domain and domain.type == domains.OBJECT_DETECTION else artifacts.CLASSIFICATION
+
+
+def _json(blobs: BlobStore, target: exports.Target, status: str, name: str | None) -> dict:
+    return {"platform": target.platform, "status": status, "flavor": target.flavor,
+            "downloadUri": blobs.url(layout.MODELS, name) if name else None, "newerVersionAvailable": False}
+
+
+def _state(blobs: BlobStore, project_id: str, iteration_id: str, target: exports.Target) -> tuple[str, str | None]:
+    """("Done", None) when the model the target packs exists; ("Failed", why) when it will not be made;
+    else ("Exporting", None)."""
+    if target.made == exports.PACKAGED:
+        present = blobs.exists(layout.MODELS, target.blob(project_id, iteration_id, layout.MODEL_ONNX))
+        return ("Done", None) if present else ("Failed", "the iteration has no model")
+    if blobs.exists(layout.MODELS, target.blob(project_id, iteration_id, target.artifact)):
+        return "Done", None
+    status_name = target.blob(project_id, iteration_id, target.status)
+    if not blobs.exists(layout.MODELS, status_name):
+        return "Exporting", None
+    note = json.loads(blobs.get(layout.MODELS, status_name))
+    if note.get("status") != "Done":
+        return "Failed", str(note.get("reason") or f"the {target.flavor} export failed")
+    return "Exporting", None
+
+
+def exports_of(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> list[dict]:
+    """The exports asked for so far, with their state."""
+    project, it = _trained(repo, project_id, iteration_id)
+    found = []
+    for target in exports.TARGETS:
+        name = target.blob(project.id, it.id, target.zip_name)
+        if blobs.exists(layout.MODELS, name):
+            found.append(_json(blobs, target, "Done", name))
+        elif blobs.exists(layout.MODELS, name + REQUESTED):
+            state, _ = _state(blobs, project.id, it.id, target)
+            found.append(_package(blobs, project, it, target) if state == "Done" else _json(blobs, target, state, None))
+    return found
+
+
+def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, iteration_id: str,
+           platform: str | None, flavor: str | None) -> dict:
+    project, it = _trained(repo, project_id, iteration_id)
+    try:
+        target = exports.resolve(platform, flavor, _task(project))
+    except exports.ExportRefused as exc:
+        raise BadRequest("BadRequestExportValidationFailed", str(exc)) from None
+    if not it.exportable:
+        raise BadRequest("BadRequestExportValidationFailed",
+                         "this iteration was trained on a non-compact domain; switch the project to a compact "
+                         "domain and train again to export")
+    state, reason = _state(blobs, project.id, it.id, target)
+    if state == "Failed":
+        raise BadRequest("BadRequestExportValidationFailed",
+                         f"{target.platform} {target.flavor} is not available for this iteration: {reason}")
+    if state == "Exporting":
+        marker = target.blob(project.id, it.id, target.zip_name) + REQUESTED
+        if not blobs.exists(layout.MODELS, marker):
+            jobs.send(messages.dumps(messages.ExportJob(project.id, it.id, target.flavor, platform=target.platform)))
+            blobs.put(layout.MODELS, marker, messages.now_iso().encode(), "text/plain")
+        return _json(blobs, target, "Exporting", None)
+    return _package(blobs, project, it, target)
+
+
+# ---- packaging -------------------------------------------------------------------------------------------
+def _labels(sidecar: dict) -> str:
+    return "\n".join(lab["name"] for lab in sorted(sidecar["labels"], key=lambda lab: lab["index"])) + "\n"
+
+
+def _readme(project: Project, it: Iteration, target: exports.Target, sidecar: dict, sidecar_path: str,
+            usage: str) -> str:
+    height, width = (list(sidecar.get("input_size") or ()) + ["?", "?"])[:2]
+    return (EDGE / "README.template.md").read_text().format(
+        name=it.name, platform=target.platform, flavor=target.flavor, project_id=project.id, iteration_id=it.id,
+        task=sidecar.get("task", "classification"), tags=", ".join(_labels(sidecar).split("\n")[:-1]) or "-",
+        width=width, height=height, sidecar_path=sidecar_path, usage=usage)
+
+
+ONNX_USAGE = """```python
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+side = json.load(open("model.json"))                      # input size, mean/std, labels, thresholds
+h, w = side["input_size"]
+x = np.asarray(Image.open("photo.jpg").convert("RGB").resize((w, h), Image.BILINEAR), np.float32) / 255
+x = ((x - side["mean"]) / side["std"]).transpose(2, 0, 1)[None].astype(np.float32)
+session = ort.InferenceSession("model.onnx")
+outputs = session.run(None, {"image": x})                 # classifier: probabilities; detector: boxes, scores, labels
+labels = open("labels.txt").read().split()
+print(sorted(zip(outputs[0][0], labels), reverse=True)[:3])
+```"""
+
+DOCKER_USAGE = """```sh
+docker build -t {image} .                                  # {arch}
+docker run --rm -p 127.0.0.1:80:8080 {image}
+curl -X POST http://127.0.0.1/image -H "Content-Type: application/octet-stream" --data-binary @photo.jpg
+curl -X POST http://127.0.0.1/image -F imageData=@photo.jpg
+curl -X POST http://127.0.0.1/url -H "Content-Type: application/json" -d '{{"url": "https://example.com/a.jpg"}}'
+# without Docker: python -m venv v && v/bin/pip install -r requirements.txt && v/bin/python app/server.py --port 8080
+```
+The reply is the cloud Prediction API's JSON ({{"id", "project", "iteration", "created", "predictions"}}).
+The container runs as an unprivileged user and listens on 8080; `GET /` is its health check."""
+
+
+def _onnx_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:
+    model_name = target.artifact if target.made == exports.CONVERTED else layout.MODEL_ONNX
+    raw = blobs.get(layout.MODELS, target.blob(project.id, it.id, layout.MODEL_SIDECAR))
+    sidecar = json.loads(raw)
+    return {"model.onnx": blobs.get(layout.MODELS, target.blob(project.id, it.id, model_name)),
+            "model.json": raw, "labels.txt": _labels(sidecar).encode(),
+            "README.md": _readme(project, it, target, sidecar, "model.json", ONNX_USAGE).encode()}
+
+
+def _docker_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:
+    arm = target.flavor == "ARM"
+    image = f"customvision-{it.name.lower()}".replace(" ", "-")
+    image = "".join(c for c in image if c.isalnum() or c in "-_.") or "customvision-model"
+    model = _onnx_files(blobs, project, it, target)
+    sidecar = json.loads(model["model.json"])
+    info = {"projectId": project.id, "iterationId": it.id, "iterationName": it.name, "platform": target.platform,
+            "flavor": target.flavor, "exportedAt": messages.now_iso()}
+    files = {"Dockerfile": (EDGE / "Dockerfile.template").read_text().format(
+                 name=it.name, flavor=target.flavor, image=image,
+                 platform_line="--platform=linux/arm64 " if arm else "").encode(),
+             "requirements.txt": "".join(f"{d}=={metadata.version(d)}\n" for d in EDGE_REQUIREMENTS).encode(),
+             "README.md": _readme(project, it, target, sidecar, "app/model.json", DOCKER_USAGE.format(
+                 image=image, arch="arm64 (build on an ARM host or with buildx --platform linux/arm64)" if arm
+                 else "x86-64")).encode(),
+             ".dockerignore": b"**/__pycache__\n",
+             "app/server.py": (EDGE / "server.py").read_bytes(),
+             "app/export.json": json.dumps(info, indent=2).encode()}
+    for name in ("model.onnx", "model.json", "labels.txt"):
+        files[f"app/{name}"] = model[name]
+    for module in EDGE_MODULES:
+        files[f"app/cvcore/{module}.py"] = (EDGE.parent / f"{module}.py").read_bytes()
+    return files
+
+
+def _package(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict:
+    files = (_docker_files if target.platform == "DockerFile" else _onnx_files)(blobs, project, it, target)
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            zf.writestr(name, data)
+    name = target.blob(project.id, it.id, target.zip_name)
+    blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
+    return _json(blobs, target, "Done", name)

@@ -1,0 +1,106 @@
+"""End to end: export_iteration(platform="DockerFile") through the official SDK. The zip's own requirements go
+into a fresh venv, its server runs as a process (no Docker daemon here), and what it answers is compared with
+the cloud prediction route for the same images: same tags, probabilities within 1e-4. Also the ARM flavour,
+the refused Windows flavour, bad input to the edge server, and the Dockerfile's rules (pinned base, non-root)."""
+
+import io
+import re
+import urllib.request
+import zipfile
+
+import pytest
+import requests
+from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
+from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+from azure.cognitiveservices.vision.customvision.training.models import CustomVisionErrorException
+from msrest.authentication import ApiKeyCredentials
+
+from cvcore import layout, settings
+from tests.support import images as imgs
+from tests.support.edge import edge_python, edge_server
+from tests.support.localhost import running_host, running_trainer
+from tests.support.training import CAT, CUP, add_cats_and_cups, photo, wait_trained
+
+pytestmark = pytest.mark.e2e
+COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"
+@pytest.fixture(scope="module")
+def published(azurite):
+    env = {settings.TRAINER_QUICK_CPU_SECONDS: "20"}
+    with running_host(azurite) as url, running_trainer(azurite, env=env):
+        trainer = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key": settings.LOCAL_TRAINING_KEY}))
+        predictor = CustomVisionPredictionClient(url, ApiKeyCredentials(
+            in_headers={"Prediction-key": settings.LOCAL_PREDICTION_KEY}))
+        project = trainer.create_project(f"edge-{layout.new_id()[:8]}", domain_id=COMPACT)
+        add_cats_and_cups(trainer, project.id)
+        it = wait_trained(trainer, project.id, trainer.train_project(project.id).id)
+        assert it.status == "Completed", it.training_error_details
+        trainer.publish_iteration(project.id, it.id, "edge", "/subscriptions/local/prediction")
+        yield trainer, predictor, project, it
+        trainer.delete_project(project.id)
+
+
+def download(uri: str) -> zipfile.ZipFile:
+    with urllib.request.urlopen(uri, timeout=10) as resp:
+        return zipfile.ZipFile(io.BytesIO(resp.read()))
+
+
+def test_linux_container_answers_like_the_cloud(published, tmp_path):
+    trainer, predictor, project, it = published
+    export = trainer.export_iteration(project.id, it.id, "DockerFile", flavor="Linux")
+    assert (export.platform, export.flavor, export.status) == ("DockerFile", "Linux", "Done")
+    archive = download(export.download_uri)
+    names = set(archive.namelist())
+    assert {"Dockerfile", "requirements.txt", "README.md", "app/server.py", "app/model.onnx", "app/model.json",
+            "app/labels.txt", "app/cvcore/inference.py"} <= names
+    dockerfile = archive.read("Dockerfile").decode()
+    (base,) = re.findall(r"^FROM (\S+)", dockerfile, re.M)
+    assert re.fullmatch(r"python:\d+\.\d+\.\d+-slim-\w+", base), base  # a pinned tag, never latest
+    assert re.search(r"^USER 10001$", dockerfile, re.M) and "--platform" not in dockerfile
+    requirements = archive.read("requirements.txt")
+    assert all(re.fullmatch(r"[a-z0-9_-]+==[\w.]+", line) for line in requirements.decode().split())
+    assert "docker run" in archive.read("README.md").decode()
+    archive.extractall(tmp_path)
+
+    with edge_server(tmp_path, edge_python(requirements)) as edge:
+        health = requests.get(edge + "/", timeout=10).json()
+        assert health["status"] == "ok" and set(health["tags"]) == {"cat", "cup"} and health["iteration"] == it.id
+        for kind, n in ((CAT, 40), (CUP, 41), (CAT, 42), (CUP, 43)):
+            data = photo(kind, n)
+            cloud = predictor.classify_image_with_no_store(project.id, "edge", data).predictions
+            for reply in (requests.post(edge + "/image", data=data, timeout=30,
+                                        headers={"Content-Type": "application/octet-stream"}),
+                          requests.post(edge + "/image", files={"imageData": ("a.jpg", data, "image/jpeg")}, timeout=30),
+                          requests.post(edge + f"/{project.id}/classify/iterations/edge/image/nostore", data=data,
+                                        timeout=30)):
+                assert reply.status_code == 200, reply.text
+                body = reply.json()
+                assert body["project"] == project.id and body["iteration"] == it.id and body["created"]
+                got = body["predictions"]
+                assert [p["tagName"] for p in got] == [p.tag_name for p in cloud]
+                assert [p["tagId"] for p in got] == [p.tag_id for p in cloud]
+                assert max(abs(a["probability"] - b.probability) for a, b in zip(got, cloud)) <= 1e-4
+
+        bad = requests.post(edge + "/image", data=imgs.corrupt_bytes(), timeout=10)
+        assert bad.status_code == 400 and bad.json()["code"] == "BadRequestImageFormat"
+        inside = requests.post(edge + "/url", json={"url": "http://169.254.169.254/latest/meta-data"}, timeout=10)
+        assert inside.status_code == 400 and inside.json()["code"] == "BadRequestImageUrl"
+        big = requests.post(edge + "/image", data=b"\xff" * (5 * 1024 * 1024), timeout=30)
+        assert big.status_code == 413 and big.json()["code"] == "BadRequestImageSizeBytes"
+        assert requests.get(edge + "/", timeout=10).status_code == 200  # still serving after bad input
+
+
+def test_arm_flavour_and_refused_windows(published):
+    trainer, _, project, it = published
+    arm = trainer.export_iteration(project.id, it.id, "DockerFile", flavor="ARM")
+    assert (arm.flavor, arm.status) == ("ARM", "Done")
+    dockerfile = download(arm.download_uri).read("Dockerfile").decode()
+    assert re.search(r"^FROM --platform=linux/arm64 python:", dockerfile, re.M)
+    with pytest.raises(CustomVisionErrorException) as err:
+        trainer.export_iteration(project.id, it.id, "DockerFile", flavor="Windows")
+    assert err.value.error.code == "BadRequestExportValidationFailed" and "Windows" in err.value.error.message
+    with pytest.raises(CustomVisionErrorException) as err:
+        trainer.export_iteration(project.id, it.id, "VAIDK")
+    assert "VAIDK" in err.value.error.message
+    listed = {(e.platform, e.flavor): e.status for e in trainer.get_exports(project.id, it.id)}
+    assert listed[("DockerFile", "ARM")] == "Done"
+    assert "DockerFile" in trainer.get_iteration(project.id, it.id).exportable_to

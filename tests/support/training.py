@@ -1,0 +1,36 @@
+"""Train through the SDK in tests: the cat-and-cup photo set, and waiting for an iteration to settle."""
+
+from __future__ import annotations
+
+import time
+
+from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
+
+from tests.support import images as imgs
+
+CAT, CUP = 1, 2  # photo_image(index): index % 7 picks the photo (chelsea the cat, a coffee cup)
+
+
+def photo(kind: int, n: int) -> bytes:
+    return imgs.photo_jpeg(kind + 7 * (3 * n + 1), size=(320, 240))
+
+
+def add_cats_and_cups(trainer, project_id: str, per_tag: int = 6) -> dict:
+    """Tags "cat" and "cup" with `per_tag` real photos each; returns {name: tag}."""
+    tags = {}
+    for name, kind in (("cat", CAT), ("cup", CUP)):
+        tags[name] = trainer.create_tag(project_id, name)
+        batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=f"{n}.jpg", contents=photo(kind, n))
+                                             for n in range(per_tag)], tag_ids=[tags[name].id])
+        assert trainer.create_images_from_files(project_id, batch).is_batch_successful
+    return tags
+
+
+def wait_trained(trainer, project_id: str, iteration_id: str, timeout: float = 300, log_path: str | None = None):
+    """The iteration once Completed or Failed (an AssertionError, with the trainer's log tail, past timeout)."""
+    deadline = time.monotonic() + timeout
+    while (it := trainer.get_iteration(project_id, iteration_id)).status not in ("Completed", "Failed"):
+        assert time.monotonic() < deadline, f"iteration still {it.status}" + (
+            "\n" + open(log_path).read()[-3000:] if log_path else "")
+        time.sleep(0.5)
+    return it
