@@ -85,7 +85,21 @@ class TrainingEvent:
     version: int = VERSION
 
 
-def dumps(message: TrainingJob | ExportJob | TrainingEvent) -> str:
+@dataclass(frozen=True)
+class ExportEvent:
+    """The trainer settled an ExportJob (status Done or Failed, with the reason): the Functions app zips it,
+    copies it to the project's export container and notifies the project's queue (storage integration)."""
+    project_id: str
+    iteration_id: str
+    platform: str
+    flavor: str
+    status: str  # Done / Failed
+    reason: str = ""
+    at: str = field(default_factory=now_iso)
+    version: int = VERSION
+
+
+def dumps(message: TrainingJob | ExportJob | TrainingEvent | ExportEvent) -> str:
     body = asdict(message)
     body["kind"] = type(message).__name__
     return json.dumps(body, separators=(",", ":"))
@@ -126,13 +140,18 @@ def parse_job(text: str | bytes) -> TrainingJob:
     return job
 
 
-def parse_work(text: str | bytes) -> TrainingJob | ExportJob:
-    """A `training-jobs` message: an ExportJob when its kind says so, else a TrainingJob."""
+def _kind(text: str | bytes) -> str | None:
+    """The `kind` a message names (None when it names none or is not a JSON object: _parse says why)."""
     try:
         body = json.loads(text)
     except (ValueError, UnicodeDecodeError):
-        body = None
-    if isinstance(body, dict) and body.get("kind") == ExportJob.__name__:
+        return None
+    return body.get("kind") if isinstance(body, dict) else None
+
+
+def parse_work(text: str | bytes) -> TrainingJob | ExportJob:
+    """A `training-jobs` message: an ExportJob when its kind says so, else a TrainingJob."""
+    if _kind(text) == ExportJob.__name__:
         job = _parse(text, ExportJob)
         made = {(t.platform, t.flavor) for t in exports.TARGETS if t.made == exports.CONVERTED}
         if (job.platform, job.flavor) not in made:
@@ -142,7 +161,13 @@ def parse_work(text: str | bytes) -> TrainingJob | ExportJob:
     return parse_job(text)
 
 
-def parse_event(text: str | bytes) -> TrainingEvent:
+def parse_event(text: str | bytes) -> TrainingEvent | ExportEvent:
+    """A `training-events` message: an ExportEvent when its kind says so, else a TrainingEvent."""
+    if _kind(text) == ExportEvent.__name__:
+        settled = _parse(text, ExportEvent)
+        if settled.status not in ("Done", "Failed"):
+            raise MessageError(f"status: {settled.status!r} is not Done or Failed")
+        return settled
     event = _parse(text, TrainingEvent)
     if event.status not in (TRAINING, COMPLETED, FAILED):
         raise MessageError(f"status: {event.status!r} is not Training, Completed or Failed")

@@ -21,6 +21,9 @@ CREDENTIAL = "AzureWebJobsStorage__credential"
 CLIENT_ID = "AzureWebJobsStorage__clientId"
 TRAINING_KEY = "CUSTOMVISION_TRAINING_KEY"
 PREDICTION_KEY = "CUSTOMVISION_PREDICTION_KEY"
+# Storage integration (project exportModelContainerUri / notificationQueueUri): storage accounts beyond the
+# service's own that a project may name, comma-separated account names, reached with the app's identity.
+INTEGRATION_ACCOUNTS = "CUSTOMVISION_INTEGRATION_ACCOUNTS"
 # Every environment variable the application reads; infra must set each one (issue 5 checks this).
 APP_SETTINGS = (STORAGE, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, TABLE_SERVICE_URI, CREDENTIAL, CLIENT_ID,
                 TRAINING_KEY, PREDICTION_KEY)
@@ -115,6 +118,7 @@ class Settings:
     storage: StorageSettings
     training_key: str
     prediction_key: str
+    integration_accounts: tuple[str, ...] = ()
 
     @property
     def is_local(self) -> bool:
@@ -168,4 +172,6 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         keys[name] = value
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
-    return Settings(storage=storage, training_key=keys[TRAINING_KEY], prediction_key=keys[PREDICTION_KEY])
+    accounts = tuple(a.strip().lower() for a in env.get(INTEGRATION_ACCOUNTS, "").split(",") if a.strip())
+    return Settings(storage=storage, training_key=keys[TRAINING_KEY], prediction_key=keys[PREDICTION_KEY],
+                    integration_accounts=accounts)

@@ -16,6 +16,13 @@ from . import layout
 from .settings import StorageSettings
 
 
+def base64_queue(client: QueueClient) -> QueueClient:
+    """Messages as Base64 text, as the Functions host reads and writes them."""
+    client._message_encode_policy = TextBase64EncodePolicy()
+    client._message_decode_policy = TextBase64DecodePolicy()
+    return client
+
+
 class StorageClients:
     """Lazily built, thread-safe service clients for one storage account."""
 
@@ -51,10 +58,13 @@ class StorageClients:
         return QueueServiceClient(self.settings.queue_service_uri, credential=self._credential)
 
     def queue(self, name: str) -> QueueClient:
-        client = self.queue_service.get_queue_client(name)
-        client._message_encode_policy = TextBase64EncodePolicy()
-        client._message_decode_policy = TextBase64DecodePolicy()
-        return client
+        return base64_queue(self.queue_service.get_queue_client(name))
+
+    @property
+    def credential(self):
+        """The identity the clients use (None with a connection string): for other accounts the service
+        was allowed to reach (storage integration)."""
+        return self._credential
 
     def ensure_resources(self) -> None:
         """Create every container, queue and table the layout names (idempotent)."""

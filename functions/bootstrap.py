@@ -20,6 +20,7 @@ from .prediction.models import ModelCache
 from .prediction.published import Catalog
 from .prediction.recorder import Recorder
 from .prediction.service import Predictor
+from .training.integration import StorageIntegration
 from .training.ports import BlobStore, JobQueue, MetadataRepository
 from .vision.registry import TableVisionRegistry, VisionRegistry
 
@@ -38,6 +39,7 @@ class Services:
     clients: StorageClients | None = None
     predictor: Predictor | None = None
     vision: VisionRegistry | None = None  # Image Analysis datasets, models, evaluations (functions/vision)
+    integration: StorageIntegration | None = None  # projects' export containers and notification queues
 
 
 _lock = threading.Lock()
@@ -63,7 +65,7 @@ def build(settings: settings_mod.Settings) -> Services:
     return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
                     imports=AzureJobQueue(clients, layout.PROJECT_IMPORTS),
                     url_allow_origins=allow, clients=clients, predictor=predictor,
-                    vision=TableVisionRegistry(clients.table))
+                    vision=TableVisionRegistry(clients.table), integration=StorageIntegration(clients, settings))
 
 
 def services() -> Services:

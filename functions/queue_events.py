@@ -9,7 +9,9 @@ import azure.functions as func
 from cvcore import layout, messages
 
 from . import bootstrap
+from .training import exporting
 from .training.events import apply_event
+from .training.integration import training_message
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -23,6 +25,16 @@ def training_events(msg: func.QueueMessage) -> None:
         # A malformed event can never succeed: raise so the host moves it to the poison queue, with the reason.
         log.error("training event %s rejected: %s", msg.id, exc)
         raise
-    outcome = apply_event(bootstrap.services().repo, event)
+    s = bootstrap.services()
+    if isinstance(event, messages.ExportEvent):
+        outcome = exporting.settled(s.repo, s.blobs, s.integration, event)
+        log.info("export %s/%s of iteration %s: %s", event.platform, event.flavor, event.iteration_id, outcome)
+        return
+    outcome = apply_event(s.repo, event)
+    if outcome == "applied" and event.status in (messages.COMPLETED, messages.FAILED) and s.integration:
+        project = s.repo.get_project(event.project_id)
+        if project and project.notification_queue_uri:
+            s.integration.notify(project.notification_queue_uri, training_message(
+                project.id, event.iteration_id, event.status == messages.COMPLETED))
     log.info("training event %s for iteration %s: %s %s", event.status, event.iteration_id, outcome,
              event.error_code or "")

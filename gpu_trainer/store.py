@@ -49,7 +49,7 @@ class TrainerStore:
         except ResourceNotFoundError:
             return False
 
-    def emit(self, event: messages.TrainingEvent) -> None:
+    def emit(self, event: messages.TrainingEvent | messages.ExportEvent) -> None:
         self._events.send_message(messages.dumps(event))
 
 

@@ -81,7 +81,10 @@ def _handle_export(message, queue, store: TrainerStore, job: messages.ExportJob,
     keeper = _Keeper(queue, message, None)
     keeper.start()
     try:
-        run_export(job, store)
+        status = run_export(job, store)
+        store.emit(messages.ExportEvent(job.project_id, job.iteration_id, job.platform, job.flavor,
+                                        "Done" if status.get("status") == "Done" else "Failed",
+                                        str(status.get("reason") or "")))
         outcome = "exported"
     except Exception as exc:  # noqa: BLE001 - retried, or settled as Failed on the last attempt
         log.exception("export %s of %s attempt %d failed", job.flavor, job.iteration_id, attempt)
@@ -89,10 +92,10 @@ def _handle_export(message, queue, store: TrainerStore, job: messages.ExportJob,
         if attempt < MAX_ATTEMPTS:
             queue.update_message(message, visibility_timeout=retry_delay(attempt))
             return "retry"
+        reason = f"failed {attempt} times; last error: {type(exc).__name__}: {str(exc)[:300]}"
         store.write_json(job.project_id, job.iteration_id, exports.find(job.platform, job.flavor).status,
-                         {"status": "Failed", "reason": f"failed {attempt} times; last error: "
-                                                        f"{type(exc).__name__}: {str(exc)[:300]}",
-                          "at": messages.now_iso()})
+                         {"status": "Failed", "reason": reason, "at": messages.now_iso()})
+        store.emit(messages.ExportEvent(job.project_id, job.iteration_id, job.platform, job.flavor, "Failed", reason))
         outcome = "export-failed"
     message = keeper.stop() if keeper.is_alive() else keeper.message
     queue.delete_message(message)

@@ -57,7 +57,8 @@ def _project_entity(p: Project) -> dict:
     e = {"PartitionKey": layout.PROJECT_PARTITION, "RowKey": p.id, "Name": p.name, "Description": p.description,
          "DomainId": p.domain_id, "ClassificationType": p.classification_type or "", "Created": p.created,
          "LastModified": p.last_modified, "UseNegativeSet": p.use_negative_set, "Status": p.status,
-         "StatusMessage": p.status_message[:_CHUNK]}
+         "StatusMessage": p.status_message[:_CHUNK], "ExportModelContainerUri": p.export_model_container_uri,
+         "NotificationQueueUri": p.notification_queue_uri}
     _put_json(e, "TargetExportPlatforms", p.target_export_platforms)
     _put_json(e, "AugmentationMethods", p.augmentation_methods)
     return e
@@ -70,7 +71,9 @@ def _project(e: dict) -> Project:
                    created=_utc(e["Created"]), last_modified=_utc(e["LastModified"]),
                    use_negative_set=e.get("UseNegativeSet", True),
                    augmentation_methods=_get_json(e, "AugmentationMethods", None),
-                   status=e.get("Status") or "Succeeded", status_message=e.get("StatusMessage", ""))
+                   status=e.get("Status") or "Succeeded", status_message=e.get("StatusMessage", ""),
+                   export_model_container_uri=e.get("ExportModelContainerUri", ""),
+                   notification_queue_uri=e.get("NotificationQueueUri", ""))
 
 
 def _tag_entity(project_id: str, t: Tag) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 from cvcore import artifacts, domains, exports, layout, messages
 from cvcore.errors import BadRequest
 
+from . import integration as integration_messages
 from .iterations import _trained
 from .model import Iteration, Project
 from .ports import BlobStore, JobQueue, MetadataRepository
@@ -67,12 +68,15 @@ def exports_of(repo: MetadataRepository, blobs: BlobStore, project_id: str, iter
             found.append(_json(blobs, target, "Done", name))
         elif blobs.exists(layout.MODELS, name + REQUESTED):
             state, _ = _state(blobs, project.id, it.id, target)
-            found.append(_package(blobs, project, it, target) if state == "Done" else _json(blobs, target, state, None))
+            found.append(_package(blobs, project, it, target)[0] if state == "Done"
+                         else _json(blobs, target, state, None))
     return found
 
 
 def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, iteration_id: str,
-           platform: str | None, flavor: str | None) -> dict:
+           platform: str | None, flavor: str | None, integration=None) -> dict:
+    """Done at once for a PACKAGED target (and delivered: copied to the project's export container, an
+    Export message on its queue); Exporting for a CONVERTED one until the trainer's ExportEvent (settled)."""
     project, it = _trained(repo, project_id, iteration_id)
     try:
         target = exports.resolve(platform, flavor, _task(project))
@@ -92,7 +96,35 @@ def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_i
             jobs.send(messages.dumps(messages.ExportJob(project.id, it.id, target.flavor, platform=target.platform)))
             blobs.put(layout.MODELS, marker, messages.now_iso().encode(), "text/plain")
         return _json(blobs, target, "Exporting", None)
-    return _package(blobs, project, it, target)
+    body, data = _package(blobs, project, it, target)
+    _deliver(integration, project, it, target, data, body["downloadUri"])
+    return body
+
+
+def settled(repo: MetadataRepository, blobs: BlobStore, integration, event: messages.ExportEvent) -> str:
+    """The trainer finished an ExportJob: zip it (Done) and deliver, or say it failed on the project's queue."""
+    project = repo.get_project(event.project_id)
+    it = repo.get_iteration(event.project_id, event.iteration_id) if project else None
+    target = exports.find(event.platform, event.flavor)
+    if it is None or target is None:
+        return "unknown-iteration"
+    if event.status == "Done" and _state(blobs, project.id, it.id, target)[0] == "Done":
+        body, data = _package(blobs, project, it, target)
+        _deliver(integration, project, it, target, data, body["downloadUri"])
+        return "delivered"
+    if integration is not None:
+        integration.notify(project.notification_queue_uri, integration_messages.export_message(
+            project.id, it.id, target, False, None, event.reason or "the export failed"))
+    return "failed"
+
+
+def _deliver(integration, project: Project, it: Iteration, target: exports.Target, data: bytes, download_uri: str):
+    if integration is None:
+        return
+    copied = integration.backup(project.export_model_container_uri,
+                                integration_messages.backup_name(project.id, it.id, target), data)
+    integration.notify(project.notification_queue_uri, integration_messages.export_message(
+        project.id, it.id, target, True, copied or download_uri))
 
 
 # ---- packaging -------------------------------------------------------------------------------------------
@@ -168,7 +200,7 @@ def _docker_files(blobs: BlobStore, project: Project, it: Iteration, target: exp
     return files
 
 
-def _package(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict:
+def _package(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> tuple[dict, bytes]:
     files = (_docker_files if target.platform == "DockerFile" else _onnx_files)(blobs, project, it, target)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -176,4 +208,4 @@ def _package(blobs: BlobStore, project: Project, it: Iteration, target: exports.
             zf.writestr(name, data)
     name = target.blob(project.id, it.id, target.zip_name)
     blobs.put(layout.MODELS, name, buffer.getvalue(), "application/zip")
-    return _json(blobs, target, "Done", name)
+    return _json(blobs, target, "Done", name), buffer.getvalue()

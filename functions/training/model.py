@@ -34,6 +34,8 @@ class Project:
     augmentation_methods: dict[str, bool] | None = None
     status: str = "Succeeded"  # Custom Vision's ProjectStatus: Succeeded, Importing (import_project), Failed
     status_message: str = ""  # why an import Failed
+    export_model_container_uri: str = ""  # storage integration (training/integration.py)
+    notification_queue_uri: str = ""
 
     @property
     def domain(self) -> domains.Domain:

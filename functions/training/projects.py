@@ -87,15 +87,36 @@ def _domain(domain_id: str | None) -> domains.Domain:
     return d
 
 
+def _integrate(integration, project: Project, container_uri, queue_uri) -> None:
+    """Check and test the storage integration URIs that are given (None: leave as is; "": clear)."""
+    if container_uri is None and queue_uri is None:
+        return
+    if integration is None:
+        raise BadRequest("BadRequestInvalid", "storage integration is not available in this deployment")
+    container, queue = integration.check(project.id, container_uri, queue_uri)
+    if container_uri is not None:
+        project.export_model_container_uri = container
+    if queue_uri is not None:
+        project.notification_queue_uri = queue
+
+
 def create_project(repo: MetadataRepository, name: str | None, description: str | None, domain_id: str | None,
-                   classification_type: str | None, target_export_platforms: list[str]) -> dict:
+                   classification_type: str | None, target_export_platforms: list[str], options: dict | None = None,
+                   integration=None) -> dict:
+    """`options`: CreateProjectOptions ({exportModelContainerUri, notificationQueueUri}), checked and tested
+    by `integration` (training/integration.StorageIntegration) before the project is saved."""
     name = _check_name(repo, name)
     domain = _domain(domain_id)
     ctype, platforms = _check_settings(domain, classification_type, target_export_platforms)
+    if options is not None and not isinstance(options, dict):
+        raise BadRequest("BadRequestInvalid", "the body must be a CreateProjectOptions JSON object")
+    options = options or {}
     now = utcnow()
     project = Project(id=layout.new_id(), name=name, description=_check_description(description),
                       domain_id=domain.id, classification_type=ctype, target_export_platforms=platforms,
                       created=now, last_modified=now)
+    _integrate(integration, project, options.get("exportModelContainerUri") or None,
+               options.get("notificationQueueUri") or None)
     repo.save_project(project)
     return serialize.project_json(project)
 
@@ -108,7 +129,7 @@ def list_projects(repo: MetadataRepository) -> list[dict]:
     return [serialize.project_json(p) for p in sorted(repo.list_projects(), key=lambda p: p.created)]
 
 
-def update_project(repo: MetadataRepository, project_id: str, body: dict) -> dict:
+def update_project(repo: MetadataRepository, project_id: str, body: dict, integration=None) -> dict:
     project = require_project(repo, project_id)
     if not isinstance(body, dict):
         raise BadRequest("BadRequestInvalid", "the body must be a Project JSON object")
@@ -136,6 +157,11 @@ def update_project(repo: MetadataRepository, project_id: str, body: dict) -> dic
     augmentation = (settings.get("imageProcessingSettings") or {}).get("augmentationMethods")
     if augmentation is not None:
         project.augmentation_methods = {str(k): bool(v) for k, v in augmentation.items()}
+    changed = {k: settings[k] or "" for k in ("exportModelContainerUri", "notificationQueueUri") if k in settings
+               and (settings[k] or "") != (project.export_model_container_uri if k.startswith("export")
+                                           else project.notification_queue_uri)}
+    if changed:
+        _integrate(integration, project, changed.get("exportModelContainerUri"), changed.get("notificationQueueUri"))
     project.last_modified = utcnow()
     repo.save_project(project)
     return serialize.project_json(project)

@@ -27,7 +27,9 @@ def project_json(p: Project) -> dict:
             "settings": {"domainId": p.domain_id, "classificationType": p.classification_type,
                          "targetExportPlatforms": p.target_export_platforms,
                          "useNegativeSet": p.use_negative_set,
-                         "imageProcessingSettings": {"augmentationMethods": p.augmentation_methods}},
+                         "imageProcessingSettings": {"augmentationMethods": p.augmentation_methods},
+                         "exportModelContainerUri": p.export_model_container_uri or None,
+                         "notificationQueueUri": p.notification_queue_uri or None},
             "created": iso(p.created), "lastModified": iso(p.last_modified), "thumbnailUri": None,
             "drModeEnabled": False, "status": p.status,
             **({"statusMessage": p.status_message} if p.status_message else {})}

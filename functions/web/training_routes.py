@@ -53,8 +53,14 @@ def _projects(s: Services, r: ApiRequest):
 
 @post("projects")
 def _create_project(s: Services, r: ApiRequest):
+    body = r.json(required=False)
+    options = dict(body) if isinstance(body, dict) else body
+    for key in ("exportModelContainerUri", "notificationQueueUri"):  # also as query parameters (the docs' curl)
+        if r.query(key) and isinstance(options, (dict, type(None))):
+            options = {**(options or {}), key: r.query(key)}
     return projects.create_project(s.repo, r.query("name"), r.query("description"), r.query("domainId"),
-                                   r.query("classificationType"), r.query_list("targetExportPlatforms"))
+                                   r.query("classificationType"), r.query_list("targetExportPlatforms"), options,
+                                   s.integration)
 
 
 @get("projects/{projectId}")
@@ -64,7 +70,7 @@ def _project(s: Services, r: ApiRequest, projectId: str):
 
 @patch("projects/{projectId}")
 def _update_project(s: Services, r: ApiRequest, projectId: str):
-    return projects.update_project(s.repo, projectId, r.json())
+    return projects.update_project(s.repo, projectId, r.json(), s.integration)
 
 
 @delete("projects/{projectId}")
@@ -287,7 +293,8 @@ def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 
 @post("projects/{projectId}/iterations/{iterationId}/export")
 def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return exporting.export(s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"))
+    return exporting.export(s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"),
+                            s.integration)
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images")

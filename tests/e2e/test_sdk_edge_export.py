@@ -10,26 +10,17 @@ import zipfile
 
 import pytest
 import requests
-from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
-from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import CustomVisionErrorException
-from msrest.authentication import ApiKeyCredentials
 
-from cvcore import layout, settings
+from cvcore import layout
 from tests.support import images as imgs
 from tests.support.edge import edge_python, edge_server
-from tests.support.localhost import running_host, running_trainer
-from tests.support.training import CAT, CUP, add_cats_and_cups, photo, wait_trained
+from tests.support.training import CAT, COMPACT, CUP, add_cats_and_cups, local_stack, photo, wait_trained
 
 pytestmark = pytest.mark.e2e
-COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"
 @pytest.fixture(scope="module")
 def published(azurite):
-    env = {settings.TRAINER_QUICK_CPU_SECONDS: "20"}
-    with running_host(azurite) as url, running_trainer(azurite, env=env):
-        trainer = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key": settings.LOCAL_TRAINING_KEY}))
-        predictor = CustomVisionPredictionClient(url, ApiKeyCredentials(
-            in_headers={"Prediction-key": settings.LOCAL_PREDICTION_KEY}))
+    with local_stack(azurite) as (_, trainer, predictor):
         project = trainer.create_project(f"edge-{layout.new_id()[:8]}", domain_id=COMPACT)
         add_cats_and_cups(trainer, project.id)
         it = wait_trained(trainer, project.id, trainer.train_project(project.id).id)

@@ -90,3 +90,31 @@ def test_advanced_training_with_a_budget_whose_images_vanished_shows_the_reason(
         assert it.training_error_details and it.training_error_details in alert.inner_text()
     finally:
         sdk.delete_project(project.id)
+
+
+def test_settings_set_the_notification_queue_and_show_a_refusal(page, sdk, stack):
+    import json
+
+    from azure.storage.queue import QueueServiceClient
+
+    from cvcore.storage import base64_queue
+    queues = QueueServiceClient.from_connection_string(stack.conn)
+    queue = base64_queue(queues.create_queue(f"portal-{layout.new_id()[:8]}"))
+    project = sdk.create_project(f"integr-{layout.new_id()[:8]}")
+    try:
+        page.goto(page.url.split("#")[0] + f"#/p/{project.id}/settings")
+        field = page.get_by_label("Notification queue URI")
+        field.fill(f"{queues.url.rstrip('/')}/no-such-queue")
+        page.get_by_role("button", name="Save changes").click()
+        page.locator(".error[role=alert]", has_text="does not exist").wait_for()
+        assert sdk.get_project(project.id).settings.notification_queue_uri is None
+        uri = f"{queues.url.rstrip('/')}/{queue.queue_name}"
+        field.fill(uri)
+        page.get_by_role("button", name="Save changes").click()
+        page.get_by_text("Settings saved.").wait_for()
+        assert sdk.get_project(project.id).settings.notification_queue_uri == uri
+        (message,) = queue.receive_messages(max_messages=5)
+        assert json.loads(message.content)["type"] == "ConnectionTest"
+        assert page.get_by_label("Notification queue URI").input_value() == uri  # shown after the reload
+    finally:
+        sdk.delete_project(project.id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 
 from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
 
@@ -34,3 +35,25 @@ def wait_trained(trainer, project_id: str, iteration_id: str, timeout: float = 3
             "\n" + open(log_path).read()[-3000:] if log_path else "")
         time.sleep(0.5)
     return it
+
+
+COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"  # General (compact): exportable
+
+
+@contextmanager
+def local_stack(connection_string: str, cpu_seconds: int = 20):
+    """The local host and the trainer worker on real storage (Quick training capped at `cpu_seconds`);
+    yields (base URL, SDK training client, SDK prediction client)."""
+    from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
+    from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
+    from msrest.authentication import ApiKeyCredentials
+
+    from cvcore import settings
+    from tests.support.localhost import running_host, running_trainer
+
+    env = {settings.TRAINER_QUICK_CPU_SECONDS: str(cpu_seconds)}
+    with running_host(connection_string) as url, running_trainer(connection_string, env=env):
+        yield (url, CustomVisionTrainingClient(url, ApiKeyCredentials(
+                   in_headers={"Training-key": settings.LOCAL_TRAINING_KEY})),
+               CustomVisionPredictionClient(url, ApiKeyCredentials(
+                   in_headers={"Prediction-key": settings.LOCAL_PREDICTION_KEY})))

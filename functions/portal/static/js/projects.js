@@ -112,6 +112,10 @@ export async function renderSettings(root, ctx) {
   const domain = domainSelect(ctx.domains, type, p.settings.domainId);
   const problem = h("p", { class: "error", role: "alert" });
   const negative = h("input", { type: "checkbox", id: "set-negative", checked: !!p.settings.useNegativeSet });
+  const containerUri = h("input", { type: "url", value: p.settings.exportModelContainerUri || "", maxlength: 2048,
+                                    placeholder: "https://account.blob.core.windows.net/container" });
+  const queueUri = h("input", { type: "url", value: p.settings.notificationQueueUri || "", maxlength: 2048,
+                                placeholder: "https://account.queue.core.windows.net/queue" });
   const form = h("form", { class: "panel", "aria-labelledby": "settings-title" },
     h("h2", { id: "settings-title" }, "Settings"),
     field("Name", name), field("Description", description),
@@ -121,6 +125,9 @@ export async function renderSettings(root, ctx) {
     field("Domain", domain, "Changing the domain applies to the next training."),
     h("label", { class: "choice", for: "set-negative" }, negative,
       "Learn a negative class from images with no tag"),
+    h("fieldset", {}, h("legend", {}, "Storage integration"),
+      field("Export container URI", containerUri, "Finished exports are copied here as {project}-{iteration}.{platform}."),
+      field("Notification queue URI", queueUri, "Training and export results arrive here as Custom Vision's queue messages. Leave empty for none.")),
     problem,
     h("div", { class: "toolbar" }, h("button", { type: "submit", class: "primary" }, "Save changes")));
   form.addEventListener("submit", async (e) => {
@@ -132,7 +139,8 @@ export async function renderSettings(root, ctx) {
       await api.patch(`/projects/${p.id}`, {
         name: name.value.trim(), description: description.value.trim(),
         settings: { domainId: domain.value, classificationType: type === "Classification" ? ctype : undefined,
-                    useNegativeSet: negative.checked } });
+                    useNegativeSet: negative.checked, exportModelContainerUri: containerUri.value.trim(),
+                    notificationQueueUri: queueUri.value.trim() } });
       await ctx.reloadProject();
       ctx.domain = ctx.domains.find((d) => d.id === ctx.project.settings.domainId) || ctx.domain;
       toast("Settings saved.", "ok");
