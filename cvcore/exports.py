@@ -30,12 +30,18 @@ class Target:
     made: str
     slug: str  # names the zip (exports/{slug}.zip) and, for CONVERTED, the status note
     tasks: frozenset = BOTH
-    artifact: str | None = None  # CONVERTED: the model file the trainer writes (an iteration artifact name)
-    status: str | None = None  # CONVERTED: the trainer's status note for it
+    # CONVERTED: the files the trainer writes, (iteration artifact name, name in the zip); the first one's
+    # presence means the model exists. `status` is the trainer's note on how the conversion went.
+    files: tuple[tuple[str, str], ...] = ()
+    status: str | None = None
 
     @property
     def zip_name(self) -> str:
         return f"exports/{self.slug}.zip"
+
+    @property
+    def artifact(self) -> str | None:
+        return self.files[0][0] if self.files else None
 
     def blob(self, project_id: str, iteration_id: str, name: str) -> str:
         return layout.iteration_artifact(project_id, iteration_id, name)
@@ -43,12 +49,15 @@ class Target:
 
 TARGETS: tuple[Target, ...] = (
     Target("ONNX", "ONNX12", PACKAGED, "ONNX12"),
-    Target("ONNX", "ONNXInt8", CONVERTED, "ONNXInt8", artifact=layout.MODEL_INT8_ONNX,
+    Target("ONNX", "ONNXInt8", CONVERTED, "ONNXInt8", files=((layout.MODEL_INT8_ONNX, "model.onnx"),),
            status=layout.MODEL_INT8_STATUS),
+    Target("OpenVino", "", CONVERTED, "OpenVino", files=(("exports/OpenVino/model.xml", "model.xml"),
+                                                          ("exports/OpenVino/model.bin", "model.bin")),
+           status="exports/OpenVino.status.json"),
     Target("DockerFile", "Linux", PACKAGED, "DockerFile-Linux"),
     Target("DockerFile", "ARM", PACKAGED, "DockerFile-ARM"),
 )
-DEFAULT_FLAVOR = {"ONNX": "ONNX12", "DockerFile": "Linux"}
+DEFAULT_FLAVOR = {"ONNX": "ONNX12", "DockerFile": "Linux", "OpenVino": ""}
 _BY_KEY = {(t.platform.lower(), t.flavor.lower()): t for t in TARGETS}
 _PLATFORMS = {t.platform.lower(): t.platform for t in TARGETS}
 
@@ -77,16 +86,16 @@ def resolve(platform: str | None, flavor: str | None, task: str) -> Target:
     if p not in _PLATFORMS:
         raise ExportRefused(f"platform: {platform!r} is not supported; use {', '.join(platforms())}")
     name = _PLATFORMS[p]
-    f = f or DEFAULT_FLAVOR.get(name, "").lower()
+    f = (f or DEFAULT_FLAVOR.get(name, "")).lower()
     target = _BY_KEY.get((p, f))
     if target is None:
-        flavors = [t.flavor for t in TARGETS if t.platform == name]
+        flavors = [t.flavor or "(none)" for t in TARGETS if t.platform == name]
         raise ExportRefused(f"flavor: {flavor!r} is not supported for {name}; use {', '.join(flavors)}")
     if task not in target.tasks:
         raise ExportRefused(f"platform {name} flavor {target.flavor} exports classifiers only, not {task} models")
     return target
 
 
-def find(platform: str, flavor: str) -> Target | None:
+def find(platform: str, flavor: str | None) -> Target | None:
     """The target named exactly (an ExportJob's platform and flavor)."""
-    return _BY_KEY.get((platform.lower(), flavor.lower()))
+    return _BY_KEY.get((platform.lower(), (flavor or "").lower()))

@@ -19,6 +19,30 @@ from .urlfetch import UrlFetchError, fetch
 MAX_REGIONS = 200
 
 
+def open_session(model, threads: int):
+    """An onnxruntime CPU session for a model (bytes or a path) as the prediction route runs it: `threads`
+    intra-op threads, one inter-op, every graph optimisation, and idle pool threads that sleep instead of
+    spinning (the host shares its cores with request handling and storage calls)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def host_cpus() -> int:
+    """The CPUs this process may run on (a container's affinity, not the machine's count)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def predict(session, sidecar: artifacts.ModelSidecar, image) -> list[dict]:
     """Predictions for an RGB PIL image from an onnxruntime-like session (`run(names, feeds)`)."""
     batch = artifacts.preprocess([image], sidecar)

@@ -268,8 +268,9 @@ def write_int8(store: TrainerStore, project_id: str, iteration_id: str, task: st
 
 
 def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
-    """An export asked for through the API (ExportJob): today the int8 flavour of a completed iteration,
-    calibrated on the first images of its dataset. Idempotent: a settled target is not made again."""
+    """An export asked for through the API (ExportJob): the int8 flavour, or a conversion (converters.py),
+    of a completed iteration, checked on the first images of its dataset. Idempotent: a settled target is
+    not made again. Returns the status note it wrote (Done, or Failed with the reason)."""
     p, it = job.project_id, job.iteration_id
     target = exports.find(job.platform, job.flavor)
     status_name = layout.iteration_artifact(p, it, target.status)
@@ -284,12 +285,39 @@ def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
             images, _ = load_images(store, m, pool, {im["id"] for im in m.images[:SAMPLES]})
         if images:
             sample = artifacts.preprocess(list(images.values()), sidecar)
-    except JobFailed as exc:  # quantised without a calibration sample (dynamic), and unchecked
-        log.warning("int8 for %s: no calibration sample (%s)", it, exc)
-    with tempfile.TemporaryDirectory(prefix="int8-") as tmp:
+    except JobFailed as exc:  # int8: quantised without a calibration sample (dynamic), and unchecked
+        log.warning("export %s of %s: no sample images (%s)", target.slug, it, exc)
+    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
         path = Path(tmp) / layout.MODEL_ONNX
         path.write_bytes(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_ONNX)))
-        return write_int8(store, p, it, sidecar.task, path, sample)
+        if target.slug == "ONNXInt8":
+            return write_int8(store, p, it, sidecar.task, path, sample)
+        return write_converted(store, p, it, target, sidecar.task, path, sample)
+
+
+def write_converted(store: TrainerStore, project_id: str, iteration_id: str, target, task: str, model_path: Path,
+                    sample) -> dict:
+    """Convert, check against ONNX on real images, upload the files, then the status note (written last)."""
+    from . import converters
+    from .export import ExportMismatch
+
+    out_dir = model_path.parent / target.slug
+    try:
+        if sample is None or not len(sample):
+            raise ExportMismatch("no readable training image to check the conversion on")
+        convert = {"OpenVino": converters.to_openvino}[target.platform]
+        found = convert(model_path, out_dir, sample, task)
+        for name, inside in target.files:
+            store.write_artifact(project_id, iteration_id, name, (out_dir / inside).read_bytes(),
+                                 "application/octet-stream")
+        status = {"status": "Done", **found}
+    except (ExportMismatch, ImportError) as exc:
+        log.warning("no %s export for %s: %s", target.slug, iteration_id, exc)
+        status = {"status": "Failed", "reason": f"{type(exc).__name__}: {exc}" if isinstance(exc, ImportError)
+                  else str(exc)}
+    status["at"] = messages.now_iso()
+    store.write_json(project_id, iteration_id, target.status, status)
+    return status
 
 
 def completed_event(job: messages.TrainingJob, summary: dict, attempt: int, exportable: bool) -> messages.TrainingEvent:

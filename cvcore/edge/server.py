@@ -37,16 +37,11 @@ MAX_BODY = MAX_PREDICTION_IMAGE_BYTES + 64 * 1024  # an image plus multipart fra
 
 class Model:
     def __init__(self, folder: Path, threads: int = 0):
-        import onnxruntime as ort
-
         self.sidecar = artifacts.ModelSidecar.from_json(json.loads((folder / "model.json").read_text()))
         info = json.loads((folder / "export.json").read_text()) if (folder / "export.json").exists() else {}
         self.project, self.iteration = info.get("projectId", ""), info.get("iterationId", "")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(folder / "model.onnx"), sess_options=options,
-                                            providers=["CPUExecutionProvider"])
+        # The cloud route's session settings (threads: the container's CPUs unless given).
+        self.session = inference.open_session(str(folder / "model.onnx"), threads or inference.host_cpus())
 
     def answer(self, data: bytes) -> dict:
         try:

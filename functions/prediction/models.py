@@ -14,7 +14,6 @@ publish change forgets it. Storage outages (any other AzureError) are raised as 
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections import OrderedDict
@@ -23,7 +22,7 @@ from typing import Callable
 
 from azure.core.exceptions import ResourceNotFoundError
 
-from cvcore import artifacts, layout
+from cvcore import artifacts, inference, layout
 
 from .published import register
 
@@ -45,25 +44,8 @@ class LoadedModel:
     size: int
 
 
-def host_cpus() -> int:
-    """The CPUs this process may run on (a container's affinity, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def _session(model_bytes: bytes):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = host_cpus()
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle pool threads sleep instead of spinning: the host shares its cores with request handling,
-    # storage calls and other models, which spinning threads would starve.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(model_bytes, sess_options=options, providers=["CPUExecutionProvider"])
+    return inference.open_session(model_bytes, inference.host_cpus())
 
 
 class ModelCache:

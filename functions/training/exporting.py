@@ -37,7 +37,7 @@ def _task(project: Project) -> str:
 
 
 def _json(blobs: BlobStore, target: exports.Target, status: str, name: str | None) -> dict:
-    return {"platform": target.platform, "status": status, "flavor": target.flavor,
+    return {"platform": target.platform, "status": status, "flavor": target.flavor or None,
             "downloadUri": blobs.url(layout.MODELS, name) if name else None, "newerVersionAvailable": False}
 
 
@@ -89,7 +89,7 @@ def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_i
     state, reason = _state(blobs, project.id, it.id, target)
     if state == "Failed":
         raise BadRequest("BadRequestExportValidationFailed",
-                         f"{target.platform} {target.flavor} is not available for this iteration: {reason}")
+                         f"{target.platform} {target.flavor}".strip() + f" is not available for this iteration: {reason}")
     if state == "Exporting":
         marker = target.blob(project.id, it.id, target.zip_name) + REQUESTED
         if not blobs.exists(layout.MODELS, marker):
@@ -166,13 +166,35 @@ The reply is the cloud Prediction API's JSON ({{"id", "project", "iteration", "c
 The container runs as an unprivileged user and listens on 8080; `GET /` is its health check."""
 
 
+OPENVINO_USAGE = """```python
+import json, numpy as np, openvino as ov                  # pip install openvino
+from PIL import Image
+side = json.load(open("model.json"))                      # input size, mean/std, labels, thresholds
+h, w = side["input_size"]
+x = np.asarray(Image.open("photo.jpg").convert("RGB").resize((w, h), Image.BILINEAR), np.float32) / 255
+x = ((x - side["mean"]) / side["std"]).transpose(2, 0, 1)[None].astype(np.float32)
+model = ov.Core().compile_model("model.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # or "GPU", "NPU"
+outputs = model(x)                                        # classifier: probabilities; detector: boxes, scores, labels
+labels = open("labels.txt").read().split()
+print(sorted(zip(outputs[0][0], labels), reverse=True)[:3])
+```
+`model.json` has, under "export", how closely this model matched the ONNX one on real images when it was made
+(in f32; without the hint, CPUs with bf16 units run faster in bf16, about 1e-2 off)."""
+USAGE = {"OpenVino": OPENVINO_USAGE}
+
+
 def _onnx_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:
-    model_name = target.artifact if target.made == exports.CONVERTED else layout.MODEL_ONNX
-    raw = blobs.get(layout.MODELS, target.blob(project.id, it.id, layout.MODEL_SIDECAR))
-    sidecar = json.loads(raw)
-    return {"model.onnx": blobs.get(layout.MODELS, target.blob(project.id, it.id, model_name)),
-            "model.json": raw, "labels.txt": _labels(sidecar).encode(),
-            "README.md": _readme(project, it, target, sidecar, "model.json", ONNX_USAGE).encode()}
+    """The model file(s), the sidecar (with, for a converted target, the trainer's agreement check under
+    "export"), labels.txt and a README."""
+    files = target.files if target.made == exports.CONVERTED else ((layout.MODEL_ONNX, "model.onnx"),)
+    sidecar = json.loads(blobs.get(layout.MODELS, target.blob(project.id, it.id, layout.MODEL_SIDECAR)))
+    if target.status and blobs.exists(layout.MODELS, target.blob(project.id, it.id, target.status)):
+        note = json.loads(blobs.get(layout.MODELS, target.blob(project.id, it.id, target.status)))
+        sidecar["export"] = {"platform": target.platform, "flavor": target.flavor or None, **note}
+    out = {inside: blobs.get(layout.MODELS, target.blob(project.id, it.id, name)) for name, inside in files}
+    usage = USAGE.get(target.platform, ONNX_USAGE)
+    return {**out, "model.json": json.dumps(sidecar, indent=1).encode(), "labels.txt": _labels(sidecar).encode(),
+            "README.md": _readme(project, it, target, sidecar, "model.json", usage).encode()}
 
 
 def _docker_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:

@@ -122,3 +122,23 @@ def test_detector_edge_container_draws_the_cloud_boxes(trained, tmp_path):
                 box = b.bounding_box
                 assert np.allclose([a["boundingBox"][k] for k in ("left", "top", "width", "height")],
                                    [box.left, box.top, box.width, box.height], atol=1e-4)
+
+
+def test_detector_openvino_export_matches_onnx(trained):
+    client, project, tags, it, _ = trained
+    assert client.export_iteration(project.id, it.id, "OpenVino").status == "Exporting"
+    deadline = time.monotonic() + 180
+    while (found := [e for e in client.get_exports(project.id, it.id) if e.platform == "OpenVino"])[0].status \
+            == "Exporting":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    if found[0].status != "Done":
+        with pytest.raises(CustomVisionErrorException) as err:  # asking again answers with the reason
+            client.export_iteration(project.id, it.id, "OpenVino")
+        pytest.fail(err.value.error.message)
+    with urllib.request.urlopen(found[0].download_uri, timeout=10) as resp:
+        archive = zipfile.ZipFile(io.BytesIO(resp.read()))
+    check = json.loads(archive.read("model.json"))["export"]
+    assert set(check["per_output"]) == {"boxes", "scores", "labels"}
+    assert check["detections"] >= 1 and check["max_score_diff"] <= 1e-3 and check["max_box_diff"] <= 1e-3
+    assert "top1_agreement" not in check and {"model.xml", "model.bin"} <= set(archive.namelist())

@@ -4,6 +4,7 @@ the cloud prediction route for the same images: same tags, probabilities within 
 the refused Windows flavour, bad input to the edge server, and the Dockerfile's rules (pinned base, non-root)."""
 
 import io
+import time
 import re
 import urllib.request
 import zipfile
@@ -95,3 +96,47 @@ def test_arm_flavour_and_refused_windows(published):
     listed = {(e.platform, e.flavor): e.status for e in trainer.get_exports(project.id, it.id)}
     assert listed[("DockerFile", "ARM")] == "Done"
     assert "DockerFile" in trainer.get_iteration(project.id, it.id).exportable_to
+
+
+def wait_export(trainer, project_id, iteration_id, platform, timeout=180):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [e for e in trainer.get_exports(project_id, iteration_id) if e.platform == platform]
+        if found and found[0].status != "Exporting":
+            return found[0]
+        time.sleep(0.5)
+    raise AssertionError(f"{platform} export still Exporting")
+
+
+def test_openvino_export_is_made_by_the_trainer_and_matches_onnx(published, tmp_path):
+    import json
+
+    import numpy as np
+    import onnxruntime as ort
+    import openvino as ov
+    from PIL import Image
+
+    from cvcore import artifacts
+    trainer, _, project, it = published
+    asked = trainer.export_iteration(project.id, it.id, "OpenVino")
+    assert (asked.platform, asked.status, asked.flavor) == ("OpenVino", "Exporting", None)
+    done = wait_export(trainer, project.id, it.id, "OpenVino")
+    assert done.status == "Done", done
+    archive = download(done.download_uri)
+    assert {"model.xml", "model.bin", "model.json", "labels.txt", "README.md"} <= set(archive.namelist())
+    sidecar_json = json.loads(archive.read("model.json"))
+    check = sidecar_json["export"]
+    assert check["status"] == "Done" and check["samples"] >= 2 and check["max_abs_diff"] <= 1e-3
+    assert check["top1_agreement"] == 1.0 and check["runtime"].startswith("openvino")
+    archive.extractall(tmp_path)
+    # Beside the ONNX export, on images the model never saw.
+    onnx = ort.InferenceSession(download(trainer.export_iteration(project.id, it.id, "ONNX").download_uri)
+                                .read("model.onnx"), providers=["CPUExecutionProvider"])
+    compiled = ov.Core().compile_model(str(tmp_path / "model.xml"), "CPU")
+    sidecar = artifacts.ModelSidecar.from_json({k: v for k, v in sidecar_json.items() if k != "export"})
+    for kind, n in ((CAT, 50), (CUP, 51)):
+        batch = artifacts.preprocess([Image.open(io.BytesIO(photo(kind, n))).convert("RGB")], sidecar)
+        want = onnx.run(["probabilities"], {"image": batch})[0]
+        got = compiled(batch)[compiled.output("probabilities")]
+        assert np.max(np.abs(want - got)) <= 1e-3 and want.argmax() == got.argmax()
+    assert "compile_model" in archive.read("README.md").decode()

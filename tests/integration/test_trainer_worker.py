@@ -6,6 +6,7 @@ import json
 import pytest
 
 from cvcore import layout, messages
+from cvcore.errors import BadRequest
 from cvcore.storage import StorageClients
 from functions.training import projects, tags, train
 from functions.training.events import apply_event
@@ -57,7 +58,8 @@ def events(store):
 
 def apply_all(services, store):
     for event in events(store):
-        apply_event(services.repo, event)
+        if isinstance(event, messages.TrainingEvent):
+            apply_event(services.repo, event)
 
 
 def test_malformed_and_unknown_version_messages_go_to_poison(store):
@@ -213,6 +215,41 @@ def test_export_job_that_keeps_failing_is_settled_failed_not_stuck(services, sto
     status = json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)))
     assert status["status"] == "Failed" and "ResourceNotFoundError" in status["reason"]
     assert store.clients.queue(layout.TRAINING_JOBS).peek_messages() == []
+    (settled,) = events(store)  # the Functions app learns it from an ExportEvent, not by polling
+    assert isinstance(settled, messages.ExportEvent) and settled.status == "Failed" and settled.reason == status["reason"]
+
+
+def test_a_converter_crash_fails_the_export_with_the_reason_and_the_iteration_stays_usable(
+        services, store, queued, monkeypatch):
+    from functions.training import exporting
+    from gpu_trainer import converters
+    p, it = queued
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    row = services.repo.get_iteration(p, it)
+    row.exportable = True
+    services.repo.update_iteration(p, row)
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("converter crashed: segfault in the IR writer")
+    monkeypatch.setattr(converters, "to_openvino", crash)
+    monkeypatch.setattr(worker, "retry_delay", lambda attempt: 0)
+    assert exporting.export(services.repo, services.blobs, services.jobs, p, it, "OpenVino", None)["status"] == \
+        "Exporting"
+    outcomes = [worker.handle(m, store.clients.queue(layout.TRAINING_JOBS), store)
+                for _ in range(worker.MAX_ATTEMPTS)
+                for m in store.clients.queue(layout.TRAINING_JOBS).receive_messages(max_messages=1)]
+    assert outcomes == ["retry"] * (worker.MAX_ATTEMPTS - 1) + ["export-failed"]
+    (settled,) = [e for e in events(store) if isinstance(e, messages.ExportEvent)]
+    assert settled.status == "Failed" and "converter crashed" in settled.reason
+    assert exporting.settled(services.repo, services.blobs, None, settled) == "failed"
+    listed = exporting.exports_of(services.repo, services.blobs, p, it)
+    assert [(e["platform"], e["status"]) for e in listed] == [("OpenVino", "Failed")]
+    with pytest.raises(BadRequest, match="converter crashed"):
+        exporting.export(services.repo, services.blobs, services.jobs, p, it, "OpenVino", None)
+    # The iteration is untouched: still Completed, and its ONNX export works.
+    assert services.repo.get_iteration(p, it).status == "Completed"
+    assert exporting.export(services.repo, services.blobs, services.jobs, p, it, "ONNX", None)["status"] == "Done"
 
 
 def test_long_job_keeps_its_message_invisible(services, store, queued, monkeypatch):
