@@ -20,7 +20,8 @@ CONTAINERS = (IMAGES, MODELS, PREDICTIONS, UPLOADS, REJECTED)
 TRAINING_JOBS = "training-jobs"
 TRAINING_EVENTS = "training-events"
 PROJECT_IMPORTS = "project-imports"  # large import_project requests, finished by a queue trigger (Functions only)
-QUEUES = (TRAINING_JOBS, TRAINING_EVENTS, PROJECT_IMPORTS)
+WEBHOOK_DELIVERIES = "webhook-deliveries"  # project webhook deliveries and their retries (Functions only)
+QUEUES = (TRAINING_JOBS, TRAINING_EVENTS, PROJECT_IMPORTS, WEBHOOK_DELIVERIES)
 POISON_SUFFIX = "-poison"
 ALL_QUEUES = QUEUES + tuple(q + POISON_SUFFIX for q in QUEUES)
 

@@ -24,6 +24,10 @@ PREDICTION_KEY = "CUSTOMVISION_PREDICTION_KEY"
 # Storage integration (project exportModelContainerUri / notificationQueueUri): storage accounts beyond the
 # service's own that a project may name, comma-separated account names, reached with the app's identity.
 INTEGRATION_ACCOUNTS = "CUSTOMVISION_INTEGRATION_ACCOUNTS"
+SMTP_URL = "CUSTOMVISION_SMTP_URL"  # notificationEmailAddress: smtp[s]://[user:password@]host[:port]
+MAIL_FROM = "CUSTOMVISION_MAIL_FROM"
+# Webhook origins allowed over plain http or to non-public addresses (local development, tests only).
+WEBHOOK_ALLOW_ORIGINS = "CUSTOMVISION_WEBHOOK_ALLOW_ORIGINS"
 # Every environment variable the application reads; infra must set each one (issue 5 checks this).
 APP_SETTINGS = (STORAGE, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, TABLE_SERVICE_URI, CREDENTIAL, CLIENT_ID,
                 TRAINING_KEY, PREDICTION_KEY)
@@ -119,6 +123,9 @@ class Settings:
     training_key: str
     prediction_key: str
     integration_accounts: tuple[str, ...] = ()
+    smtp_url: str = ""
+    mail_from: str = ""
+    webhook_allow_origins: tuple[str, ...] = ()
 
     @property
     def is_local(self) -> bool:
@@ -170,8 +177,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         elif len(value) < 8:
             problems.append(f"{name} must be at least 8 characters")
         keys[name] = value
+    smtp = env.get(SMTP_URL, "").strip()
+    if smtp and (urlsplit(smtp).scheme not in ("smtp", "smtps") or not urlsplit(smtp).hostname):
+        problems.append(f"{SMTP_URL} must look like smtp://[user:password@]host[:port] or smtps://...")
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     accounts = tuple(a.strip().lower() for a in env.get(INTEGRATION_ACCOUNTS, "").split(",") if a.strip())
     return Settings(storage=storage, training_key=keys[TRAINING_KEY], prediction_key=keys[PREDICTION_KEY],
-                    integration_accounts=accounts)
+                    integration_accounts=accounts, smtp_url=smtp,
+                    mail_from=env.get(MAIL_FROM, "").strip(),
+                    webhook_allow_origins=tuple(o.strip() for o in env.get(WEBHOOK_ALLOW_ORIGINS, "").split(",")
+                                                if o.strip()))

@@ -65,6 +65,7 @@ class Fetched:
     data: bytes
     content_type: str | None
     final_url: str
+    status: int = 200
 
 
 class UrlFetchError(Exception):
@@ -176,6 +177,21 @@ def fetch(url: str, *, max_bytes: int, timeout: float = 10.0, max_redirects: int
             current = nxt
             continue
         return Fetched(body_or_location, headers.get("content-type"), target.url)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, max_bytes: int = 64 * 1024, timeout: float = 10.0,
+         allow_origins: Iterable[str] = (), resolver: Resolver | None = None) -> Fetched:
+    """POST `body` to `url` under the same rules as `fetch` (every address checked and pinned, one
+    deadline, a capped answer) and return the 2xx answer; a redirect is not followed (UrlFetchError
+    "http-status": a webhook that moved must be set again)."""
+    deadline = time.monotonic() + timeout
+    allowed = frozenset(normalise_origin(o) for o in allow_origins)
+    target = _check_url(url)
+    addresses = _resolve(target, resolver or system_resolver, deadline, allowed)
+    status, got, answer = _get(target, addresses, max_bytes, deadline, "POST", body, headers)
+    if status in REDIRECT_STATUSES:
+        raise UrlFetchError("http-status", f"{_short(url)} answered {status} (a redirect, not followed)", url, status)
+    return Fetched(answer, got.get("content-type"), target.url, status)
 
 
 # -- internals ------------------------------------------------------------------------------------
@@ -352,9 +368,10 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def _get(target: _Target, addresses: list[str], max_bytes: int,
-         deadline: float) -> tuple[int, dict[str, str], object]:
-    """One GET. Returns (status, headers, Location) for a redirect, (status, headers, body) for 2xx."""
+def _get(target: _Target, addresses: list[str], max_bytes: int, deadline: float, method: str = "GET",
+         body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], object]:
+    """One request (a GET unless told). Returns (status, headers, Location) for a redirect, (status, headers,
+    body) for 2xx."""
     conn = None
     last_error: Exception | None = None
     for ip in addresses:
@@ -379,9 +396,9 @@ def _get(target: _Target, addresses: list[str], max_bytes: int,
     watchdog = _Watchdog(conn, deadline)
     try:
         try:
-            conn.request("GET", target.path, headers={
+            conn.request(method, target.path, body=body, headers={
                 "Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "image/*, */*;q=0.5",
-                "Accept-Encoding": "identity", "Connection": "close"}, preload_content=False)
+                "Accept-Encoding": "identity", "Connection": "close", **(headers or {})}, preload_content=False)
             response = conn.getresponse()
         except (OSError, Urllib3Error, ValueError, http.client.HTTPException) as exc:
             if watchdog.fired or time.monotonic() >= deadline:

@@ -21,6 +21,7 @@ from .prediction.published import Catalog
 from .prediction.recorder import Recorder
 from .prediction.service import Predictor
 from .training.integration import StorageIntegration
+from .training.mail import Mailer
 from .training.ports import BlobStore, JobQueue, MetadataRepository
 from .vision.registry import TableVisionRegistry, VisionRegistry
 
@@ -40,6 +41,7 @@ class Services:
     predictor: Predictor | None = None
     vision: VisionRegistry | None = None  # Image Analysis datasets, models, evaluations (functions/vision)
     integration: StorageIntegration | None = None  # projects' export containers and notification queues
+    mailer: Mailer | None = None  # notificationEmailAddress on train (training/mail.py)
 
 
 _lock = threading.Lock()
@@ -65,7 +67,9 @@ def build(settings: settings_mod.Settings) -> Services:
     return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
                     imports=AzureJobQueue(clients, layout.PROJECT_IMPORTS),
                     url_allow_origins=allow, clients=clients, predictor=predictor,
-                    vision=TableVisionRegistry(clients.table), integration=StorageIntegration(clients, settings))
+                    vision=TableVisionRegistry(clients.table), integration=StorageIntegration(clients, settings, blobs,
+                                                               AzureJobQueue(clients, layout.WEBHOOK_DELIVERIES)),
+                    mailer=Mailer(settings.smtp_url, settings.mail_from))
 
 
 def services() -> Services:

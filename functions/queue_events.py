@@ -9,9 +9,10 @@ import azure.functions as func
 from cvcore import layout, messages
 
 from . import bootstrap
-from .training import exporting
+from .training import exporting, webhooks
 from .training.events import apply_event
 from .training.integration import training_message
+from .training.mail import deliver_training_mail
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)
@@ -31,10 +32,20 @@ def training_events(msg: func.QueueMessage) -> None:
         log.info("export %s/%s of iteration %s: %s", event.platform, event.flavor, event.iteration_id, outcome)
         return
     outcome = apply_event(s.repo, event)
-    if outcome == "applied" and event.status in (messages.COMPLETED, messages.FAILED) and s.integration:
+    if outcome == "applied" and event.status in (messages.COMPLETED, messages.FAILED):
         project = s.repo.get_project(event.project_id)
-        if project and project.notification_queue_uri:
-            s.integration.notify(project.notification_queue_uri, training_message(
-                project.id, event.iteration_id, event.status == messages.COMPLETED))
+        if project and s.integration:
+            s.integration.announce(project, training_message(project.id, event.iteration_id,
+                                                             event.status == messages.COMPLETED))
+        deliver_training_mail(s.repo, s.mailer, event.project_id, event.iteration_id)
     log.info("training event %s for iteration %s: %s %s", event.status, event.iteration_id, outcome,
              event.error_code or "")
+
+
+@bp.queue_trigger(arg_name="msg", queue_name=layout.WEBHOOK_DELIVERIES, connection="AzureWebJobsStorage")
+def webhook_deliveries(msg: func.QueueMessage) -> None:
+    """One attempt of a project webhook delivery (training/webhooks.py); retries are re-queued with a delay."""
+    s = bootstrap.services()
+    status = webhooks.attempt(s.repo, s.blobs, s.integration.webhook_queue, msg.get_body().decode(),
+                              s.integration.webhook_allow_origins)
+    log.info("webhook delivery %s: %s", msg.id, status)

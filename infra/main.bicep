@@ -122,9 +122,11 @@ var queues = [
   'training-jobs'
   'training-events'
   'project-imports'
+  'webhook-deliveries'
   'training-jobs-poison'
   'training-events-poison'
   'project-imports-poison'
+  'webhook-deliveries-poison'
 ]
 var tables = [
   'projects'

@@ -48,6 +48,10 @@ class AzureBlobStore(BlobStore):
         except ResourceNotFoundError:
             pass
 
+    def list_names(self, container: str, prefix: str) -> list[str]:
+        client = self._service.get_container_client(container)
+        return sorted(b.name for b in client.list_blobs(name_starts_with=prefix))
+
     def delete_prefix(self, container: str, prefix: str) -> int:
         client = self._service.get_container_client(container)
         names = [b.name for b in client.list_blobs(name_starts_with=prefix)]

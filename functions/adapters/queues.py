@@ -12,5 +12,5 @@ class AzureJobQueue(JobQueue):
     def __init__(self, clients: StorageClients, queue: str = layout.TRAINING_JOBS):
         self._queue = clients.queue(queue)
 
-    def send(self, message: str) -> None:
-        self._queue.send_message(message)
+    def send(self, message: str, delay_s: int = 0) -> None:
+        self._queue.send_message(message, visibility_timeout=delay_s or None)

@@ -58,7 +58,8 @@ def _project_entity(p: Project) -> dict:
          "DomainId": p.domain_id, "ClassificationType": p.classification_type or "", "Created": p.created,
          "LastModified": p.last_modified, "UseNegativeSet": p.use_negative_set, "Status": p.status,
          "StatusMessage": p.status_message[:_CHUNK], "ExportModelContainerUri": p.export_model_container_uri,
-         "NotificationQueueUri": p.notification_queue_uri}
+         "NotificationQueueUri": p.notification_queue_uri, "WebhookUri": p.webhook_uri,
+         "WebhookSecret": p.webhook_secret}
     _put_json(e, "TargetExportPlatforms", p.target_export_platforms)
     _put_json(e, "AugmentationMethods", p.augmentation_methods)
     return e
@@ -73,7 +74,8 @@ def _project(e: dict) -> Project:
                    augmentation_methods=_get_json(e, "AugmentationMethods", None),
                    status=e.get("Status") or "Succeeded", status_message=e.get("StatusMessage", ""),
                    export_model_container_uri=e.get("ExportModelContainerUri", ""),
-                   notification_queue_uri=e.get("NotificationQueueUri", ""))
+                   notification_queue_uri=e.get("NotificationQueueUri", ""), webhook_uri=e.get("WebhookUri", ""),
+                   webhook_secret=e.get("WebhookSecret", ""))
 
 
 def _tag_entity(project_id: str, t: Tag) -> dict:

@@ -113,7 +113,7 @@ def settled(repo: MetadataRepository, blobs: BlobStore, integration, event: mess
         _deliver(integration, project, it, target, data, body["downloadUri"])
         return "delivered"
     if integration is not None:
-        integration.notify(project.notification_queue_uri, integration_messages.export_message(
+        integration.announce(project, integration_messages.export_message(
             project.id, it.id, target, False, None, event.reason or "the export failed"))
     return "failed"
 
@@ -123,7 +123,7 @@ def _deliver(integration, project: Project, it: Iteration, target: exports.Targe
         return
     copied = integration.backup(project.export_model_container_uri,
                                 integration_messages.backup_name(project.id, it.id, target), data)
-    integration.notify(project.notification_queue_uri, integration_messages.export_message(
+    integration.announce(project, integration_messages.export_message(
         project.id, it.id, target, True, copied or download_uri))
 
 

@@ -116,8 +116,10 @@ def backup_name(project_id: str, iteration_id: str, target: exports.Target) -> s
 class StorageIntegration:
     """Reaches the containers and queues projects name, through the app's own storage clients."""
 
-    def __init__(self, clients: StorageClients, settings: Settings):
+    def __init__(self, clients: StorageClients, settings: Settings, blobs=None, webhook_queue=None):
         self._clients = clients
+        self._blobs, self.webhook_queue = blobs, webhook_queue
+        self.webhook_allow_origins = settings.webhook_allow_origins
         own = settings.storage.endpoints
         extra = settings.integration_accounts
         self.services = {}
@@ -172,6 +174,15 @@ class StorageIntegration:
                                                   f"{type(exc).__name__}") from None
 
     # ---- deliveries -------------------------------------------------------------------------------------
+    def announce(self, project, body: dict) -> None:
+        """Tell the project's queue and webhook (whichever are set) about a finished training or export."""
+        self.notify(project.notification_queue_uri, body)
+        if project.webhook_uri and self._blobs is not None and self.webhook_queue is not None:
+            from . import webhooks
+            try:
+                webhooks.enqueue(self._blobs, self.webhook_queue, project, body)
+            except AzureError as exc:
+                log.warning("webhook delivery of %s for %s not queued: %s", body.get("type"), project.id, exc)
     def notify(self, queue_uri: str, body: dict) -> bool:
         if not queue_uri:
             return False

@@ -36,6 +36,8 @@ class Project:
     status_message: str = ""  # why an import Failed
     export_model_container_uri: str = ""  # storage integration (training/integration.py)
     notification_queue_uri: str = ""
+    webhook_uri: str = ""  # training/webhooks.py
+    webhook_secret: str = ""
 
     @property
     def domain(self) -> domains.Domain:
@@ -119,4 +121,7 @@ class Iteration:
     error_image_ids: list[str] = field(default_factory=list)
     skipped_image_ids: list[str] = field(default_factory=list)
     metrics: dict = field(default_factory=dict)
+    notification_email: str = ""  # notificationEmailAddress on train (training/mail.py)
+    notification_status: str = ""  # Pending / Sent / NotSent / Failed
+    notification_detail: str = ""
     etag: str | None = None

@@ -72,9 +72,9 @@ class MetadataRepository(abc.ABC):
 
 class JobQueue(abc.ABC):
     @abc.abstractmethod
-    def send(self, message: str) -> None:
+    def send(self, message: str, delay_s: int = 0) -> None:
         """Enqueue one job message (training-jobs: cvcore.messages.dumps of a TrainingJob; project-imports:
-        project_transfer's ImportJob)."""
+        project_transfer's ImportJob; webhook-deliveries: a delivery attempt), visible after `delay_s`."""
 
 
 class BlobStore(abc.ABC):
@@ -98,6 +98,10 @@ class BlobStore(abc.ABC):
     @abc.abstractmethod
     def url(self, container: str, name: str) -> str:
         """A time-limited read URL for the blob."""
+
+    @abc.abstractmethod
+    def list_names(self, container: str, prefix: str) -> list[str]:
+        """The names of the blobs that start with `prefix`, in name order."""
 
     def get_capped(self, container: str, name: str, max_bytes: int) -> bytes:
         """At most the first `max_bytes + 1` bytes of the blob: enough to tell it is too large without

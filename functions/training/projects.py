@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from cvcore import domains, layout
 from cvcore.errors import BadRequest, NotFound
 
-from . import serialize
+from . import serialize, webhooks
 from .model import MULTICLASS, MULTILABEL, Project, utcnow
 from .ports import BlobStore, MetadataRepository
 
@@ -162,6 +162,12 @@ def update_project(repo: MetadataRepository, project_id: str, body: dict, integr
                                            else project.notification_queue_uri)}
     if changed:
         _integrate(integration, project, changed.get("exportModelContainerUri"), changed.get("notificationQueueUri"))
+    if "webhookUri" in settings or "webhookSecret" in settings:
+        if integration is None:
+            raise BadRequest("BadRequestInvalid", "webhooks are not available in this deployment")
+        project.webhook_uri, project.webhook_secret = webhooks.check(
+            project, settings.get("webhookUri", project.webhook_uri), settings.get("webhookSecret"),
+            integration.webhook_allow_origins)
     project.last_modified = utcnow()
     repo.save_project(project)
     return serialize.project_json(project)

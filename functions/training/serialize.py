@@ -29,7 +29,8 @@ def project_json(p: Project) -> dict:
                          "useNegativeSet": p.use_negative_set,
                          "imageProcessingSettings": {"augmentationMethods": p.augmentation_methods},
                          "exportModelContainerUri": p.export_model_container_uri or None,
-                         "notificationQueueUri": p.notification_queue_uri or None},
+                         "notificationQueueUri": p.notification_queue_uri or None,
+                         "webhookUri": p.webhook_uri or None, "webhookSecretSet": bool(p.webhook_secret)},
             "created": iso(p.created), "lastModified": iso(p.last_modified), "thumbnailUri": None,
             "drModeEnabled": False, "status": p.status,
             **({"statusMessage": p.status_message} if p.status_message else {})}
@@ -75,4 +76,6 @@ def iteration_json(project_id: str, it) -> dict:
             "reservedBudgetInHours": it.reserved_budget_hours,
             "trainingTimeInMinutes": int(round((it.training_seconds or 0) / 60)),
             "publishName": it.publish_name, "originalPublishResourceId": it.prediction_resource_id,
-            "trainingErrorDetails": details}
+            "trainingErrorDetails": details,
+            **({"notificationEmail": {"address": it.notification_email, "status": it.notification_status,
+                                      "detail": it.notification_detail or None}} if it.notification_email else {})}

@@ -9,7 +9,7 @@ from collections import Counter
 from cvcore import layout, manifest, messages
 from cvcore.errors import BadRequest
 
-from . import serialize
+from . import mail, serialize
 from .model import MULTICLASS, NEGATIVE, ImageRecord, Iteration, Project, Tag, utcnow
 from .ports import BlobStore, JobQueue, MetadataRepository
 from .projects import require_project
@@ -86,8 +86,12 @@ def _validate(project: Project, m: manifest.Manifest) -> None:
 
 
 def train_project(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, *,
-                  training_type: str | None, budget_hours: int, force: bool, selected_tags: list[str] | None) -> dict:
+                  training_type: str | None, budget_hours: int, force: bool, selected_tags: list[str] | None,
+                  notification_email: str | None = None, mailer=None) -> dict:
+    """`notification_email`: mailed when the training ends through `mailer` (training/mail.py), or marked
+    NotSent with the reason on the iteration when no mail transport is configured."""
     project = require_project(repo, project_id)
+    notification_email = mail.check_address(notification_email)
     if project.status != "Succeeded":
         raise BadRequest("BadRequestProjectImporting" if project.status == "Importing" else
                          "ErrorProjectImportRequestFailed",
@@ -128,6 +132,11 @@ def train_project(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, pr
                           classification_type=project.classification_type, training_type=training_type,
                           reserved_budget_hours=budget_hours, dataset_hash=dataset_hash, image_count=len(m.images),
                           tag_ids=[c["tag_id"] for c in m.categories], exportable=project.domain.exportable)
+    if notification_email:
+        ready = mailer is not None and mailer.configured
+        iteration.notification_email = notification_email
+        iteration.notification_status = mail.PENDING if ready else mail.NOT_SENT
+        iteration.notification_detail = "" if ready else mail.NOT_CONFIGURED
     repo.add_iteration(project.id, iteration)
     job = messages.TrainingJob(project_id=project.id, iteration_id=iteration_id, task=m.task,
                                classification_type=project.classification_type, domain_id=project.domain_id,

@@ -25,6 +25,7 @@ from ..training import (
     tags,
     train,
     uploads,
+    webhooks,
 )
 from ..training.model import Project
 from . import multipart
@@ -246,7 +247,8 @@ def _train(s: Services, r: ApiRequest, projectId: str):
     selected = uploads.tag_ids(body.get("selectedTags"), "selectedTags")
     return train.train_project(s.repo, s.blobs, s.jobs, projectId, training_type=r.query("trainingType"),
                                budget_hours=r.query_int("reservedBudgetInHours", 0, 0, 24 * 7),
-                               force=r.query_bool("forceTrain"), selected_tags=selected or None)
+                               force=r.query_bool("forceTrain"), selected_tags=selected or None,
+                               notification_email=r.query("notificationEmailAddress"), mailer=s.mailer)
 
 
 @get("projects/{projectId}/iterations")
@@ -284,6 +286,11 @@ def _publish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 @delete("projects/{projectId}/iterations/{iterationId}/publish")
 def _unpublish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
     iterations.unpublish(s.repo, projectId, iterationId)
+
+
+@get("projects/{projectId}/webhook/deliveries")
+def _webhook_deliveries(s: Services, r: ApiRequest, projectId: str):
+    return webhooks.deliveries(s.blobs, projects.require_project(s.repo, projectId).id)
 
 
 @get("projects/{projectId}/iterations/{iterationId}/export")

@@ -40,9 +40,11 @@ locals {
     "training-jobs",
     "training-events",
     "project-imports",
+    "webhook-deliveries",
     "training-jobs-poison",
     "training-events-poison",
     "project-imports-poison",
+    "webhook-deliveries-poison",
   ]
   tables = [
     "projects",

@@ -36,6 +36,10 @@ def test_a_key_revoked_mid_session_returns_to_sign_in(page):
     page.evaluate("location.hash = '#/p/00000000-0000-0000-0000-000000000000/images'")
     page.get_by_text("no longer accepted").wait_for()
     assert page.get_by_label("Training key").is_visible()
+    # Navigating once the key was refused (a late request's 401 can land first) still says why.
+    page.evaluate("location.hash = '#/'")
+    page.wait_for_function("document.querySelector('.login') && location.hash === '#/'")
+    assert page.locator(".login [role=alert]").inner_text() == "Your training key is no longer accepted. Sign in again."
 
 
 def test_create_configure_and_delete_a_project(page, sdk, shot):

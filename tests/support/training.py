@@ -41,9 +41,9 @@ COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"  # General (compact): exportabl
 
 
 @contextmanager
-def local_stack(connection_string: str, cpu_seconds: int = 20):
-    """The local host and the trainer worker on real storage (Quick training capped at `cpu_seconds`);
-    yields (base URL, SDK training client, SDK prediction client)."""
+def local_stack(connection_string: str, cpu_seconds: int = 20, host_env: dict | None = None):
+    """The local host (with `host_env` added to its settings) and the trainer worker on real storage (Quick
+    training capped at `cpu_seconds`); yields (base URL, SDK training client, SDK prediction client)."""
     from azure.cognitiveservices.vision.customvision.prediction import CustomVisionPredictionClient
     from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
     from msrest.authentication import ApiKeyCredentials
@@ -52,7 +52,7 @@ def local_stack(connection_string: str, cpu_seconds: int = 20):
     from tests.support.localhost import running_host, running_trainer
 
     env = {settings.TRAINER_QUICK_CPU_SECONDS: str(cpu_seconds)}
-    with running_host(connection_string) as url, running_trainer(connection_string, env=env):
+    with running_host(connection_string, extra_env=host_env) as url, running_trainer(connection_string, env=env):
         yield (url, CustomVisionTrainingClient(url, ApiKeyCredentials(
                    in_headers={"Training-key": settings.LOCAL_TRAINING_KEY})),
                CustomVisionPredictionClient(url, ApiKeyCredentials(

@@ -102,12 +102,14 @@ class FakeRepository(MetadataRepository):
 class FakeJobQueue(JobQueue):
     def __init__(self):
         self.sent: list[str] = []
+        self.delays: list[int] = []
         self.fail = False
 
-    def send(self, message):
+    def send(self, message, delay_s=0):
         if self.fail:
             raise IOError("queue is down")
         self.sent.append(message)
+        self.delays.append(delay_s)
 
 
 class FakeBlobStore(BlobStore):
@@ -128,6 +130,9 @@ class FakeBlobStore(BlobStore):
 
     def delete(self, container, name):
         self.blobs.pop((container, name), None)
+
+    def list_names(self, container, prefix):
+        return sorted(k[1] for k in self.blobs if k[0] == container and k[1].startswith(prefix))
 
     def delete_prefix(self, container, prefix):
         doomed = [k for k in self.blobs if k[0] == container and k[1].startswith(prefix)]

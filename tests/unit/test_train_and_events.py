@@ -233,3 +233,34 @@ def test_int8_flavour_that_failed_is_refused_with_the_reason():
         exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
     assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [("ONNXInt8", "Failed")]
     assert exporting.export(repo, blobs, jobs, p, it, "ONNX", None)["flavor"] == "ONNX12"
+
+
+def test_a_notification_address_without_a_mail_transport_is_kept_and_marked_not_sent():
+    from functions.training import mail
+    repo, blobs, jobs, p, _ = make()
+    it = run(repo, blobs, jobs, p, notification_email="owner@example.test", mailer=mail.Mailer(""))
+    note = it["notificationEmail"]
+    assert (note["address"], note["status"]) == ("owner@example.test", "NotSent")
+    assert "CUSTOMVISION_SMTP_URL" in note["detail"]
+    apply_event(repo, messages.TrainingEvent(p, it["id"], "Completed"))
+    assert mail.deliver_training_mail(repo, mail.Mailer(""), p, it["id"]) is None  # nothing pending: no mail
+
+
+def test_a_pending_mail_that_cannot_be_delivered_records_the_reason():
+    from functions.training import mail
+    repo, blobs, jobs, p, _ = make()
+    closed = mail.Mailer("smtp://127.0.0.1:9", timeout=2)  # nothing listens on the discard port
+    it = run(repo, blobs, jobs, p, notification_email="owner@example.test", mailer=closed)
+    assert it["notificationEmail"]["status"] == "Pending"
+    apply_event(repo, messages.TrainingEvent(p, it["id"], "Failed", error_code="diverged", error_message="nan"))
+    assert mail.deliver_training_mail(repo, closed, p, it["id"]) == "Failed"
+    stored = repo.get_iteration(p, it["id"])
+    assert stored.notification_status == "Failed" and "ConnectionRefusedError" in stored.notification_detail
+
+
+@pytest.mark.parametrize("address", ["no-at-sign", "a@b", "two@@example.test", "x" * 250 + "@example.test"])
+def test_bad_notification_addresses_are_refused_naming_the_field(address):
+    repo, blobs, jobs, p, _ = make()
+    with pytest.raises(BadRequest, match="notificationEmailAddress"):
+        run(repo, blobs, jobs, p, notification_email=address)
+    assert repo.list_iterations(p) == []

@@ -65,6 +65,7 @@ function renderLogin(message) {
       await api.checkKey(key.value.trim());
       api.session.key = key.value.trim();
       api.session.predictionKey = pkey.value.trim();
+      signedOutBecause = "";
       route();
     } catch (err) {
       status.textContent = err.status === 401
@@ -78,7 +79,12 @@ function renderLogin(message) {
   key.focus();
 }
 
+// Why the sign-in form shows, until the next sign-in: a route that runs after the key was refused (another
+// request, a hash change) keeps saying so instead of showing a bare form.
+let signedOutBecause = "";
+
 function signOut() {
+  signedOutBecause = "";
   api.session.key = "";
   api.session.predictionKey = "";
   current = null;
@@ -87,7 +93,8 @@ function signOut() {
 
 api.whenUnauthorized(() => {
   api.session.key = "";
-  renderLogin("Your training key is no longer accepted. Sign in again.");
+  signedOutBecause = "Your training key is no longer accepted. Sign in again.";
+  renderLogin(signedOutBecause);
 });
 
 function renderAccount() {
@@ -139,7 +146,7 @@ function renderHeader(ctx, tab) {
 async function route() {
   const seq = ++routeSeq;
   if (cleanup) { try { cleanup(); } catch { /* a page's cleanup never blocks navigation */ } cleanup = null; }
-  if (!api.session.key) { renderLogin(); return; }
+  if (!api.session.key) { renderLogin(signedOutBecause); return; }
   renderAccount();
   const { parts, query } = parseHash();
   try {
