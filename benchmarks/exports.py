@@ -25,7 +25,8 @@ from tests.support.azurite import running_azurite
 from tests.support.edge import edge_python, edge_server
 from tests.support.training import CAT, COMPACT, add_cats_and_cups, local_stack, photo, wait_trained
 
-PLATFORMS = (("ONNX", None), ("ONNX", "ONNXInt8"), ("OpenVino", None), ("DockerFile", "Linux"))
+PLATFORMS = (("ONNX", None), ("ONNX", "ONNXInt8"), ("OpenVino", None), ("TensorFlow", "TensorFlowNormal"),
+             ("TensorFlow", "TensorFlowLite"), ("DockerFile", "Linux"))
 
 
 def _export(trainer, pid, iid, platform, flavor) -> tuple[float, bytes]:
@@ -48,6 +49,21 @@ def _median_ms(fn, runs: int) -> float:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     return round(statistics.median(times), 2)
+
+
+def _tensorflow_ms(zips, tmp: Path, batch, threads: int, runs: int) -> tuple[float, float]:
+    """The SavedModel through its serving signature (eager call from Python) and the .tflite file in LiteRT."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    zips[("TensorFlow", "TensorFlowNormal")].extractall(tmp / "tf")
+    serve = tf.saved_model.load(str(tmp / "tf" / "saved_model")).signatures["serving_default"]
+    image = tf.constant(batch)
+    saved_ms = _median_ms(lambda: serve(image=image), runs)
+    lite = Interpreter(model_content=zips[("TensorFlow", "TensorFlowLite")].read("model.tflite"), num_threads=threads)
+    run_lite = lite.get_signature_runner("serving_default")
+    return saved_ms, _median_ms(lambda: run_lite(image=batch), runs)
 
 
 def run() -> dict:
@@ -84,11 +100,15 @@ def run() -> dict:
             vino_ms = _median_ms(lambda: compiled(batch), runs)
             fast = core.compile_model(xml, "CPU", {"INFERENCE_NUM_THREADS": threads})  # bf16 where the CPU has it
             vino_default_ms = _median_ms(lambda: fast(batch), runs)
+        with tempfile.TemporaryDirectory() as tmp:
+            tf_ms, lite_ms = _tensorflow_ms(zips, Path(tmp), batch, threads, runs)
+        rows["TensorFlow/TensorFlowNormal"]["ms"] = tf_ms
+        rows["TensorFlow/TensorFlowLite"]["ms"] = lite_ms
         rows["ONNX/-"].update(ms=base_ms, ratio=1.0)
         rows["ONNX/ONNXInt8"].update(ms=_median_ms(lambda: int8.run(None, {"image": batch}), runs))
         rows["OpenVino/-"].update(ms=vino_ms, default_precision_ms=vino_default_ms,
                                   default_ratio=round(vino_default_ms / base_ms, 2))
-        for key in ("ONNX/ONNXInt8", "OpenVino/-"):
+        for key in ("ONNX/ONNXInt8", "OpenVino/-", "TensorFlow/TensorFlowNormal", "TensorFlow/TensorFlowLite"):
             rows[key]["ratio"] = round(rows[key]["ms"] / base_ms, 2)
         # The edge container over HTTP, beside the cloud route over HTTP, for the same JPEG.
         data = photo(CAT, 60)
@@ -116,6 +136,6 @@ def report(r: dict) -> str:
         if "default_precision_ms" in x:
             extra = (f"; f32 as checked, default precision {x['default_precision_ms']} ms, "
                      f"ratio {x['default_ratio']}")
-        lines.append(f"  {key:<18} export {x['export_s']:>6.2f} s, zip {x['zip_kb']:>6} KB, {x.get('ms', '-')} ms "
+        lines.append(f"  {key:<28} export {x['export_s']:>6.2f} s, zip {x['zip_kb']:>6} KB, {x.get('ms', '-')} ms "
                      f"(ratio {x.get('ratio', '-')}{extra})")
     return "\n".join(lines)

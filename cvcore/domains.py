@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import exports
+from . import artifacts, exports
 
 CLASSIFICATION = "Classification"
 OBJECT_DETECTION = "ObjectDetection"
@@ -26,6 +26,13 @@ class Domain:
     @property
     def exportable(self) -> bool:
         return self.compact
+
+    @property
+    def export_platforms(self) -> tuple[str, ...]:
+        """What a model of this domain exports to (exportablePlatforms / exportableTo)."""
+        if not self.exportable:
+            return ()
+        return exports.platforms(artifacts.DETECTION if self.type == OBJECT_DETECTION else artifacts.CLASSIFICATION)
 
 
 _C, _D = CLASSIFICATION, OBJECT_DETECTION

@@ -17,6 +17,10 @@ from . import artifacts, layout
 
 PACKAGED, CONVERTED = "packaged", "converted"
 BOTH = frozenset({artifacts.CLASSIFICATION, artifacts.DETECTION})
+CLASSIFIERS = frozenset({artifacts.CLASSIFICATION})
+# What tf.saved_model.save writes (the graph with its constants, the fingerprint, the (empty) variables).
+SAVEDMODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
+                    "variables/variables.data-00000-of-00001")
 
 
 class ExportRefused(ValueError):
@@ -54,10 +58,15 @@ TARGETS: tuple[Target, ...] = (
     Target("OpenVino", "", CONVERTED, "OpenVino", files=(("exports/OpenVino/model.xml", "model.xml"),
                                                           ("exports/OpenVino/model.bin", "model.bin")),
            status="exports/OpenVino.status.json"),
+    Target("TensorFlow", "TensorFlowNormal", CONVERTED, "TensorFlowNormal", tasks=CLASSIFIERS,
+           files=tuple((f"exports/TensorFlowNormal/saved_model/{n}", f"saved_model/{n}") for n in SAVEDMODEL_FILES),
+           status="exports/TensorFlowNormal.status.json"),
+    Target("TensorFlow", "TensorFlowLite", CONVERTED, "TensorFlowLite", tasks=CLASSIFIERS,
+           files=(("exports/TensorFlowLite/model.tflite", "model.tflite"),), status="exports/TensorFlowLite.status.json"),
     Target("DockerFile", "Linux", PACKAGED, "DockerFile-Linux"),
     Target("DockerFile", "ARM", PACKAGED, "DockerFile-ARM"),
 )
-DEFAULT_FLAVOR = {"ONNX": "ONNX12", "DockerFile": "Linux", "OpenVino": ""}
+DEFAULT_FLAVOR = {"ONNX": "ONNX12", "DockerFile": "Linux", "OpenVino": "", "TensorFlow": "TensorFlowNormal"}
 _BY_KEY = {(t.platform.lower(), t.flavor.lower()): t for t in TARGETS}
 _PLATFORMS = {t.platform.lower(): t.platform for t in TARGETS}
 
@@ -67,12 +76,22 @@ REFUSED = {
                                "Linux (x86-64) or ARM (arm64, e.g. a Raspberry Pi or Jetson)",
     ("onnx", "onnx10"): "ONNX10 (opset 10) is not made: the graph needs opset 17; use ONNX12 or ONNXInt8",
     ("vaidk", None): "VAIDK (the Vision AI Dev Kit) is discontinued hardware; use DockerFile ARM or ONNX",
+    ("coreml", None): "CoreML models are not made: a conversion is only shipped once it is checked against the "
+                      "ONNX model, and no CoreML runtime exists off Apple hardware (the trainer runs on Linux); "
+                      "on iOS / macOS run the ONNX export with onnxruntime's CoreML execution provider, or "
+                      "use TensorFlowLite",
+}
+# Why a target refuses a task (the default: it is made for the other task only).
+TASK_REFUSED = {
+    ("TensorFlow", artifacts.DETECTION): "object detectors are not translated to TensorFlow (their decoding "
+                                         "runs top-k over shapes known only at run time); use ONNX, OpenVino or "
+                                         "a DockerFile container",
 }
 
 
-def platforms() -> tuple[str, ...]:
-    """The platforms that can be exported (the iteration's exportableTo)."""
-    return tuple(dict.fromkeys(t.platform for t in TARGETS))
+def platforms(task: str | None = None) -> tuple[str, ...]:
+    """The platforms that can be exported (for a task: the iteration's exportableTo)."""
+    return tuple(dict.fromkeys(t.platform for t in TARGETS if task is None or task in t.tasks))
 
 
 def resolve(platform: str | None, flavor: str | None, task: str) -> Target:
@@ -92,7 +111,8 @@ def resolve(platform: str | None, flavor: str | None, task: str) -> Target:
         flavors = [t.flavor or "(none)" for t in TARGETS if t.platform == name]
         raise ExportRefused(f"flavor: {flavor!r} is not supported for {name}; use {', '.join(flavors)}")
     if task not in target.tasks:
-        raise ExportRefused(f"platform {name} flavor {target.flavor} exports classifiers only, not {task} models")
+        why = TASK_REFUSED.get((name, task), f"it exports {' and '.join(sorted(target.tasks))} models only")
+        raise ExportRefused(f"platform {name} flavor {target.flavor}: {why}")
     return target
 
 

@@ -1,7 +1,12 @@
 """Converters from the float ONNX model to other runtimes, each checked against the ONNX model's outputs
 on real images (the iteration's own training images) before it ships.
 
-    to_openvino(onnx_path, out_dir, sample, task) -> agreement    writes model.xml + model.bin (OpenVINO IR)
+    to_openvino(onnx_path, out_dir, sample, task) -> agreement     writes model.xml + model.bin (OpenVINO IR)
+    to_savedmodel(onnx_path, out_dir, sample, task) -> agreement   writes saved_model/ (TensorFlow SavedModel)
+    to_tflite(onnx_path, out_dir, sample, task) -> agreement       writes model.tflite (TensorFlow Lite)
+
+The TensorFlow ones go through gpu_trainer/onnx_tf.py (classifier graphs; a detector is refused before a job
+is queued, cvcore/exports.py). Each is checked by loading what was written, as a user would.
 
 The agreement ({"samples", "max_abs_diff", "top1_agreement", ...}) goes into the export's status note and
 the sidecar in its zip. An export that disagrees (any output further than TOLERANCE from ONNX, or for a
@@ -11,6 +16,7 @@ Failed with that reason. Converters are imported lazily: they live in the traine
 
 from __future__ import annotations
 
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +26,7 @@ from cvcore.boxes import postprocess
 
 from .export import ExportMismatch, session
 
+SIGNATURE = "serving_default"
 TOLERANCE = 1e-3  # FP32 kernels differ in summation order, not in results
 FLOOR = 0.05  # detections compared: those a prediction would show (scoring.REGION_FLOOR)
 
@@ -93,3 +100,40 @@ def to_openvino(onnx_path: Path, out_dir: Path, sample: np.ndarray, task: str) -
         rows = [compiled(sample[i:i + 1])[compiled.output(name)] for i in range(len(sample))]
         converted[name] = np.concatenate(rows, axis=0)
     return {**agreement(reference, converted, task), "runtime": f"openvino {ov.__version__.split('-')[0]}"}
+
+
+def _savedmodel(onnx_path: Path, directory: Path) -> None:
+    import tensorflow as tf
+
+    from .onnx_tf import to_module
+
+    module = to_module(onnx_path)
+    tf.saved_model.save(module, str(directory), signatures={SIGNATURE: module.serve})
+
+
+def to_savedmodel(onnx_path: Path, out_dir: Path, sample: np.ndarray, task: str) -> dict:
+    import tensorflow as tf
+
+    directory = out_dir / "saved_model"
+    _savedmodel(onnx_path, directory)
+    serve = tf.saved_model.load(str(directory)).signatures[SIGNATURE]
+    reference = _reference(onnx_path, sample)
+    got = serve(image=tf.constant(sample))
+    converted = {name: got[name].numpy() for name in reference}
+    return {**agreement(reference, converted, task), "runtime": f"tensorflow {tf.__version__}"}
+
+
+def to_tflite(onnx_path: Path, out_dir: Path, sample: np.ndarray, task: str) -> dict:
+    import tensorflow as tf
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    _savedmodel(onnx_path, out_dir / "saved_model")
+    (out_dir / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(
+        str(out_dir / "saved_model")).convert())
+    from ai_edge_litert.interpreter import Interpreter
+
+    run = Interpreter(model_path=str(out_dir / "model.tflite"), num_threads=2).get_signature_runner(SIGNATURE)
+    reference = _reference(onnx_path, sample)
+    rows = [run(image=sample[i:i + 1]) for i in range(len(sample))]  # one image at a time, as on a phone
+    converted = {name: np.concatenate([r[name] for r in rows], axis=0) for name in reference}
+    return {**agreement(reference, converted, task), "runtime": f"litert {metadata.version('ai-edge-litert')}"}

@@ -300,18 +300,20 @@ def write_converted(store: TrainerStore, project_id: str, iteration_id: str, tar
     """Convert, check against ONNX on real images, upload the files, then the status note (written last)."""
     from . import converters
     from .export import ExportMismatch
+    from .onnx_tf import UnsupportedGraph
 
     out_dir = model_path.parent / target.slug
     try:
         if sample is None or not len(sample):
             raise ExportMismatch("no readable training image to check the conversion on")
-        convert = {"OpenVino": converters.to_openvino}[target.platform]
+        convert = {"OpenVino": converters.to_openvino, "TensorFlowNormal": converters.to_savedmodel,
+                   "TensorFlowLite": converters.to_tflite}[target.slug]
         found = convert(model_path, out_dir, sample, task)
         for name, inside in target.files:
             store.write_artifact(project_id, iteration_id, name, (out_dir / inside).read_bytes(),
                                  "application/octet-stream")
         status = {"status": "Done", **found}
-    except (ExportMismatch, ImportError) as exc:
+    except (ExportMismatch, ImportError, UnsupportedGraph) as exc:
         log.warning("no %s export for %s: %s", target.slug, iteration_id, exc)
         status = {"status": "Failed", "reason": f"{type(exc).__name__}: {exc}" if isinstance(exc, ImportError)
                   else str(exc)}

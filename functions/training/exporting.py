@@ -47,15 +47,15 @@ def _state(blobs: BlobStore, project_id: str, iteration_id: str, target: exports
     if target.made == exports.PACKAGED:
         present = blobs.exists(layout.MODELS, target.blob(project_id, iteration_id, layout.MODEL_ONNX))
         return ("Done", None) if present else ("Failed", "the iteration has no model")
-    if blobs.exists(layout.MODELS, target.blob(project_id, iteration_id, target.artifact)):
-        return "Done", None
+    # The trainer writes the model file(s) first and its status note last: only the note says they are all there.
     status_name = target.blob(project_id, iteration_id, target.status)
     if not blobs.exists(layout.MODELS, status_name):
         return "Exporting", None
     note = json.loads(blobs.get(layout.MODELS, status_name))
-    if note.get("status") != "Done":
-        return "Failed", str(note.get("reason") or f"the {target.flavor} export failed")
-    return "Exporting", None
+    if note.get("status") == "Done" and blobs.exists(layout.MODELS, target.blob(project_id, iteration_id,
+                                                                                  target.artifact)):
+        return "Done", None
+    return "Failed", str(note.get("reason") or f"the {target.flavor or target.platform} export failed")
 
 
 def exports_of(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> list[dict]:
@@ -141,17 +141,21 @@ def _readme(project: Project, it: Iteration, target: exports.Target, sidecar: di
         width=width, height=height, sidecar_path=sidecar_path, usage=usage)
 
 
-ONNX_USAGE = """```python
-import json, numpy as np, onnxruntime as ort
-from PIL import Image
-side = json.load(open("model.json"))                      # input size, mean/std, labels, thresholds
+# The image as the model wants it (the same steps as cvcore.artifacts.preprocess), for every usage example.
+_PREPROCESS = """side = json.load(open("model.json"))                      # input size, mean/std, labels, thresholds
 h, w = side["input_size"]
 x = np.asarray(Image.open("photo.jpg").convert("RGB").resize((w, h), Image.BILINEAR), np.float32) / 255
-x = ((x - side["mean"]) / side["std"]).transpose(2, 0, 1)[None].astype(np.float32)
+x = ((x - side["mean"]) / side["std"]).transpose(2, 0, 1)[None].astype(np.float32)"""
+_TOP3 = """labels = open("labels.txt").read().splitlines()
+print(sorted(zip(outputs[0][0], labels), reverse=True)[:3])"""
+
+ONNX_USAGE = f"""```python
+import json, numpy as np, onnxruntime as ort
+from PIL import Image
+{_PREPROCESS}
 session = ort.InferenceSession("model.onnx")
-outputs = session.run(None, {"image": x})                 # classifier: probabilities; detector: boxes, scores, labels
-labels = open("labels.txt").read().split()
-print(sorted(zip(outputs[0][0], labels), reverse=True)[:3])
+outputs = session.run(None, {{"image": x}})                 # classifier: probabilities; detector: boxes, scores, labels
+{_TOP3}
 ```"""
 
 DOCKER_USAGE = """```sh
@@ -166,21 +170,37 @@ The reply is the cloud Prediction API's JSON ({{"id", "project", "iteration", "c
 The container runs as an unprivileged user and listens on 8080; `GET /` is its health check."""
 
 
-OPENVINO_USAGE = """```python
+OPENVINO_USAGE = f"""```python
 import json, numpy as np, openvino as ov                  # pip install openvino
 from PIL import Image
-side = json.load(open("model.json"))                      # input size, mean/std, labels, thresholds
-h, w = side["input_size"]
-x = np.asarray(Image.open("photo.jpg").convert("RGB").resize((w, h), Image.BILINEAR), np.float32) / 255
-x = ((x - side["mean"]) / side["std"]).transpose(2, 0, 1)[None].astype(np.float32)
-model = ov.Core().compile_model("model.xml", "CPU", {"INFERENCE_PRECISION_HINT": "f32"})  # or "GPU", "NPU"
+{_PREPROCESS}
+model = ov.Core().compile_model("model.xml", "CPU", {{"INFERENCE_PRECISION_HINT": "f32"}})  # or "GPU", "NPU"
 outputs = model(x)                                        # classifier: probabilities; detector: boxes, scores, labels
-labels = open("labels.txt").read().split()
-print(sorted(zip(outputs[0][0], labels), reverse=True)[:3])
+{_TOP3}
 ```
 `model.json` has, under "export", how closely this model matched the ONNX one on real images when it was made
 (in f32; without the hint, CPUs with bf16 units run faster in bf16, about 1e-2 off)."""
-USAGE = {"OpenVino": OPENVINO_USAGE}
+SAVEDMODEL_USAGE = f"""```python
+import json, numpy as np, tensorflow as tf                # pip install tensorflow-cpu
+from PIL import Image
+{_PREPROCESS}
+serve = tf.saved_model.load("saved_model").signatures["serving_default"]
+outputs = [serve(image=tf.constant(x))["probabilities"].numpy()]  # input stays [batch, 3, H, W], as in ONNX
+{_TOP3}
+```
+`model.json` has, under "export", how closely this model matched the ONNX one on real images when it was made."""
+TFLITE_USAGE = f"""```python
+import json, numpy as np                                  # pip install ai-edge-litert (or tensorflow)
+from ai_edge_litert.interpreter import Interpreter        # tf.lite.Interpreter has the same API
+from PIL import Image
+{_PREPROCESS}
+run = Interpreter(model_path="model.tflite").get_signature_runner("serving_default")
+outputs = [run(image=x)["probabilities"]]                 # float32, input [1, 3, H, W] as in ONNX
+{_TOP3}
+```
+On Android / iOS, the same file runs with LiteRT (the XNNPACK delegate on CPU). `model.json` has, under
+"export", how closely this model matched the ONNX one on real images when it was made."""
+USAGE = {"OpenVino": OPENVINO_USAGE, "TensorFlowNormal": SAVEDMODEL_USAGE, "TensorFlowLite": TFLITE_USAGE}
 
 
 def _onnx_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:
@@ -192,7 +212,7 @@ def _onnx_files(blobs: BlobStore, project: Project, it: Iteration, target: expor
         note = json.loads(blobs.get(layout.MODELS, target.blob(project.id, it.id, target.status)))
         sidecar["export"] = {"platform": target.platform, "flavor": target.flavor or None, **note}
     out = {inside: blobs.get(layout.MODELS, target.blob(project.id, it.id, name)) for name, inside in files}
-    usage = USAGE.get(target.platform, ONNX_USAGE)
+    usage = USAGE.get(target.slug, ONNX_USAGE)
     return {**out, "model.json": json.dumps(sidecar, indent=1).encode(), "labels.txt": _labels(sidecar).encode(),
             "README.md": _readme(project, it, target, sidecar, "model.json", usage).encode()}
 

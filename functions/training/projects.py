@@ -71,10 +71,11 @@ def _check_settings(domain: domains.Domain, classification_type: str | None, pla
                              f"classificationType must be Multiclass or Multilabel, got {classification_type!r}")
         classification_type = match
     for platform in platforms:
-        if platform not in domains.EXPORT_PLATFORMS or not domain.exportable:
+        if platform not in domain.export_platforms:
             raise BadRequest("BadRequestProjectUnsupportedExportPlatform",
                              f"targetExportPlatforms: {platform!r} is not supported for domain {domain.name!r}; "
-                             f"compact domains export {', '.join(domains.EXPORT_PLATFORMS)}")
+                             + (f"it exports {', '.join(domain.export_platforms)}" if domain.exportable else
+                                f"compact domains export {', '.join(domains.EXPORT_PLATFORMS)}"))
     return classification_type, platforms
 
 

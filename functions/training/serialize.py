@@ -18,7 +18,7 @@ def iso(value: datetime) -> str:
 
 def domain_json(d: domains.Domain) -> dict:
     return {"id": d.id, "name": d.name, "type": d.type, "exportable": d.exportable, "enabled": True,
-            "exportablePlatforms": list(domains.EXPORT_PLATFORMS) if d.exportable else [],
+            "exportablePlatforms": list(d.export_platforms),
             "modelInformation": {"description": d.description, "estimatedModelSizeInMegabytes": 14}}
 
 
@@ -71,7 +71,8 @@ def iteration_json(project_id: str, it) -> dict:
     return {"id": it.id, "name": it.name, "status": it.status, "created": iso(it.created),
             "lastModified": iso(it.last_modified), "trainedAt": iso(it.trained_at) if it.trained_at else None,
             "projectId": project_id, "exportable": it.exportable,
-            "exportableTo": list(domains.EXPORT_PLATFORMS) if it.exportable else [], "domainId": it.domain_id,
+            "exportableTo": list((domains.get(it.domain_id) or domains.DEFAULT_CLASSIFICATION).export_platforms)
+            if it.exportable else [], "domainId": it.domain_id,
             "classificationType": it.classification_type, "trainingType": it.training_type,
             "reservedBudgetInHours": it.reserved_budget_hours,
             "trainingTimeInMinutes": int(round((it.training_seconds or 0) / 60)),

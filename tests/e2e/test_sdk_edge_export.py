@@ -98,10 +98,11 @@ def test_arm_flavour_and_refused_windows(published):
     assert "DockerFile" in trainer.get_iteration(project.id, it.id).exportable_to
 
 
-def wait_export(trainer, project_id, iteration_id, platform, timeout=180):
+def wait_export(trainer, project_id, iteration_id, platform, timeout=180, flavor=None):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = [e for e in trainer.get_exports(project_id, iteration_id) if e.platform == platform]
+        found = [e for e in trainer.get_exports(project_id, iteration_id)
+                 if e.platform == platform and (flavor is None or e.flavor == flavor)]
         if found and found[0].status != "Exporting":
             return found[0]
         time.sleep(0.5)
@@ -140,3 +141,56 @@ def test_openvino_export_is_made_by_the_trainer_and_matches_onnx(published, tmp_
         got = compiled(batch)[compiled.output("probabilities")]
         assert np.max(np.abs(want - got)) <= 1e-3 and want.argmax() == got.argmax()
     assert "compile_model" in archive.read("README.md").decode()
+
+
+def readme_example(archive) -> str:
+    (code,) = re.findall(r"```python\n(.*?)```", archive.read("README.md").decode(), re.S)
+    return code
+
+
+@pytest.mark.parametrize(("flavor", "model_file"), [("TensorFlowNormal", "saved_model/saved_model.pb"),
+                                                    ("TensorFlowLite", "model.tflite")])
+def test_tensorflow_exports_are_checked_and_their_readme_example_runs(published, tmp_path, flavor, model_file):
+    import json
+    import subprocess
+    import sys
+
+    import onnxruntime as ort
+    from PIL import Image
+
+    from cvcore import artifacts
+    trainer, _, project, it = published
+    asked = trainer.export_iteration(project.id, it.id, "TensorFlow", flavor=flavor)
+    assert (asked.platform, asked.flavor, asked.status) == ("TensorFlow", flavor, "Exporting")
+    done = wait_export(trainer, project.id, it.id, "TensorFlow", flavor=flavor)
+    assert done.status == "Done", done
+    archive = download(done.download_uri)
+    assert {model_file, "model.json", "labels.txt", "README.md"} <= set(archive.namelist())
+    sidecar_json = json.loads(archive.read("model.json"))
+    check = sidecar_json["export"]
+    assert check["status"] == "Done" and check["flavor"] == flavor and check["samples"] >= 2
+    assert check["max_abs_diff"] <= 1e-3 and check["top1_agreement"] == 1.0
+    archive.extractall(tmp_path)
+    onnx = ort.InferenceSession(download(trainer.export_iteration(project.id, it.id, "ONNX").download_uri)
+                                .read("model.onnx"), providers=["CPUExecutionProvider"])
+    sidecar = artifacts.ModelSidecar.from_json({k: v for k, v in sidecar_json.items() if k != "export"})
+    labels = archive.read("labels.txt").decode().splitlines()
+    for kind, n in ((CAT, 52), (CUP, 53)):
+        (tmp_path / "photo.jpg").write_bytes(photo(kind, n))
+        want = onnx.run(["probabilities"], {"image": artifacts.preprocess(
+            [Image.open(tmp_path / "photo.jpg").convert("RGB")], sidecar)})[0][0]
+        # The README's own example, run as a user would, in the unzipped folder.
+        ran = subprocess.run([sys.executable, "-c", readme_example(archive)], cwd=tmp_path, capture_output=True,
+                             text=True, timeout=120)
+        assert ran.returncode == 0, ran.stderr[-2000:]
+        printed = re.findall(r"'([^']+)'\)", ran.stdout.strip().splitlines()[-1])
+        assert printed[0] == labels[int(want.argmax())], (ran.stdout, want)
+
+
+def test_tensorflow_is_refused_for_a_detector_and_coreml_for_everything(published):
+    trainer, _, project, it = published
+    with pytest.raises(CustomVisionErrorException) as err:
+        trainer.export_iteration(project.id, it.id, "CoreML")
+    assert "no CoreML runtime exists off Apple hardware" in err.value.error.message
+    assert set(trainer.get_iteration(project.id, it.id).exportable_to) >= {"ONNX", "TensorFlow", "OpenVino",
+                                                                           "DockerFile"}

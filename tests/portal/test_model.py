@@ -21,6 +21,8 @@ def test_export_a_compact_iteration_and_download_a_model_that_runs(page, sdk, cl
     page.get_by_role("button", name="Export", exact=True).click()
     box = page.locator("dialog[open]")
     box.get_by_text("No exports yet.").wait_for()
+    offered = box.get_by_label("Export flavour").locator("option").evaluate_all("os => os.map(o => o.value)")
+    assert offered[0] == "ONNX|ONNX12" and {"OpenVino|", "TensorFlow|TensorFlowLite"} <= set(offered)
     box.locator("[data-action=start-export]").click()
     link = box.get_by_role("link", name="Download")
     link.wait_for(timeout=120_000)

@@ -301,14 +301,24 @@ function iterationActions(ctx, it) {
     }, { class: "danger" }));
 }
 
+// What the iteration's exportableTo may offer (a detector's leaves TensorFlow out), as platform|flavor.
+const EXPORT_CHOICES = [
+  ["ONNX|ONNX12", "ONNX (float)"],
+  ["ONNX|ONNXInt8", "ONNX int8 (smaller, for edge devices)"],
+  ["DockerFile|Linux", "Docker container, Linux x86-64 (edge prediction server)"],
+  ["DockerFile|ARM", "Docker container, ARM64 (Raspberry Pi, Jetson)"],
+  ["OpenVino|", "OpenVINO IR (Intel CPUs, GPUs, NPUs)"],
+  ["TensorFlow|TensorFlowNormal", "TensorFlow SavedModel"],
+  ["TensorFlow|TensorFlowLite", "TensorFlow Lite (Android, iOS, LiteRT)"],
+];
+
 async function openExport(ctx, it) {
   const base = `/projects/${ctx.projectId}/iterations/${it.id}/export`;
   const list = h("ul", { class: "exports", "aria-live": "polite" });
-  const flavor = h("select", { "aria-label": "Export flavour" },
-    h("option", { value: "ONNX|ONNX12" }, "ONNX (float)"),
-    h("option", { value: "ONNX|ONNXInt8" }, "ONNX int8 (smaller, for edge devices)"),
-    h("option", { value: "DockerFile|Linux" }, "Docker container, Linux x86-64 (edge prediction server)"),
-    h("option", { value: "DockerFile|ARM" }, "Docker container, ARM64 (Raspberry Pi, Jetson)"));
+  const offered = new Set(it.exportableTo || []);
+  const flavor = h("select", { "aria-label": "Export flavour" }, EXPORT_CHOICES
+    .filter(([value]) => offered.has(value.split("|")[0]))
+    .map(([value, label]) => h("option", { value }, label)));
   let timer = null;
   const refresh = async () => {
     const exports = await api.get(base);
@@ -321,7 +331,7 @@ async function openExport(ctx, it) {
   const body = h("div", {}, h("p", {}, "An export is a zip with the model, its labels and settings and a README: ONNX to embed in an app, or a Docker container that answers like the Prediction API."),
     h("div", { class: "toolbar" }, flavor, action("Export", async () => {
       const [platform, flavour] = flavor.value.split("|");
-      await api.post(base, { platform, flavor: flavour });
+      await api.post(base, flavour ? { platform, flavor: flavour } : { platform });
       await refresh();
     }, { class: "primary", "data-action": "start-export" })), list);
   refresh().catch((err) => showError(err, list));
