@@ -41,7 +41,7 @@ from torch.nn import functional as F
 
 from cvcore import artifacts, metrics
 
-from . import backbones, calibration
+from . import backbones, calibration, doctor
 from .features import (DEFAULT_STAGES, MemoryFeatureCache, PooledFeatures, embed, feature_name, global_dim, grid_cells,
                        images_to_tensor)
 
@@ -89,6 +89,7 @@ class ClassifierResult:
     sidecar: artifacts.ModelSidecar
     evaluation: dict
     config: dict = field(default_factory=dict)
+    evidence: object = None  # doctor.Evidence: what the model doctor diagnoses the data from
 
 
 # --- the exported model ---------------------------------------------------------------------------------------
@@ -330,10 +331,20 @@ def make_problem(examples, labels, multilabel: bool, negative_index: int | None)
     return Problem(labels, multilabel, negative_index, regular, y, truth, background)
 
 
-def assign_folds(strata: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+def assign_folds(strata: np.ndarray, seed: int, groups: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """Stratified folds: fold id per image and the fold count. k = min(5, the smallest stratum with at least
     two images), at least 2; above HELD_OUT_ABOVE images: fold 0 is a 20% held-out split (k=1) and the rest
-    are -1 (training only)."""
+    are -1 (training only). Images of one `groups` id (near duplicates) all take the fold of the group's
+    first image, so a copy is never tested against its original."""
+    folds, k = _stratified_folds(strata, seed)
+    if groups is not None:
+        first: dict[int, int] = {}
+        for i, g in enumerate(groups):
+            folds[i] = folds[first.setdefault(int(g), i)]
+    return folds, k
+
+
+def _stratified_folds(strata: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
     n = len(strata)
     rng = np.random.default_rng(seed)
     folds = np.zeros(n, dtype=np.int64)
@@ -805,8 +816,10 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         budget_seconds = QUICK_CPU_BUDGET_S if device == "cpu" else 600.0
     deadline = started + budget_seconds if budget_seconds else None
     problem = make_problem(examples, labels, multilabel, negative_index)
-    folds, k = assign_folds(problem.strata, seed)
     cache = cache if cache is not None else MemoryFeatureCache()
+    stats = doctor.stats_for(examples, cache)  # per-image statistics: near duplicates share a fold
+    groups = doctor.duplicate_groups(stats)
+    folds, k = assign_folds(problem.strata, seed, groups)
     emb = _Embeddings(examples, cache, device, progress)
     n = len(examples)
     progress(0.05, f"{n} images, {len(problem.regular)} tags, {k if k > 1 else 'held-out'} folds")
@@ -980,6 +993,15 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         if not problem.truth[i] and problem.negative_index is not None:
             truth_matrix[row, problem.negative_index] = True
     per_label_thresholds = calibration.thresholds(full, truth_matrix)
+    oof_regular = np.full((n, len(problem.regular)), np.nan)
+    oof_regular[evaluated] = regular_probabilities(oof_logits, problem, temperature)
+    frozen = emb.get(best.backbone, best.resolution)[:, :gdim]
+    evidence = doctor.Evidence(
+        features=Standardiser.fit(frozen)(frozen), folds=folds, k=k, y=problem.y, stats=stats,
+        folds_ungrouped=assign_folds(problem.strata, seed)[0],
+        regular_names=[problem.labels[j].name for j in problem.regular], multilabel=problem.multilabel,
+        oof=oof_regular, c=best.c, gate=(gate_centre, gate_width), gate_dims=gdim,
+        has_negative=any(not t for t in problem.truth))
 
     model = ClassifierModel(extractor, torch.from_numpy(std.mean), torch.from_numpy(std.scale),
                             torch.from_numpy(head[0]), torch.from_numpy(head[1]), multilabel=problem.multilabel,
@@ -1026,9 +1048,10 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         "warm_start": {"iteration_id": (warm_start or {}).get("iteration_id"), "reused": reuse is not None,
                        "note": reuse_note},
         "candidates": [c.describe() for c in candidates], "embedded_images": emb.computed, "timings": timings,
+        "near_duplicate_images_grouped": int(len(groups) - len(np.unique(groups))),
     }
     progress(0.95, "trained")
-    return ClassifierResult(model=model, sidecar=sidecar, evaluation=evaluation, config=config)
+    return ClassifierResult(model=model, sidecar=sidecar, evaluation=evaluation, config=config, evidence=evidence)
 
 
 MIN_GAIN = 0.002  # the smallest CV log-likelihood gain for which Advanced training changes its recipe

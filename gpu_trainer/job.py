@@ -19,6 +19,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from cvcore import artifacts, exports, layout, manifest, messages, settings
 from cvcore.imaging import ImageError, decode_rgb
 
+from . import doctor
 from .classification import TrainingDiverged
 from .store import BlobFeatureCache, TrainerStore
 
@@ -160,6 +161,12 @@ def previous_config(store: TrainerStore, job: messages.TrainingJob) -> dict | No
     return {**config, "iteration_id": job.previous_iteration_id}
 
 
+# The model doctor's time budget as a share of the training time: its checks run cheapest first and stop once
+# this is spent (the last one may overrun it a little; the ceiling is 20%).
+DOCTOR_SHARE = 0.17
+DOCTOR_MIN_SECONDS = 2.0
+
+
 def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: TrainerStore, progress,
           device: str, previous: dict | None = None):
     labels = labels_of(m)
@@ -175,9 +182,12 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
         from .detection import QUICK_CPU_BUDGET_S
         if budget is None and device == "cpu":
             budget = settings.quick_cpu_seconds(QUICK_CPU_BUDGET_S)
-        return train_detector(examples, labels, backbone=job.backbone, advanced=job.training_type == "Advanced",
-                              budget_seconds=budget, device=device, progress=progress,
-                              dataset_hash=job.dataset_hash)
+        result = train_detector(examples, labels, backbone=job.backbone, advanced=job.training_type == "Advanced",
+                                budget_seconds=budget, device=device, progress=progress,
+                                dataset_hash=job.dataset_hash)
+        result.advice = doctor.diagnose_detector(
+            [{"id": key_of[n], "boxes": boxes.get(n, [])} for n in key_of], [lab.name for lab in labels])
+        return result
     from .classification import Example, train_classifier
     tags_of: dict[int, list[int]] = {}
     for a in m.annotations:
@@ -187,12 +197,18 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
     examples = [Example(images[n] if n in images else lazy_image(store, m.project_id, key_of[n]),
                         tuple(sorted(set(tags_of.get(n, [])) - {negative})), key_of[n])
                 for n in key_of if key_of[n] not in skipped]
-    return train_classifier(examples, labels, multilabel=m.classification_type == "Multilabel",
-                            negative_index=negative, backbone=job.backbone, advanced=job.training_type == "Advanced",
-                            budget_seconds=budget if budget else settings.quick_cpu_seconds(QUICK_BUDGET_S)
-                            if device == "cpu" else None,
-                            device=device, cache=BlobFeatureCache(store, job.project_id), progress=progress,
-                            dataset_hash=job.dataset_hash, warm_start=previous)
+    cache = BlobFeatureCache(store, job.project_id)
+    started = time.monotonic()
+    result = train_classifier(examples, labels, multilabel=m.classification_type == "Multilabel",
+                              negative_index=negative, backbone=job.backbone, advanced=job.training_type == "Advanced",
+                              budget_seconds=budget if budget else settings.quick_cpu_seconds(QUICK_BUDGET_S)
+                              if device == "cpu" else None,
+                              device=device, cache=cache, progress=progress,
+                              dataset_hash=job.dataset_hash, warm_start=previous)
+    progress(0.96, "diagnosing the data (model doctor)")
+    result.advice = doctor.diagnose_classifier(examples, result.evidence, cache=cache, budget_seconds=max(
+        DOCTOR_MIN_SECONDS, DOCTOR_SHARE * (time.monotonic() - started)))
+    return result
 
 
 def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samples: list, skipped: list[str],
@@ -231,6 +247,12 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
         if (workdir / name).exists():
             store.write_artifact(p, it, name, (workdir / name).read_bytes(), "image/png")
     store.write_json(p, it, layout.EVALUATION, result.evaluation)
+    advice = getattr(result, "advice", None)
+    if advice is not None:
+        from .report import advice_page
+        store.write_json(p, it, layout.ADVICE, advice)
+        store.write_artifact(p, it, layout.REPORT_ADVICE, advice_page(advice).encode(), "text/html; charset=utf-8")
+        timings["doctor"] = advice["seconds"]
     if detection:  # settled at once (not supported): an ONNXInt8 export is refused with the reason
         write_int8(store, p, it, sidecar.task, workdir / layout.MODEL_ONNX)
     lap("write artifacts")

@@ -125,3 +125,36 @@ def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
     plt.close(fig)
     written.append(path)
     return written
+
+
+def advice_page(advice: dict) -> str:
+    """The model doctor's findings as one self-contained HTML page (report/advice.html): every text escaped,
+    no script, no external resource."""
+    from html import escape
+
+    rows = []
+    for f in advice.get("findings", []):
+        ids = ", ".join(escape(i) for i in f.get("image_ids", [])[:12])
+        more = len(f.get("image_ids", [])) - 12
+        rows.append(f'<li class="{escape(f["severity"])}"><b>{escape(f["severity"])}</b> '
+                    f'<code>{escape(f["kind"])}</code> {escape(f["message"])}'
+                    + (f'<br><small>images: {ids}{f" and {more} more" if more > 0 else ""}</small>' if ids else "")
+                    + "</li>")
+    curve = advice.get("learning_curve") or {}
+    curve_rows = ""
+    if curve.get("sizes"):
+        curve_rows = "<h2>Learning curve</h2><table><tr><th>training images</th><th>top-1</th></tr>" + "".join(
+            f"<tr><td>{s:g}</td><td>{a:.3f} &plusmn; {d:.3f}</td></tr>"
+            for s, a, d in zip(curve["sizes"], curve["top1"], curve["top1_sd"])) + (
+            f"<tr><td>{2 * curve['sizes'][-1]:g} (expected)</td><td>{curve['predicted_top1_when_doubled']:.3f} "
+            f"&plusmn; {curve['plus_minus']:.3f}</td></tr></table>")
+    checks = "".join(f"<li><code>{escape(k)}</code>: {escape(v)}</li>" for k, v in advice.get("checks", {}).items())
+    body = "".join(rows) or "<li>No problem found in the data.</li>"
+    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model doctor</title><style>"
+            "body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+            "li{margin:.6rem 0}.high b{color:#b00020}.medium b{color:#a15c00}.low b{color:#555}"
+            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .6rem}</style></head><body>"
+            f"<h1>Model doctor: how to improve this model</h1><p>{len(advice.get('findings', []))} findings "
+            f"({escape(advice.get('task', ''))}, {advice.get('images', '?')} images, computed in "
+            f"{advice.get('seconds', 0):.1f} s).</p><ol>{body}</ol>{curve_rows}"
+            f"<h2>Checks</h2><ul>{checks}</ul></body></html>")

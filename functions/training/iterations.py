@@ -176,6 +176,20 @@ def performance(repo: MetadataRepository, blobs: BlobStore, project_id: str, ite
     return classification_performance(evaluation, threshold)
 
 
+def advice(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str) -> dict:
+    """The model doctor's findings for a Completed iteration (advice.json, written by the trainer), with a link
+    to the same as a page. Iterations trained before the doctor existed have none: NotFound says so."""
+    project, it = _trained(repo, project_id, iteration_id)
+    name = layout.iteration_artifact(project.id, it.id, layout.ADVICE)
+    if not blobs.exists(layout.MODELS, name):
+        raise NotFound("NotFoundIterationAdvice", f"iteration {it.name!r} has no advice: it was trained before "
+                                                  "the model doctor existed; train again to get it")
+    found = json.loads(blobs.get(layout.MODELS, name))
+    page = layout.iteration_artifact(project.id, it.id, layout.REPORT_ADVICE)
+    found["reportUri"] = blobs.url(layout.MODELS, page) if blobs.exists(layout.MODELS, page) else None
+    return found
+
+
 def _image_predictions(evaluation: dict, entry: dict, labels: dict) -> list[dict]:
     """One image's out-of-fold predictions in Custom Vision's Prediction shape, most probable first."""
     out = []

@@ -277,6 +277,12 @@ def _performance(s: Services, r: ApiRequest, projectId: str, iterationId: str):
                                   r.query_float("overlapThreshold"))
 
 
+@get("projects/{projectId}/iterations/{iterationId}/advice")
+def _advice(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+    """Our extension: how to improve the model (the model doctor's findings, training/iterations.advice)."""
+    return iterations.advice(s.repo, s.blobs, projectId, iterationId)
+
+
 @post("projects/{projectId}/iterations/{iterationId}/publish")
 def _publish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.publish(s.repo, projectId, iterationId, r.query("publishName"), r.query("predictionId"),

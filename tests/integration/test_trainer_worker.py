@@ -169,6 +169,14 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     worker.poll(store, once=True)
     apply_all(services, store)
     assert services.repo.get_iteration(p, first).status == "Completed"
+    # the model doctor's advice is beside the artifacts, served by the API with its page
+    from functions.training import iterations
+    advice = iterations.advice(services.repo, services.blobs, p, first)
+    assert advice["task"] == "classification" and advice["images"] == 10
+    assert "quantity" in {f["kind"] for f in advice["findings"]} and advice["reportUri"]
+    assert advice["checks"]["label_errors"].startswith("ran")
+    page = store.read_model_blob(layout.iteration_artifact(p, first, layout.REPORT_ADVICE)).decode()
+    assert "Model doctor" in page and "50 images per tag" in page
     # the int8 flavour is made only when an export asks for it: an ExportJob on the same queue
     status_name = layout.iteration_artifact(p, first, layout.MODEL_INT8_STATUS)
     assert not store.exists(status_name)

@@ -120,3 +120,19 @@ def test_settings_set_the_notification_queue_and_show_a_refusal(page, sdk, stack
         assert page.get_by_label("Notification queue URI").input_value() == uri  # shown after the reload
     finally:
         sdk.delete_project(project.id)
+
+
+def test_performance_shows_the_model_doctors_findings(page, sdk, classifier):
+    import requests
+
+    from cvcore import settings
+    project, tags, it = classifier
+    page.goto(page.url.split("#")[0] + f"#/p/{project.id}/performance/{it.id}")
+    advice = page.get_by_role("region", name="How to improve this model")
+    finding = advice.locator("li.finding[data-kind=quantity]")
+    finding.wait_for()
+    assert "fewer than the 50 images per tag" in finding.inner_text() and "'left' (6)" in finding.inner_text()
+    assert finding.locator(".badge").inner_text() == "medium"  # 6 per tag: under 50, above the minimum of 5
+    api = requests.get(f"{sdk.config.endpoint}/customvision/v3.3/training/projects/{project.id}/iterations/{it.id}/"
+                       "advice", headers={"Training-Key": settings.LOCAL_TRAINING_KEY}, timeout=10).json()
+    assert advice.locator("li.finding").count() == len(api["findings"])

@@ -267,3 +267,15 @@ def test_bad_notification_addresses_are_refused_naming_the_field(address):
     with pytest.raises(BadRequest, match="notificationEmailAddress"):
         run(repo, blobs, jobs, p, notification_email=address)
     assert repo.list_iterations(p) == []
+
+
+def test_advice_is_served_for_completed_iterations_and_missing_advice_says_why():
+    repo, blobs, jobs, p, it = completed_with_float_model()
+    with pytest.raises(NotFound, match="trained before the model doctor existed"):
+        iterations.advice(repo, blobs, p, it)
+    found = {"version": 1, "task": "classification", "findings": [{"kind": "balance", "severity": "high"}]}
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.ADVICE), json.dumps(found).encode(), "x")
+    got = iterations.advice(repo, blobs, p, it)
+    assert got["findings"] == found["findings"] and got["reportUri"] is None
+    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.REPORT_ADVICE), b"<html>", "text/html")
+    assert iterations.advice(repo, blobs, p, it)["reportUri"].endswith(layout.REPORT_ADVICE)

@@ -139,6 +139,7 @@ async function renderPerformance(content, ctx, it, timers) {
   const gallery = h("div", { class: "heldout" });
   const onlyWrong = h("input", { type: "checkbox", id: `only-wrong-${it.id}` });
   const reports = h("div", { class: "reports" });
+  const advice = h("section", { class: "advice", "aria-label": "How to improve this model" });
   clear(content,
     h("div", { class: "toolbar" }, h("h2", {}, it.name), h("span", { class: "spacer" }), iterationActions(ctx, it)),
     h("div", { class: "sliders panel" },
@@ -146,7 +147,7 @@ async function renderPerformance(content, ctx, it, timers) {
         threshold, thresholdOut, h("small", { class: "hint" }, "The minimum probability for a prediction to count.")),
       ctx.isDetection ? h("div", { class: "field slider" }, h("label", { for: overlap.id = `ovl-${it.id}` }, "Overlap threshold"),
         overlap, overlapOut, h("small", { class: "hint" }, "The minimum IoU for a predicted box to match a labelled one.")) : null),
-    summary, table, reports,
+    summary, table, advice, reports,
     h("div", { class: "toolbar" }, h("h3", {}, "Held-out images"), h("span", { class: "spacer" }),
       h("label", { class: "choice", for: onlyWrong.id }, onlyWrong, "Show only the wrong ones")),
     h("p", { class: "muted" }, "How each training image was predicted while it was held out (cross-validation). ",
@@ -219,6 +220,29 @@ async function renderPerformance(content, ctx, it, timers) {
   heldout = (await api.pool(pages, 2, (skip) => api.get(`/projects/${pid}/iterations/${it.id}/performance/images`,
     { take: 256, skip }))).flat();
   await update();
+  renderAdvice(advice, pid, it, heldout);
+}
+
+// The model doctor's findings (GET .../iterations/{id}/advice), most severe first, with the images they name.
+async function renderAdvice(root, pid, it, heldout) {
+  let found;
+  try {
+    found = await api.get(`/projects/${pid}/iterations/${it.id}/advice`);
+  } catch (err) {
+    if (err.status === 404) clear(root, h("h3", {}, "How to improve this model"), h("p", { class: "muted" }, err.text || err.message));
+    else showError(err, root);
+    return;
+  }
+  const thumbs = new Map(heldout.map((im) => [im.id, im.thumbnailUri]));
+  const items = (found.findings || []).map((f) => h("li", { class: `finding ${f.severity}`, dataset: { kind: f.kind } },
+    h("span", { class: `badge ${f.severity === "high" ? "bad" : f.severity === "medium" ? "run" : ""}` }, f.severity),
+    " ", h("span", { class: "finding-text" }, f.message),
+    (f.image_ids || []).some((id) => thumbs.has(id)) ? h("div", { class: "finding-images" },
+      f.image_ids.filter((id) => thumbs.has(id)).slice(0, 8).map((id) =>
+        h("img", { src: thumbs.get(id), alt: `image ${id}`, title: id, loading: "lazy", dataset: { id } }))) : null));
+  clear(root, h("h3", {}, "How to improve this model"),
+    items.length ? h("ol", { class: "findings" }, items) : h("p", {}, "The model doctor found no problem in the data."),
+    h("p", { class: "muted" }, `Checked ${found.images} images in ${Number(found.seconds).toFixed(1)} s.`));
 }
 
 function metric(label, value, cls) {
