@@ -100,6 +100,30 @@ def _train(examples, seed: int):
     return result, advice, train_s, time.perf_counter() - t
 
 
+def _png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def _drift(result, seed: int) -> dict:
+    """The train-vs-field check on 40 'stored predictions' like the training set (Fashion-MNIST test images)
+    and on 40 unlike it (real photos of other things)."""
+    from gpu_trainer import doctor
+    from tests.support import fashion_mnist as fm
+    from tests.support.images import photo_image
+    x, _ = fm.load("t10k")
+    rng = np.random.default_rng(seed)
+    alike = [_png(fm.as_rgb(x[i])) for i in rng.choice(len(x), 40, replace=False)]
+    unlike = [_png(photo_image(int(i), (64, 64))) for i in rng.choice(5000, 40, replace=False)]
+    out = {}
+    for name, images in (("alike", alike), ("unlike", unlike)):
+        field = [(f"{name}-{n}", lambda data=data: data) for n, data in enumerate(images)]
+        found = doctor.drift(result.evidence, *doctor.field_features(result.evidence, field))
+        out[name] = found[0].numbers["share_unlike"] if found else None
+    return out
+
+
 def _kinds(advice) -> dict[str, dict]:
     return {f["kind"]: f for f in advice["findings"]}
 
@@ -139,6 +163,7 @@ def run() -> dict:
             "doctor_share": round(doctor_s / train_s, 3), "checks": advice["checks"]}
         clean_examples, _ = build(per_tag, seed, inject=False)
         clean, clean_advice, clean_train_s, clean_doctor_s = _train(clean_examples, seed)
+        drifted = _drift(clean, seed)
         half_examples, _ = build(per_tag // 2, seed, inject=False)
         _, half_advice, _, _ = _train(half_examples, seed)
         predicted = half_advice["learning_curve"]
@@ -148,7 +173,8 @@ def run() -> dict:
                                "findings": [(f["kind"], f["severity"], len(f["image_ids"]))
                                             for f in clean_advice["findings"]],
                                "train_s": round(clean_train_s, 2), "doctor_s": round(clean_doctor_s, 2),
-                               "doctor_share": round(clean_doctor_s / clean_train_s, 3)},
+                               "doctor_share": round(clean_doctor_s / clean_train_s, 3),
+                               "drift_share_unlike": drifted},
                      "learning_curve": {
                          "from_per_tag": per_tag // 2, "top1_then": predicted.get("model_top1"),
                          "predicted_when_doubled": predicted.get("predicted_top1_when_doubled"),
@@ -174,7 +200,9 @@ def report(r: dict) -> str:
             f"imbalance found {inj['imbalance_found']}; doctor {inj['doctor_s']} s = {inj['doctor_share']:.0%} of "
             f"training {inj['train_s']} s",
             f"    clean set findings: {clean['findings'] or 'none'} (doctor {clean['doctor_share']:.0%} of "
-            f"training)",
+            f"training); drift on 40 field images like the set: "
+            f"{'found' if clean['drift_share_unlike']['alike'] else 'none'}, on 40 unlike it: "
+            f"{clean['drift_share_unlike']['unlike'] or 'not found'} of them unlike",
             f"    learning curve from {lc['from_per_tag']}/tag: top-1 {lc['top1_then']}, predicted with twice the "
             f"images {lc['predicted_when_doubled']} +- {lc['plus_minus']}, actual {lc['actual_with_doubled']} "
             f"(error {lc['error']})"]

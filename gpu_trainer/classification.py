@@ -996,8 +996,14 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
     oof_regular = np.full((n, len(problem.regular)), np.nan)
     oof_regular[evaluated] = regular_probabilities(oof_logits, problem, temperature)
     frozen = emb.get(best.backbone, best.resolution)[:, :gdim]
+    frozen_std = Standardiser.fit(frozen)
+
+    def embed_more(images, keys):  # other images (stored predictions) in the same embedding space
+        more = embed(emb.backbone(best.backbone), images, keys, cache, best.resolution, device, batch_size=32)
+        return frozen_std(more[:, :gdim])
+
     evidence = doctor.Evidence(
-        features=Standardiser.fit(frozen)(frozen), folds=folds, k=k, y=problem.y, stats=stats,
+        features=frozen_std(frozen), embed=embed_more, folds=folds, k=k, y=problem.y, stats=stats,
         folds_ungrouped=assign_folds(problem.strata, seed)[0],
         regular_names=[problem.labels[j].name for j in problem.regular], multilabel=problem.multilabel,
         oof=oof_regular, c=best.c, gate=(gate_centre, gate_width), gate_dims=gdim,

@@ -55,6 +55,11 @@ BACKGROUND = slice(_AFTER, _AFTER + 6)  # border band RGB mean, std
 COLOURS = slice(_AFTER + 6, _AFTER + 12)  # whole image RGB mean, std
 FILE = slice(_AFTER + 12, _AFTER + 16)  # width, height, aspect, format code
 MAX_LEFT_OUT = 4  # out-of-set: tags left out in turn (the largest ones)
+# Train vs field: the newest stored predictions compared with the training images. A field image is "unlike"
+# when its nearest training image is further than the training images' own 2% nearest-neighbour quantile.
+FIELD_SAMPLE = 64
+FIELD_MIN = 8
+DRIFT_QUANTILE, DRIFT_FRACTION = 0.02, 0.3
 
 
 @dataclass
@@ -65,6 +70,7 @@ class Finding:
     tags: list[str] = field(default_factory=list)
     image_ids: list[str] = field(default_factory=list)
     numbers: dict = field(default_factory=dict)
+    prediction_ids: list[str] = field(default_factory=list)  # stored predictions it is about (drift)
 
 
 @dataclass
@@ -84,6 +90,7 @@ class Evidence:
     has_negative: bool
     stats: np.ndarray | None = None  # image_stats per image, when the training computed them
     folds_ungrouped: np.ndarray | None = None  # the folds the training would have used without duplicate groups
+    embed: object = None  # (image loader by index, keys) -> features like `features` (stored predictions' images)
 
 
 # --- per-image statistics ---------------------------------------------------------------------------------
@@ -464,6 +471,54 @@ def out_of_set(ev: Evidence, ids: list[str], threshold: float = 0.5, deadline: f
                                              "threshold": threshold})]
 
 
+def drift(ev: Evidence, field_features: np.ndarray, prediction_ids: list[str]) -> list[Finding]:
+    """Are the images the model is asked about (stored predictions) like the ones it was trained on?"""
+    if len(field_features) < FIELD_MIN or len(ev.features) < 3:
+        return []
+    from .calibration import l2_normalise
+
+    z = l2_normalise(ev.features)
+    near = z @ z.T
+    np.fill_diagonal(near, -np.inf)
+    own = near.max(axis=1)  # each training image's nearest other training image
+    threshold = float(np.quantile(own, DRIFT_QUANTILE))
+    field_near = (l2_normalise(field_features) @ z.T).max(axis=1)
+    unlike = field_near < threshold
+    share = float(unlike.mean())
+    numbers = {"field_images": int(len(field_near)), "unlike": int(unlike.sum()), "share_unlike": round(share, 3),
+               "expected_share": DRIFT_QUANTILE, "threshold": round(threshold, 4),
+               "median_similarity_field": round(float(np.median(field_near)), 4),
+               "median_similarity_training": round(float(np.median(own)), 4)}
+    if share < DRIFT_FRACTION:
+        return []
+    order = np.argsort(field_near)
+    ranked = [prediction_ids[i] for i in order if unlike[i]]
+    return [Finding("drift", "high" if share >= 0.5 else "medium",
+                    f"The images sent for prediction differ from the training images: {share:.0%} of the "
+                    f"{len(field_near)} newest stored predictions look unlike every training image (about "
+                    f"{DRIFT_QUANTILE:.0%} would, were they alike). Train on images like those the camera sends: "
+                    f"label the {min(len(ranked), LISTED_IMAGES)} listed predictions first (most unlike first) and "
+                    "add them to the training set.",
+                    prediction_ids=ranked[:LISTED_IMAGES * 5], numbers=numbers)]
+
+
+def field_features(ev: Evidence, field: list[tuple[str, object]]) -> tuple[np.ndarray, list[str]]:
+    """Embed the stored predictions' images (decoded and checked like training images); unreadable ones are left
+    out."""
+    from cvcore.imaging import ImageError, decode_rgb
+
+    images, ids = [], []
+    for prediction_id, load in field:
+        try:
+            images.append(decode_rgb(load(), max_bytes=None))
+            ids.append(prediction_id)
+        except (ImageError, OSError) as exc:
+            log.info("stored prediction %s not readable for the doctor: %s", prediction_id, exc)
+    if not images or ev.embed is None:
+        return np.zeros((0, ev.features.shape[1])), []
+    return ev.embed(lambda i: images[i], [f"prediction-{p}" for p in ids]), ids
+
+
 def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None = None, seed: int = 0) -> dict:
     """Top-1 (overall and per tag) against training size from cross-validated subsamples of the training folds,
     a power law err(n) = a * n^-b fitted per fold, and what doubling the images is expected to bring."""
@@ -591,9 +646,9 @@ def curve_findings(curve: dict, counts: dict[str, int]) -> list[Finding]:
 # --- entry points -----------------------------------------------------------------------------------------
 
 def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: float | None = None,
-                        labels_of=None) -> dict:
-    """advice.json for a classifier. `examples` carry the API image ids as keys; `labels_of(example)` gives the
-    tag names of an example (default: through ev.regular_names and example.labels positions)."""
+                        field: list[tuple[str, object]] = ()) -> dict:
+    """advice.json for a classifier. `examples` carry the API image ids as keys; `field` is the newest stored
+    predictions as (prediction id, loader of the image bytes), for the train-vs-field check."""
     started = time.monotonic()
     deadline = started + budget_seconds if budget_seconds else None
     ids = [str(ex.key) for ex in examples]
@@ -632,6 +687,10 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
     linear_top1 = curve["top1"][-1] if curve.get("fractions", [0])[-1] == 1.0 else None
     check("duplicates_cross_validation", lambda: add_grouping_effect(findings, ev, linear_top1))
     findings += check("out_of_set", lambda: out_of_set(ev, ids, deadline=deadline)) or []
+    if len(field) >= FIELD_MIN:
+        findings += check("drift", lambda: drift(ev, *field_features(ev, list(field)))) or []
+    else:
+        checks["drift"] = f"not run: {len(field)} stored predictions (at least {FIELD_MIN} are needed)"
     return _advice("classification", findings, checks, started, {"learning_curve": curve, "images": len(ids),
                                                                   "images_per_tag": counts})
 

@@ -207,7 +207,8 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
                               dataset_hash=job.dataset_hash, warm_start=previous)
     progress(0.96, "diagnosing the data (model doctor)")
     result.advice = doctor.diagnose_classifier(examples, result.evidence, cache=cache, budget_seconds=max(
-        DOCTOR_MIN_SECONDS, DOCTOR_SHARE * (time.monotonic() - started)))
+        DOCTOR_MIN_SECONDS, DOCTOR_SHARE * (time.monotonic() - started)),
+        field=store.field_images(job.project_id, doctor.FIELD_SAMPLE))
     return result
 
 

@@ -9,7 +9,7 @@ import logging
 import threading
 
 import numpy as np
-from azure.core.exceptions import ResourceNotFoundError
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContentSettings
 
 from cvcore import layout, messages
@@ -41,6 +41,22 @@ class TrainerStore:
 
     def read_image(self, project_id: str, image_id: str) -> bytes:
         return self._images.download_blob(layout.image_original(project_id, image_id)).readall()
+
+    def field_images(self, project_id: str, limit: int) -> list[tuple[str, object]]:
+        """The newest `limit` stored prediction images of the project as (prediction id, loader of the bytes):
+        prediction ids sort newest first, so the first names listed are the newest."""
+        container = self.clients.blob.get_container_client(layout.PREDICTIONS)
+        prefix = layout.prediction_image(project_id, layout.new_id()).rsplit("/", 1)[0] + "/"
+        out = []
+        try:
+            for blob in container.list_blobs(name_starts_with=prefix, results_per_page=limit):
+                prediction_id = blob.name[len(prefix):]
+                out.append((prediction_id, lambda name=blob.name: container.download_blob(name).readall()))
+                if len(out) >= limit:
+                    break
+        except HttpResponseError as exc:  # the doctor's drift check is optional: never fail a training for it
+            log.warning("stored predictions of %s not listed: %s", project_id, exc)
+        return out
 
     def iteration_exists(self, project_id: str, iteration_id: str) -> bool:
         try:

@@ -294,3 +294,18 @@ def test_second_worker_backs_off_while_the_iteration_is_leased(services, store, 
         assert jobs.get_queue_properties().approximate_message_count == 1  # ...but not deleted
     finally:
         lease.release()
+
+
+def test_the_doctor_reads_the_newest_stored_predictions_first(store):
+    """TrainerStore.field_images on Azurite: prediction ids sort newest first, so the listing is newest first,
+    capped, and limited to the project."""
+    p, other = layout.new_id(), layout.new_id()
+    container = store.clients.blob.get_container_client(layout.PREDICTIONS)
+    ids = [layout.new_prediction_id(1_800_000_000_000 + n * 1000) for n in range(5)]  # n=4 is the newest
+    for n, pid in enumerate(ids):
+        container.upload_blob(layout.prediction_image(p, pid), f"image {n}".encode(), overwrite=True)
+    container.upload_blob(layout.prediction_image(other, ids[0]), b"not this project", overwrite=True)
+    got = store.field_images(p, 3)
+    assert [pid for pid, _ in got] == [ids[4], ids[3], ids[2]]
+    assert got[0][1]() == b"image 4"
+    assert store.field_images(layout.new_id(), 3) == []

@@ -174,3 +174,41 @@ def test_image_statistics_layout(fmt):
     assert abs(np.linalg.norm(stats[doctor.THUMBNAIL]) - 1) < 1e-4
     assert np.allclose(stats[doctor.BACKGROUND][:3], np.array([10, 200, 30]) / 255, atol=0.08)
     assert list(stats[doctor.FILE][:2]) == [120, 80] and stats[doctor.FILE][3] == {"PNG": 2, "JPEG": 1}[fmt]
+
+
+def test_field_images_unlike_the_training_set_are_drift_ranked_most_unlike_first():
+    rng = np.random.default_rng(5)
+    y = np.repeat([0, 1, 2], 20)
+    centres = rng.normal(size=(3, 32)) * 3
+    features = centres[y] + rng.normal(size=(60, 32))
+    ev = evidence(y, features=features)
+    alike = centres[rng.integers(0, 3, 20)] + rng.normal(size=(20, 32))
+    assert doctor.drift(ev, alike, [f"p{i}" for i in range(20)]) == []
+    other = rng.normal(size=(20, 32)) * 3 + 8  # a different camera, a different place
+    mixed = np.concatenate([alike[:10], other[:10]])
+    (found,) = doctor.drift(ev, mixed, [f"p{i}" for i in range(20)])
+    assert found.kind == "drift" and set(found.prediction_ids[:10]) == {f"p{i}" for i in range(10, 20)}
+    assert found.numbers["share_unlike"] >= 0.5 and found.severity == "high"
+    assert doctor.drift(ev, other[:3], ["a", "b", "c"]) == []  # too few to say
+
+
+def test_the_drift_check_embeds_stored_predictions_through_the_training_embedding(monkeypatch):
+    y = np.repeat([0, 1, 2], 10)
+    examples = [type("E", (), {"key": f"i{i}", "image": noise_image(i)})() for i in range(30)]
+    tight = 5.0 * np.eye(16)[y] + 0.3 * np.random.default_rng(2).normal(size=(30, 16))  # three tight clusters
+    ev = evidence(y, features=tight)
+    seen = {}
+
+    def embed(load, keys):
+        seen["keys"] = keys
+        seen["sizes"] = [load(i).size for i in range(len(keys))]
+        return np.tile(5.0 * np.eye(16)[12], (len(keys), 1))  # along none of the training clusters
+    ev.embed = embed
+    jpeg = io.BytesIO()
+    noise_image(99).save(jpeg, "JPEG")
+    field = [(f"pred{i}", lambda data=jpeg.getvalue(): data) for i in range(9)] + [("broken", lambda: b"nope")]
+    advice = doctor.diagnose_classifier(examples, ev, field=field)
+    assert seen["keys"] == [f"prediction-pred{i}" for i in range(9)] and seen["sizes"][0] == (96, 96)
+    (found,) = [f for f in advice["findings"] if f["kind"] == "drift"]
+    assert found["prediction_ids"][0].startswith("pred") and advice["checks"]["drift"].startswith("ran")
+    assert doctor.diagnose_classifier(examples, evidence(y), field=field[:3])["checks"]["drift"].startswith("not run")

@@ -239,7 +239,9 @@ async function renderAdvice(root, pid, it, heldout) {
     " ", h("span", { class: "finding-text" }, f.message),
     (f.image_ids || []).some((id) => thumbs.has(id)) ? h("div", { class: "finding-images" },
       f.image_ids.filter((id) => thumbs.has(id)).slice(0, 8).map((id) =>
-        h("img", { src: thumbs.get(id), alt: `image ${id}`, title: id, loading: "lazy", dataset: { id } }))) : null));
+        h("img", { src: thumbs.get(id), alt: `image ${id}`, title: id, loading: "lazy", dataset: { id } }))) : null,
+    (f.prediction_ids || []).length ? h("p", {}, h("a", { href: `#/p/${pid}/predictions` },
+      `Review the ${f.prediction_ids.length} stored predictions on the Predictions page`)) : null));
   clear(root, h("h3", {}, "How to improve this model"),
     items.length ? h("ol", { class: "findings" }, items) : h("p", {}, "The model doctor found no problem in the data."),
     h("p", { class: "muted" }, `Checked ${found.images} images in ${Number(found.seconds).toFixed(1)} s.`));
