@@ -415,12 +415,9 @@ def _fit(features, y, classes: int, c: float, multilabel: bool):
 
 
 def _probabilities(std, head, features, multilabel: bool) -> np.ndarray:
-    z = std(features) @ head[0].T + head[1]
-    if multilabel:
-        return 1 / (1 + np.exp(-z))
-    z = z - z.max(1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(1, keepdims=True)
+    from .classification import _logits, _sigmoid, _softmax
+    z = _logits(std(features), head)
+    return _sigmoid(z) if multilabel else _softmax(z)
 
 
 def out_of_set(ev: Evidence, ids: list[str], threshold: float = 0.5, deadline: float | None = None) -> list[Finding]:
