@@ -695,6 +695,8 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
 def diagnose_detector(images: list[dict], names: list[str]) -> dict:
     """advice.json for a detector, from its regions: `images` = [{"id", "boxes": [(tag index, x, y, w, h)]}]
     with boxes normalised to the image (0..1)."""
+    from cvcore.boxes import iou
+
     started = time.monotonic()
     regions = {n: 0 for n in names}
     tiny, huge, cut, doubled = [], [], [], []
@@ -708,10 +710,11 @@ def diagnose_detector(images: list[dict], names: list[str]) -> dict:
                 huge.append((im["id"], names[t]))
             if x <= 0.002 or y <= 0.002 or x + w >= 0.998 or y + h >= 0.998:
                 cut.append((im["id"], names[t]))
-        for a in range(len(boxes)):
-            for b in range(a + 1, len(boxes)):
-                if boxes[a][0] == boxes[b][0] and _iou(boxes[a][1:], boxes[b][1:]) >= 0.9:
-                    doubled.append((im["id"], names[boxes[a][0]]))
+        if len(boxes) > 1:
+            tags = np.array([b[0] for b in boxes])
+            ltwh = np.array([b[1:] for b in boxes], dtype=float)
+            same = np.triu(iou(ltwh, ltwh) >= 0.9, 1) & (tags[:, None] == tags[None, :])
+            doubled += [(im["id"], names[boxes[a][0]]) for a, _ in zip(*np.nonzero(same))]
     findings = quantity(regions, "detection") + balance(regions)
     for found, kind, severity, words in (
             (tiny, "tiny_boxes", "medium", "regions are tiny (under 0.05% of the image or 1% of a side): detectors "
@@ -729,15 +732,6 @@ def diagnose_detector(images: list[dict], names: list[str]) -> dict:
     checks = {k: "ran" for k in ("quantity", "balance", "tiny_boxes", "huge_boxes", "boxes_cut_by_border",
                                  "duplicate_boxes")}
     return _advice("detection", findings, checks, started, {"regions_per_tag": regions, "images": len(images)})
-
-
-def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = w * h
-    return inter / max(aw * ah + bw * bh - inter, 1e-12)
 
 
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
