@@ -197,11 +197,15 @@ export async function render(root, ctx) {
     if (s) tile.append(suggestionChips(im, s));
     return tile;
   }
+  // The tiles in view plus two rows either side: [first, last).
+  function visibleRange() {
+    const top = scroller.scrollTop, height = scroller.clientHeight || 600;
+    return { first: Math.max(0, Math.floor(top / TILE) - 2) * cols,
+             last: Math.min(total, (Math.ceil((top + height) / TILE) + 2) * cols) };
+  }
   function paint(force = false) {
     layout();
-    const top = scroller.scrollTop, height = scroller.clientHeight || 600;
-    const first = Math.max(0, Math.floor(top / TILE) - 2) * cols;
-    const last = Math.min(total, (Math.ceil((top + height) / TILE) + 2) * cols);
+    const { first, last } = visibleRange();
     for (const [i, el] of rendered) {
       if (i < first || i >= last || force) { el.remove(); rendered.delete(i); }
     }
@@ -325,8 +329,20 @@ export async function render(root, ctx) {
   function latest() { return completedIterations(ctx)[0]; }
   async function suggestInView() {
     const it = latest();
-    const ids = [...rendered.keys()].map((i) => items[i]?.id).filter((id) => id && !suggestions.has(id)).slice(0, 64);
-    if (!ids.length) return;
+    if (!it) { toast("Train the project first: suggestions come from its newest completed iteration.", "error"); return; }
+    // The images in view, waiting for their pages when the grid is still loading them (a click right after the
+    // count appears must not do nothing).
+    layout();
+    const { first, last } = visibleRange();
+    const wanted = new Set();
+    for (let i = first; i < last; i++) wanted.add(Math.floor(i / PAGE));
+    await Promise.all([...wanted].map((p) => loadPage(p)));
+    const ids = [];
+    for (let i = first; i < last && ids.length < 64; i++) {
+      const id = items[i]?.id;
+      if (id && !suggestions.has(id)) ids.push(id);
+    }
+    if (!ids.length) { toast("The images in view already show suggestions: scroll to see more.", "info"); return; }
     const res = await api.post(`/projects/${pid}/tagsandregions/suggestions`, { iterationId: it.id, imageIds: ids });
     for (const s of res) suggestions.set(s.id, s);
     paint(true);
