@@ -1,6 +1,7 @@
 """The model doctor against known problems injected into real photos (Fashion-MNIST, upscaled to 64 px):
 5% flipped labels, 10 near-duplicate pairs across tags, one tag whose images all share a coloured background,
-one tag with 8 images beside others with 60. Reported: precision / recall of each diagnosis against what was
+one tag with 8 images beside others with 60, one tag whose photos all come from one camera (EXIF make and
+model, as the manifest carries them; the others from three phones at random). Reported: precision / recall of each diagnosis against what was
 injected, the findings on the same set without injections (false alarms), the doctor's time as a share of
 the training time, and the learning curve's prediction (from 30 images per tag, for 60) against the top-1
 actually reached with 60 per tag. Environment: DOCTOR_SEEDS (default "0,1"), DOCTOR_PER_TAG (60)."""
@@ -15,7 +16,8 @@ import uuid
 import numpy as np
 from PIL import Image
 
-SMALL_TAG, COLOURED_TAG = 3, 8  # Dress: 8 images; Bag: all on a red background
+SMALL_TAG, COLOURED_TAG, CAMERA_TAG = 3, 8, 7  # Dress: 8 images; Bag: all on a red background; Sneaker: one camera
+CAMERA, PHONES = "Canon EOS 5D", ("Google Pixel 7", "Apple iPhone 13", "samsung SM-S911B")
 FLIP_SHARE, DUP_PAIRS, SMALL_COUNT = 0.05, 10, 8
 COLOUR = (200, 40, 40)
 
@@ -81,10 +83,14 @@ def build(per_tag: int, seed: int, inject: bool):
     examples = [Example(image=im, labels=(given[key],), key=key) for im, _, key in rows]
     truth["true_tag"] = {key: tag for _, tag, key in rows}
     truth["given"] = given
+    truth["camera"] = fm.CLASSES[CAMERA_TAG]
+    # The manifest's properties per image: the camera tag's photos from one camera, all others' from any phone.
+    truth["properties"] = {key: {"format": "PNG", "camera": CAMERA if inject and given[key] == CAMERA_TAG
+                                 else PHONES[int(rng.integers(len(PHONES)))]} for _, _, key in rows}
     return examples, truth
 
 
-def _train(examples, seed: int):
+def _train(examples, seed: int, properties: dict | None = None):
     from gpu_trainer.classification import train_classifier
     from gpu_trainer.doctor import diagnose_classifier
     from gpu_trainer.features import MemoryFeatureCache
@@ -96,7 +102,8 @@ def _train(examples, seed: int):
     train_s = time.perf_counter() - t
     t = time.perf_counter()
     advice = diagnose_classifier(examples, result.evidence, cache=cache,
-                                 budget_seconds=max(DOCTOR_MIN_SECONDS, DOCTOR_SHARE * train_s))
+                                 budget_seconds=max(DOCTOR_MIN_SECONDS, DOCTOR_SHARE * train_s),
+                                 properties=properties)
     return result, advice, train_s, time.perf_counter() - t
 
 
@@ -140,7 +147,7 @@ def run() -> dict:
     runs = []
     for seed in seeds:
         examples, truth = build(per_tag, seed, inject=True)
-        result, advice, train_s, doctor_s = _train(examples, seed)
+        result, advice, train_s, doctor_s = _train(examples, seed, truth["properties"])
         kinds = _kinds(advice)
         suspects = {s["image_id"] for s in (kinds.get("label_errors") or {}).get("numbers", {}).get("suspects", [])}
         pairs = {frozenset(p["images"]) for p in
@@ -157,12 +164,17 @@ def run() -> dict:
                 and len({truth["given"][k] for k in p}) == 2}),
             "background_bias_found": any(truth["coloured"] in f["tags"] and f["numbers"]["view"] == "background"
                                          for f in shortcut),
-            "background_false_tags": sorted({t for f in shortcut for t in f["tags"]} - {truth["coloured"]}),
+            "background_false_tags": sorted({t for f in shortcut if f["numbers"]["view"] != "camera"
+                                             for t in f["tags"]} - {truth["coloured"]}),
+            "camera_bias_found": any(truth["camera"] in f["tags"] and f["numbers"]["view"] == "camera"
+                                     for f in shortcut),
+            "camera_false_tags": sorted({t for f in shortcut if f["numbers"]["view"] == "camera"
+                                         for t in f["tags"]} - {truth["camera"]}),
             "imbalance_found": truth["small"] in (kinds.get("balance") or {}).get("tags", []),
             "kinds": sorted(kinds), "train_s": round(train_s, 2), "doctor_s": round(doctor_s, 2),
             "doctor_share": round(doctor_s / train_s, 3), "checks": advice["checks"]}
-        clean_examples, _ = build(per_tag, seed, inject=False)
-        clean, clean_advice, clean_train_s, clean_doctor_s = _train(clean_examples, seed)
+        clean_examples, clean_truth = build(per_tag, seed, inject=False)
+        clean, clean_advice, clean_train_s, clean_doctor_s = _train(clean_examples, seed, clean_truth["properties"])
         drifted = _drift(clean, seed)
         half_examples, _ = build(per_tag // 2, seed, inject=False)
         _, half_advice, _, _ = _train(half_examples, seed)
@@ -197,6 +209,7 @@ def report(r: dict) -> str:
             f"duplicate pairs across tags precision {dup['precision']} recall {dup['recall']} (counting natural "
             f"pairs split by a flip: {inj['duplicates_across_tags_real']['precision']}); background bias "
             f"found {inj['background_bias_found']} (other tags flagged: {inj['background_false_tags'] or 'none'}); "
+            f"camera bias found {inj['camera_bias_found']} (other tags: {inj['camera_false_tags'] or 'none'}); "
             f"imbalance found {inj['imbalance_found']}; doctor {inj['doctor_s']} s = {inj['doctor_share']:.0%} of "
             f"training {inj['train_s']} s",
             f"    clean set findings: {clean['findings'] or 'none'} (doctor {clean['doctor_share']:.0%} of "

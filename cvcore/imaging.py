@@ -67,6 +67,8 @@ WHITE = (255, 255, 255)
 # Pillow's own default, used should anything in the process have switched the guard off.
 _DEFAULT_MAX_IMAGE_PIXELS = int(1024 * 1024 * 1024 // 4 // 3)
 _EXIF_ORIENTATION = 0x0112
+_EXIF_MAKE, _EXIF_MODEL = 0x010F, 0x0110
+CAMERA_CHARS = 64
 _TRANSPOSE = {
     2: Image.Transpose.FLIP_LEFT_RIGHT,
     3: Image.Transpose.ROTATE_180,
@@ -118,6 +120,7 @@ class CheckedImage:
     thumbnail: bytes | None  # JPEG, longest side <= THUMBNAIL_SIDE
     source_format: str  # Pillow's format name of the upload: "JPEG", "PNG", ...
     notes: tuple[str, ...] = ()  # what normalisation did, for people and logs
+    camera: str = ""  # EXIF "Make Model" of the upload ("" when absent): kept even where the re-encode drops EXIF
 
 
 def max_pixels() -> int:
@@ -143,13 +146,13 @@ def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
             im.draft(None, thumb_size if make_thumbnail else (1, 1))
             _load(im)
             thumbnail = _thumbnail(im, thumb_size) if make_thumbnail else None
-            return CheckedImage(data, "image/jpeg", width, height, sha, thumbnail, fmt, ())
+            return CheckedImage(data, "image/jpeg", width, height, sha, thumbnail, fmt, (), opened.camera)
 
         if (fmt == "PNG" and im.mode == "RGB" and opened.orientation == 1 and opened.frames == 1
                 and "transparency" not in im.info):
             _load(im)
             thumbnail = _thumbnail(im, thumb_size) if make_thumbnail else None
-            return CheckedImage(data, "image/png", width, height, sha, thumbnail, fmt, ())
+            return CheckedImage(data, "image/png", width, height, sha, thumbnail, fmt, (), opened.camera)
 
         rgb = _normalise(opened, notes)
         out = io.BytesIO()
@@ -164,7 +167,7 @@ def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
             notes.append(f"re-encoded {fmt} as PNG")
         thumbnail = _thumbnail(rgb, thumb_size) if make_thumbnail else None
     return CheckedImage(out.getvalue(), content_type, rgb.width, rgb.height, sha, thumbnail, fmt,
-                        tuple(notes))
+                        tuple(notes), opened.camera)
 
 
 def decode_rgb(data: bytes, *, max_bytes: int | None = MAX_TRAINING_IMAGE_BYTES,
@@ -196,6 +199,7 @@ class _Opened:
     frames: int
     orientation: int  # 1..8; 1 when absent or invalid
     notes: list[str]
+    camera: str = ""  # EXIF "Make Model"
 
     @property
     def upright_size(self) -> tuple[int, int]:
@@ -307,19 +311,37 @@ def _open(data: bytes, max_bytes: int | None) -> _Opened:
                 frames = 2
                 notes.append("used the first frame (later frames are unreadable)")
             im.seek(0)
-        orientation = _orientation(im)
-    return _Opened(im, fmt, frames, orientation, notes)
+        exif = _exif(im)
+        orientation = exif.get(_EXIF_ORIENTATION, 1)
+        orientation = orientation if isinstance(orientation, int) and 1 <= orientation <= 8 else 1
+    return _Opened(im, fmt, frames, orientation, notes, _camera(exif))
 
 
-def _orientation(im: Image.Image) -> int:
+def _exif(im: Image.Image) -> dict:
     if im.format == "PNG" and "exif" not in im.info:
         # Pillow would decode the whole PNG to look for an eXIf chunk after the pixels; such PNGs are rare
-        return 1
+        return {}
     try:
-        value = im.getexif().get(_EXIF_ORIENTATION, 1)
+        return dict(im.getexif())
     except Exception:  # unreadable EXIF is not a reason to refuse the pixels
-        return 1
-    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+        return {}
+
+
+def _camera(exif: dict) -> str:
+    """"Make Model" from EXIF (printable, at most CAMERA_CHARS), "" when absent: the model doctor asks whether
+    a tag is told apart by the camera that took it."""
+    parts = []
+    for tag in (_EXIF_MAKE, _EXIF_MODEL):
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("latin-1", "replace")
+        if isinstance(value, str):
+            value = " ".join("".join(ch for ch in value if ch.isprintable()).split())
+            if value and not (parts and value.lower().startswith(parts[0].lower())):
+                parts.append(value)
+            elif value:  # the model often repeats the make ("Canon" + "Canon EOS 5D")
+                parts[:] = [value]
+    return " ".join(parts)[:CAMERA_CHARS]
 
 
 class _decoding:

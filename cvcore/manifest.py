@@ -27,7 +27,7 @@ class Manifest:
     task: str  # classification / detection
     classification_type: str | None
     categories: list[dict]  # {id, name, tag_id, type}
-    images: list[dict]  # {id, file_name (= image id), image_id, width, height}
+    images: list[dict]  # {id, file_name (= image id), image_id, width, height, camera?, format?}
     annotations: list[dict]  # {id, image_id, category_id, bbox?: [l, t, w, h] normalised}
     info: dict = field(default_factory=dict)
 

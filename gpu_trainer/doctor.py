@@ -44,7 +44,7 @@ SHORTCUT_F1, SHORTCUT_MIN_IMAGES = 0.8, 5
 OUT_OF_SET_FRACTION = 0.5
 LEARNING_FRACTIONS = (0.25, 0.5, 0.75, 1.0)  # of each training fold (a linear head on the frozen embeddings)
 FLAT_GAIN = 0.01
-DOCTOR_STATS = "doctor-stats-v2"  # name of the per-image statistics in the feature cache
+DOCTOR_STATS = "doctor-stats-v3"  # name of the per-image statistics in the feature cache
 BORDER = 0.12  # the outer band (fraction of each side) taken as "background"
 THUMB = 16
 # Where each statistic sits in an image_stats vector.
@@ -54,6 +54,7 @@ _AFTER = 64 + THUMB * THUMB
 BACKGROUND = slice(_AFTER, _AFTER + 6)  # border band RGB mean, std
 COLOURS = slice(_AFTER + 6, _AFTER + 12)  # whole image RGB mean, std
 FILE = slice(_AFTER + 12, _AFTER + 16)  # width, height, aspect, format code
+SIDES = slice(_AFTER + 16, _AFTER + 28)  # RGB mean of the top, bottom, left and right border bands
 MAX_LEFT_OUT = 4  # out-of-set: tags left out in turn (the largest ones)
 # Train vs field: the newest stored predictions compared with the training images. A field image is "unlike"
 # when its nearest training image is further than the training images' own 2% nearest-neighbour quantile.
@@ -96,8 +97,9 @@ class Evidence:
 # --- per-image statistics ---------------------------------------------------------------------------------
 
 def image_stats(image: Image.Image, fmt: str | None = None) -> np.ndarray:
-    """float32 [336]: 64 bits of difference hash, a 16x16 grey thumbnail (zero mean, unit norm), border colour
-    mean/std (RGB), whole-image colour mean/std, width, height, aspect, and a format code (see the slices)."""
+    """float32 [348]: 64 bits of difference hash, a 16x16 grey thumbnail (zero mean, unit norm), border colour
+    mean/std (RGB), whole-image colour mean/std, width, height, aspect, a format code, and the colour of each
+    side's border band: the object masked out and the rest blurred to four patches (see the slices)."""
     grey = image.convert("L")
     g = np.asarray(grey.resize((9, 8), Image.BILINEAR), np.float32)
     bits = (g[:, 1:] > g[:, :-1]).reshape(-1).astype(np.float32)
@@ -110,10 +112,15 @@ def image_stats(image: Image.Image, fmt: str | None = None) -> np.ndarray:
                            rgb[b:-b, -b:].reshape(-1, 3)])
     whole = rgb.reshape(-1, 3)
     w, h = image.size
-    code = {"JPEG": 1.0, "PNG": 2.0, "BMP": 3.0, "GIF": 4.0, "WEBP": 5.0, "TIFF": 6.0}.get(
-        (fmt or image.format or "").upper(), 0.0)
+    code = format_code(fmt or image.format)
+    sides = [rgb[:b].reshape(-1, 3).mean(0), rgb[-b:].reshape(-1, 3).mean(0), rgb[:, :b].reshape(-1, 3).mean(0),
+             rgb[:, -b:].reshape(-1, 3).mean(0)]
     return np.concatenate([bits, thumb, band.mean(0), band.std(0), whole.mean(0), whole.std(0),
-                           [w, h, w / max(h, 1), code]]).astype(np.float32)
+                           [w, h, w / max(h, 1), code], *sides]).astype(np.float32)
+
+
+def format_code(fmt: str | None) -> float:
+    return {"JPEG": 1.0, "PNG": 2.0, "BMP": 3.0, "GIF": 4.0, "WEBP": 5.0, "TIFF": 6.0}.get((fmt or "").upper(), 0.0)
 
 
 def stats_for(examples, cache=None, threads: int = 4) -> np.ndarray:
@@ -365,17 +372,46 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int) -> np.n
     return pred
 
 
-def shortcuts(ev: Evidence, stats: np.ndarray, ids: list[str]) -> list[Finding]:
-    """Is a tag told apart by its background (the border band's colours) or by image size / aspect / format,
-    which should not matter? Each view is cross-validated on the training's folds."""
+def _camera_view(properties: list[dict]) -> np.ndarray | None:
+    """One-hot of the EXIF camera (cameras on fewer than 2 images pooled with the unknown), or None when fewer
+    than two cameras are known: nothing to tell tags apart by."""
+    cameras = [str(p.get("camera") or "") for p in properties]
+    seen = {c: n for c, n in zip(*np.unique(cameras, return_counts=True)) if c and n >= 2}
+    if len(seen) < 2:
+        return None
+    order = sorted(seen)
+    return np.array([[float(c == k) for k in order] for c in cameras], np.float32)
+
+
+def _file_view(stats: np.ndarray, properties: list[dict]) -> np.ndarray:
+    """Width, height, aspect and the UPLOADED format (the manifest's; the stored bytes may be a re-encode)."""
+    x = stats[:, FILE].copy()
+    for i, p in enumerate(properties):
+        if p.get("format"):
+            x[i, 3] = format_code(p["format"])
+    return x
+
+
+def shortcuts(ev: Evidence, stats: np.ndarray, ids: list[str], properties: list[dict] | None = None) -> list[Finding]:
+    """Is a tag told apart by what should not matter: the background (the image with its centre, where the
+    object usually is, masked out and each side's border band blurred to one colour, plus the band's colour
+    spread), the image size / aspect / uploaded format, or the camera that took it (EXIF make and model, kept
+    from the upload in the manifest)? Each view is cross-validated on the training's folds."""
     if ev.multilabel or ev.k < 2:
         return []
     R = len(ev.regular_names)
     rows = np.flatnonzero((ev.folds >= 0) & (ev.y < R)) if ev.k > 1 else np.array([], int)
     if len(rows) < 20 or len(np.unique(ev.y[rows])) < 2:
         return []
-    views = {"background": (stats[:, BACKGROUND], "the image borders alone (their colours)"),
-             "size_format": (stats[:, FILE], "the image size, aspect ratio and file format alone")}
+    properties = properties if properties is not None else [{} for _ in ids]
+    views = {"background": (np.concatenate([stats[:, SIDES], stats[:, BACKGROUND][:, 3:]], axis=1),
+                            "the background alone (the image borders with the centre masked out, blurred)"),
+             "size_format": (_file_view(stats, properties), "the image size, aspect ratio and file format alone")}
+    camera = _camera_view(properties)
+    if camera is not None:
+        views["camera"] = (camera, "the camera that took them alone (EXIF make and model)")
+    remedy = {"background": ("background", "backgrounds"), "size_format": ("file properties", "sizes and formats"),
+              "camera": ("camera", "cameras")}
     out = []
     for view, (x, words) in views.items():
         x = x[rows]
@@ -394,16 +430,20 @@ def shortcuts(ev: Evidence, stats: np.ndarray, ids: list[str]) -> list[Finding]:
             if f1 < SHORTCUT_F1:
                 continue
             found = rows[mine & (pred == j)]
+            numbers = {"view": view, "precision": round(precision, 3), "recall": round(recall, 3),
+                       "f1": round(f1, 3), "images": int(mine.sum())}
+            if view == "camera":
+                names, n = np.unique([str(properties[i].get("camera") or "unknown") for i in rows[mine]],
+                                     return_counts=True)
+                numbers["cameras"] = {str(c): int(k) for c, k in sorted(zip(names, n), key=lambda t: -t[1])}
+            what, others = remedy[view]
             out.append(Finding(
                 "shortcut", "high",
                 f"'{name}' can be told from the other tags by {words}: a model given nothing else finds {tp} of "
                 f"its {int(mine.sum())} images (precision {precision:.2f}). The model may be learning the "
-                f"{'background' if view == 'background' else 'file properties'} rather than the object; add "
-                f"'{name}' photos with other {'backgrounds' if view == 'background' else 'sizes and formats'}, "
-                f"and other tags' photos like these.",
-                tags=[name], image_ids=[ids[i] for i in found[:LISTED_IMAGES]],
-                numbers={"view": view, "precision": round(precision, 3), "recall": round(recall, 3),
-                         "f1": round(f1, 3), "images": int(mine.sum())}))
+                f"{what} rather than the object; add '{name}' photos with other {others}, and other tags' "
+                f"photos like these.",
+                tags=[name], image_ids=[ids[i] for i in found[:LISTED_IMAGES]], numbers=numbers))
     return out
 
 
@@ -524,6 +564,7 @@ def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None 
         return {"skipped": "multilabel or held-out evaluation"}
     rows = np.flatnonzero((ev.folds >= 0) & (ev.y < R))
     points: dict[float, list] = {f: [] for f in LEARNING_FRACTIONS}
+    started = time.monotonic()
 
     def one(fraction: float, f: int):
         if deadline is not None and time.monotonic() > deadline:
@@ -581,7 +622,7 @@ def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None 
             "top1_sd": [round(float(s), 4) for s in spread], "expected_gain_when_doubled": round(gain, 4),
             "plus_minus": round(gain_sd, 4), "model_top1": round(model_top1, 4),
             "predicted_top1_when_doubled": round(min(1.0, model_top1 + gain), 4),
-            "per_tag": per_tag}
+            "per_tag": per_tag, "seconds": round(time.monotonic() - started, 3)}
 
 
 def _finite_mean(values) -> float:
@@ -643,9 +684,10 @@ def curve_findings(curve: dict, counts: dict[str, int]) -> list[Finding]:
 # --- entry points -----------------------------------------------------------------------------------------
 
 def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: float | None = None,
-                        field: list[tuple[str, object]] = ()) -> dict:
+                        field: list[tuple[str, object]] = (), properties: dict[str, dict] | None = None) -> dict:
     """advice.json for a classifier. `examples` carry the API image ids as keys; `field` is the newest stored
-    predictions as (prediction id, loader of the image bytes), for the train-vs-field check."""
+    predictions as (prediction id, loader of the image bytes), for the train-vs-field check; `properties` is
+    the manifest's entry per image id (its uploaded `format` and EXIF `camera`, where known)."""
     started = time.monotonic()
     deadline = started + budget_seconds if budget_seconds else None
     ids = [str(ex.key) for ex in examples]
@@ -658,8 +700,9 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
     findings: list[Finding] = []
     checks: dict[str, str] = {}
 
-    def check(name: str, fn):
-        if deadline is not None and time.monotonic() > deadline and name not in ("quantity", "balance"):
+    def check(name: str, fn, estimate: float = 0.0):
+        """Run one diagnosis unless the budget is spent, or would be by its `estimate`d seconds."""
+        if deadline is not None and time.monotonic() + estimate > deadline and name not in ("quantity", "balance"):
             checks[name] = "skipped: the doctor's time budget was spent"
             return None
         t = time.monotonic()
@@ -678,11 +721,14 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
     stats = ev.stats if ev.stats is not None else check("image_statistics", lambda: stats_for(examples, cache))
     if stats is not None:  # cheap first: each check below is dearer than the one before
         findings += check("duplicates", lambda: duplicates(ev, stats, ids, tag_sets)) or []
-        findings += check("shortcuts", lambda: shortcuts(ev, stats, ids)) or []
+        known = [(properties or {}).get(i, {}) for i in ids]
+        findings += check("shortcuts", lambda: shortcuts(ev, stats, ids, known)) or []
     curve = check("learning_curve", lambda: learning_curve(ev, counts, deadline)) or {}
     findings += curve_findings(curve, counts) if curve else []
     linear_top1 = curve["top1"][-1] if curve.get("fractions", [0])[-1] == 1.0 else None
-    check("duplicates_cross_validation", lambda: add_grouping_effect(findings, ev, linear_top1))
+    # One more cross-validation at full size: the curve fitted its fractions at about that cost in all.
+    full_cv = curve.get("seconds", 0.0) / sum(LEARNING_FRACTIONS)
+    check("duplicates_cross_validation", lambda: add_grouping_effect(findings, ev, linear_top1), full_cv)
     findings += check("out_of_set", lambda: out_of_set(ev, ids, deadline=deadline)) or []
     if len(field) >= FIELD_MIN:
         findings += check("drift", lambda: drift(ev, *field_features(ev, list(field)))) or []

@@ -208,7 +208,7 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
     progress(0.96, "diagnosing the data (model doctor)")
     result.advice = doctor.diagnose_classifier(examples, result.evidence, cache=cache, budget_seconds=max(
         DOCTOR_MIN_SECONDS, DOCTOR_SHARE * (time.monotonic() - started)),
-        field=store.field_images(job.project_id, doctor.FIELD_SAMPLE))
+        field=store.field_images(job.project_id, doctor.FIELD_SAMPLE), properties={im["image_id"]: im for im in m.images})
     return result
 
 

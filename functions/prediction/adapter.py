@@ -17,7 +17,7 @@ from azure.data.tables import TableServiceClient
 
 from cvcore import layout
 
-from ..adapters.tables import _delete_rows, _get_json, _put_json, _utc
+from ..adapters.entities import delete_rows, get_json, put_json, utc
 from ..training.ports import BlobStore
 from .ports import PredictionStore, StoredPrediction
 
@@ -35,18 +35,18 @@ def _entity(record: StoredPrediction, row_key: str) -> dict:
          "Task": record.task, "Uncertainty": float(record.uncertainty), "Margin": float(record.margin),
          "Signature": record.signature, "Width": record.width, "Height": record.height,
          "ContentType": record.content_type}
-    _put_json(e, "Predictions", record.predictions)
-    _put_json(e, "Extra", record.extra)
+    put_json(e, "Predictions", record.predictions)
+    put_json(e, "Extra", record.extra)
     return e
 
 
 def _record(e) -> StoredPrediction:
     return StoredPrediction(
         id=e["Id"], project_id=e["PartitionKey"], iteration_id=e["IterationId"], publish_name=e.get("PublishName", ""),
-        application=e.get("Application", ""), created=_utc(e["Created"]), task=e["Task"],
-        predictions=_get_json(e, "Predictions", []), uncertainty=e.get("Uncertainty", 0.0), margin=e.get("Margin", 1.0),
+        application=e.get("Application", ""), created=utc(e["Created"]), task=e["Task"],
+        predictions=get_json(e, "Predictions", []), uncertainty=e.get("Uncertainty", 0.0), margin=e.get("Margin", 1.0),
         signature=e.get("Signature", ""), width=e.get("Width", 0), height=e.get("Height", 0),
-        content_type=e.get("ContentType", ""), extra=_get_json(e, "Extra", {}))
+        content_type=e.get("ContentType", ""), extra=get_json(e, "Extra", {}))
 
 
 def _keys(prediction_id: str) -> list[str]:
@@ -80,7 +80,7 @@ class TablePredictionStore(PredictionStore):
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the compensation
                 errors.append(exc)
         if errors:
-            _delete_rows(self._table, record.project_id, _keys(record.id))
+            delete_rows(self._table, record.project_id, _keys(record.id))
             raise errors[0]
 
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
@@ -115,13 +115,13 @@ class TablePredictionStore(PredictionStore):
 
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:
         ids = list(dict.fromkeys(prediction_ids))
-        _delete_rows(self._table, project_id, [k for i in ids for k in _keys(i)])
+        delete_rows(self._table, project_id, [k for i in ids for k in _keys(i)])
         self._delete_blobs([(project_id, i) for i in ids])
 
     def delete_project(self, project_id: str) -> int:
         keys = [e["RowKey"] for e in self._table.query_entities("PartitionKey eq @pk", select=["RowKey"],
                                                                 parameters={"pk": project_id})]
-        _delete_rows(self._table, project_id, keys)
+        delete_rows(self._table, project_id, keys)
         return sum(not k.startswith(layout.OLDEST_FIRST) for k in keys)  # one main row per prediction
 
     def purge(self, before: datetime) -> int:

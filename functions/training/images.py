@@ -145,6 +145,12 @@ def count_images(repo: MetadataRepository, project_id: str, *, tagging_status: s
                  tag_ids: list[str] = (), iteration_id: str | None = None, blobs: BlobStore | None = None) -> int:
     project = require_project(repo, project_id)
     ids = _iteration_images(repo, blobs, project, iteration_id)
+    status = (tagging_status or "All").lower()
+    if ids is None and len(set(tag_ids)) <= 1 and status in ("all", "tagged", "untagged"):
+        counts = repo.image_counts(project.id)  # kept as counters: no scan
+        if tag_ids:
+            return 0 if status == "untagged" else counts.per_tag.get(tag_ids[0], 0)
+        return {"all": counts.images, "tagged": counts.tagged, "untagged": counts.untagged}[status]
     return len(_select(_in_iteration(repo.list_images(project.id), ids), tagging_status, list(tag_ids)))
 
 

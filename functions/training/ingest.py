@@ -84,7 +84,8 @@ def ingest(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor,
         except ImageError as exc:
             return Outcome(cand.source, str(exc.status), exc.message)
         record = ImageRecord(id=ids[i], created=utcnow(), width=image.width, height=image.height,
-                             content_type=image.content_type, source=cand.origin,
+                             content_type=image.content_type, source=cand.origin, camera=image.camera,
+                             source_format=image.source_format,
                              tags={t: utcnow() for t in dict.fromkeys(cand.tag_ids)},
                              regions=[Region(layout.new_id(), *r, utcnow()) for r in cand.regions],
                              metadata=dict(metadata or {}))

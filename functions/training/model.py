@@ -84,6 +84,8 @@ class ImageRecord:
     regions: list[Region] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
     source: str = ""
+    camera: str = ""  # EXIF "Make Model" of the upload, "" when it had none
+    source_format: str = ""  # Pillow's name of the uploaded format (the stored bytes may be a re-encode)
     etag: str | None = None  # storage concurrency token; not part of the record's meaning
 
     def tag_ids(self) -> set[str]:
@@ -93,6 +95,44 @@ class ImageRecord:
     @property
     def is_tagged(self) -> bool:
         return bool(self.tags or self.regions)
+
+
+@dataclass(frozen=True)
+class ImageCounts:
+    """How many images a project has: in all, tagged, and per tag (explicit tags and regions' tags)."""
+
+    images: int = 0
+    tagged: int = 0
+    per_tag: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def untagged(self) -> int:
+        return self.images - self.tagged
+
+    @classmethod
+    def of(cls, images) -> ImageCounts:
+        per_tag: dict[str, int] = {}
+        tagged = n = 0
+        for im in images:
+            n += 1
+            tags = im.tag_ids()
+            tagged += bool(tags)
+            for t in tags:
+                per_tag[t] = per_tag.get(t, 0) + 1
+        return cls(n, tagged, per_tag)
+
+    def __add__(self, other: ImageCounts) -> ImageCounts:
+        per_tag = dict(self.per_tag)
+        for t, n in other.per_tag.items():
+            per_tag[t] = per_tag.get(t, 0) + n
+        return ImageCounts(self.images + other.images, self.tagged + other.tagged,
+                           {t: n for t, n in per_tag.items() if n})
+
+    def __neg__(self) -> ImageCounts:
+        return ImageCounts(-self.images, -self.tagged, {t: -n for t, n in self.per_tag.items()})
+
+    def __sub__(self, other: ImageCounts) -> ImageCounts:
+        return self + (-other)
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 import abc
 from typing import Iterable
 
-from .model import ImageRecord, Iteration, Project, Tag
+from .model import ImageCounts, ImageRecord, Iteration, Project, Tag
 
 
 class ConcurrencyError(Exception):
@@ -37,7 +37,13 @@ class MetadataRepository(abc.ABC):
     def delete_tag(self, project_id: str, tag_id: str) -> None: ...
 
     @abc.abstractmethod
-    def list_images(self, project_id: str) -> list[ImageRecord]: ...
+    def list_images(self, project_id: str) -> list[ImageRecord]:
+        """Every image row of the project. The records may be shared with a cache: read them, do not change
+        them (get_images returns records to change and write back)."""
+
+    def image_counts(self, project_id: str) -> ImageCounts:
+        """Images in all, tagged and per tag. Adapters keep them as counters; this default counts the rows."""
+        return ImageCounts.of(self.list_images(project_id))
 
     @abc.abstractmethod
     def get_images(self, project_id: str, image_ids: Iterable[str]) -> dict[str, ImageRecord]: ...

@@ -19,10 +19,7 @@ MAX_DESCRIPTION = 1024
 
 
 def image_counts(repo: MetadataRepository, project_id: str) -> Counter:
-    counts: Counter = Counter()
-    for im in repo.list_images(project_id):
-        counts.update(im.tag_ids())
-    return counts
+    return Counter(repo.image_counts(project_id).per_tag)
 
 
 def require_tag(repo: MetadataRepository, project: Project, tag_id: str) -> Tag:

@@ -42,8 +42,12 @@ def build_manifest(project: Project, iteration_id: str, tags: dict[str, Tag], im
         if not anns:
             continue
         number = len(out_images) + 1
-        out_images.append({"id": number, "file_name": im.id, "image_id": im.id, "width": im.width,
-                           "height": im.height})
+        entry = {"id": number, "file_name": im.id, "image_id": im.id, "width": im.width, "height": im.height}
+        if im.camera:
+            entry["camera"] = im.camera  # the model doctor's file-property check (absent: not known)
+        if im.source_format:
+            entry["format"] = im.source_format
+        out_images.append(entry)
         for tag_id, box in anns:
             ann = {"id": len(annotations) + 1, "image_id": number, "category_id": cat_of[tag_id]}
             if box is not None:

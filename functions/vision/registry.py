@@ -17,7 +17,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 
 from cvcore import layout
 
-from ..adapters.tables import _get_json, _put_json
+from ..adapters.entities import get_json, put_json
 from ..training.ports import ConcurrencyError
 
 DATASET, MODEL = "dataset", "model"
@@ -58,12 +58,12 @@ class TableVisionRegistry(VisionRegistry):
     @staticmethod
     def _entity(kind: str, name: str, record: dict) -> dict:
         entity = {"PartitionKey": layout.VISION_PARTITION_PREFIX + kind, "RowKey": name}
-        _put_json(entity, "Record", {k: v for k, v in record.items() if k != ETAG})
+        put_json(entity, "Record", {k: v for k, v in record.items() if k != ETAG})
         return entity
 
     @staticmethod
     def _record(entity) -> dict:
-        return {**_get_json(entity, "Record", {}), ETAG: entity.metadata.get("etag")}
+        return {**get_json(entity, "Record", {}), ETAG: entity.metadata.get("etag")}
 
     def get(self, kind: str, name: str) -> dict | None:
         try:

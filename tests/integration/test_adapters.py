@@ -95,3 +95,105 @@ def test_blob_store_put_get_signed_url_and_prefix_delete(services):
     blobs.put(layout.IMAGES, layout.image_thumbnail(pid, layout.new_id()), b"t", "image/jpeg")
     assert blobs.delete_prefix(layout.IMAGES, layout.project_prefix(pid)) == 2
     blobs.delete(layout.IMAGES, name)  # already gone: no error
+
+
+# --- image counters and the listing cache (functions/adapters/image_rows.py) -------------------------------
+
+def _tagged(tag_ids, **kw):
+    return _image(0, tags={t: utcnow() for t in tag_ids}, **kw)
+
+
+def _other_process(azurite):
+    from cvcore import settings
+    from functions import bootstrap
+    return bootstrap.build(settings.load({"AzureWebJobsStorage": azurite}))
+
+
+def test_counts_follow_every_write_and_agree_with_the_rows(services):
+    from functions.training.model import ImageCounts
+    repo = services.repo
+    p = _project()
+    a, b = layout.new_id(), layout.new_id()
+    images = [_tagged([a]) for _ in range(150)] + [_tagged([a, b]) for _ in range(20)] + [_image(1) for _ in range(7)]
+    repo.add_images(p.id, images)
+    got = repo.image_counts(p.id)
+    assert (got.images, got.tagged, got.untagged, got.per_tag) == (177, 170, 7, {a: 170, b: 20})
+    im = repo.get_images(p.id, [images[0].id])[images[0].id]
+    im.tags = {b: utcnow()}
+    repo.update_image(p.id, im)
+    repo.delete_images(p.id, [x.id for x in images[150:160]] + [images[-1].id, layout.new_id()])
+    repo.add_images(p.id, images[:3])  # already there: nothing counted twice
+    got = repo.image_counts(p.id)
+    assert got == ImageCounts.of(repo.list_images(p.id)) and (got.images, got.untagged) == (166, 6)
+    assert got.per_tag == {a: 159, b: 11}
+
+
+def test_a_project_from_before_the_counters_is_counted_once_from_its_rows(services):
+    from functions.adapters.entities import image_entity
+    repo = services.repo
+    p, t = _project(), layout.new_id()
+    table = services.clients.table.get_table_client(layout.IMAGES_TABLE)
+    for im in [_tagged([t]) for _ in range(12)] + [_image(2)]:
+        table.create_entity(image_entity(p.id, im))  # rows written by a version without counters
+    assert repo.image_counts(p.id).per_tag == {t: 12}
+    repo.add_images(p.id, [_tagged([t])])
+    got = repo.image_counts(p.id)
+    assert (got.images, got.tagged, got.per_tag) == (14, 13, {t: 13})
+
+
+def test_concurrent_writers_leave_exact_counts(services, azurite):
+    from concurrent.futures import ThreadPoolExecutor
+    from functions.training.model import ImageCounts
+    other = _other_process(azurite)
+    p, t = _project(), layout.new_id()
+    services.repo.add_images(p.id, [_image(0) for _ in range(40)])
+    ids = [im.id for im in services.repo.list_images(p.id)]
+
+    def upload(k):
+        (services.repo if k % 2 else other.repo).add_images(p.id, [_tagged([t]) for _ in range(25)])
+
+    def tag(k):
+        i = ids[k]
+        repo = services.repo if k % 2 else other.repo
+        for _ in range(20):
+            im = repo.get_images(p.id, [i])[i]
+            im.tags = {t: utcnow()}
+            try:
+                repo.update_image(p.id, im)
+                return
+            except ConcurrencyError:
+                continue
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(upload, range(8)))
+        list(pool.map(tag, range(30)))
+    got = services.repo.image_counts(p.id)
+    assert got == ImageCounts.of(other.repo.list_images(p.id))
+    assert (got.images, got.tagged) == (240, 230)
+    other.pool.shutdown(wait=False)
+
+
+def test_listings_come_from_memory_until_someone_else_writes(services, azurite, monkeypatch):
+    from functions.adapters.image_rows import ImageRows
+    repo, other = services.repo, _other_process(azurite)
+    p, t = _project(), layout.new_id()
+    repo.add_images(p.id, [_image(i) for i in range(30)])
+    scans = []
+    real = ImageRows._scan
+    monkeypatch.setattr(ImageRows, "_scan", lambda self, pid: scans.append(pid) or real(self, pid))
+    first = repo.list_images(p.id)
+    assert len(first) == 30 and len(scans) == 1
+    assert {im.id for im in repo.list_images(p.id)} == {im.id for im in first} and len(scans) == 1
+    mine = _tagged([t])
+    repo.add_images(p.id, [mine])  # this process's own write is applied to its copy
+    listed = {im.id: im for im in repo.list_images(p.id)}
+    assert len(listed) == 31 and set(listed[mine.id].tags) == {t} and len(scans) == 1
+    im = repo.get_images(p.id, [first[0].id])[first[0].id]
+    im.tags = {t: utcnow()}
+    other.repo.update_image(p.id, im)  # another process: the version moves, the rows are read again
+    again = {x.id: x for x in repo.list_images(p.id)}
+    assert set(again[first[0].id].tags) == {t} and len(scans) == 2
+    assert repo.image_counts(p.id).per_tag == {t: 2}
+    repo.delete_images(p.id, [mine.id])
+    assert mine.id not in {x.id for x in repo.list_images(p.id)} and len(scans) == 2
+    other.pool.shutdown(wait=False)

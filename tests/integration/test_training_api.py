@@ -98,6 +98,25 @@ def test_exif_rotated_image_is_stored_upright(api, project, services):
     assert (image["width"], image["height"]) == (w, h)
 
 
+def test_the_upload_format_and_exif_camera_reach_the_frozen_dataset(api, project, services):
+    from functions.training import train
+    from functions.training.model import Tag
+    jpeg = imgs.exif_rotated_jpeg(orientation=6, size=(96, 64), camera=("NIKON CORPORATION", "NIKON D750"))
+    out = api.ok("POST", f"projects/{project}/images/files", json=files(jpeg, imgs.bmp()))
+    ids = [r["image"]["id"] for r in out["images"]]
+    rows = services.repo.get_images(project, ids)
+    assert (rows[ids[0]].camera, rows[ids[0]].source_format) == ("NIKON CORPORATION NIKON D750", "JPEG")
+    assert (rows[ids[1]].camera, rows[ids[1]].source_format) == ("", "BMP")  # stored as PNG, uploaded as BMP
+    tag = Tag(id=layout.new_id(), name="t", description="", type="Regular", created=rows[ids[0]].created)
+    for im in rows.values():
+        im.tags = {tag.id: im.created}
+    m = train.build_manifest(services.repo.get_project(project), layout.new_id(), {tag.id: tag},
+                             list(rows.values()), None)
+    entries = {e["image_id"]: e for e in m.images}
+    assert entries[ids[0]]["camera"] == "NIKON CORPORATION NIKON D750" and entries[ids[0]]["format"] == "JPEG"
+    assert "camera" not in entries[ids[1]] and entries[ids[1]]["format"] == "BMP"
+
+
 def test_exact_duplicates_are_ok_duplicate_with_the_first_image(api, project):
     photo = imgs.photo_jpeg(7)
     first = api.ok("POST", f"projects/{project}/images/files", json=files(photo))["images"][0]

@@ -191,14 +191,18 @@ def exif_upright_image(size: tuple[int, int] = (640, 480)) -> Image.Image:
 
 
 @functools.lru_cache(maxsize=None)
-def exif_rotated_jpeg(orientation: int = 6, size: tuple[int, int] = (640, 480)) -> bytes:
-    """A JPEG whose stored pixels, shown with EXIF `orientation`, are exif_upright_image(size).
+def exif_rotated_jpeg(orientation: int = 6, size: tuple[int, int] = (640, 480),
+                      camera: tuple[str, str] | None = None) -> bytes:
+    """A JPEG whose stored pixels, shown with EXIF `orientation`, are exif_upright_image(size), optionally
+    with an EXIF camera (make, model).
 
     Its header size is exif_stored_size(orientation, size); upright it is `size`."""
     upright = exif_upright_image(size)
     stored = upright.transpose(_TO_STORED[orientation]) if orientation in _TO_STORED else upright
     exif = Image.Exif()
     exif[0x0112] = orientation
+    if camera:
+        exif[0x010F], exif[0x0110] = camera
     return _save(stored, "JPEG", quality=90, exif=exif.tobytes())
 
 

@@ -109,6 +109,54 @@ def test_a_tag_on_its_own_background_is_a_shortcut_and_varied_backgrounds_are_no
     assert doctor.shortcuts(evidence(y), plain, [f"i{i}" for i in range(len(y))]) == []
 
 
+def layered(seed: int, top, bottom, size=(96, 96)) -> Image.Image:
+    """noise_image with the top half of its border band one colour and the bottom half another."""
+    image = np.asarray(noise_image(seed, size=size)).copy()
+    b = size[0] // 6
+    half = size[1] // 2
+    image[:half, :b], image[:half, -b:], image[:b] = top, top, top
+    image[half:, :b], image[half:, -b:], image[-b:] = bottom, bottom, bottom
+    return Image.fromarray(image)
+
+
+def test_a_background_told_apart_only_by_its_layout_is_a_shortcut():
+    # Every tag has the same two background colours; only 'citrus' has the blue above (sky) and the green below
+    # (grass): the band's colour statistics are alike, the blurred object-masked view is not.
+    blue, green = (40, 90, 220), (40, 170, 50)
+    y = np.repeat([0, 1, 2], 12)
+    stats = np.stack([doctor.image_stats(layered(300 + i, *((blue, green) if t == 1 else (green, blue))))
+                      for i, t in enumerate(y)])
+    assert np.allclose(stats[y == 1][:, doctor.BACKGROUND].mean(0), stats[y != 1][:, doctor.BACKGROUND].mean(0),
+                       atol=0.02)
+    found = doctor.shortcuts(evidence(y), stats, [f"i{i}" for i in range(len(y))])
+    assert [f.tags for f in found] == [["citrus"]] and found[0].numbers["view"] == "background"
+
+
+def test_a_tag_taken_with_its_own_camera_is_a_shortcut_and_mixed_cameras_are_not():
+    y = np.repeat([0, 1, 2], 12)
+    ids = [f"i{i}" for i in range(len(y))]
+    stats = np.stack([doctor.image_stats(noise_image(400 + i, (90, 90, 90))) for i in range(len(y))])
+    phones = ["Google Pixel 7", "Apple iPhone 13"]
+    by_tag = [{"camera": "Canon EOS 5D", "format": "JPEG"} if t == 1 else {"camera": phones[i % 2], "format": "JPEG"}
+              for i, t in enumerate(y)]
+    (found,) = doctor.shortcuts(evidence(y), stats, ids, by_tag)
+    assert found.tags == ["citrus"] and found.numbers["view"] == "camera"
+    assert found.numbers["cameras"] == {"Canon EOS 5D": 12} and "camera" in found.message
+    mixed = [{"camera": phones[i % 2] if i % 3 else "Canon EOS 5D"} for i in range(len(y))]
+    assert doctor.shortcuts(evidence(y), stats, ids, mixed) == []
+    assert doctor.shortcuts(evidence(y), stats, ids, [{} for _ in ids]) == []  # no EXIF: nothing to say
+
+
+def test_the_uploaded_format_counts_not_the_stored_re_encode():
+    y = np.repeat([0, 1, 2], 12)
+    ids = [f"i{i}" for i in range(len(y))]
+    stats = np.stack([doctor.image_stats(noise_image(500 + i, (90, 90, 90)), "PNG") for i in range(len(y))])
+    uploaded = [{"format": "BMP" if t == 1 else "JPEG"} for t in y]  # every BMP was stored as PNG
+    (found,) = doctor.shortcuts(evidence(y), stats, ids, uploaded)
+    assert found.tags == ["citrus"] and found.numbers["view"] == "size_format"
+    assert doctor.shortcuts(evidence(y), stats, ids) == []
+
+
 def test_the_learning_curve_rises_on_learnable_data_and_predicts_a_gain():
     rng = np.random.default_rng(0)
     y = np.repeat([0, 1, 2], 40)
@@ -170,7 +218,8 @@ def test_the_page_escapes_what_people_typed():
 def test_image_statistics_layout(fmt):
     image = noise_image(7, border=(10, 200, 30), size=(120, 80))
     stats = doctor.image_stats(image, fmt)
-    assert stats.shape == (doctor.FILE.stop,) and set(np.unique(stats[doctor.HASH])) <= {0.0, 1.0}
+    assert stats.shape == (doctor.SIDES.stop,) and set(np.unique(stats[doctor.HASH])) <= {0.0, 1.0}
+    assert np.allclose(stats[doctor.SIDES].reshape(4, 3), np.array([10, 200, 30]) / 255, atol=0.08)
     assert abs(np.linalg.norm(stats[doctor.THUMBNAIL]) - 1) < 1e-4
     assert np.allclose(stats[doctor.BACKGROUND][:3], np.array([10, 200, 30]) / 255, atol=0.08)
     assert list(stats[doctor.FILE][:2]) == [120, 80] and stats[doctor.FILE][3] == {"PNG": 2, "JPEG": 1}[fmt]

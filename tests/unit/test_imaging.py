@@ -240,6 +240,15 @@ def test_exif_orientation_is_applied(orientation):
     assert decode_rgb(data).size == size
 
 
+@pytest.mark.parametrize("orientation", [1, 6])  # stored as uploaded / re-encoded upright (EXIF dropped)
+def test_the_exif_camera_is_kept_from_the_upload(orientation):
+    checked = check_image(images.exif_rotated_jpeg(orientation, (96, 64), camera=("Canon", "Canon EOS 5D\x00")))
+    assert checked.camera == "Canon EOS 5D"  # a model that repeats the make is not doubled; NULs dropped
+    assert check_image(images.exif_rotated_jpeg(1, (96, 64), camera=("Google", "Pixel 7"))).camera == "Google Pixel 7"
+    assert check_image(images.exif_rotated_jpeg(1, (96, 64))).camera == ""
+    assert len(check_image(images.exif_rotated_jpeg(1, (96, 64), camera=("M" * 90, "x"))).camera) == 64
+
+
 @pytest.mark.parametrize("factory,fmt", [
     (images.animated_gif, "GIF"), (images.animated_png, "PNG"), (images.animated_webp, "WEBP")])
 def test_animations_use_the_first_frame(factory, fmt):

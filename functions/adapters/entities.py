@@ -1,0 +1,78 @@
+"""Table entity helpers shared by the storage adapters: JSON split over string properties, UTC times, image
+rows, and deleting rows in transactions."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from azure.data.tables import TableTransactionError
+
+from ..training.model import ImageRecord, Region
+
+CHUNK = 30000  # chars per string property
+BATCH = 100  # operations per entity-group transaction
+FILTER_KEYS = 14  # Table filters allow 15 comparisons: PartitionKey plus 14 RowKeys
+
+
+def put_json(entity: dict, name: str, value) -> None:
+    text = json.dumps(value, separators=(",", ":"))
+    parts = [text[i:i + CHUNK] for i in range(0, len(text), CHUNK)] or [""]
+    entity[name] = parts[0]
+    for i, part in enumerate(parts[1:], start=1):
+        entity[f"{name}_{i}"] = part
+
+
+def get_json(entity: dict, name: str, default):
+    if name not in entity:
+        return default
+    text, i = entity[name], 1
+    while f"{name}_{i}" in entity:
+        text += entity[f"{name}_{i}"]
+        i += 1
+    return json.loads(text) if text else default
+
+
+def ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, timezone.utc)
+
+
+def utc(value: datetime) -> datetime:
+    return datetime(value.year, value.month, value.day, value.hour, value.minute, value.second,
+                    value.microsecond, timezone.utc)
+
+
+def image_entity(project_id: str, im: ImageRecord) -> dict:
+    e = {"PartitionKey": project_id, "RowKey": im.id, "Created": im.created, "Width": im.width,
+         "Height": im.height, "ContentType": im.content_type, "Source": im.source}
+    if im.camera:
+        e["Camera"] = im.camera
+    if im.source_format:
+        e["Format"] = im.source_format
+    put_json(e, "Tags", {k: v.timestamp() for k, v in im.tags.items()})
+    put_json(e, "Regions", [[r.id, r.tag_id, r.left, r.top, r.width, r.height, r.created.timestamp()]
+                             for r in im.regions])
+    put_json(e, "Metadata", im.metadata)
+    return e
+
+
+def image_record(e) -> ImageRecord:
+    return ImageRecord(
+        id=e["RowKey"], created=utc(e["Created"]), width=e["Width"], height=e["Height"],
+        content_type=e.get("ContentType", ""), source=e.get("Source", ""), camera=e.get("Camera", ""),
+        source_format=e.get("Format", ""),
+        tags={k: ts(v) for k, v in get_json(e, "Tags", {}).items()},
+        regions=[Region(id=r[0], tag_id=r[1], left=r[2], top=r[3], width=r[4], height=r[5], created=ts(r[6]))
+                 for r in get_json(e, "Regions", [])],
+        metadata=get_json(e, "Metadata", {}), etag=e.metadata.get("etag") if hasattr(e, "metadata") else None)
+
+
+def delete_rows(table, partition: str, keys: list[str]) -> None:
+    """Delete rows in transactions of up to 100; row by row if a transaction fails (e.g. one row gone)."""
+    for i in range(0, len(keys), BATCH):
+        chunk = keys[i:i + BATCH]
+        try:
+            table.submit_transaction([("delete", {"PartitionKey": partition, "RowKey": rk}) for rk in chunk])
+        except TableTransactionError:
+            for rk in chunk:
+                table.delete_entity(partition, rk)
