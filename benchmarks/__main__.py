@@ -13,7 +13,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 BENCHMARKS = ("ingest", "training", "quality", "detection", "prediction", "transfer", "proposals", "portal",
-              "exports", "doctor")
+              "exports", "doctor", "scale")
 
 
 def main() -> int:

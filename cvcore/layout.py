@@ -35,6 +35,7 @@ ITERATIONS_TABLE = "iterations"  # PartitionKey projectId, RowKey iterationId
 PREDICTIONS_TABLE = "predictions"
 TABLES = (PROJECTS_TABLE, TAGS_TABLE, IMAGES_TABLE, ITERATIONS_TABLE, PREDICTIONS_TABLE)
 PROJECT_PARTITION = "project"
+DELETION_PARTITION = "deletion"  # projects table: how each background project deletion went
 # The Image Analysis 4.0 model-customization registry (functions/vision) shares the projects table, one
 # partition per kind, RowKey the dataset or model name: "ia-dataset", "ia-model", "ia-evaluation:{model name}".
 VISION_PARTITION_PREFIX = "ia-"

@@ -67,12 +67,15 @@ def image_record(e) -> ImageRecord:
         metadata=get_json(e, "Metadata", {}), etag=e.metadata.get("etag") if hasattr(e, "metadata") else None)
 
 
-def delete_rows(table, partition: str, keys: list[str]) -> None:
-    """Delete rows in transactions of up to 100; row by row if a transaction fails (e.g. one row gone)."""
-    for i in range(0, len(keys), BATCH):
-        chunk = keys[i:i + BATCH]
+def delete_rows(table, partition: str, keys: list[str], pool=None) -> None:
+    """Delete rows in transactions of up to 100 (several at once on `pool`, a ThreadPoolExecutor, when given);
+    row by row where a transaction fails (e.g. one row gone)."""
+    def chunk_of(chunk: list[str]) -> None:
         try:
             table.submit_transaction([("delete", {"PartitionKey": partition, "RowKey": rk}) for rk in chunk])
         except TableTransactionError:
             for rk in chunk:
                 table.delete_entity(partition, rk)
+
+    chunks = [keys[i:i + BATCH] for i in range(0, len(keys), BATCH)]
+    list(pool.map(chunk_of, chunks) if pool is not None and len(chunks) > 1 else map(chunk_of, chunks))

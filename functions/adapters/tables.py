@@ -116,6 +116,17 @@ class TableMetadataRepository(MetadataRepository):
         self._image_rows.forget(project_id)
         self._projects.delete_entity(layout.PROJECT_PARTITION, project_id)
 
+    def save_deletion(self, project_id: str, record: dict) -> None:
+        e = {"PartitionKey": layout.DELETION_PARTITION, "RowKey": project_id}
+        put_json(e, "Record", record)
+        self._projects.upsert_entity(e, mode=UpdateMode.REPLACE)
+
+    def get_deletion(self, project_id: str) -> dict | None:
+        try:
+            return get_json(self._projects.get_entity(layout.DELETION_PARTITION, project_id), "Record", None)
+        except ResourceNotFoundError:
+            return None
+
     # tags
     def list_tags(self, project_id: str) -> list[Tag]:
         rows = self._tags.query_entities("PartitionKey eq @pk", parameters={"pk": project_id})
@@ -169,7 +180,7 @@ class TableMetadataRepository(MetadataRepository):
     def _delete_partition(self, table, partition: str) -> None:
         keys = [e["RowKey"] for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
                                                           select=["RowKey"])]
-        delete_rows(table, partition, keys)
+        delete_rows(table, partition, keys, self._pool)
 
 
 def _replace_if_unchanged(table, entity: dict, etag: str | None) -> None:

@@ -53,6 +53,11 @@ def _keys(prediction_id: str) -> list[str]:
     return [prediction_id, layout.oldest_first_key(prediction_id)]
 
 
+def entities(record: StoredPrediction) -> list[dict]:
+    """The rows of one stored prediction (newest-first and oldest-first), e.g. for bulk loading."""
+    return [_entity(record, key) for key in _keys(record.id)]
+
+
 class TablePredictionStore(PredictionStore):
     def __init__(self, service: TableServiceClient, blobs: BlobStore, pool: ThreadPoolExecutor):
         self._table = service.get_table_client(layout.PREDICTIONS_TABLE)
@@ -121,7 +126,7 @@ class TablePredictionStore(PredictionStore):
     def delete_project(self, project_id: str) -> int:
         keys = [e["RowKey"] for e in self._table.query_entities("PartitionKey eq @pk", select=["RowKey"],
                                                                 parameters={"pk": project_id})]
-        delete_rows(self._table, project_id, keys)
+        delete_rows(self._table, project_id, keys, self._pool)
         return sum(not k.startswith(layout.OLDEST_FIRST) for k in keys)  # one main row per prediction
 
     def purge(self, before: datetime) -> int:

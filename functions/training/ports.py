@@ -28,6 +28,13 @@ class MetadataRepository(abc.ABC):
         """Delete the project row and every tag and image row of the project."""
 
     @abc.abstractmethod
+    def save_deletion(self, project_id: str, record: dict) -> None:
+        """Keep how a background deletion of the project goes (deletion.py); outlives the project."""
+
+    @abc.abstractmethod
+    def get_deletion(self, project_id: str) -> dict | None: ...
+
+    @abc.abstractmethod
     def list_tags(self, project_id: str) -> list[Tag]: ...
 
     @abc.abstractmethod

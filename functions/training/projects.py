@@ -9,7 +9,7 @@ from cvcore.errors import BadRequest, NotFound
 
 from . import serialize, webhooks
 from .model import MULTICLASS, MULTILABEL, Project, utcnow
-from .ports import BlobStore, MetadataRepository
+from .ports import BlobStore, JobQueue, MetadataRepository
 
 if TYPE_CHECKING:
     from ..prediction.ports import PredictionStore
@@ -29,9 +29,16 @@ def get_domain(domain_id: str) -> dict:
     return serialize.domain_json(d)
 
 
+DELETING = "Deleting"  # Project.status while a background deletion runs: the project is gone for the API
+
+
+def live_projects(repo: MetadataRepository) -> list[Project]:
+    return [p for p in repo.list_projects() if p.status != DELETING]
+
+
 def require_project(repo: MetadataRepository, project_id: str) -> Project:
     project = repo.get_project(layout.guid(project_id, "projectId")) if _is_guid(project_id) else None
-    if project is None:
+    if project is None or project.status == DELETING:
         raise NotFound("NotFoundProject", f"project {project_id} does not exist")
     return project
 
@@ -48,7 +55,7 @@ def _check_name(repo: MetadataRepository, name: str | None, exclude_id: str | No
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME:
         raise BadRequest("BadRequestProjectName", f"name must be 1 to {MAX_NAME} characters")
-    if any(p.name.lower() == name.lower() and p.id != exclude_id for p in repo.list_projects()):
+    if any(p.name.lower() == name.lower() and p.id != exclude_id for p in live_projects(repo)):
         raise BadRequest("BadRequestProjectNameNotUnique", f"a project named {name!r} already exists")
     return name
 
@@ -127,7 +134,7 @@ def get_project(repo: MetadataRepository, project_id: str) -> dict:
 
 
 def list_projects(repo: MetadataRepository) -> list[dict]:
-    return [serialize.project_json(p) for p in sorted(repo.list_projects(), key=lambda p: p.created)]
+    return [serialize.project_json(p) for p in sorted(live_projects(repo), key=lambda p: p.created)]
 
 
 def update_project(repo: MetadataRepository, project_id: str, body: dict, integration=None) -> dict:
@@ -175,13 +182,14 @@ def update_project(repo: MetadataRepository, project_id: str, body: dict, integr
 
 
 def delete_project(repo: MetadataRepository, blobs: BlobStore, project_id: str,
-                   predictions: PredictionStore | None = None) -> None:
-    """Blobs first, rows last: a delete that stops half-way leaves a project that can be deleted again.
-    Its stored predictions go too (`predictions`: the store; as in Custom Vision, they belong to the project)."""
+                   predictions: PredictionStore | None = None, jobs: JobQueue | None = None) -> None:
+    """Delete the project and everything it holds. With `jobs` (the project-imports queue) the project is
+    marked Deleting (gone for the API at once) and the work runs in the background (deletion.py), so a
+    project of 100,000 images never times out the request; without, it runs here."""
+    from . import deletion  # noqa: PLC0415 - deletion uses require_project
+
     project = require_project(repo, project_id)
-    prefix = layout.project_prefix(project.id)
-    for container in layout.CONTAINERS:
-        blobs.delete_prefix(container, prefix)
-    if predictions is not None:
-        predictions.delete_project(project.id)
-    repo.delete_project(project.id)
+    if jobs is None:
+        deletion.delete_everything(repo, blobs, project.id, predictions)
+        return
+    deletion.start(repo, jobs, project)

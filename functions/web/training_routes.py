@@ -11,6 +11,7 @@ from ..http_prediction import image_bytes, image_url
 from ..training import (
     coco_export,
     coco_import,
+    deletion,
     exporting,
     images,
     ingest,
@@ -76,7 +77,14 @@ def _update_project(s: Services, r: ApiRequest, projectId: str):
 
 @delete("projects/{projectId}")
 def _delete_project(s: Services, r: ApiRequest, projectId: str):
-    projects.delete_project(s.repo, s.blobs, projectId, s.predictor.store)
+    """204 at once: the project is gone for the API; its images, blobs and predictions go in the background."""
+    projects.delete_project(s.repo, s.blobs, projectId, s.predictor.store, jobs=s.imports)
+
+
+@get("projects/{projectId}/deletion")
+def _deletion_status(s: Services, r: ApiRequest, projectId: str):
+    """How a background project deletion goes: Deleting (with the step), Deleted (what went) or Failed."""
+    return deletion.status(s.repo, projectId)
 
 
 @get("projects/{projectId}/export")

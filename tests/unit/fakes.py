@@ -36,6 +36,12 @@ class FakeRepository(MetadataRepository):
         self.images.pop(project_id, None)
         self.iterations.pop(project_id, None)
 
+    def save_deletion(self, project_id, record):
+        self.deletions = {**getattr(self, "deletions", {}), project_id: copy.deepcopy(record)}
+
+    def get_deletion(self, project_id):
+        return copy.deepcopy(getattr(self, "deletions", {}).get(project_id))
+
     def list_tags(self, project_id):
         return sorted((copy.deepcopy(t) for t in self.tags.get(project_id, {}).values()), key=lambda t: t.created)
 

@@ -109,3 +109,43 @@ def test_delete_project_removes_rows_and_blobs(repo):
     assert list(blobs.blobs) == [("images", f"{other}/originals/x")]
     with pytest.raises(NotFound):
         projects.get_project(repo, p)
+
+
+def test_a_background_deletion_hides_the_project_at_once_and_finishes_from_its_job(repo):
+    import json
+
+    from functions.training import deletion
+    from tests.unit.fakes import FakeJobQueue
+    blobs, jobs = FakeBlobStore(), FakeJobQueue()
+    p = projects.create_project(repo, "big", None, None, None, [])["id"]
+    blobs.put("images", f"{p}/originals/x", b"1", "image/jpeg")
+    projects.delete_project(repo, blobs, p, jobs=jobs)
+    with pytest.raises(NotFound):
+        projects.get_project(repo, p)
+    assert p not in [x["id"] for x in projects.list_projects(repo)]
+    assert projects.create_project(repo, "big", None, None, None, [])["name"] == "big"  # the name is free
+    assert list(blobs.blobs) and deletion.status(repo, p)["status"] == "Deleting"
+    [message] = jobs.sent
+    assert deletion.parse_job(message) == p and deletion.parse_job(json.dumps({"v": 1})) is None
+    assert deletion.run(repo, blobs, None, p) == "Deleted"
+    assert list(blobs.blobs) == [] and repo.get_project(p) is None
+    done = deletion.status(repo, p)
+    assert done["status"] == "Deleted" and done["blobs"] == 1 and done["images"] == 0
+    assert deletion.run(repo, blobs, None, p) == "Deleted"  # a message delivered twice changes nothing
+
+
+def test_a_deletion_that_keeps_failing_is_retried_then_marked_failed_with_the_reason(repo, monkeypatch):
+    from functions.training import deletion
+    from tests.unit.fakes import FakeJobQueue
+    blobs = FakeBlobStore()
+    p = projects.create_project(repo, "stuck", None, None, None, [])["id"]
+    projects.delete_project(repo, blobs, p, jobs=FakeJobQueue())
+
+    def broken(container, prefix):
+        raise OSError("storage unreachable")
+    monkeypatch.setattr(blobs, "delete_prefix", broken)
+    with pytest.raises(OSError):
+        deletion.run(repo, blobs, None, p)  # raised: the queue delivers it again
+    assert deletion.run(repo, blobs, None, p, last_attempt=True) == "Failed"
+    failed = deletion.status(repo, p)
+    assert failed["status"] == "Failed" and "storage unreachable" in failed["reason"]

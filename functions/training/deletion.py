@@ -1,0 +1,93 @@
+"""Deleting a project in the background.
+
+DELETE projects/{id} marks the project Deleting (from then on it is 404 for every route, its name is free) and
+sends a job on the project-imports queue, whose trigger (queue_imports.py) runs `run`: the project's blobs in
+every container, its stored predictions, then its rows. Each step is idempotent, so a retried message picks
+up where the last one stopped; the last attempt that still fails records the reason. A second sweep of the
+rows catches a write that passed its project check just before the mark. The outcome stays readable at
+GET projects/{id}/deletion (our extension): Deleting (with the step), Deleted (with what went) or Failed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from cvcore import layout
+from cvcore.errors import NotFound
+
+from .model import Project, utcnow
+from .ports import BlobStore, JobQueue, MetadataRepository
+
+if TYPE_CHECKING:
+    from ..prediction.ports import PredictionStore
+
+log = logging.getLogger(__name__)
+JOB_KIND, JOB_VERSION = "deleteProject", 1
+
+
+def start(repo: MetadataRepository, jobs: JobQueue, project: Project) -> None:
+    from .projects import DELETING  # noqa: PLC0415 - projects imports this module
+
+    project.status, project.status_message = DELETING, "waiting for the deletion job"
+    repo.save_project(project)
+    repo.save_deletion(project.id, {"status": "Deleting", "started": utcnow().isoformat(), "name": project.name})
+    jobs.send(json.dumps({"kind": JOB_KIND, "v": JOB_VERSION, "projectId": project.id}))
+
+
+def parse_job(body: bytes | str) -> str | None:
+    """The project id of a deletion job; None for a message of another kind."""
+    job = json.loads(body)
+    if not isinstance(job, dict) or job.get("kind") != JOB_KIND:
+        return None
+    if job.get("v") != JOB_VERSION:
+        raise ValueError(f"unknown deletion job version {job.get('v')!r}")
+    return layout.guid(job.get("projectId"), "projectId")
+
+
+def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: str,
+                      predictions: PredictionStore | None = None, step=lambda name: None) -> dict:
+    """Blobs first, rows last: a deletion that stops half-way can be run again. Returns what went."""
+    prefix = layout.project_prefix(project_id)
+    gone = {"blobs": 0, "predictions": 0}
+    for container in layout.CONTAINERS:
+        step(f"deleting blobs in {container}")
+        gone["blobs"] += blobs.delete_prefix(container, prefix)
+    if predictions is not None:
+        step("deleting stored predictions")
+        gone["predictions"] = predictions.delete_project(project_id)
+    step("deleting rows")
+    gone["images"] = repo.image_counts(project_id).images if repo.get_project(project_id) else 0
+    repo.delete_project(project_id)
+    repo.delete_project(project_id)  # a write that passed its project check just before the mark
+    return gone
+
+
+def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore | None, project_id: str,
+        last_attempt: bool = False) -> str:
+    record = repo.get_deletion(project_id) or {"status": "Deleting"}
+    if record.get("status") == "Deleted":
+        return "Deleted"
+
+    def step(name: str) -> None:
+        repo.save_deletion(project_id, {**record, "step": name})
+
+    try:
+        gone = delete_everything(repo, blobs, project_id, predictions, step)
+    except Exception as exc:
+        if not last_attempt:
+            raise  # the queue retries
+        log.exception("deleting project %s failed", project_id)
+        repo.save_deletion(project_id, {**record, "status": "Failed", "reason": f"{type(exc).__name__}: {exc}"})
+        return "Failed"
+    repo.save_deletion(project_id, {**record, "status": "Deleted", "finished": utcnow().isoformat(), **gone,
+                                    "step": ""})
+    return "Deleted"
+
+
+def status(repo: MetadataRepository, project_id: str) -> dict:
+    record = repo.get_deletion(layout.guid(project_id, "projectId"))
+    if record is None:
+        raise NotFound("NotFoundProject", f"project {project_id} was not deleted (or does not exist)")
+    return {"projectId": project_id, **record}
