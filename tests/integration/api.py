@@ -36,3 +36,18 @@ class Api:
         status, data = self.call(method, path, **kw)
         assert status in (200, 204, 207), (status, data)
         return data
+
+
+def queued_message(services, queue_name: str, wanted):
+    """The one message on `queue_name` whose JSON body satisfies `wanted` (others' jobs may be queued too:
+    they are left to reappear after the visibility timeout)."""
+    import json
+
+    queue = services.clients.queue(queue_name)
+    for _ in range(20):
+        batch = list(queue.receive_messages(max_messages=32, visibility_timeout=60))
+        mine = [m for m in batch if wanted(json.loads(m.content))]
+        if mine or not batch:
+            break
+    assert len(mine) == 1, f"{len(mine)} matching messages"
+    return queue, mine[0]

@@ -14,6 +14,7 @@ from functions.training import projects
 from functions.training.coco_import import blob_resolver
 from functions.training.drops import ingest_drop
 from tests.integration import test_training_api
+from tests.integration.api import queued_message
 from tests.support import images as imgs
 from tests.support.azurite import running_azurite
 
@@ -144,10 +145,10 @@ def test_a_large_import_goes_through_the_real_queue_and_its_trigger(services, pr
     made = api.ok("POST", "projects/import", params={"token": exported["token"], "name": f"bg-{project[:8]}"})
     try:
         assert made["status"] == "Importing" and api.ok("GET", f"projects/{made['id']}")["status"] == "Importing"
-        queue = services.clients.queue(layout.PROJECT_IMPORTS)
-        mine = [m for m in queue.receive_messages(max_messages=32, visibility_timeout=60)
-                if project_transfer.parse_job(m.content)[0] == made["id"]]
-        assert len(mine) == 1
+        queue, message = queued_message(services, layout.PROJECT_IMPORTS,
+                                        lambda job: "kind" not in job and job.get("projectId") == made["id"])
+        assert project_transfer.parse_job(message.content)[0] == made["id"]
+        mine = [message]
         # as the Functions worker hands it over (the api fixture points bootstrap at these services)
         queue_imports.project_imports(QueueMessage(id=mine[0].id, body=mine[0].content.encode(),
                                                    dequeue_count=mine[0].dequeue_count))

@@ -6,7 +6,7 @@ import pytest
 
 from cvcore import layout
 from functions import bootstrap
-from tests.integration.api import Api
+from tests.integration.api import Api, queued_message
 from tests.support import images as imgs
 
 pytestmark = pytest.mark.integration
@@ -204,19 +204,12 @@ def test_delete_project_removes_blobs_and_rows(api, services):
 
 def run_queued_deletion(services, project_id: str) -> None:
     """Hand the deletion job of `project_id` to the queue trigger, as the host does."""
-    import json
-
     from azure.functions.queue import QueueMessage
 
     from functions import queue_imports
-    queue = services.clients.queue(layout.PROJECT_IMPORTS)
-    mine = []
-    for _ in range(20):  # other tests' jobs may be queued too
-        batch = list(queue.receive_messages(max_messages=32, visibility_timeout=60))
-        mine = [m for m in batch if json.loads(m.content).get("projectId") == project_id]
-        if mine or not batch:
-            break
-    assert len(mine) == 1
+    queue, message = queued_message(services, layout.PROJECT_IMPORTS,
+                                    lambda job: job.get("kind") == "deleteProject" and job.get("projectId") == project_id)
+    mine = [message]
     queue_imports.project_imports(QueueMessage(id=mine[0].id, body=mine[0].content.encode(),
                                                dequeue_count=mine[0].dequeue_count))
     queue.delete_message(mine[0])

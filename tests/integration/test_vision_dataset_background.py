@@ -1,7 +1,6 @@
 """A large Image Analysis dataset on real Azurite: PUT answers at once, its job goes on the real project-imports
 queue, and the queue trigger (as the Functions worker hands it the message) imports it."""
 
-import json
 
 import pytest
 from azure.functions.queue import QueueMessage
@@ -10,6 +9,7 @@ from cvcore import layout
 from functions import bootstrap, queue_imports
 from functions.training import project_transfer
 from functions.vision.registry import ETAG
+from tests.integration.api import queued_message
 from tests.unit.test_vision_api import call, coco_file, model
 
 pytestmark = pytest.mark.integration
@@ -33,10 +33,8 @@ def test_a_large_dataset_registers_through_the_real_queue_and_its_trigger(s, mon
         assert record["state"] == "importing" and s.repo.list_images(record["projectId"]) == []
         assert s.repo.get_project(record["projectId"]).status == "Importing"
         assert model(s, f"m-{name}", name)[1]["error"]["code"] == "DatasetNotReady"
-        queue = s.clients.queue(layout.PROJECT_IMPORTS)
-        mine = [m for m in queue.receive_messages(max_messages=32, visibility_timeout=60)
-                if json.loads(m.content).get("name") == name]
-        assert len(mine) == 1
+        queue, message = queued_message(s, layout.PROJECT_IMPORTS, lambda job: job.get("name") == name)
+        mine = [message]
         queue_imports.project_imports(QueueMessage(id=mine[0].id, body=mine[0].content.encode(),
                                                    dequeue_count=mine[0].dequeue_count))
         queue.delete_message(mine[0])
