@@ -6,6 +6,7 @@ smuggle `..` or a `/` into a path through an id.
 
 from __future__ import annotations
 
+import struct
 import uuid
 
 # Blob containers.
@@ -65,9 +66,12 @@ def image_id_for(project_id: str, sha256_hex: str) -> str:
 # Prediction ids carry their creation time, inverted, in their first 48 bits (milliseconds since the Unix
 # epoch subtracted from 2**48 - 1), then RFC 9562 version 8 and variant bits, then 74 random bits. Their
 # canonical strings therefore sort newest first, so a RowKey range scan lists predictions newest first
-# and a time window is a RowKey range; OLDEST_FIRST rows ('~' sorts after every hex digit) mirror them.
+# and a time window is a RowKey range; OLDEST_FIRST rows ('~' sorts after every hex digit) mirror them,
+# and UNCERTAIN_FIRST rows ('u', between the two) list them most uncertain first (uncertain_first_key).
 _MS_MASK = (1 << 48) - 1
 OLDEST_FIRST = "~"
+UNCERTAIN_FIRST = "u"
+NEWEST_END = "g"  # sorts after every hex digit and '-': the end of the newest-first (prediction id) key space
 
 
 def new_prediction_id(created_ms: int) -> str:
@@ -97,6 +101,15 @@ def oldest_first_key(prediction_id: str) -> str:
 def oldest_first_time_key(created_ms: int) -> str:
     """The oldest-first RowKey bound for a time: rows made at `created_ms` sort from here (inclusive)."""
     return f"{OLDEST_FIRST}{int(created_ms) & _MS_MASK:012x}"
+
+
+def uncertain_first_key(uncertainty: float, prediction_id: str | None = None) -> str:
+    """The RowKey of a prediction's most-uncertain-first row: the uncertainty (0..1) inverted, exactly (a
+    non-negative double's bits sort like the number), then the id; without an id, the bound where rows of
+    that uncertainty start."""
+    bits = struct.unpack(">Q", struct.pack(">d", min(max(float(uncertainty), 0.0), 1.0) + 0.0))[0]
+    key = f"{UNCERTAIN_FIRST}{(1 << 64) - 1 - bits:016x}"
+    return key + guid(prediction_id, "predictionId") if prediction_id is not None else key
 
 
 def project_prefix(project_id: str) -> str:

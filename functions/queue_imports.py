@@ -39,7 +39,7 @@ def project_imports(msg: func.QueueMessage) -> None:
     attempt = msg.dequeue_count or 1
     if doomed is not None:
         status = deletion.run(s.repo, s.blobs, s.predictor.store if s.predictor else None, doomed,
-                              last_attempt=attempt >= MAX_ATTEMPTS)
+                              last_attempt=attempt >= MAX_ATTEMPTS, jobs=s.imports)
         log.info("project deletion %s (attempt %d): %s", doomed, attempt, status)
         return
     if dataset is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
+from itertools import islice
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
@@ -52,9 +53,9 @@ class AzureBlobStore(BlobStore):
         client = self._service.get_container_client(container)
         return sorted(b.name for b in client.list_blobs(name_starts_with=prefix))
 
-    def delete_prefix(self, container: str, prefix: str) -> int:
+    def delete_prefix(self, container: str, prefix: str, limit: int | None = None) -> int:
         client = self._service.get_container_client(container)
-        names = [b.name for b in client.list_blobs(name_starts_with=prefix)]
+        names = [b.name for b in islice(client.list_blobs(name_starts_with=prefix), limit)]
         list(self._pool.map(lambda n: self.delete(container, n), names))
         return len(names)
 

@@ -1,15 +1,21 @@
 """PredictionStore on Azure Storage: rows in the `predictions` table, images in the `predictions` container.
 
-Each prediction is two rows in its project's partition with the same properties: RowKey = prediction id
-(ids sort newest first, see layout.new_prediction_id) and RowKey = layout.oldest_first_key(id). So both
-orders, a time window (a RowKey range) and a continuation token (the last id seen) are single range
-scans. The purge finds old records by their first row, across partitions.
+Each prediction is three rows in its project's partition with the same properties: RowKey = prediction id
+(ids sort newest first, see layout.new_prediction_id), RowKey = layout.oldest_first_key(id) and RowKey =
+layout.uncertain_first_key(uncertainty, id). So every order, a time window (a RowKey range, or a Created
+filter on the uncertain rows) and a continuation token (the last key seen) are single range scans, and
+Suggested reads its most uncertain candidates without the rest. The purge finds old records by their
+first row, across partitions.
+
+A partition's INDEX row says that every record in it has its uncertain row. Projects whose predictions
+were stored before those rows existed get them once, at their first uncertainty scan (`_ensure_index`).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from itertools import islice
 from typing import Iterable, Iterator
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -17,12 +23,13 @@ from azure.data.tables import TableServiceClient
 
 from cvcore import layout
 
-from ..adapters.entities import delete_rows, get_json, put_json, utc
+from ..adapters.entities import BATCH, delete_rows, get_json, put_json, utc
 from ..training.ports import BlobStore
 from .ports import PredictionStore, StoredPrediction
 
 _PAGE = 500
-_HEX_END = "g"  # sorts after every hex digit: the end of the oldest-first key space after '~'
+_HEX_END = layout.NEWEST_END  # sorts after every hex digit: the end of a key space after its prefix
+INDEX = layout.UNCERTAIN_FIRST + "~index"  # after every uncertain row ('~' sorts after the hex digits)
 
 
 def _ms(value: datetime) -> int:
@@ -49,13 +56,16 @@ def _record(e) -> StoredPrediction:
         content_type=e.get("ContentType", ""), extra=get_json(e, "Extra", {}))
 
 
-def _keys(prediction_id: str) -> list[str]:
-    return [prediction_id, layout.oldest_first_key(prediction_id)]
+def _keys(prediction_id: str, uncertainty: float | None) -> list[str]:
+    """A record's row keys (without the uncertain row when its uncertainty is not known: no record)."""
+    keys = [prediction_id, layout.oldest_first_key(prediction_id)]
+    return keys if uncertainty is None else [*keys, layout.uncertain_first_key(uncertainty, prediction_id)]
 
 
 def entities(record: StoredPrediction) -> list[dict]:
-    """The rows of one stored prediction (newest-first and oldest-first), e.g. for bulk loading."""
-    return [_entity(record, key) for key in _keys(record.id)]
+    """The rows of one stored prediction (newest-first, oldest-first, most uncertain first), e.g. for bulk
+    loading."""
+    return [_entity(record, key) for key in _keys(record.id, record.uncertainty)]
 
 
 class TablePredictionStore(PredictionStore):
@@ -63,6 +73,8 @@ class TablePredictionStore(PredictionStore):
         self._table = service.get_table_client(layout.PREDICTIONS_TABLE)
         self._blobs = blobs
         self._pool = pool
+        self._indexed: set[str] = set()  # partitions whose INDEX row this process has seen
+        self._legacy: set[str] = set()  # partitions seen with records and no INDEX row (indexed at first scan)
 
     def put_images(self, project_id, prediction_id, image, content_type, thumbnail) -> None:
         # both at once: the thumbnail on the pool (so never call this from a pool thread), the image here
@@ -74,19 +86,43 @@ class TablePredictionStore(PredictionStore):
             thumb.result()
 
     def add(self, record: StoredPrediction) -> None:
-        # Two single-row inserts at once cost a third of an entity-group transaction here; if either fails,
-        # the other is taken back, so a record has both of its rows or none.
-        main, mirror = (_entity(record, key) for key in _keys(record.id))
-        pending = self._pool.submit(self._table.create_entity, mirror)
+        # Single-row inserts at once cost a third of an entity-group transaction here; if any fails, the
+        # others are taken back, so a record has all of its rows or none.
+        self._ensure_index(record.project_id, adding=True)
+        main, *others = entities(record)
+        pending = [self._pool.submit(self._table.create_entity, e) for e in others]
         errors = []
-        for create in (lambda: self._table.create_entity(main), pending.result):
+        for create in (lambda: self._table.create_entity(main), *(p.result for p in pending)):
             try:
                 create()
             except Exception as exc:  # noqa: BLE001 - re-raised below, after the compensation
                 errors.append(exc)
         if errors:
-            delete_rows(self._table, record.project_id, _keys(record.id))
+            delete_rows(self._table, record.project_id, _keys(record.id, record.uncertainty))
             raise errors[0]
+
+    def _ensure_index(self, project_id: str, adding: bool = False) -> None:
+        """Make sure every record of the partition has its uncertain row (see the module's docstring).
+        Adding to a partition with no INDEX row: a new partition gets it at once; one with records from
+        before waits for its first uncertainty scan, which writes the missing rows and then the INDEX."""
+        if project_id in self._indexed or (adding and project_id in self._legacy):
+            return
+        try:
+            self._table.get_entity(project_id, INDEX)
+        except ResourceNotFoundError:
+            older = self._table.query_entities("PartitionKey eq @pk and RowKey lt @high", select=["RowKey"],
+                                               parameters={"pk": project_id, "high": _HEX_END}, results_per_page=1)
+            if next(iter(older), None) is not None:
+                if adding:
+                    self._legacy.add(project_id)
+                    return
+                rows = self.scan(project_id)
+                while batch := list(islice(rows, BATCH)):
+                    self._table.submit_transaction(
+                        [("upsert", _entity(r, layout.uncertain_first_key(r.uncertainty, r.id))) for r in batch])
+            self._table.upsert_entity({"PartitionKey": project_id, "RowKey": INDEX})
+        self._legacy.discard(project_id)
+        self._indexed.add(project_id)
 
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
         def one(prediction_id: str):
@@ -106,7 +142,7 @@ class TablePredictionStore(PredictionStore):
             after_key = layout.oldest_first_key(after) if after else None
         else:
             low = layout.prediction_time_key(_ms(end) - 1) if end else ""
-            high = layout.prediction_time_key(_ms(start) - 1) if start else layout.OLDEST_FIRST
+            high = layout.prediction_time_key(_ms(start) - 1) if start else _HEX_END
             after_key = layout.guid(after, "continuation") if after else None
         terms = ["PartitionKey eq @pk", "RowKey ge @low", "RowKey lt @high"]
         params = {"pk": project_id, "low": low, "high": high}
@@ -115,29 +151,51 @@ class TablePredictionStore(PredictionStore):
             if value is not None:
                 terms.append(f"{column} {'gt' if name == 'after' else 'eq'} @{name}")
                 params[name] = value
+        return self._query(terms, params)
+
+    def scan_uncertain(self, project_id, *, start=None, end=None, after=None, iteration_id=None,
+                       application=None) -> Iterator[StoredPrediction]:
+        self._ensure_index(project_id)
+        low = layout.uncertain_first_key(after[0], after[1]) if after else layout.UNCERTAIN_FIRST
+        terms = ["PartitionKey eq @pk", f"RowKey {'gt' if after else 'ge'} @low", "RowKey lt @high"]
+        params = {"pk": project_id, "low": low, "high": layout.UNCERTAIN_FIRST + _HEX_END}
+        for name, term, value in (("start", "Created ge @start", start), ("end", "Created lt @end", end),
+                                  ("it", "IterationId eq @it", iteration_id), ("app", "Application eq @app", application)):
+            if value is not None:
+                terms.append(term)
+                params[name] = value
+        return self._query(terms, params)
+
+    def _query(self, terms: list[str], params: dict) -> Iterator[StoredPrediction]:
         rows = self._table.query_entities(" and ".join(terms), parameters=params, results_per_page=_PAGE)
         return (_record(e) for e in rows)
 
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:
         ids = list(dict.fromkeys(prediction_ids))
-        delete_rows(self._table, project_id, [k for i in ids for k in _keys(i)])
-        self._delete_blobs([(project_id, i) for i in ids])
+        found = self.get(project_id, ids)  # their uncertainty names their third row
+        self._remove(project_id, {i: found[i].uncertainty if i in found else None for i in ids})
+
+    def _remove(self, project_id: str, uncertainty: dict[str, float | None]) -> None:
+        delete_rows(self._table, project_id, [k for i, u in uncertainty.items() for k in _keys(i, u)])
+        self._delete_blobs([(project_id, i) for i in uncertainty])
 
     def delete_project(self, project_id: str) -> int:
         keys = [e["RowKey"] for e in self._table.query_entities("PartitionKey eq @pk", select=["RowKey"],
                                                                 parameters={"pk": project_id})]
         delete_rows(self._table, project_id, keys, self._pool)
-        return sum(not k.startswith(layout.OLDEST_FIRST) for k in keys)  # one main row per prediction
+        self._indexed.discard(project_id)
+        return sum(k < _HEX_END for k in keys)  # one main (prediction id) row per prediction
 
     def purge(self, before: datetime) -> int:
-        rows = self._table.query_entities("RowKey ge @low and RowKey lt @high", select=["PartitionKey", "Id"],
+        rows = self._table.query_entities("RowKey ge @low and RowKey lt @high",
+                                          select=["PartitionKey", "Id", "Uncertainty"],
                                           parameters={"low": layout.prediction_time_key(_ms(before) - 1),
-                                                      "high": layout.OLDEST_FIRST})
-        doomed: dict[str, list[str]] = {}
+                                                      "high": _HEX_END})
+        doomed: dict[str, dict[str, float]] = {}
         for e in rows:
-            doomed.setdefault(e["PartitionKey"], []).append(e["Id"])
-        for project_id, ids in doomed.items():
-            self.delete(project_id, ids)
+            doomed.setdefault(e["PartitionKey"], {})[e["Id"]] = e.get("Uncertainty", 0.0)
+        for project_id, records in doomed.items():
+            self._remove(project_id, records)
         return sum(len(ids) for ids in doomed.values())
 
     def _delete_blobs(self, pairs: list[tuple[str, str]]) -> None:

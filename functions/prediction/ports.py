@@ -2,10 +2,10 @@
 
 A stored prediction is one image sent to a published iteration (unless `nostore` was called): the
 image (checked and normalised like a training image) and its thumbnail in the `predictions` container,
-and a record of the answer. Records are kept per project, keyed by prediction id, and listed newest or
-oldest first, optionally within a time window and for one iteration or application. They never follow
-their iteration: deleting an iteration leaves its predictions in place (the purge removes them after
-RETENTION). `adapter.TablePredictionStore` implements the port on Azure Storage; the unit tests use the
+and a record of the answer. Records are kept per project, keyed by prediction id, and listed newest,
+oldest or most uncertain first, optionally within a time window and for one iteration or application.
+They never follow their iteration: deleting an iteration leaves its predictions in place (the purge
+removes them after RETENTION). `adapter.TablePredictionStore` implements the port on Azure Storage; the unit tests use the
 in-memory fake in tests/unit/fakes.py.
 """
 
@@ -67,6 +67,13 @@ class PredictionStore(abc.ABC):
 
         `start` <= created < `end` when given; `after` resumes after that prediction id in the same
         order (a continuation token); `iteration_id` and `application` filter exactly."""
+
+    @abc.abstractmethod
+    def scan_uncertain(self, project_id: str, *, start: datetime | None = None, end: datetime | None = None,
+                       after: tuple[float, str] | None = None, iteration_id: str | None = None,
+                       application: str | None = None) -> Iterator[StoredPrediction]:
+        """Records most uncertain first (ties: by id), lazily: the Suggested order's candidates without
+        reading the rest. `after` = (uncertainty, id) resumes after that record; the filters as in `scan`."""
 
     @abc.abstractmethod
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:

@@ -2,8 +2,10 @@
 
 DELETE projects/{id} marks the project Deleting (from then on it is 404 for every route, its name is free) and
 sends a job on the project-imports queue, whose trigger (queue_imports.py) runs `run`: the project's blobs in
-every container, its stored predictions, then its rows. Each step is idempotent, so a retried message picks
-up where the last one stopped; the last attempt that still fails records the reason. A second sweep of the
+every container, its stored predictions, then its rows. One run deletes at most BLOBS_PER_RUN blobs and then
+sends the job again, so no invocation runs near the function timeout however large the project (the status
+counts the blobs gone so far). Each step is idempotent, so a retried message picks up where the last one
+stopped; the last attempt that still fails records the reason. A second sweep of the
 rows catches a write that passed its project check just before the mark. The outcome stays readable at
 GET projects/{id}/deletion (our extension): Deleting (with the step), Deleted (with what went) or Failed.
 """
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING
 from cvcore import layout
 from cvcore.errors import NotFound
 
-from .model import Project, utcnow
+from .model import DELETING, Project, utcnow
 from .ports import BlobStore, JobQueue, MetadataRepository
 
 if TYPE_CHECKING:
@@ -25,15 +27,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 JOB_KIND, JOB_VERSION = "deleteProject", 1
+BLOBS_PER_RUN = 20_000  # about 5 minutes at Azurite's ~60 deletes/s on 2 cores; Azure Storage is faster
 
 
 def start(repo: MetadataRepository, jobs: JobQueue, project: Project) -> None:
-    from .projects import DELETING  # noqa: PLC0415 - projects imports this module
-
     project.status, project.status_message = DELETING, "waiting for the deletion job"
     repo.save_project(project)
     repo.save_deletion(project.id, {"status": "Deleting", "started": utcnow().isoformat(), "name": project.name})
-    jobs.send(json.dumps({"kind": JOB_KIND, "v": JOB_VERSION, "projectId": project.id}))
+    _send(jobs, project.id)
+
+
+def _send(jobs: JobQueue, project_id: str) -> None:
+    jobs.send(json.dumps({"kind": JOB_KIND, "v": JOB_VERSION, "projectId": project_id}))
 
 
 def parse_job(body: bytes | str) -> str | None:
@@ -46,14 +51,23 @@ def parse_job(body: bytes | str) -> str | None:
     return layout.guid(job.get("projectId"), "projectId")
 
 
-def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: str,
-                      predictions: PredictionStore | None = None, step=lambda name: None) -> dict:
-    """Blobs first, rows last: a deletion that stops half-way can be run again. Returns what went."""
-    prefix = layout.project_prefix(project_id)
-    gone = {"blobs": 0, "predictions": 0}
+def delete_blobs(blobs: BlobStore, project_id: str, limit: int | None = None,
+                 step=lambda name: None) -> tuple[int, bool]:
+    """Delete the project's blobs in every container, at most `limit` of them; return how many went and
+    whether that was all."""
+    prefix, went = layout.project_prefix(project_id), 0
     for container in layout.CONTAINERS:
         step(f"deleting blobs in {container}")
-        gone["blobs"] += blobs.delete_prefix(container, prefix)
+        went += blobs.delete_prefix(container, prefix, None if limit is None else limit - went)
+        if limit is not None and went >= limit:
+            return went, False
+    return went, True
+
+
+def delete_rows(repo: MetadataRepository, project_id: str, predictions: PredictionStore | None = None,
+                step=lambda name: None) -> dict:
+    """After the blobs: the stored predictions, then the project's rows. Returns what went."""
+    gone = {"predictions": 0}
     if predictions is not None:
         step("deleting stored predictions")
         gone["predictions"] = predictions.delete_project(project_id)
@@ -64,8 +78,17 @@ def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: st
     return gone
 
 
+def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: str,
+                      predictions: PredictionStore | None = None, step=lambda name: None) -> dict:
+    """Blobs first, rows last: a deletion that stops half-way can be run again. Returns what went."""
+    went, _ = delete_blobs(blobs, project_id, None, step)
+    return {"blobs": went, **delete_rows(repo, project_id, predictions, step)}
+
+
 def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore | None, project_id: str,
-        last_attempt: bool = False) -> str:
+        last_attempt: bool = False, jobs: JobQueue | None = None, chunk: int = BLOBS_PER_RUN) -> str:
+    """One run of the job: with `jobs` (the queue it came from), at most `chunk` blobs, then the job is sent
+    again ("Deleting"); the run that finds the blobs gone deletes the rows ("Deleted")."""
     record = repo.get_deletion(project_id) or {"status": "Deleting"}
     if record.get("status") == "Deleted":
         return "Deleted"
@@ -74,7 +97,13 @@ def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore
         repo.save_deletion(project_id, {**record, "step": name})
 
     try:
-        gone = delete_everything(repo, blobs, project_id, predictions, step)
+        went, done = delete_blobs(blobs, project_id, chunk if jobs is not None else None, step)
+        record["blobs"] = record.get("blobs", 0) + went
+        if not done:
+            step("deleting blobs: the job continues")
+            _send(jobs, project_id)
+            return "Deleting"
+        gone = delete_rows(repo, project_id, predictions, step)
     except Exception as exc:
         if not last_attempt:
             raise  # the queue retries

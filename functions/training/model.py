@@ -20,6 +20,9 @@ def utcnow() -> datetime:
     return datetime.now(timezone.utc)
 
 
+DELETING = "Deleting"  # Project.status while a background deletion runs
+
+
 @dataclass
 class Project:
     id: str
@@ -32,7 +35,8 @@ class Project:
     last_modified: datetime
     use_negative_set: bool = True
     augmentation_methods: dict[str, bool] | None = None
-    status: str = "Succeeded"  # Custom Vision's ProjectStatus: Succeeded, Importing (import_project), Failed
+    status: str = "Succeeded"  # Custom Vision's ProjectStatus: Succeeded, Importing (import_project), Failed;
+    # and DELETING while a background deletion runs (training/deletion.py): the project is gone for the API
     status_message: str = ""  # why an import Failed
     export_model_container_uri: str = ""  # storage integration (training/integration.py)
     notification_queue_uri: str = ""

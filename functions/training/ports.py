@@ -105,8 +105,9 @@ class BlobStore(abc.ABC):
         """Delete if present."""
 
     @abc.abstractmethod
-    def delete_prefix(self, container: str, prefix: str) -> int:
-        """Delete every blob whose name starts with `prefix`; return how many."""
+    def delete_prefix(self, container: str, prefix: str, limit: int | None = None) -> int:
+        """Delete every blob whose name starts with `prefix` (at most `limit` of them when given); return
+        how many went."""
 
     @abc.abstractmethod
     def url(self, container: str, name: str) -> str:

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING
 from cvcore import domains, layout
 from cvcore.errors import BadRequest, NotFound
 
-from . import serialize, webhooks
-from .model import MULTICLASS, MULTILABEL, Project, utcnow
+from . import deletion, serialize, webhooks
+from .model import DELETING, MULTICLASS, MULTILABEL, Project, utcnow
 from .ports import BlobStore, JobQueue, MetadataRepository
 
 if TYPE_CHECKING:
@@ -27,9 +27,6 @@ def get_domain(domain_id: str) -> dict:
     if d is None:
         raise NotFound("NotFoundDomain", f"domain {domain_id} does not exist; GET /domains lists them")
     return serialize.domain_json(d)
-
-
-DELETING = "Deleting"  # Project.status while a background deletion runs: the project is gone for the API
 
 
 def live_projects(repo: MetadataRepository) -> list[Project]:
@@ -186,8 +183,6 @@ def delete_project(repo: MetadataRepository, blobs: BlobStore, project_id: str,
     """Delete the project and everything it holds. With `jobs` (the project-imports queue) the project is
     marked Deleting (gone for the API at once) and the work runs in the background (deletion.py), so a
     project of 100,000 images never times out the request; without, it runs here."""
-    from . import deletion  # noqa: PLC0415 - deletion uses require_project
-
     project = require_project(repo, project_id)
     if jobs is None:
         deletion.delete_everything(repo, blobs, project.id, predictions)

@@ -17,7 +17,6 @@ delete them, and move them into the training set. (Quick tests, which also store
 
 from __future__ import annotations
 
-import heapq
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -217,11 +216,19 @@ def _suggested(blobs: BlobStore, store: PredictionStore, project: Project, q: Pr
     return records[:q.max_count], session, _next(project, q, {**state, "offset": position})
 
 
+def _by_uncertainty(store: PredictionStore, project: Project, q: PredictionQuery, end: datetime, after=None):
+    """The window's matching records most uncertain first (the store's uncertainty index: a range scan)."""
+    rows = store.scan_uncertain(project.id, start=q.start, end=end, after=after, iteration_id=q.iteration_id,
+                                application=q.application)
+    return (r for r in rows if q.matches(r))
+
+
 def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: datetime):
     """A new session: the POOL most uncertain predictions of the window, in review order (ranking.py)."""
     session = layout.new_prediction_id(_ms(now))
     end = min(q.end, now) if q.end else now  # a snapshot: what arrives later waits for the next query
-    pool = heapq.nsmallest(ranking.POOL + 1, _scan(store, project, q, end=end), key=_key)
+    end = datetime.fromtimestamp(_ms(end) / 1000, UTC)  # whole milliseconds, as the token keeps it
+    pool = list(islice(_by_uncertainty(store, project, q, end), ranking.POOL + 1))
     boundary = list(_key(pool[ranking.POOL - 1])) if len(pool) > ranking.POOL else None  # where the tail starts
     pool = pool[:ranking.POOL]
     order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
@@ -250,9 +257,9 @@ def _with_tail(store: PredictionStore, project: Project, q: PredictionQuery, ses
     pooled = len(records)
     if after is not None:
         end = datetime.fromtimestamp(state["end"] / 1000, UTC)
-        cursor = (float(after[0]), str(after[1]))
-        records = records + heapq.nsmallest(q.max_count + 1 - pooled, (
-            r for r in _scan(store, project, q, end=end) if _key(r) > cursor), key=_key)
+        cursor = (-float(after[0]), str(after[1]))  # _key: (-uncertainty, id)
+        records = records + list(islice(_by_uncertainty(store, project, q, end, after=cursor),
+                                        q.max_count + 1 - pooled))
     if len(records) <= q.max_count:
         return records, session, None
     last = list(_key(records[q.max_count - 1])) if q.max_count > pooled else after

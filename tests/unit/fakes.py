@@ -140,8 +140,8 @@ class FakeBlobStore(BlobStore):
     def list_names(self, container, prefix):
         return sorted(k[1] for k in self.blobs if k[0] == container and k[1].startswith(prefix))
 
-    def delete_prefix(self, container, prefix):
-        doomed = [k for k in self.blobs if k[0] == container and k[1].startswith(prefix)]
+    def delete_prefix(self, container, prefix, limit=None):
+        doomed = sorted(k for k in self.blobs if k[0] == container and k[1].startswith(prefix))[:limit]
         for k in doomed:
             del self.blobs[k]
         return len(doomed)
@@ -184,6 +184,17 @@ class FakePredictionStore(PredictionStore):
         for r in rows:
             if ((start is None or r.created >= start) and (end is None or r.created < end)
                     and iteration_id in (None, r.iteration_id) and application in (None, r.application)):
+                yield copy.deepcopy(r)
+
+    def scan_uncertain(self, project_id, *, start=None, end=None, after=None, iteration_id=None,
+                       application=None):
+        def key(r):
+            return -r.uncertainty, r.id
+
+        for r in sorted(self.records.get(project_id, {}).values(), key=key):
+            if ((after is None or key(r) > (-after[0], after[1])) and (start is None or r.created >= start)
+                    and (end is None or r.created < end) and iteration_id in (None, r.iteration_id)
+                    and application in (None, r.application)):
                 yield copy.deepcopy(r)
 
     def delete(self, project_id, prediction_ids):

@@ -134,6 +134,26 @@ def test_a_background_deletion_hides_the_project_at_once_and_finishes_from_its_j
     assert deletion.run(repo, blobs, None, p) == "Deleted"  # a message delivered twice changes nothing
 
 
+def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progress_counted(repo):
+    from functions.training import deletion
+    from tests.unit.fakes import FakeJobQueue
+    blobs, jobs = FakeBlobStore(), FakeJobQueue()
+    p = projects.create_project(repo, "many", None, None, None, [])["id"]
+    for i in range(5):
+        blobs.put("images", f"{p}/originals/{i}", b"1", "image/jpeg")
+        blobs.put("models", f"{p}/it/{i}", b"1", "application/octet-stream")
+    projects.delete_project(repo, blobs, p, jobs=jobs)
+    runs = []
+    while len(jobs.sent) > len(runs):
+        assert deletion.parse_job(jobs.sent[len(runs)]) == p
+        runs.append(deletion.run(repo, blobs, None, p, jobs=jobs, chunk=4))
+        if runs[-1] == "Deleting":
+            assert repo.get_project(p) is not None  # rows go last
+            assert deletion.status(repo, p)["blobs"] == 4 * len(runs)
+    assert runs == ["Deleting", "Deleting", "Deleted"] and list(blobs.blobs) == []
+    assert deletion.status(repo, p)["blobs"] == 10 and repo.get_project(p) is None
+
+
 def test_a_deletion_that_keeps_failing_is_retried_then_marked_failed_with_the_reason(repo, monkeypatch):
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
@@ -141,7 +161,7 @@ def test_a_deletion_that_keeps_failing_is_retried_then_marked_failed_with_the_re
     p = projects.create_project(repo, "stuck", None, None, None, [])["id"]
     projects.delete_project(repo, blobs, p, jobs=FakeJobQueue())
 
-    def broken(container, prefix):
+    def broken(container, prefix, limit=None):
         raise OSError("storage unreachable")
     monkeypatch.setattr(blobs, "delete_prefix", broken)
     with pytest.raises(OSError):
