@@ -8,7 +8,8 @@ pack of 1280-d features, read it back). The host's resident memory is sampled th
 
 Rows and blobs are loaded straight into storage (the ingest benchmark measures uploads through the API). Every
 figure is a ratio-free cost per size: how it grows is the point (1k -> 100k). Environment: SCALE_SIZES
-(default "1000,10000,100000"), SCALE_REPEATS (15).
+(default "1000,10000,100000"), SCALE_REPEATS (15), SCALE_DELETE_WAIT_S (300: how long to follow a background
+deletion before reporting its rate so far; it runs on in chunks).
 """
 
 from __future__ import annotations
@@ -28,12 +29,15 @@ import numpy as np
 
 from cvcore import layout, settings
 
+from .prediction import _host_pid, _rss_mb
+
 TAGS = 500  # from 5,000 images on; smaller projects get n / 10 (training needs 5 images per tag)
 
 
 def tags_for(n: int) -> int:
     return min(TAGS, max(2, n // 10))
 FEATURE_DIM = 1280
+DELETE_WAIT_S = float(os.environ.get("SCALE_DELETE_WAIT_S", "300"))
 
 
 class Http:
@@ -80,11 +84,6 @@ def _timed(fn, repeats: int) -> dict:
             "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
 
 
-def _rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-
 class _PeakMemory(threading.Thread):
     def __init__(self, pid: int):
         super().__init__(daemon=True)
@@ -112,7 +111,7 @@ def _pngs(count: int) -> list[bytes]:
 
 def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
     """A Multiclass project with TAGS tags and n tagged images (rows, original blobs), n stored predictions."""
-    from functions.prediction.adapter import entities
+    from functions.prediction.adapter import INDEX, entities
     from functions.prediction.ports import StoredPrediction
     from functions.training import projects
     from functions.training.model import ImageRecord, Tag, utcnow
@@ -143,6 +142,7 @@ def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
             task="classification", predictions=[{"tagId": t.id, "tagName": t.name, "probability": p}],
             uncertainty=1 - p, margin=p, signature=f"{int(rng.integers(1 << 62)):016x}", width=56, height=56,
             content_type="image/png"))
+    rows.append({"PartitionKey": pid, "RowKey": INDEX})  # what the store writes at a new project's first prediction
     rows.sort(key=lambda e: e["RowKey"])
     batches = [rows[i:i + 100] for i in range(0, len(rows), 100)]
     with ThreadPoolExecutor(8) as pool:
@@ -219,13 +219,14 @@ def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, re
     t = time.perf_counter()
     http_.ok("DELETE", f"projects/{pid}")
     out["delete_request_ms"] = round((time.perf_counter() - t) * 1000, 1)
-    while True:
+    while True:  # until Deleted, or for at most DELETE_WAIT_S: then the rate so far (the job goes on in chunks)
         state = http_.ok("GET", f"projects/{pid}/deletion")
-        if state["status"] != "Deleting":
+        if state["status"] != "Deleting" or time.perf_counter() - t > DELETE_WAIT_S:
             break
         time.sleep(0.5)
     out["delete_background_s"] = round(time.perf_counter() - t, 1)
     out["delete_status"] = state["status"]
+    out["delete_blobs_per_s"] = round(state.get("blobs", 0) / (time.perf_counter() - t), 1)
     return out
 
 
@@ -258,26 +259,6 @@ def run() -> dict:
     return results
 
 
-def _host_pid(url: str) -> int:
-    """The pid of the process listening on the host's port (the host runs as a child process)."""
-    port = urlsplit(url).port
-    inode = None
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with open(table) as f:
-            for line in f.readlines()[1:]:
-                parts = line.split()
-                if int(parts[1].split(":")[1], 16) == port and parts[3] == "0A":
-                    inode = parts[9]
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            for fd in os.listdir(f"/proc/{pid}/fd"):
-                if os.readlink(f"/proc/{pid}/fd/{fd}") == f"socket:[{inode}]":
-                    return int(pid)
-        except OSError:
-            continue
-    raise RuntimeError("the host's process was not found")
-
-
 def report(r: dict) -> str:
     lines = [f"scale: up to {r['tags']} tags (n / 10 below 5,000 images); p50 ms (first call) [p50 / the floor's "
              "p50 in the same run] per size"]
@@ -287,8 +268,8 @@ def report(r: dict) -> str:
         cells = [f"{n}: {row[k]['p50_ms']} ({row[k]['first_ms']}) [{row[k]['p50_ms'] / row['floor_get_project']['p50_ms']:.1f}x]"
                  for n, row in r["sizes"].items()]
         lines.append(f"  {k:28s} " + "  ".join(cells))
-    for k in ("train_freeze_s", "coco_export_s", "delete_request_ms", "delete_background_s", "host_peak_rss_mb",
-              "seed_s"):
+    for k in ("train_freeze_s", "coco_export_s", "delete_request_ms", "delete_background_s", "delete_status",
+              "delete_blobs_per_s", "host_peak_rss_mb", "seed_s"):
         lines.append(f"  {k:28s} " + "  ".join(f"{n}: {row[k]}" for n, row in r["sizes"].items()))
     for k in ("manifest_read_s", "load_decode_s", "images_per_s", "embedding_cache_write_s", "embedding_cache_read_s"):
         lines.append(f"  trainer {k:20s} " + "  ".join(f"{n}: {row['trainer'][k]}" for n, row in r["sizes"].items()))

@@ -1,10 +1,11 @@
 """Table entity helpers shared by the storage adapters: JSON split over string properties, UTC times, image
-rows, and deleting rows in transactions."""
+rows, reading rows by key and deleting them in transactions."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from typing import Iterable
 
 from azure.data.tables import TableTransactionError
 
@@ -65,6 +66,20 @@ def image_record(e) -> ImageRecord:
         regions=[Region(id=r[0], tag_id=r[1], left=r[2], top=r[3], width=r[4], height=r[5], created=ts(r[6]))
                  for r in get_json(e, "Regions", [])],
         metadata=get_json(e, "Metadata", {}), etag=e.metadata.get("etag") if hasattr(e, "metadata") else None)
+
+
+def get_rows(table, partition: str, keys: Iterable[str], pool=None) -> list[dict]:
+    """The rows among `keys` that exist: one query per FILTER_KEYS keys (several at once on `pool`)."""
+    keys = list(dict.fromkeys(keys))
+    chunks = [keys[i:i + FILTER_KEYS] for i in range(0, len(keys), FILTER_KEYS)]
+
+    def query(chunk: list[str]) -> list[dict]:
+        params = {"pk": partition, **{f"r{i}": rk for i, rk in enumerate(chunk)}}
+        terms = " or ".join(f"RowKey eq @r{i}" for i in range(len(chunk)))
+        return list(table.query_entities(f"PartitionKey eq @pk and ( {terms} )", parameters=params))
+
+    found = pool.map(query, chunks) if pool is not None and len(chunks) > 1 else map(query, chunks)
+    return [e for rows in found for e in rows]
 
 
 def delete_rows(table, partition: str, keys: list[str], pool=None) -> None:

@@ -29,7 +29,7 @@ from azure.data.tables import TableTransactionError, UpdateMode
 
 from ..training.model import ImageCounts, ImageRecord
 from ..training.ports import ConcurrencyError
-from .entities import BATCH, FILTER_KEYS, get_json, image_entity, image_record, put_json
+from .entities import BATCH, get_json, get_rows, image_entity, image_record, put_json
 
 SHARD_PREFIX = "~counts-"
 SHARD_END = "~counts."  # the first key after every shard
@@ -100,18 +100,7 @@ class ImageRows:
 
     def get(self, project_id: str, image_ids: Iterable[str]) -> dict[str, ImageRecord]:
         ids = [i for i in dict.fromkeys(image_ids) if i < ROWS_END]
-        chunks = [ids[i:i + FILTER_KEYS] for i in range(0, len(ids), FILTER_KEYS)]
-
-        def query(chunk: list[str]) -> list[ImageRecord]:
-            params = {"pk": project_id, **{f"r{i}": rk for i, rk in enumerate(chunk)}}
-            keys = " or ".join(f"RowKey eq @r{i}" for i in range(len(chunk)))
-            return [image_record(e) for e in self._table.query_entities(f"PartitionKey eq @pk and ( {keys} )",
-                                                                        parameters=params)]
-
-        found: dict[str, ImageRecord] = {}
-        for records in self._pool.map(query, chunks) if len(chunks) > 1 else map(query, chunks):
-            found.update((r.id, r) for r in records)
-        return found
+        return {r.id: r for r in map(image_record, get_rows(self._table, project_id, ids, self._pool))}
 
     # --- writing ----------------------------------------------------------------------------------------
 

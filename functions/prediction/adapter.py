@@ -23,11 +23,13 @@ from azure.data.tables import TableServiceClient
 
 from cvcore import layout
 
-from ..adapters.entities import BATCH, delete_rows, get_json, put_json, utc
+from ..adapters.entities import BATCH, delete_rows, get_rows, get_json, put_json, utc
 from ..training.ports import BlobStore
 from .ports import PredictionStore, StoredPrediction
 
 _PAGE = 500
+_MAX_PAGE = 1000  # the most rows one Table query returns
+_BRIEF = ["PartitionKey", "Id", "IterationId", "Created", "Task", "Uncertainty", "Signature"]  # enough to rank
 _HEX_END = layout.NEWEST_END  # sorts after every hex digit: the end of a key space after its prefix
 INDEX = layout.UNCERTAIN_FIRST + "~index"  # after every uncertain row ('~' sorts after the hex digits)
 
@@ -125,17 +127,11 @@ class TablePredictionStore(PredictionStore):
         self._indexed.add(project_id)
 
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
-        def one(prediction_id: str):
-            try:
-                return _record(self._table.get_entity(project_id, prediction_id))
-            except ResourceNotFoundError:
-                return None
-
-        found = self._pool.map(one, list(dict.fromkeys(prediction_ids)))
-        return {r.id: r for r in found if r is not None}
+        ids = [i for i in prediction_ids if i < _HEX_END]  # prediction ids only, never another row
+        return {r.id: r for r in map(_record, get_rows(self._table, project_id, ids, self._pool))}
 
     def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
-             application=None) -> Iterator[StoredPrediction]:
+             application=None, page=None) -> Iterator[StoredPrediction]:
         if oldest_first:
             low = layout.oldest_first_time_key(_ms(start)) if start else layout.OLDEST_FIRST
             high = layout.oldest_first_time_key(_ms(end)) if end else layout.OLDEST_FIRST + _HEX_END
@@ -151,10 +147,10 @@ class TablePredictionStore(PredictionStore):
             if value is not None:
                 terms.append(f"{column} {'gt' if name == 'after' else 'eq'} @{name}")
                 params[name] = value
-        return self._query(terms, params)
+        return self._query(terms, params, page)
 
     def scan_uncertain(self, project_id, *, start=None, end=None, after=None, iteration_id=None,
-                       application=None) -> Iterator[StoredPrediction]:
+                       application=None, page=None, brief=False) -> Iterator[StoredPrediction]:
         self._ensure_index(project_id)
         low = layout.uncertain_first_key(after[0], after[1]) if after else layout.UNCERTAIN_FIRST
         terms = ["PartitionKey eq @pk", f"RowKey {'gt' if after else 'ge'} @low", "RowKey lt @high"]
@@ -164,10 +160,12 @@ class TablePredictionStore(PredictionStore):
             if value is not None:
                 terms.append(term)
                 params[name] = value
-        return self._query(terms, params)
+        return self._query(terms, params, page, _BRIEF if brief else None)
 
-    def _query(self, terms: list[str], params: dict) -> Iterator[StoredPrediction]:
-        rows = self._table.query_entities(" and ".join(terms), parameters=params, results_per_page=_PAGE)
+    def _query(self, terms: list[str], params: dict, page: int | None,
+               select: list[str] | None = None) -> Iterator[StoredPrediction]:
+        rows = self._table.query_entities(" and ".join(terms), parameters=params, select=select,
+                                          results_per_page=min(page or _PAGE, _MAX_PAGE))
         return (_record(e) for e in rows)
 
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:

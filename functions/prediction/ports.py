@@ -62,18 +62,22 @@ class PredictionStore(abc.ABC):
     @abc.abstractmethod
     def scan(self, project_id: str, *, oldest_first: bool = False, start: datetime | None = None,
              end: datetime | None = None, after: str | None = None, iteration_id: str | None = None,
-             application: str | None = None) -> Iterator[StoredPrediction]:
+             application: str | None = None, page: int | None = None) -> Iterator[StoredPrediction]:
         """Records of a project newest (or oldest) first, lazily, page by page from storage.
 
         `start` <= created < `end` when given; `after` resumes after that prediction id in the same
-        order (a continuation token); `iteration_id` and `application` filter exactly."""
+        order (a continuation token); `iteration_id` and `application` filter exactly; `page`: how many
+        records the caller expects to read (rows per storage round trip, so a page of 50 reads 50)."""
 
     @abc.abstractmethod
     def scan_uncertain(self, project_id: str, *, start: datetime | None = None, end: datetime | None = None,
                        after: tuple[float, str] | None = None, iteration_id: str | None = None,
-                       application: str | None = None) -> Iterator[StoredPrediction]:
+                       application: str | None = None, page: int | None = None,
+                       brief: bool = False) -> Iterator[StoredPrediction]:
         """Records most uncertain first (ties: by id), lazily: the Suggested order's candidates without
-        reading the rest. `after` = (uncertainty, id) resumes after that record; the filters as in `scan`."""
+        reading the rest. `after` = (uncertainty, id) resumes after that record; the filters and `page` as
+        in `scan`; `brief`: only id, created, iteration, uncertainty and signature are read (predictions
+        are left empty), for ranking many."""
 
     @abc.abstractmethod
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:

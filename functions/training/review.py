@@ -183,7 +183,8 @@ def _chronological(store: PredictionStore, project: Project, q: PredictionQuery)
     if q.continuation:
         state = continuation.decode(q.continuation, project.id, q.fingerprint(), INVALID)
         after = guid(state.get("after"), "continuation")
-    rows = _scan(store, project, q, end=q.end, after=after, oldest_first=q.order == "Oldest")
+    rows = _scan(store, project, q, end=q.end, after=after, oldest_first=q.order == "Oldest",
+                 page=None if q.tags else q.max_count + 1)  # tag filters drop rows: read the default pages
     page = list(islice(rows, q.max_count + 1))  # one more than asked: is there a next page?
     if len(page) <= q.max_count:
         return page, None
@@ -211,15 +212,17 @@ def _suggested(blobs: BlobStore, store: PredictionStore, project: Project, q: Pr
     records, position = _from_pool(store, project.id, ranked, known, state.get("offset"), q.max_count + 1)
     if position is None:
         return _with_tail(store, project, q, session, state, records)
-    if known is not None:
+    if not q.continuation:
         _write_session(blobs, project.id, session, ranked, now)
     return records[:q.max_count], session, _next(project, q, {**state, "offset": position})
 
 
-def _by_uncertainty(store: PredictionStore, project: Project, q: PredictionQuery, end: datetime, after=None):
-    """The window's matching records most uncertain first (the store's uncertainty index: a range scan)."""
+def _by_uncertainty(store: PredictionStore, project: Project, q: PredictionQuery, end: datetime, page: int,
+                    after=None, brief: bool = False):
+    """The window's matching records most uncertain first (the store's uncertainty index: a range scan).
+    `brief` (only without tag filters, which need the predictions): records enough to rank."""
     rows = store.scan_uncertain(project.id, start=q.start, end=end, after=after, iteration_id=q.iteration_id,
-                                application=q.application)
+                                application=q.application, page=None if q.tags else page, brief=brief and not q.tags)
     return (r for r in rows if q.matches(r))
 
 
@@ -228,12 +231,13 @@ def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: dat
     session = layout.new_prediction_id(_ms(now))
     end = min(q.end, now) if q.end else now  # a snapshot: what arrives later waits for the next query
     end = datetime.fromtimestamp(_ms(end) / 1000, UTC)  # whole milliseconds, as the token keeps it
-    pool = list(islice(_by_uncertainty(store, project, q, end), ranking.POOL + 1))
+    pool = list(islice(_by_uncertainty(store, project, q, end, ranking.POOL + 1, brief=True), ranking.POOL + 1))
     boundary = list(_key(pool[ranking.POOL - 1])) if len(pool) > ranking.POOL else None  # where the tail starts
     pool = pool[:ranking.POOL]
     order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
     state = {"session": session, "end": _ms(end), "offset": 0, "boundary": boundary}
-    return session, [pool[i].id for i in order], {r.id: r for r in pool}, state
+    known = {r.id: r for r in pool} if q.tags else None  # brief records (no tag filter) are read again in full
+    return session, [pool[i].id for i in order], known, state
 
 
 def _from_pool(store: PredictionStore, project_id: str, ranked: list[str], known: dict | None, offset: int | None,
@@ -258,8 +262,8 @@ def _with_tail(store: PredictionStore, project: Project, q: PredictionQuery, ses
     if after is not None:
         end = datetime.fromtimestamp(state["end"] / 1000, UTC)
         cursor = (-float(after[0]), str(after[1]))  # _key: (-uncertainty, id)
-        records = records + list(islice(_by_uncertainty(store, project, q, end, after=cursor),
-                                        q.max_count + 1 - pooled))
+        records = records + list(islice(_by_uncertainty(store, project, q, end, q.max_count + 1 - pooled,
+                                                        after=cursor), q.max_count + 1 - pooled))
     if len(records) <= q.max_count:
         return records, session, None
     last = list(_key(records[q.max_count - 1])) if q.max_count > pooled else after

@@ -74,6 +74,10 @@ def test_most_uncertain_first_with_windows_filters_and_cursor(store):
     assert [r.id for r in store.scan_uncertain(p, **window)] == [
         r.id for r in expected if window["start"] <= r.created < window["end"]]
     assert [r.id for r in store.scan_uncertain(p, iteration_id="a")] == [r.id for r in expected if r.iteration_id == "a"]
+    brief = list(store.scan_uncertain(p, brief=True, page=3))  # pages of 3 rows, only what ranking needs
+    assert [(r.id, r.uncertainty, r.signature, r.created) for r in brief] == [
+        (r.id, r.uncertainty, r.signature, r.created) for r in expected]
+    assert all(r.predictions == [] for r in brief) and expected[0].predictions
     store.delete(p, [expected[0].id])
     assert [r.id for r in store.scan_uncertain(p)] == [r.id for r in expected[1:]]
     assert store.delete_project(p) == 7

@@ -4,6 +4,7 @@ tested against Azurite in tests/integration."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 from typing import Iterable
 
@@ -173,7 +174,7 @@ class FakePredictionStore(PredictionStore):
         return {i: copy.deepcopy(part[i]) for i in prediction_ids if i in part}
 
     def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
-             application=None):
+             application=None, page=None):
         def key(r):
             return (layout.prediction_time_ms(r.id), r.id) if oldest_first else (r.id,)
 
@@ -187,7 +188,7 @@ class FakePredictionStore(PredictionStore):
                 yield copy.deepcopy(r)
 
     def scan_uncertain(self, project_id, *, start=None, end=None, after=None, iteration_id=None,
-                       application=None):
+                       application=None, page=None, brief=False):
         def key(r):
             return -r.uncertainty, r.id
 
@@ -195,7 +196,7 @@ class FakePredictionStore(PredictionStore):
             if ((after is None or key(r) > (-after[0], after[1])) and (start is None or r.created >= start)
                     and (end is None or r.created < end) and iteration_id in (None, r.iteration_id)
                     and application in (None, r.application)):
-                yield copy.deepcopy(r)
+                yield dataclasses.replace(r, predictions=[], extra={}) if brief else copy.deepcopy(r)
 
     def delete(self, project_id, prediction_ids):
         for i in prediction_ids:
