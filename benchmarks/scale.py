@@ -3,8 +3,11 @@ Azurite, called over HTTP through the local host (a real process). For each size
 cold call) of get_tags with counts, the image counts (all / tagged / untagged / one tag), get_images at the
 first page and deep in the set, query_predictions over as many stored predictions (Newest and Suggested),
 train's dataset freeze, COCO export, and delete_project (the request, then the background job until Deleted);
-in the trainer's process: the dataset load (manifest + decoding every image) and the embedding cache (write a
-pack of 1280-d features, read it back). The host's resident memory is sampled throughout (its peak reported).
+in the trainer's process: the dataset load (manifest; decoding every image and holding it, up to HELD_UP_TO
+images; the streamed check that decodes each and drops it, with this process's memory growth) and the
+embedding cache (write a pack of 1280-d features, read it back). The host's resident memory is sampled
+throughout (its peak reported). Two floors per size: GET project through the host, and the storage's own
+cost of a 1-row range query and of a point read in the predictions table (Azurite's range queries scan).
 
 Rows and blobs are loaded straight into storage (the ingest benchmark measures uploads through the API). Every
 figure is a ratio-free cost per size: how it grows is the point (1k -> 100k). Environment: SCALE_SIZES
@@ -37,6 +40,7 @@ TAGS = 500  # from 5,000 images on; smaller projects get n / 10 (training needs 
 def tags_for(n: int) -> int:
     return min(TAGS, max(2, n // 10))
 FEATURE_DIM = 1280
+HELD_UP_TO = 10_000  # the trainer's held (decode all and keep) load is timed up to this size; streamed always
 DELETE_WAIT_S = float(os.environ.get("SCALE_DELETE_WAIT_S", "300"))
 
 
@@ -158,12 +162,28 @@ def _trainer_costs(conn: str, pid: str, iteration_id: str, n: int) -> dict:
     t = time.perf_counter()
     m = trainer_job.load_dataset(store, pid, iteration_id)
     manifest_s = time.perf_counter() - t
+    out = {"manifest_read_s": round(manifest_s, 2), "held_decoded_mb": round(trainer_job.decoded_bytes(m) / 2 ** 20),
+           "holds_decoded_by_default": trainer_job.holds_decoded(m)}
+    if n <= HELD_UP_TO:  # decoded once and held (what a dataset under TRAINER_DECODED_MB does)
+        t = time.perf_counter()
+        with ThreadPoolExecutor(16) as pool:
+            decoded, bad = trainer_job.load_images(store, m, pool)
+        load_s = time.perf_counter() - t
+        assert len(decoded) == n and not bad, (len(decoded), len(bad))
+        del decoded
+        out.update(load_decode_s=round(load_s, 2), images_per_s=round(n / load_s))
+    # streamed (a dataset over TRAINER_DECODED_MB): each image decoded to check it, then dropped
+    memory = _PeakMemory(os.getpid())
+    base = _rss_mb(os.getpid())
+    memory.start()
     t = time.perf_counter()
     with ThreadPoolExecutor(16) as pool:
-        decoded, bad = trainer_job.load_images(store, m, pool)
-    load_s = time.perf_counter() - t
-    assert len(decoded) == n and not bad, (len(decoded), len(bad))
-    del decoded
+        decoded, bad = trainer_job.load_images(store, m, pool, keep=False)
+    stream_s = time.perf_counter() - t
+    memory.stop.set()
+    assert not decoded and not bad
+    out.update(stream_check_s=round(stream_s, 2), stream_images_per_s=round(n / stream_s),
+               stream_rss_growth_mb=round(memory.peak - base))
     cache = BlobFeatureCache(store, pid)
     features = np.random.default_rng(0).normal(size=(n, FEATURE_DIM)).astype(np.float32)
     t = time.perf_counter()
@@ -176,15 +196,22 @@ def _trainer_costs(conn: str, pid: str, iteration_id: str, n: int) -> dict:
     hits = sum(again.get(("bench-feature", 224, im["image_id"])) is not None for im in m.images)
     read_s = time.perf_counter() - t
     assert hits == n
-    return {"manifest_read_s": round(manifest_s, 2), "load_decode_s": round(load_s, 2),
-            "images_per_s": round(n / load_s), "embedding_cache_write_s": round(write_s, 2),
-            "embedding_cache_read_s": round(read_s, 2)}
+    return {**out, "embedding_cache_write_s": round(write_s, 2), "embedding_cache_read_s": round(read_s, 2)}
 
 
 def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, repeats: int) -> dict:
     out: dict = {}
     # The floor of any call: one project row read through the same host and connection (the baseline).
     out["floor_get_project"] = _timed(lambda: http_.ok("GET", f"projects/{pid}"), repeats)
+    # The storage's own floor at this size: one row by a RowKey range from the predictions table, straight from
+    # this process (Azurite scans its tables for a range query, so this grows with the rows it holds; a point
+    # read does not; Azure Storage indexes both).
+    table = s.clients.table.get_table_client(layout.PREDICTIONS_TABLE)
+    out["storage_range_1_row"] = _timed(lambda: next(iter(table.query_entities(
+        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", parameters={"pk": pid, "lo": "", "hi": "g"},
+        results_per_page=1))), repeats)
+    from functions.prediction.adapter import INDEX
+    out["storage_point_read"] = _timed(lambda: table.get_entity(pid, INDEX), repeats)
     out["get_tags"] = _timed(lambda: http_.ok("GET", f"projects/{pid}/tags"), repeats)
     tags = http_.ok("GET", f"projects/{pid}/tags")
     assert len(tags) == tags_for(n) and sum(t["imageCount"] for t in tags) == n
@@ -262,7 +289,7 @@ def run() -> dict:
 def report(r: dict) -> str:
     lines = [f"scale: up to {r['tags']} tags (n / 10 below 5,000 images); p50 ms (first call) [p50 / the floor's "
              "p50 in the same run] per size"]
-    keys = ("floor_get_project", "get_tags", "image_count", "tagged_count", "untagged_count", "one_tag_count", "get_images_first_page",
+    keys = ("floor_get_project", "storage_range_1_row", "storage_point_read", "get_tags", "image_count", "tagged_count", "untagged_count", "one_tag_count", "get_images_first_page",
             "get_images_deep", "get_images_one_tag_deep", "query_predictions_newest", "query_predictions_suggested")
     for k in keys:
         cells = [f"{n}: {row[k]['p50_ms']} ({row[k]['first_ms']}) [{row[k]['p50_ms'] / row['floor_get_project']['p50_ms']:.1f}x]"
@@ -271,6 +298,9 @@ def report(r: dict) -> str:
     for k in ("train_freeze_s", "coco_export_s", "delete_request_ms", "delete_background_s", "delete_status",
               "delete_blobs_per_s", "host_peak_rss_mb", "seed_s"):
         lines.append(f"  {k:28s} " + "  ".join(f"{n}: {row[k]}" for n, row in r["sizes"].items()))
-    for k in ("manifest_read_s", "load_decode_s", "images_per_s", "embedding_cache_write_s", "embedding_cache_read_s"):
-        lines.append(f"  trainer {k:20s} " + "  ".join(f"{n}: {row['trainer'][k]}" for n, row in r["sizes"].items()))
+    for k in ("manifest_read_s", "held_decoded_mb", "holds_decoded_by_default", "load_decode_s", "images_per_s",
+              "stream_check_s", "stream_images_per_s", "stream_rss_growth_mb", "embedding_cache_write_s",
+              "embedding_cache_read_s"):
+        lines.append(f"  trainer {k:20s} " + "  ".join(f"{n}: {row['trainer'].get(k, '-')}"
+                                                        for n, row in r["sizes"].items()))
     return "\n".join(lines)

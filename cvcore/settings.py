@@ -35,21 +35,34 @@ APP_SETTINGS = (STORAGE, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, TABLE_SERVICE_URI,
 # Optional trainer settings (defaults apply when unset): seconds a Quick (Regular) training may spend on a CPU
 # (classification 45, detection 150); a GPU is not limited by it.
 TRAINER_QUICK_CPU_SECONDS = "TRAINER_QUICK_CPU_SECONDS"
-TRAINER_SETTINGS = (TRAINER_QUICK_CPU_SECONDS,)
+# The most memory (MiB) a classification job's decoded images may take; a larger dataset is streamed (each image
+# read and decoded whenever used, none kept) instead of decoded once and held (gpu_trainer/job.holds_decoded).
+TRAINER_DECODED_MB = "TRAINER_DECODED_MB"
+DECODED_MB_DEFAULT = 4096.0
+TRAINER_SETTINGS = (TRAINER_QUICK_CPU_SECONDS, TRAINER_DECODED_MB)
 
 
-def quick_cpu_seconds(default: float, env: Mapping[str, str] | None = None) -> float:
-    """The Quick-training CPU budget: TRAINER_QUICK_CPU_SECONDS when set (a positive number), else `default`."""
-    raw = (os.environ if env is None else env).get(TRAINER_QUICK_CPU_SECONDS, "").strip()
+def _positive(name: str, default: float, env: Mapping[str, str] | None, unit: str) -> float:
+    raw = (os.environ if env is None else env).get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{TRAINER_QUICK_CPU_SECONDS}: {raw!r} is not a number of seconds") from None
+        raise ConfigError(f"{name}: {raw!r} is not a number of {unit}") from None
     if not value > 0:
-        raise ConfigError(f"{TRAINER_QUICK_CPU_SECONDS}: must be positive, got {raw!r}")
+        raise ConfigError(f"{name}: must be positive, got {raw!r}")
     return value
+
+
+def quick_cpu_seconds(default: float, env: Mapping[str, str] | None = None) -> float:
+    """The Quick-training CPU budget: TRAINER_QUICK_CPU_SECONDS when set (a positive number), else `default`."""
+    return _positive(TRAINER_QUICK_CPU_SECONDS, default, env, "seconds")
+
+
+def decoded_limit_mb(env: Mapping[str, str] | None = None) -> float:
+    """TRAINER_DECODED_MB when set (a positive number of MiB), else DECODED_MB_DEFAULT."""
+    return _positive(TRAINER_DECODED_MB, DECODED_MB_DEFAULT, env, "MiB")
 
 
 LOCAL_TRAINING_KEY = "local-training-key"

@@ -65,8 +65,10 @@ class TrainingDiverged(RuntimeError):
 
 class Example:
     """A training image: `image` is an RGB PIL image, or a callable that loads it on first use (a retraining
-    whose embeddings are cached never needs most images); `labels` are indices into the labels, () for a
-    Negative-tag image (none of the regular tags); `key` is the content-addressed image id (the cache key)."""
+    whose embeddings are cached never needs most images) and keeps it, unless the callable is marked
+    `streamed` (a dataset too large to hold decoded: loaded on every use, never kept); `labels` are indices
+    into the labels, () for a Negative-tag image (none of the regular tags); `key` is the content-addressed
+    image id (the cache key)."""
 
     __slots__ = ("_image", "labels", "key")
 
@@ -76,6 +78,8 @@ class Example:
     @property
     def image(self) -> Image.Image:
         if callable(self._image):
+            if getattr(self._image, "streamed", False):
+                return self._image()
             self._image = self._image()
         return self._image
 

@@ -181,10 +181,19 @@ def embed(backbone, images, keys, cache: FeatureCache | None = None, resolution:
                    else None)
         extractor = PooledFeatures(backbone, stages, cells).to(device).eval()
         puts = []
-        with torch.no_grad(), ThreadPoolExecutor(8) as pool:
-            for start in range(0, len(missing), batch_size):
-                chunk = missing[start:start + batch_size]
-                x = images_to_tensor([get_image(i) for i in chunk], backbone, resolution)
+        chunks = [missing[start:start + batch_size] for start in range(0, len(missing), batch_size)]
+        with torch.no_grad(), ThreadPoolExecutor(8) as pool, ThreadPoolExecutor(1) as ahead:
+            # the next batch's images are read and decoded (8 at once) while this one runs through the model
+            def load(chunk: list[int]) -> list:
+                return list(pool.map(get_image, chunk))
+
+            pending = ahead.submit(load, chunks[0])
+            for k, chunk in enumerate(chunks):
+                images_now = pending.result()
+                if k + 1 < len(chunks):
+                    pending = ahead.submit(load, chunks[k + 1])
+                start = k * batch_size
+                x = images_to_tensor(images_now, backbone, resolution)
                 if session is not None:
                     out = session.run(["features"], {"image": x.numpy()})[0]
                 else:

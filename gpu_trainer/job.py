@@ -38,11 +38,12 @@ class JobFailed(Exception):
 
 
 class _Decoded(dict):
-    """The decoded images by manifest number, and the ids of those that could not be read (skipped)."""
+    """The decoded images by manifest number, the ids of those that could not be read (skipped), and whether
+    the others are streamed (read and decoded on every use, see holds_decoded)."""
 
-    def __init__(self, images: dict, skipped: list[str]):
+    def __init__(self, images: dict, skipped: list[str], streamed: bool = False):
         super().__init__(images)
-        self.skipped = tuple(skipped)
+        self.skipped, self.streamed = tuple(skipped), streamed
 
 
 class Progress:
@@ -63,6 +64,12 @@ class Progress:
                                                progress=float(fraction), message=message, attempt=self.attempt))
 
 
+def _readable(m: manifest.Manifest, skipped, n: int) -> list[dict]:
+    """The first n manifest images that are not among the unreadable ones."""
+    bad = set(skipped)
+    return [im for im in m.images if im["image_id"] not in bad][:n]
+
+
 def load_dataset(store: TrainerStore, project_id: str, iteration_id: str, blob: str | None = None):
     """The iteration's frozen COCO manifest (at `blob`, by default where the layout puts it)."""
     blob = blob or layout.iteration_dataset(project_id, iteration_id)
@@ -79,12 +86,16 @@ def load_dataset(store: TrainerStore, project_id: str, iteration_id: str, blob: 
     return m
 
 
-def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecutor, only: set[int] | None = None):
+def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecutor, only: set[int] | None = None,
+                keep: bool = True):
     """Decode the images (all, or the manifest image numbers in `only`); return ({number: RGB image},
-    [unreadable image ids]). More than MAX_SKIPPED_FRACTION of the whole set unreadable fails the job."""
+    [unreadable image ids]). With keep=False every image is decoded to check it and dropped at once (a
+    dataset too large to hold decoded, see holds_decoded), so the dict is empty. More than
+    MAX_SKIPPED_FRACTION of the whole set unreadable fails the job."""
     def one(entry):
         try:
-            return entry["id"], decode_rgb(store.read_image(m.project_id, entry["image_id"]), max_bytes=None)
+            image = decode_rgb(store.read_image(m.project_id, entry["image_id"]), max_bytes=None)
+            return entry["id"], image if keep else True
         except (ResourceNotFoundError, ImageError) as exc:
             log.warning("image %s unreadable: %s", entry["image_id"], exc)
             return entry["id"], None
@@ -95,7 +106,7 @@ def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecu
     for number, image in pool.map(one, wanted):
         if image is None:
             bad.append(by_number[number])
-        else:
+        elif keep:
             decoded[number] = image
     if bad and len(bad) > MAX_SKIPPED_FRACTION * len(m.images):
         raise JobFailed(messages.ERR_DATASET_CORRUPT, f"{len(bad)} of {len(m.images)} images are missing or "
@@ -103,8 +114,23 @@ def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecu
     return decoded, bad
 
 
-def lazy_image(store: TrainerStore, project_id: str, image_id: str):
-    """A loader for an image that was not decoded up front (its embedding was cached)."""
+def decoded_bytes(m: manifest.Manifest, only: set[int] | None = None) -> int:
+    """What holding the images decoded (RGB, 8 bits) would take, from the manifest's sizes."""
+    return sum(3 * int(im.get("width") or 0) * int(im.get("height") or 0) for im in m.images
+               if only is None or im["id"] in only)
+
+
+def holds_decoded(m: manifest.Manifest, only: set[int] | None = None, limit_mb: float | None = None) -> bool:
+    """Whether the job keeps its images decoded in memory (fast: each is decoded once) or streams them (each
+    read and decoded whenever used, none kept): detectors always keep them; a classification dataset keeps
+    them while they fit in TRAINER_DECODED_MB (settings.decoded_limit_mb)."""
+    limit = settings.decoded_limit_mb() if limit_mb is None else limit_mb
+    return m.task == "detection" or decoded_bytes(m, only) <= limit * 2 ** 20
+
+
+def lazy_image(store: TrainerStore, project_id: str, image_id: str, streamed: bool = False):
+    """A loader for an image that was not decoded up front (its embedding was cached, or the dataset is
+    streamed: then the Example calls it on every use and keeps nothing)."""
     def load():
         try:
             return decode_rgb(store.read_image(project_id, image_id), max_bytes=None)
@@ -112,6 +138,7 @@ def lazy_image(store: TrainerStore, project_id: str, image_id: str):
             raise JobFailed(messages.ERR_DATASET_CORRUPT, f"image {image_id} became unreadable during training "
                                                           f"({type(exc).__name__}); delete or re-upload it",
                             (image_id,)) from None
+    load.streamed = streamed
     return load
 
 
@@ -194,7 +221,8 @@ def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: 
         tags_of.setdefault(a["image_id"], []).append(index_of[a["category_id"]])
     negative = next((lab.index for lab in labels if lab.type == "Negative"), None)
     skipped = set(getattr(images, "skipped", ()))
-    examples = [Example(images[n] if n in images else lazy_image(store, m.project_id, key_of[n]),
+    streamed = getattr(images, "streamed", False)
+    examples = [Example(images[n] if n in images else lazy_image(store, m.project_id, key_of[n], streamed),
                         tuple(sorted(set(tags_of.get(n, [])) - {negative})), key_of[n])
                 for n in key_of if key_of[n] not in skipped]
     cache = BlobFeatureCache(store, job.project_id)
@@ -373,16 +401,21 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
         timings = {}
         m = load_dataset(store, job.project_id, job.iteration_id, job.dataset_blob)
         previous = previous_config(store, job)
+        only = images_to_decode(store, job, m, previous)
+        keep = holds_decoded(m, only)
         with ThreadPoolExecutor(8) as pool:
-            images, skipped = load_images(store, m, pool, images_to_decode(store, job, m, previous))
+            images, skipped = load_images(store, m, pool, only, keep=keep)
         timings["load images"] = round(time.monotonic() - started, 3)
         progress.last = 0.0
-        progress(0.05, f"training on {len(images)} images")
-        result = train(job, m, _Decoded(images, skipped), store, progress, device, previous)
+        progress(0.05, f"training on {len(m.images) - len(skipped) if not keep else len(images)} images"
+                       f"{'' if keep else ' (streamed: too many to hold decoded)'}")
+        result = train(job, m, _Decoded(images, skipped, streamed=not keep), store, progress, device, previous)
         timings["train"] = round(time.monotonic() - started - timings["load images"], 3)
         result.config["started_at"] = started_at
         result.config["decoded_images"] = len(images)  # before training; lazy loads are counted in the embeddings
-        samples = [images[n] for n in list(images)[:SAMPLES]]
+        result.config["streamed_images"] = not keep
+        samples = [images[n] for n in list(images)[:SAMPLES]] or [
+            lazy_image(store, m.project_id, im["image_id"])() for im in _readable(m, skipped, SAMPLES)]
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
             summary = write_artifacts(store, job, result, samples, skipped, time.monotonic() - started, timings,
                                       Path(tmp))

@@ -23,7 +23,7 @@ from azure.data.tables import TableServiceClient
 
 from cvcore import layout
 
-from ..adapters.entities import BATCH, delete_rows, get_rows, get_json, put_json, utc
+from ..adapters.entities import BATCH, delete_rows, get_json, get_rows, put_json, utc
 from ..training.ports import BlobStore
 from .ports import PredictionStore, StoredPrediction
 
@@ -128,7 +128,7 @@ class TablePredictionStore(PredictionStore):
 
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
         ids = [i for i in prediction_ids if i < _HEX_END]  # prediction ids only, never another row
-        return {r.id: r for r in map(_record, get_rows(self._table, project_id, ids, self._pool))}
+        return {r.id: r for r in map(_record, get_rows(self._table, project_id, ids))}
 
     def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
              application=None, page=None) -> Iterator[StoredPrediction]:

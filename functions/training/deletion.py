@@ -51,16 +51,24 @@ def parse_job(body: bytes | str) -> str | None:
     return layout.guid(job.get("projectId"), "projectId")
 
 
+PROGRESS_EVERY = 1_000  # blobs between two progress notes
+
+
 def delete_blobs(blobs: BlobStore, project_id: str, limit: int | None = None,
-                 step=lambda name: None) -> tuple[int, bool]:
-    """Delete the project's blobs in every container, at most `limit` of them; return how many went and
-    whether that was all."""
+                 step=lambda name, went: None) -> tuple[int, bool]:
+    """Delete the project's blobs in every container, at most `limit` of them, PROGRESS_EVERY at a time
+    (`step(what, how many so far)` after each); return how many went and whether that was all."""
     prefix, went = layout.project_prefix(project_id), 0
     for container in layout.CONTAINERS:
-        step(f"deleting blobs in {container}")
-        went += blobs.delete_prefix(container, prefix, None if limit is None else limit - went)
-        if limit is not None and went >= limit:
-            return went, False
+        while True:
+            step(f"deleting blobs in {container}", went)
+            ask = PROGRESS_EVERY if limit is None else min(PROGRESS_EVERY, limit - went)
+            gone = blobs.delete_prefix(container, prefix, ask)
+            went += gone
+            if limit is not None and went >= limit:
+                return went, False
+            if gone < ask:
+                break
     return went, True
 
 
@@ -81,7 +89,7 @@ def delete_rows(repo: MetadataRepository, project_id: str, predictions: Predicti
 def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: str,
                       predictions: PredictionStore | None = None, step=lambda name: None) -> dict:
     """Blobs first, rows last: a deletion that stops half-way can be run again. Returns what went."""
-    went, _ = delete_blobs(blobs, project_id, None, step)
+    went, _ = delete_blobs(blobs, project_id, None, lambda name, went: step(name))
     return {"blobs": went, **delete_rows(repo, project_id, predictions, step)}
 
 
@@ -96,9 +104,15 @@ def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore
     def step(name: str) -> None:
         repo.save_deletion(project_id, {**record, "step": name})
 
+    before = record.get("blobs", 0)
+
+    def blob_step(name: str, went: int) -> None:
+        record["blobs"] = before + went
+        step(name)
+
     try:
-        went, done = delete_blobs(blobs, project_id, chunk if jobs is not None else None, step)
-        record["blobs"] = record.get("blobs", 0) + went
+        went, done = delete_blobs(blobs, project_id, chunk if jobs is not None else None, blob_step)
+        record["blobs"] = before + went
         if not done:
             step("deleting blobs: the job continues")
             _send(jobs, project_id)

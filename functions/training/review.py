@@ -231,9 +231,9 @@ def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: dat
     session = layout.new_prediction_id(_ms(now))
     end = min(q.end, now) if q.end else now  # a snapshot: what arrives later waits for the next query
     end = datetime.fromtimestamp(_ms(end) / 1000, UTC)  # whole milliseconds, as the token keeps it
-    pool = list(islice(_by_uncertainty(store, project, q, end, ranking.POOL + 1, brief=True), ranking.POOL + 1))
-    boundary = list(_key(pool[ranking.POOL - 1])) if len(pool) > ranking.POOL else None  # where the tail starts
-    pool = pool[:ranking.POOL]
+    pool = list(islice(_by_uncertainty(store, project, q, end, ranking.POOL, brief=True), ranking.POOL))
+    # where the tail starts: after a full pool there may be more (one storage page, not two, to find out later)
+    boundary = list(_key(pool[-1])) if len(pool) == ranking.POOL else None
     order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
     state = {"session": session, "end": _ms(end), "offset": 0, "boundary": boundary}
     known = {r.id: r for r in pool} if q.tags else None  # brief records (no tag filter) are read again in full

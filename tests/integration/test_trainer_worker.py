@@ -211,6 +211,29 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
                ["images"]) == 12
 
 
+def test_a_dataset_too_large_to_hold_decoded_is_streamed_and_still_skips_what_is_unreadable(
+        services, store, queued, monkeypatch):
+    """Real training with the decoded-image memory limit below this dataset's size: every image is checked
+    by decoding it and dropping it, training reads and decodes each image whenever it needs it, nothing is
+    held, and an unreadable image is skipped as when the images are held."""
+    from cvcore import settings
+    p, it = queued
+    m = jobmod.load_dataset(store, p, it)
+    assert jobmod.holds_decoded(m) and not jobmod.holds_decoded(m, limit_mb=jobmod.decoded_bytes(m) / 2 ** 21)
+    monkeypatch.setenv(settings.TRAINER_DECODED_MB, str(jobmod.decoded_bytes(m) / 2 ** 21))  # half of it
+    doomed = [im.id for im in services.repo.list_images(p)][0]
+    store.clients.blob.get_blob_client(layout.IMAGES, layout.image_original(p, doomed)).delete_blob()
+    worker.poll(store, once=True)
+    apply_all(services, store)
+    got = services.repo.get_iteration(p, it)
+    assert got.status == "Completed", (got.error_code, got.error_message)
+    config = json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.TRAINING_CONFIG)))
+    assert config["streamed_images"] is True and config["decoded_images"] == 0 and config["images"] == 9
+    assert config["skipped_image_ids"] == [doomed]
+    evaluation = json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.EVALUATION)))
+    assert len(evaluation["images"]) == 9
+
+
 def test_export_job_that_keeps_failing_is_settled_failed_not_stuck(services, store, queued, monkeypatch):
     p, it = queued  # never trained: no model to quantise
     drain(store)

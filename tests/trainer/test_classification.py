@@ -256,3 +256,21 @@ def test_score_gain_is_paired_and_its_error_shrinks_with_more_images():
                                               np.arange(len(y)), _multiclass_problem(y))[1]
                     for y in (rng.integers(0, 3, 60), rng.integers(0, 3, 6000)))
     assert 5 < small / large < 20
+
+
+def test_an_example_keeps_what_a_lazy_loader_gives_but_streams_a_streamed_one():
+    from PIL import Image
+
+    from gpu_trainer.classification import Example
+
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return Image.new("RGB", (8, 8))
+
+    kept = Example(loader, (0,), "a")
+    assert kept.image is kept.image and len(calls) == 1
+    loader.streamed = True
+    streamed = Example(loader, (0,), "b")
+    assert streamed.image is not streamed.image and len(calls) == 3  # read on every use, none kept

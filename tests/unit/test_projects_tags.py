@@ -134,10 +134,14 @@ def test_a_background_deletion_hides_the_project_at_once_and_finishes_from_its_j
     assert deletion.run(repo, blobs, None, p) == "Deleted"  # a message delivered twice changes nothing
 
 
-def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progress_counted(repo):
+def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progress_counted(repo, monkeypatch):
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
+    monkeypatch.setattr(deletion, "PROGRESS_EVERY", 3)  # a progress note every 3 blobs, chunks of 4
     blobs, jobs = FakeBlobStore(), FakeJobQueue()
+    notes = []
+    save = repo.save_deletion
+    monkeypatch.setattr(repo, "save_deletion", lambda p, record: (notes.append(record.get("blobs")), save(p, record)))
     p = projects.create_project(repo, "many", None, None, None, [])["id"]
     for i in range(5):
         blobs.put("images", f"{p}/originals/{i}", b"1", "image/jpeg")
@@ -151,6 +155,7 @@ def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progres
             assert repo.get_project(p) is not None  # rows go last
             assert deletion.status(repo, p)["blobs"] == 4 * len(runs)
     assert runs == ["Deleting", "Deleting", "Deleted"] and list(blobs.blobs) == []
+    assert {3, 5} <= set(notes)  # counted as it goes (3 and 5 fall inside the chunks 0-4 and 4-8)
     assert deletion.status(repo, p)["blobs"] == 10 and repo.get_project(p) is None
 
 
