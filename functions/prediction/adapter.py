@@ -30,7 +30,6 @@ from .ports import PredictionStore, StoredPrediction
 _PAGE = 500
 _MAX_PAGE = 1000  # the most rows one Table query returns
 _BRIEF = ["PartitionKey", "Id", "IterationId", "Created", "Task", "Uncertainty", "Signature"]  # enough to rank
-_HEX_END = layout.NEWEST_END  # sorts after every hex digit: the end of a key space after its prefix
 INDEX = layout.UNCERTAIN_FIRST + "~index"  # after every uncertain row ('~' sorts after the hex digits)
 
 
@@ -113,7 +112,7 @@ class TablePredictionStore(PredictionStore):
             self._table.get_entity(project_id, INDEX)
         except ResourceNotFoundError:
             older = self._table.query_entities("PartitionKey eq @pk and RowKey lt @high", select=["RowKey"],
-                                               parameters={"pk": project_id, "high": _HEX_END}, results_per_page=1)
+                                               parameters={"pk": project_id, "high": layout.NEWEST_END}, results_per_page=1)
             if next(iter(older), None) is not None:
                 if adding:
                     self._legacy.add(project_id)
@@ -127,18 +126,18 @@ class TablePredictionStore(PredictionStore):
         self._indexed.add(project_id)
 
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
-        ids = [i for i in prediction_ids if i < _HEX_END]  # prediction ids only, never another row
+        ids = [i for i in prediction_ids if i < layout.NEWEST_END]  # prediction ids only, never another row
         return {r.id: r for r in map(_record, get_rows(self._table, project_id, ids))}
 
     def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
              application=None, page=None) -> Iterator[StoredPrediction]:
         if oldest_first:
             low = layout.oldest_first_time_key(_ms(start)) if start else layout.OLDEST_FIRST
-            high = layout.oldest_first_time_key(_ms(end)) if end else layout.OLDEST_FIRST + _HEX_END
+            high = layout.oldest_first_time_key(_ms(end)) if end else layout.OLDEST_FIRST + layout.NEWEST_END
             after_key = layout.oldest_first_key(after) if after else None
         else:
             low = layout.prediction_time_key(_ms(end) - 1) if end else ""
-            high = layout.prediction_time_key(_ms(start) - 1) if start else _HEX_END
+            high = layout.prediction_time_key(_ms(start) - 1) if start else layout.NEWEST_END
             after_key = layout.guid(after, "continuation") if after else None
         terms = ["PartitionKey eq @pk", "RowKey ge @low", "RowKey lt @high"]
         params = {"pk": project_id, "low": low, "high": high}
@@ -154,7 +153,7 @@ class TablePredictionStore(PredictionStore):
         self._ensure_index(project_id)
         low = layout.uncertain_first_key(after[0], after[1]) if after else layout.UNCERTAIN_FIRST
         terms = ["PartitionKey eq @pk", f"RowKey {'gt' if after else 'ge'} @low", "RowKey lt @high"]
-        params = {"pk": project_id, "low": low, "high": layout.UNCERTAIN_FIRST + _HEX_END}
+        params = {"pk": project_id, "low": low, "high": layout.UNCERTAIN_FIRST + layout.NEWEST_END}
         for name, term, value in (("start", "Created ge @start", start), ("end", "Created lt @end", end),
                                   ("it", "IterationId eq @it", iteration_id), ("app", "Application eq @app", application)):
             if value is not None:
@@ -182,13 +181,13 @@ class TablePredictionStore(PredictionStore):
                                                                 parameters={"pk": project_id})]
         delete_rows(self._table, project_id, keys, self._pool)
         self._indexed.discard(project_id)
-        return sum(k < _HEX_END for k in keys)  # one main (prediction id) row per prediction
+        return sum(k < layout.NEWEST_END for k in keys)  # one main (prediction id) row per prediction
 
     def purge(self, before: datetime) -> int:
         rows = self._table.query_entities("RowKey ge @low and RowKey lt @high",
                                           select=["PartitionKey", "Id", "Uncertainty"],
                                           parameters={"low": layout.prediction_time_key(_ms(before) - 1),
-                                                      "high": _HEX_END})
+                                                      "high": layout.NEWEST_END})
         doomed: dict[str, dict[str, float]] = {}
         for e in rows:
             doomed.setdefault(e["PartitionKey"], {})[e["Id"]] = e.get("Uncertainty", 0.0)
