@@ -60,19 +60,22 @@ class ModelSidecar:
 
 
 def preprocess(images, sidecar: ModelSidecar):
-    """RGB PIL images -> the float32 NCHW batch the ONNX graph takes (bilinear resize to input_size)."""
+    """RGB PIL images -> the float32 NCHW batch the ONNX graph takes (bilinear resize to input_size, then
+    (pixel / 255 - mean) / std, computed as pixel * (1 / (255 std)) - mean / std straight into the batch:
+    one pass over uint8 pixels instead of four float copies, equal to within float32 rounding)."""
     import numpy as np
     from PIL import Image
 
     height, width = sidecar.input_size
     batch = np.empty((len(images), 3, height, width), dtype=np.float32)
-    mean = np.asarray(sidecar.mean, dtype=np.float32).reshape(3, 1, 1)
-    std = np.asarray(sidecar.std, dtype=np.float32).reshape(3, 1, 1)
+    std = np.asarray(sidecar.std, dtype=np.float32)
+    scale = (1.0 / (255.0 * std)).reshape(3, 1, 1)
+    offset = (np.asarray(sidecar.mean, dtype=np.float32) / std).reshape(3, 1, 1)
     for i, image in enumerate(images):
         if image.mode != "RGB":
             image = image.convert("RGB")
         if image.size != (width, height):
             image = image.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
-        array = np.asarray(image, dtype=np.float32).transpose(2, 0, 1) / 255.0
-        batch[i] = (array - mean) / std
+        np.multiply(np.asarray(image).transpose(2, 0, 1), scale, out=batch[i])
+        batch[i] -= offset
     return batch

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from cvcore import artifacts, inference  # noqa: E402 - beside this file in the container
 from cvcore.errors import BadRequest, CustomVisionError  # noqa: E402
-from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, decode_rgb  # noqa: E402
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError  # noqa: E402
 
 MAX_BODY = MAX_PREDICTION_IMAGE_BYTES + 64 * 1024  # an image plus multipart framing
 
@@ -45,7 +45,7 @@ class Model:
 
     def answer(self, data: bytes) -> dict:
         try:
-            image = decode_rgb(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
+            image = inference.decode(data, self.sidecar)
         except ImageError as exc:
             raise inference.image_error(exc) from None
         return {"id": str(uuid.uuid4()), "project": self.project, "iteration": self.iteration,

@@ -7,10 +7,8 @@ the edge container of a DockerFile export runs (what the API answers is what the
 from __future__ import annotations
 
 from cvcore import inference
-from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, decode_rgb
 
 from .models import LoadedModel
-
 
 
 def predict_image(model: LoadedModel, image) -> list[dict]:
@@ -19,5 +17,6 @@ def predict_image(model: LoadedModel, image) -> list[dict]:
 
 
 def predict_bytes(model: LoadedModel, data: bytes) -> list[dict]:
-    """Predictions for uploaded bytes (checked like any image, up to the 4 MB prediction limit)."""
-    return predict_image(model, decode_rgb(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES))
+    """Predictions for uploaded bytes (checked like any image, up to the 4 MB prediction limit, decoded at
+    the scale the model needs: cvcore.inference.decode)."""
+    return predict_image(model, inference.decode(data, model.sidecar))

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 from cvcore import artifacts, layout
 from cvcore.errors import BadRequest, NotFound
-from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image, decode_rgb
-from cvcore.inference import fetch_image, image_error  # noqa: F401 - the routes import them from here
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image
+from cvcore.inference import decode, fetch_image, image_error  # noqa: F401 - the routes import them from here
 
 from ..training.model import utcnow
 from ..training.serialize import iso
@@ -91,7 +91,7 @@ def predict_published(p: Predictor, published: Published, data: bytes, *, applic
                               task=published.task, predictions=[])
     try:
         if not store:
-            predictions = predict_image(model, _decode(data))
+            predictions = predict_image(model, decode(data, model.sidecar))
         elif p.recorder is not None:
             image, predictions = _infer(model, data)
             p.recorder.submit(lambda: _store(p, model, data, record, image, predictions))
@@ -103,12 +103,8 @@ def predict_published(p: Predictor, published: Published, data: bytes, *, applic
             "created": iso(created), "predictions": predictions}
 
 
-def _decode(data: bytes):
-    return decode_rgb(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
-
-
 def _infer(model: LoadedModel, data: bytes):
-    image = _decode(data)
+    image = decode(data, model.sidecar)
     return image, predict_image(model, image)
 
 

@@ -7,10 +7,12 @@ import onnx
 import pytest
 import torch
 
+from cvcore import inference
 from cvcore.artifacts import ModelSidecar, preprocess
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, decode_rgb
 from gpu_trainer import export
 from gpu_trainer.report import detection_curves, write_detection_report, write_report
-from tests.support.images import photo_image
+from tests.support.images import photo_image, photo_jpeg
 from tests.trainer.test_classification import ASTRONAUT, CHELSEA, COFFEE, photo, trained_two_photos
 
 torch.set_num_threads(1)
@@ -109,3 +111,33 @@ def test_detection_report_curves_follow_the_overlap_rule(tmp_path):
     assert detection_curves(evaluation, 0.05)[1][1].tolist() == [1.0]  # ...but a hit at IoU >= 0.05
     (path,) = write_detection_report(evaluation, tmp_path / "report")
     assert path.name == "pr_curves.png" and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_prediction_decodes_a_large_jpeg_at_a_reduced_scale_within_a_resave_of_it(exported):
+    """The prediction route decodes a JPEG at the DCT scale the model needs (cvcore.inference.decode); against
+    the trainer's full decode it must move a probability less than re-saving the photo as a quality-80 JPEG
+    does (on average, and at most 0.03), keep the top tag, and really decode the large photos smaller."""
+    result, path, _ = exported
+    sess, sidecar = export.session(path), result.sidecar
+    height, width = sidecar.input_size
+
+    def probabilities(image):
+        return sess.run(["probabilities"], {"image": preprocess([image], sidecar)})[0][0]
+
+    moved, resaved, reduced = [], [], 0
+    for size in ((640, 480), (1024, 768), (2048, 1536), (480, 640), (800, 200)):
+        for i in range(8):
+            data = photo_jpeg(3 * i + 1, size, quality=90)
+            full = decode_rgb(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
+            draft = inference.decode(data, sidecar)
+            if draft.size != full.size:
+                reduced += 1
+                assert draft.width >= inference.DRAFT_FACTOR * width and draft.height >= inference.DRAFT_FACTOR * height
+            exact, fast = probabilities(full), probabilities(draft)
+            resave = probabilities(decode_rgb(photo_jpeg(3 * i + 1, size, quality=80)))
+            assert exact.argmax() == fast.argmax(), (size, i)
+            moved.append(float(np.abs(exact - fast).max()))
+            resaved.append(float(np.abs(exact - resave).max()))
+    assert reduced >= 16, reduced  # 1024x768 and 2048x1536 at least
+    assert np.mean(moved) <= np.mean(resaved), (np.mean(moved), np.mean(resaved))
+    assert max(moved) <= 0.03, max(moved)

@@ -2,7 +2,7 @@
 
 import threading
 
-from functions.prediction.recorder import Recorder
+from functions.prediction.recorder import REPLY_FIRST_S, Recorder
 
 
 def test_work_runs_in_the_background_in_order_and_flush_waits_for_it():
@@ -33,3 +33,16 @@ def test_a_failure_is_counted_and_the_next_work_still_runs():
     recorder.submit(lambda: 1 / 0)
     recorder.submit(lambda: done.append(1))
     assert recorder.flush(5) and done == [1] and recorder.failures == 1
+
+
+def test_an_idle_recorder_lets_the_reply_go_first_and_a_backlog_runs_back_to_back():
+    slept, done, gate = [], [], threading.Event()
+    recorder = Recorder(sleep=lambda s: slept.append((s, len(done))))
+    recorder.submit(lambda: gate.wait(5))  # wakes the idle worker: it yields once before starting
+    for i in range(3):  # queued behind it: no yield between them
+        recorder.submit(lambda i=i: done.append(i))
+    gate.set()
+    assert recorder.flush(5) and done == [0, 1, 2]
+    assert slept == [(REPLY_FIRST_S, 0)]
+    recorder.submit(lambda: done.append(3))  # idle again: yields again
+    assert recorder.flush(5) and slept == [(REPLY_FIRST_S, 0), (REPLY_FIRST_S, 3)]
