@@ -253,6 +253,7 @@ def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, re
         time.sleep(0.5)
     out["delete_background_s"] = round(time.perf_counter() - t, 1)
     out["delete_status"] = state["status"]
+    out["delete_step"] = state.get("step", "")
     out["delete_blobs_per_s"] = round(state.get("blobs", 0) / (time.perf_counter() - t), 1)
     return out
 
@@ -295,7 +296,7 @@ def report(r: dict) -> str:
         cells = [f"{n}: {row[k]['p50_ms']} ({row[k]['first_ms']}) [{row[k]['p50_ms'] / row['floor_get_project']['p50_ms']:.1f}x]"
                  for n, row in r["sizes"].items()]
         lines.append(f"  {k:28s} " + "  ".join(cells))
-    for k in ("train_freeze_s", "coco_export_s", "delete_request_ms", "delete_background_s", "delete_status",
+    for k in ("train_freeze_s", "coco_export_s", "delete_request_ms", "delete_background_s", "delete_status", "delete_step",
               "delete_blobs_per_s", "host_peak_rss_mb", "seed_s"):
         lines.append(f"  {k:28s} " + "  ".join(f"{n}: {row[k]}" for n, row in r["sizes"].items()))
     for k in ("manifest_read_s", "held_decoded_mb", "holds_decoded_by_default", "load_decode_s", "images_per_s",

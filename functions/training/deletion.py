@@ -3,8 +3,9 @@
 DELETE projects/{id} marks the project Deleting (from then on it is 404 for every route, its name is free) and
 sends a job on the project-imports queue, whose trigger (queue_imports.py) runs `run`: the project's blobs in
 every container, its stored predictions, then its rows. One run deletes at most BLOBS_PER_RUN blobs and then
-sends the job again, so no invocation runs near the function timeout however large the project (the status
-counts the blobs gone so far). Each step is idempotent, so a retried message picks up where the last one
+sends the job again, and it also stops (and sends the job again) once it has run RUN_SECONDS, so no invocation
+runs near the function timeout however large the project or slow the storage (the status counts the blobs
+gone so far, every PROGRESS_EVERY). Each step is idempotent, so a retried message picks up where the last one
 stopped; the last attempt that still fails records the reason. A second sweep of the
 rows catches a write that passed its project check just before the mark. The outcome stays readable at
 GET projects/{id}/deletion (our extension): Deleting (with the step), Deleted (with what went) or Failed.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from cvcore import layout
@@ -28,6 +30,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 JOB_KIND, JOB_VERSION = "deleteProject", 1
 BLOBS_PER_RUN = 20_000  # about 5 minutes at Azurite's ~60 deletes/s on 2 cores; Azure Storage is faster
+# Azurite's delete slows as its container fills (benchmarks/scale.py: 57 deletes/s with 10,000 blobs in the
+# container, 9/s with 40,000), so a run is bounded by time as well: well inside Flex Consumption's 30 min.
+RUN_SECONDS = 240.0
 
 
 def start(repo: MetadataRepository, jobs: JobQueue, project: Project) -> None:
@@ -51,13 +56,15 @@ def parse_job(body: bytes | str) -> str | None:
     return layout.guid(job.get("projectId"), "projectId")
 
 
-PROGRESS_EVERY = 1_000  # blobs between two progress notes
+PROGRESS_EVERY = 250  # blobs between two progress notes (and time checks)
 
 
 def delete_blobs(blobs: BlobStore, project_id: str, limit: int | None = None,
-                 step=lambda name, went: None) -> tuple[int, bool]:
+                 step=lambda name, went: None, until: float | None = None,
+                 clock=time.monotonic) -> tuple[int, bool]:
     """Delete the project's blobs in every container, at most `limit` of them, PROGRESS_EVERY at a time
-    (`step(what, how many so far)` after each); return how many went and whether that was all."""
+    (`step(what, how many so far)` before each), stopping after the step that ends past `until` (a `clock()`
+    time); return how many went and whether that was all."""
     prefix, went = layout.project_prefix(project_id), 0
     for container in layout.CONTAINERS:
         while True:
@@ -66,6 +73,8 @@ def delete_blobs(blobs: BlobStore, project_id: str, limit: int | None = None,
             gone = blobs.delete_prefix(container, prefix, ask)
             went += gone
             if limit is not None and went >= limit:
+                return went, False
+            if until is not None and gone == ask and clock() >= until:
                 return went, False
             if gone < ask:
                 break
@@ -94,9 +103,10 @@ def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: st
 
 
 def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore | None, project_id: str,
-        last_attempt: bool = False, jobs: JobQueue | None = None, chunk: int = BLOBS_PER_RUN) -> str:
-    """One run of the job: with `jobs` (the queue it came from), at most `chunk` blobs, then the job is sent
-    again ("Deleting"); the run that finds the blobs gone deletes the rows ("Deleted")."""
+        last_attempt: bool = False, jobs: JobQueue | None = None, chunk: int = BLOBS_PER_RUN,
+        seconds: float = RUN_SECONDS, clock=time.monotonic) -> str:
+    """One run of the job: with `jobs` (the queue it came from), at most `chunk` blobs or `seconds`, then the
+    job is sent again ("Deleting"); the run that finds the blobs gone deletes the rows ("Deleted")."""
     record = repo.get_deletion(project_id) or {"status": "Deleting"}
     if record.get("status") == "Deleted":
         return "Deleted"
@@ -111,7 +121,9 @@ def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore
         step(name)
 
     try:
-        went, done = delete_blobs(blobs, project_id, chunk if jobs is not None else None, blob_step)
+        bounded = jobs is not None
+        went, done = delete_blobs(blobs, project_id, chunk if bounded else None, blob_step,
+                                  clock() + seconds if bounded else None, clock)
         record["blobs"] = before + went
         if not done:
             step("deleting blobs: the job continues")

@@ -159,6 +159,30 @@ def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progres
     assert deletion.status(repo, p)["blobs"] == 10 and repo.get_project(p) is None
 
 
+def test_a_deletion_on_slow_storage_stops_when_its_time_is_up_and_sends_the_job_again(repo, monkeypatch):
+    from functions.training import deletion
+    from tests.unit.fakes import FakeJobQueue
+    monkeypatch.setattr(deletion, "PROGRESS_EVERY", 2)
+    blobs, jobs, now = FakeBlobStore(), FakeJobQueue(), [0.0]
+    p = projects.create_project(repo, "slow", None, None, None, [])["id"]
+    for i in range(7):
+        blobs.put("images", f"{p}/originals/{i}", b"1", "image/jpeg")
+    delete_prefix = blobs.delete_prefix
+
+    def slow(container, prefix, limit=None):  # each step of 2 blobs takes 50 s of the clock
+        gone = delete_prefix(container, prefix, limit)
+        now[0] += 50.0 if gone else 0.0
+        return gone
+    monkeypatch.setattr(blobs, "delete_prefix", slow)
+    projects.delete_project(repo, blobs, p, jobs=jobs)
+    runs = []
+    while len(jobs.sent) > len(runs):
+        runs.append(deletion.run(repo, blobs, None, p, jobs=jobs, seconds=120, clock=lambda: now[0]))
+    # 120 s: the step that ends past it is the third (150 s), so 6 blobs, then the job again for the last one
+    assert runs == ["Deleting", "Deleted"] and list(blobs.blobs) == []
+    assert deletion.status(repo, p)["blobs"] == 7
+
+
 def test_a_deletion_that_keeps_failing_is_retried_then_marked_failed_with_the_reason(repo, monkeypatch):
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
