@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install browser clean
+.PHONY: run test bench install browser clean lint fmt test-unit test-integration test-e2e
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -32,6 +32,24 @@ browser: $(CHROMIUM)
 
 test: $(STAMP) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: lint and format in seconds, unit tests (fakes behind the ports) in under a minute.
+lint: $(STAMP)
+	$(BIN)/python -m ruff check .
+	$(BIN)/python -m ruff format --check .
+
+fmt: $(STAMP)
+	$(BIN)/python -m ruff check --fix .
+	$(BIN)/python -m ruff format .
+
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit tests/devhost $(PYTEST_ARGS)
+
+test-integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration tests/trainer tests/infra $(PYTEST_ARGS)
+
+test-e2e: $(STAMP) $(CHROMIUM)
+	$(BIN)/python -m pytest -q tests/e2e tests/portal $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	@test -d /usr/share/datasets/fashion-mnist || apt-get install -y -q dataset-fashion-mnist || \

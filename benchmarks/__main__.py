@@ -12,8 +12,19 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-BENCHMARKS = ("ingest", "training", "quality", "detection", "prediction", "transfer", "proposals", "portal",
-              "exports", "doctor", "scale")
+BENCHMARKS = (
+    "ingest",
+    "training",
+    "quality",
+    "detection",
+    "prediction",
+    "transfer",
+    "proposals",
+    "portal",
+    "exports",
+    "doctor",
+    "scale",
+)
 
 
 def main() -> int:

@@ -25,8 +25,14 @@ from tests.support.azurite import running_azurite
 from tests.support.edge import edge_python, edge_server
 from tests.support.training import CAT, COMPACT, add_cats_and_cups, local_stack, photo, wait_trained
 
-PLATFORMS = (("ONNX", None), ("ONNX", "ONNXInt8"), ("OpenVino", None), ("TensorFlow", "TensorFlowNormal"),
-             ("TensorFlow", "TensorFlowLite"), ("DockerFile", "Linux"))
+PLATFORMS = (
+    ("ONNX", None),
+    ("ONNX", "ONNXInt8"),
+    ("OpenVino", None),
+    ("TensorFlow", "TensorFlowNormal"),
+    ("TensorFlow", "TensorFlowLite"),
+    ("DockerFile", "Linux"),
+)
 
 
 def _export(trainer, pid, iid, platform, flavor) -> tuple[float, bytes]:
@@ -61,7 +67,9 @@ def _tensorflow_ms(zips, tmp: Path, batch, threads: int, runs: int) -> tuple[flo
     serve = tf.saved_model.load(str(tmp / "tf" / "saved_model")).signatures["serving_default"]
     image = tf.constant(batch)
     saved_ms = _median_ms(lambda: serve(image=image), runs)
-    lite = Interpreter(model_content=zips[("TensorFlow", "TensorFlowLite")].read("model.tflite"), num_threads=threads)
+    lite = Interpreter(
+        model_content=zips[("TensorFlow", "TensorFlowLite")].read("model.tflite"), num_threads=threads
+    )
     run_lite = lite.get_signature_runner("serving_default")
     return saved_ms, _median_ms(lambda: run_lite(image=batch), runs)
 
@@ -82,7 +90,10 @@ def run() -> dict:
         for platform, flavor in PLATFORMS:
             took, data = _export(trainer, project.id, it.id, platform, flavor)
             zips[(platform, flavor)] = zipfile.ZipFile(io.BytesIO(data))
-            rows[f"{platform}/{flavor or '-'}"] = {"export_s": round(took, 2), "zip_kb": round(len(data) / 1024)}
+            rows[f"{platform}/{flavor or '-'}"] = {
+                "export_s": round(took, 2),
+                "zip_kb": round(len(data) / 1024),
+            }
         onnx_zip = zips[("ONNX", None)]
         sidecar = artifacts.ModelSidecar.from_json(json.loads(onnx_zip.read("model.json")))
         batch = artifacts.preprocess([Image.open(io.BytesIO(photo(CAT, 60))).convert("RGB")], sidecar)
@@ -90,15 +101,19 @@ def run() -> dict:
         options.intra_op_num_threads = threads
         base = ort.InferenceSession(onnx_zip.read("model.onnx"), options, providers=["CPUExecutionProvider"])
         base_ms = _median_ms(lambda: base.run(None, {"image": batch}), runs)
-        int8 = ort.InferenceSession(zips[("ONNX", "ONNXInt8")].read("model.onnx"), options,
-                                    providers=["CPUExecutionProvider"])
+        int8 = ort.InferenceSession(
+            zips[("ONNX", "ONNXInt8")].read("model.onnx"), options, providers=["CPUExecutionProvider"]
+        )
         with tempfile.TemporaryDirectory() as tmp:
             zips[("OpenVino", None)].extractall(tmp)
             core, xml = ov.Core(), str(Path(tmp) / "model.xml")
-            compiled = core.compile_model(xml, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                       "INFERENCE_PRECISION_HINT": "f32"})
+            compiled = core.compile_model(
+                xml, "CPU", {"INFERENCE_NUM_THREADS": threads, "INFERENCE_PRECISION_HINT": "f32"}
+            )
             vino_ms = _median_ms(lambda: compiled(batch), runs)
-            fast = core.compile_model(xml, "CPU", {"INFERENCE_NUM_THREADS": threads})  # bf16 where the CPU has it
+            fast = core.compile_model(
+                xml, "CPU", {"INFERENCE_NUM_THREADS": threads}
+            )  # bf16 where the CPU has it
             vino_default_ms = _median_ms(lambda: fast(batch), runs)
         with tempfile.TemporaryDirectory() as tmp:
             tf_ms, lite_ms = _tensorflow_ms(zips, Path(tmp), batch, threads, runs)
@@ -106,9 +121,17 @@ def run() -> dict:
         rows["TensorFlow/TensorFlowLite"]["ms"] = lite_ms
         rows["ONNX/-"].update(ms=base_ms, ratio=1.0)
         rows["ONNX/ONNXInt8"].update(ms=_median_ms(lambda: int8.run(None, {"image": batch}), runs))
-        rows["OpenVino/-"].update(ms=vino_ms, default_precision_ms=vino_default_ms,
-                                  default_ratio=round(vino_default_ms / base_ms, 2))
-        for key in ("ONNX/ONNXInt8", "OpenVino/-", "TensorFlow/TensorFlowNormal", "TensorFlow/TensorFlowLite"):
+        rows["OpenVino/-"].update(
+            ms=vino_ms,
+            default_precision_ms=vino_default_ms,
+            default_ratio=round(vino_default_ms / base_ms, 2),
+        )
+        for key in (
+            "ONNX/ONNXInt8",
+            "OpenVino/-",
+            "TensorFlow/TensorFlowNormal",
+            "TensorFlow/TensorFlowLite",
+        ):
             rows[key]["ratio"] = round(rows[key]["ms"] / base_ms, 2)
         # The edge container over HTTP, beside the cloud route over HTTP, for the same JPEG.
         data = photo(CAT, 60)
@@ -120,22 +143,35 @@ def run() -> dict:
             edge_zip.extractall(tmp)
             with edge_server(Path(tmp), edge_python(edge_zip.read("requirements.txt"))) as edge:
                 edge_ms = _median_ms(lambda: requests.post(edge + "/image", data=data, timeout=30), runs)
-        rows["DockerFile/Linux"].update(ms=edge_ms, http_baseline_ms=cloud_ms, ratio=round(edge_ms / cloud_ms, 2))
+        rows["DockerFile/Linux"].update(
+            ms=edge_ms, http_baseline_ms=cloud_ms, ratio=round(edge_ms / cloud_ms, 2)
+        )
         trainer.unpublish_iteration(project.id, it.id)
         trainer.delete_project(project.id)
     assert np.isfinite(base_ms)
-    return {"threads": threads, "runs": runs, "rows": rows, "input": "x".join(map(str, sidecar.input_size[::-1]))}
+    return {
+        "threads": threads,
+        "runs": runs,
+        "rows": rows,
+        "input": "x".join(map(str, sidecar.input_size[::-1])),
+    }
 
 
 def report(r: dict) -> str:
-    lines = [f"exports: export_iteration -> Done, and one {r['input']} image through the exported model on "
-             f"{r['threads']} threads (median of {r['runs']}), against the float ONNX model in the same run "
-             "(the edge container over HTTP against the cloud route over HTTP)"]
+    lines = [
+        f"exports: export_iteration -> Done, and one {r['input']} image through the exported model on "
+        f"{r['threads']} threads (median of {r['runs']}), against the float ONNX model in the same run "
+        "(the edge container over HTTP against the cloud route over HTTP)"
+    ]
     for key, x in r["rows"].items():
         extra = f", cloud route {x['http_baseline_ms']} ms" if "http_baseline_ms" in x else ""
         if "default_precision_ms" in x:
-            extra = (f"; f32 as checked, default precision {x['default_precision_ms']} ms, "
-                     f"ratio {x['default_ratio']}")
-        lines.append(f"  {key:<28} export {x['export_s']:>6.2f} s, zip {x['zip_kb']:>6} KB, {x.get('ms', '-')} ms "
-                     f"(ratio {x.get('ratio', '-')}{extra})")
+            extra = (
+                f"; f32 as checked, default precision {x['default_precision_ms']} ms, "
+                f"ratio {x['default_ratio']}"
+            )
+        lines.append(
+            f"  {key:<28} export {x['export_s']:>6.2f} s, zip {x['zip_kb']:>6} KB, {x.get('ms', '-')} ms "
+            f"(ratio {x.get('ratio', '-')}{extra})"
+        )
     return "\n".join(lines)

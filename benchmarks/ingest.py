@@ -9,7 +9,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
-from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
+from azure.cognitiveservices.vision.customvision.training.models import (
+    ImageFileCreateBatch,
+    ImageFileCreateEntry,
+)
 from azure.storage.blob import BlobServiceClient
 from msrest.authentication import ApiKeyCredentials
 
@@ -27,8 +30,13 @@ def _upload_api(trainer, photos: list[bytes]) -> float:
     tag = trainer.create_tag(project.id, "bench")
     start = time.perf_counter()
     for i in range(0, len(photos), BATCH):
-        batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=f"{i + j}.jpg", contents=p)
-                                             for j, p in enumerate(photos[i:i + BATCH])], tag_ids=[tag.id])
+        batch = ImageFileCreateBatch(
+            images=[
+                ImageFileCreateEntry(name=f"{i + j}.jpg", contents=p)
+                for j, p in enumerate(photos[i : i + BATCH])
+            ],
+            tag_ids=[tag.id],
+        )
         summary = trainer.create_images_from_files(project.id, batch)
         assert summary.is_batch_successful, [im.status for im in summary.images if im.status != "OK"][:3]
     elapsed = time.perf_counter() - start
@@ -58,9 +66,13 @@ def _upload_blobs(service: BlobServiceClient, photos: list[bytes], threads: int)
 def run() -> dict:
     photos = [imgs.photo_jpeg(1000 + i, size=(640, 480)) for i in range(N_IMAGES)]
     with running_azurite() as conn, running_host(conn, poll_interval=2.0) as url:
-        trainer = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY}))
+        trainer = CustomVisionTrainingClient(
+            url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY})
+        )
         service = BlobServiceClient.from_connection_string(conn)
-        _upload_api(trainer, [imgs.photo_jpeg(9000 + i) for i in range(8)])  # warm-up: imports, clients, tables
+        _upload_api(
+            trainer, [imgs.photo_jpeg(9000 + i) for i in range(8)]
+        )  # warm-up: imports, clients, tables
         _upload_blobs(service, photos[:8], 1)
         api, seq, par = [], [], []
         for _ in range(REPEATS):  # interleaved so drift hits all three alike
@@ -68,20 +80,30 @@ def run() -> dict:
             seq.append(_upload_blobs(service, photos, 1))
             par.append(_upload_blobs(service, photos, 8))
     api_t, seq_t, par_t = (statistics.median(x) for x in (api, seq, par))
-    return {"images": N_IMAGES, "batch": BATCH, "repeats": REPEATS,
-            "mean_jpeg_bytes": sum(map(len, photos)) // len(photos),
-            "api_seconds": api_t, "api_images_per_s": N_IMAGES / api_t,
-            "blob_sequential_images_per_s": N_IMAGES / seq_t, "blob_8threads_images_per_s": N_IMAGES / par_t,
-            "ratio_vs_blob_sequential": (N_IMAGES / api_t) / (N_IMAGES / seq_t),
-            "ratio_vs_blob_8threads": (N_IMAGES / api_t) / (N_IMAGES / par_t),
-            "api_runs_s": api, "blob_sequential_runs_s": seq, "blob_8threads_runs_s": par}
+    return {
+        "images": N_IMAGES,
+        "batch": BATCH,
+        "repeats": REPEATS,
+        "mean_jpeg_bytes": sum(map(len, photos)) // len(photos),
+        "api_seconds": api_t,
+        "api_images_per_s": N_IMAGES / api_t,
+        "blob_sequential_images_per_s": N_IMAGES / seq_t,
+        "blob_8threads_images_per_s": N_IMAGES / par_t,
+        "ratio_vs_blob_sequential": (N_IMAGES / api_t) / (N_IMAGES / seq_t),
+        "ratio_vs_blob_8threads": (N_IMAGES / api_t) / (N_IMAGES / par_t),
+        "api_runs_s": api,
+        "blob_sequential_runs_s": seq,
+        "blob_8threads_runs_s": par,
+    }
 
 
 def report(r: dict) -> str:
-    return (f"ingest: {r['images']} real 640x480 JPEGs (~{r['mean_jpeg_bytes'] // 1024} KiB) via SDK in batches of "
-            f"{r['batch']}, median of {r['repeats']}\n"
-            f"  API (create_images_from_files)  {r['api_images_per_s']:7.1f} images/s  ({r['api_seconds']:.2f} s)\n"
-            f"  Blob upload, sequential         {r['blob_sequential_images_per_s']:7.1f} images/s   "
-            f"ratio API/blob {r['ratio_vs_blob_sequential']:.2f}\n"
-            f"  Blob upload, 8 threads          {r['blob_8threads_images_per_s']:7.1f} images/s   "
-            f"ratio API/blob {r['ratio_vs_blob_8threads']:.2f}")
+    return (
+        f"ingest: {r['images']} real 640x480 JPEGs (~{r['mean_jpeg_bytes'] // 1024} KiB) via SDK in batches of "
+        f"{r['batch']}, median of {r['repeats']}\n"
+        f"  API (create_images_from_files)  {r['api_images_per_s']:7.1f} images/s  ({r['api_seconds']:.2f} s)\n"
+        f"  Blob upload, sequential         {r['blob_sequential_images_per_s']:7.1f} images/s   "
+        f"ratio API/blob {r['ratio_vs_blob_sequential']:.2f}\n"
+        f"  Blob upload, 8 threads          {r['blob_8threads_images_per_s']:7.1f} images/s   "
+        f"ratio API/blob {r['ratio_vs_blob_8threads']:.2f}"
+    )

@@ -16,7 +16,10 @@ import statistics
 import time
 
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
-from azure.cognitiveservices.vision.customvision.training.models import ImageFileCreateBatch, ImageFileCreateEntry
+from azure.cognitiveservices.vision.customvision.training.models import (
+    ImageFileCreateBatch,
+    ImageFileCreateEntry,
+)
 from msrest.authentication import ApiKeyCredentials
 
 from cvcore import layout
@@ -55,8 +58,12 @@ FRAMES_JS = """async ([steps, scroll]) => {
 
 def _stats(times: list[float]) -> dict:
     s = sorted(times)
-    return {"median_ms": round(statistics.median(s), 2), "p95_ms": round(s[int(0.95 * (len(s) - 1))], 2),
-            "max_ms": round(s[-1], 2), "over_33ms": sum(t > 33.4 for t in s)}
+    return {
+        "median_ms": round(statistics.median(s), 2),
+        "p95_ms": round(s[int(0.95 * (len(s) - 1))], 2),
+        "max_ms": round(s[-1], 2),
+        "over_33ms": sum(t > 33.4 for t in s),
+    }
 
 
 def _signed_in(browser, url):
@@ -70,17 +77,31 @@ def _first_paint(browser, url, runs: int = 7) -> dict:
     for _ in range(runs):
         page = _signed_in(browser, url)
         page.goto(f"{url}/portal/")
-        page.wait_for_function("() => performance.getEntriesByName('cv:projects-listed').length > 0", timeout=30_000)
+        page.wait_for_function(
+            "() => performance.getEntriesByName('cv:projects-listed').length > 0", timeout=30_000
+        )
         listed.append(page.evaluate("performance.getEntriesByName('cv:projects-listed')[0].startTime"))
-        fcp.append(page.evaluate("(performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || 0"))
-        api.append(page.evaluate("""async (base) => { const t = performance.now();
+        fcp.append(
+            page.evaluate("(performance.getEntriesByName('first-contentful-paint')[0] || {}).startTime || 0")
+        )
+        api.append(
+            page.evaluate(
+                """async (base) => { const t = performance.now();
             const r = await fetch(base + '/projects', {headers: {'Training-Key': sessionStorage.getItem('cv.trainingKey')}});
-            await r.json(); return performance.now() - t; }""", TRAINING))
+            await r.json(); return performance.now() - t; }""",
+                TRAINING,
+            )
+        )
         page.context.close()
     med = statistics.median
-    return {"runs": runs, "listed_ms": round(med(listed), 1), "listed_max_ms": round(max(listed), 1),
-            "fcp_ms": round(med(fcp), 1), "api_ms": round(med(api), 1),
-            "ratio_vs_api": round(med(listed) / max(med(api), 0.1), 1)}
+    return {
+        "runs": runs,
+        "listed_ms": round(med(listed), 1),
+        "listed_max_ms": round(max(listed), 1),
+        "fcp_ms": round(med(fcp), 1),
+        "api_ms": round(med(api), 1),
+        "ratio_vs_api": round(med(listed) / max(med(api), 0.1), 1),
+    }
 
 
 def _grid(browser, url, trainer, n: int) -> dict:
@@ -88,9 +109,16 @@ def _grid(browser, url, trainer, n: int) -> dict:
     tags = [trainer.create_tag(project.id, name).id for name in ("left", "right")]
     start = time.perf_counter()
     for i in range(0, n, BATCH):
-        batch = ImageFileCreateBatch(images=[
-            ImageFileCreateEntry(name=f"{k}.jpg", contents=imgs.photo_jpeg(7000 + k, (320, 240), quality=70),
-                                 tag_ids=[tags[k % 2]]) for k in range(i, min(i + BATCH, n))])
+        batch = ImageFileCreateBatch(
+            images=[
+                ImageFileCreateEntry(
+                    name=f"{k}.jpg",
+                    contents=imgs.photo_jpeg(7000 + k, (320, 240), quality=70),
+                    tag_ids=[tags[k % 2]],
+                )
+                for k in range(i, min(i + BATCH, n))
+            ]
+        )
         assert trainer.create_images_from_files(project.id, batch).is_batch_successful
     upload_s = time.perf_counter() - start
     page = _signed_in(browser, url)
@@ -105,20 +133,30 @@ def _grid(browser, url, trainer, n: int) -> dict:
     page.context.close()
     trainer.delete_project(project.id)
     idle_s, scroll_s = _stats(idle["times"]), _stats(scrolled["times"])
-    return {"images": n, "upload_s": round(upload_s, 1), "open_to_first_tile_s": round(opened, 2),
-            "frames": len(scrolled["times"]), "scrollable_px": scrolled["scrollable"],
-            "idle": idle_s, "scroll": scroll_s, "tiles_in_dom": scrolled["tiles"],
-            "count_shown": str(n) in text.replace(",", ""),
-            "ratio_median_vs_idle": round(scroll_s["median_ms"] / max(idle_s["median_ms"], 0.01), 2),
-            "ratio_p95_vs_idle": round(scroll_s["p95_ms"] / max(idle_s["p95_ms"], 0.01), 2)}
+    return {
+        "images": n,
+        "upload_s": round(upload_s, 1),
+        "open_to_first_tile_s": round(opened, 2),
+        "frames": len(scrolled["times"]),
+        "scrollable_px": scrolled["scrollable"],
+        "idle": idle_s,
+        "scroll": scroll_s,
+        "tiles_in_dom": scrolled["tiles"],
+        "count_shown": str(n) in text.replace(",", ""),
+        "ratio_median_vs_idle": round(scroll_s["median_ms"] / max(idle_s["median_ms"], 0.01), 2),
+        "ratio_p95_vs_idle": round(scroll_s["p95_ms"] / max(idle_s["p95_ms"], 0.01), 2),
+    }
 
 
 def run() -> dict:
     from playwright.sync_api import sync_playwright
+
     n_images = int(os.environ.get("PORTAL_GRID_IMAGES", "2000"))
     n_projects = int(os.environ.get("PORTAL_PROJECTS", "40"))
     with running_azurite() as conn, running_host(conn, poll_interval=0.5) as url, sync_playwright() as pw:
-        trainer = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY}))
+        trainer = CustomVisionTrainingClient(
+            url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY})
+        )
         made = [trainer.create_project(f"bench-{i:03d}-{layout.new_id()[:6]}").id for i in range(n_projects)]
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
@@ -134,15 +172,17 @@ def run() -> dict:
 
 def report(r: dict) -> str:
     f, g = r["first_paint"], r["grid"]
-    return "\n".join([
-        "portal: headless Chromium against the local host on Azurite",
-        f"  first paint of the project list ({f['projects']} projects, median of {f['runs']}): list drawn "
-        f"{f['listed_ms']:.0f} ms (max {f['listed_max_ms']:.0f}), first contentful paint {f['fcp_ms']:.0f} ms; "
-        f"baseline GET /projects from a loaded tab {f['api_ms']:.0f} ms; ratio {f['ratio_vs_api']}",
-        f"  grid of {g['images']} images (uploaded in {g['upload_s']} s): first tile {g['open_to_first_tile_s']} s "
-        f"after opening; scrolled {g['scrollable_px']} px over {g['frames']} frames: median "
-        f"{g['scroll']['median_ms']} ms, p95 {g['scroll']['p95_ms']} ms, max {g['scroll']['max_ms']} ms, "
-        f"{g['scroll']['over_33ms']} frames over 33 ms; idle baseline median {g['idle']['median_ms']} ms, "
-        f"p95 {g['idle']['p95_ms']} ms; ratio median {g['ratio_median_vs_idle']}, p95 {g['ratio_p95_vs_idle']}; "
-        f"{g['tiles_in_dom']} tiles in the DOM at the end; total shown: {g['count_shown']}",
-    ])
+    return "\n".join(
+        [
+            "portal: headless Chromium against the local host on Azurite",
+            f"  first paint of the project list ({f['projects']} projects, median of {f['runs']}): list drawn "
+            f"{f['listed_ms']:.0f} ms (max {f['listed_max_ms']:.0f}), first contentful paint {f['fcp_ms']:.0f} ms; "
+            f"baseline GET /projects from a loaded tab {f['api_ms']:.0f} ms; ratio {f['ratio_vs_api']}",
+            f"  grid of {g['images']} images (uploaded in {g['upload_s']} s): first tile {g['open_to_first_tile_s']} s "
+            f"after opening; scrolled {g['scrollable_px']} px over {g['frames']} frames: median "
+            f"{g['scroll']['median_ms']} ms, p95 {g['scroll']['p95_ms']} ms, max {g['scroll']['max_ms']} ms, "
+            f"{g['scroll']['over_33ms']} frames over 33 ms; idle baseline median {g['idle']['median_ms']} ms, "
+            f"p95 {g['idle']['p95_ms']} ms; ratio median {g['ratio_median_vs_idle']}, p95 {g['ratio_p95_vs_idle']}; "
+            f"{g['tiles_in_dom']} tiles in the DOM at the end; total shown: {g['count_shown']}",
+        ]
+    )

@@ -29,14 +29,13 @@ import time
 from functools import partial
 from urllib.parse import urlsplit
 
+import azure.functions as func
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
     ImageFileCreateBatch,
     ImageFileCreateEntry,
 )
 from msrest.authentication import ApiKeyCredentials
-
-import azure.functions as func
 
 from cvcore import artifacts, inference, layout, settings
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, check_image, decode_rgb
@@ -50,7 +49,9 @@ from tests.support.localhost import running_host, running_trainer
 
 COMPACT = "0732100f-1a38-4e49-a514-c9b44c697ab5"
 WARM_N, THROUGHPUT_S, CLIENTS, COPIES = 300, 5.0, (1, 2, 8, 16), 4
-STORE_PAUSE_S = float(os.environ.get("PREDICTION_STORE_PAUSE_S", "0.05"))  # between two storing requests (not timed): the host stores the last one meanwhile
+STORE_PAUSE_S = float(
+    os.environ.get("PREDICTION_STORE_PAUSE_S", "0.05")
+)  # between two storing requests (not timed): the host stores the last one meanwhile
 
 
 class _NoDelay(http.client.HTTPConnection):
@@ -69,7 +70,9 @@ class Client:
         parts = urlsplit(url)
         self.conn = _NoDelay(parts.hostname, parts.port, timeout=60)
 
-    def post(self, path: str, data: bytes, key: str = settings.LOCAL_PREDICTION_KEY, status: int = 200) -> dict:
+    def post(
+        self, path: str, data: bytes, key: str = settings.LOCAL_PREDICTION_KEY, status: int = 200
+    ) -> dict:
         headers = {"Prediction-Key": key, "Content-Type": "application/octet-stream"}
         try:
             self.conn.request("POST", path, body=data, headers=headers)
@@ -85,15 +88,24 @@ class Client:
 
 
 def _route(project_id: str, name: str, store: bool) -> str:
-    return f"/customvision/v3.1/prediction/{project_id}/classify/iterations/{name}/image" + ("" if store else "/nostore")
+    return f"/customvision/v3.1/prediction/{project_id}/classify/iterations/{name}/image" + (
+        "" if store else "/nostore"
+    )
 
 
 def _train(trainer) -> tuple[str, str]:
     project = trainer.create_project("bench-predict", domain_id=COMPACT)
     for name, kind in (("cat", 1), ("cup", 2)):
         tag = trainer.create_tag(project.id, name)
-        batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=f"{n}.jpg", contents=imgs.photo_jpeg(
-            kind + 7 * (3 * n + 1), size=(320, 240))) for n in range(6)], tag_ids=[tag.id])
+        batch = ImageFileCreateBatch(
+            images=[
+                ImageFileCreateEntry(
+                    name=f"{n}.jpg", contents=imgs.photo_jpeg(kind + 7 * (3 * n + 1), size=(320, 240))
+                )
+                for n in range(6)
+            ],
+            tag_ids=[tag.id],
+        )
         assert trainer.create_images_from_files(project.id, batch).is_batch_successful
     iteration = trainer.train_project(project.id)
     while (it := trainer.get_iteration(project.id, iteration.id)).status not in ("Completed", "Failed"):
@@ -103,7 +115,9 @@ def _train(trainer) -> tuple[str, str]:
 
 
 def _pct(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1] if len(values) > 1 else values[0]
+    )
 
 
 def _stats(seconds: list[float]) -> dict:
@@ -149,9 +163,16 @@ def _host_pid(url: str) -> int:
 
 def _bare(services, project_id: str, iteration_id: str):
     """The same model, loaded as the host loads it, and the same work without HTTP and storage."""
-    data = services.blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_ONNX))
-    sidecar = artifacts.ModelSidecar.from_json(json.loads(services.blobs.get(
-        layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_SIDECAR))))
+    data = services.blobs.get(
+        layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_ONNX)
+    )
+    sidecar = artifacts.ModelSidecar.from_json(
+        json.loads(
+            services.blobs.get(
+                layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.MODEL_SIDECAR)
+            )
+        )
+    )
     session = _session(data)
 
     def forward(jpeg: bytes):
@@ -167,10 +188,22 @@ def _bare(services, project_id: str, iteration_id: str):
         pid = layout.new_prediction_id(int(now.timestamp() * 1000))
         store = services.predictor.store
         store.put_images(project_id, pid, checked.data, checked.content_type, checked.thumbnail)
-        store.add(StoredPrediction(id=pid, project_id=project_id, iteration_id=iteration_id, publish_name="bare",
-                                   application="", created=now, task=sidecar.task, predictions=[
-                                       {"probability": float(x), "tagId": lab.tag_id} for x, lab in zip(
-                                           probs[0], sidecar.labels, strict=True)]))
+        store.add(
+            StoredPrediction(
+                id=pid,
+                project_id=project_id,
+                iteration_id=iteration_id,
+                publish_name="bare",
+                application="",
+                created=now,
+                task=sidecar.task,
+                predictions=[
+                    {"probability": float(x), "tagId": lab.tag_id}
+                    for x, lab in zip(probs[0], sidecar.labels, strict=True)
+                ],
+            )
+        )
+
     return forward, forward_and_store, len(data), session, sidecar
 
 
@@ -192,9 +225,14 @@ def _breakdown(url: str, services, route: str, jpeg: bytes, session, sidecar) ->
     draft = inference.decode(jpeg, sidecar)
     batch = artifacts.preprocess([full], sidecar)
     parts = urlsplit(url)
-    request = func.HttpRequest("POST", url + route, body=jpeg, params={}, headers={
-        "prediction-key": settings.LOCAL_PREDICTION_KEY, "content-type": "application/octet-stream"},
-        route_params={"version": "v3.1", "path": route.split("/prediction/", 1)[1]})
+    request = func.HttpRequest(
+        "POST",
+        url + route,
+        body=jpeg,
+        params={},
+        headers={"prediction-key": settings.LOCAL_PREDICTION_KEY, "content-type": "application/octet-stream"},
+        route_params={"version": "v3.1", "path": route.split("/prediction/", 1)[1]},
+    )
     bootstrap.override(services)
     try:
         assert http_prediction.handle(request).status_code == 200
@@ -202,14 +240,17 @@ def _breakdown(url: str, services, route: str, jpeg: bytes, session, sidecar) ->
     finally:
         bootstrap.override(None)
     client = Client(f"http://{parts.hostname}:{parts.port}")
-    return {"decode_full_ms": _median_ms(lambda: decode_rgb(jpeg, max_bytes=MAX_PREDICTION_IMAGE_BYTES)),
-            "decode_route_ms": _median_ms(lambda: inference.decode(jpeg, sidecar)),
-            "decoded_size_route": list(draft.size), "decoded_size_full": list(full.size),
-            "preprocess_full_ms": _median_ms(lambda: artifacts.preprocess([full], sidecar)),
-            "preprocess_route_ms": _median_ms(lambda: artifacts.preprocess([draft], sidecar)),
-            "forward_ms": _median_ms(lambda: session.run(["probabilities"], {"image": batch})),
-            "handler_in_process_ms": handler,
-            "http_floor_ms": _median_ms(lambda: client.post(route, jpeg, key="not-the-key", status=401))}
+    return {
+        "decode_full_ms": _median_ms(lambda: decode_rgb(jpeg, max_bytes=MAX_PREDICTION_IMAGE_BYTES)),
+        "decode_route_ms": _median_ms(lambda: inference.decode(jpeg, sidecar)),
+        "decoded_size_route": list(draft.size),
+        "decoded_size_full": list(full.size),
+        "preprocess_full_ms": _median_ms(lambda: artifacts.preprocess([full], sidecar)),
+        "preprocess_route_ms": _median_ms(lambda: artifacts.preprocess([draft], sidecar)),
+        "forward_ms": _median_ms(lambda: session.run(["probabilities"], {"image": batch})),
+        "handler_in_process_ms": handler,
+        "http_floor_ms": _median_ms(lambda: client.post(route, jpeg, key="not-the-key", status=401)),
+    }
 
 
 def _blocks(runs: dict, n: int = WARM_N, block: int = 25, pause: float = 0.0) -> dict[str, list[float]]:
@@ -245,12 +286,13 @@ def _throughput(work, clients: int, seconds: float) -> dict:
         while not stop.is_set():
             try:
                 t = _timed(call)
-            except Exception as exc:  # noqa: BLE001 - counted and reported, the run goes on
+            except Exception as exc:
                 with lock:
                     errors.append(f"{type(exc).__name__}: {str(exc)[:200]}")
                 continue
             with lock:
                 done.append(t)
+
     threads = [threading.Thread(target=loop) for _ in range(clients)]
     start = time.perf_counter()
     for t in threads:
@@ -260,20 +302,31 @@ def _throughput(work, clients: int, seconds: float) -> dict:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
-    return {"clients": clients, "rps": len(done) / elapsed, "p50_ms": statistics.median(done) * 1000 if done else None,
-            "requests": len(done), "errors": len(errors), "first_error": errors[0] if errors else None}
+    return {
+        "clients": clients,
+        "rps": len(done) / elapsed,
+        "p50_ms": statistics.median(done) * 1000 if done else None,
+        "requests": len(done),
+        "errors": len(errors),
+        "first_error": errors[0] if errors else None,
+    }
 
 
 def _copies(services, project_id: str, iteration_id: str, n: int) -> list[str]:
     """Publish n copies of the iteration (same artifacts under new iteration ids) as m0..m{n-1}."""
     from functions.training import iterations
+
     source = services.repo.get_iteration(project_id, iteration_id)
     names = []
     for k in range(n):
         copy = layout.new_id()
         for name in (layout.MODEL_ONNX, layout.MODEL_SIDECAR):
-            services.blobs.put(layout.MODELS, layout.iteration_artifact(project_id, copy, name), services.blobs.get(
-                layout.MODELS, layout.iteration_artifact(project_id, iteration_id, name)), "application/octet-stream")
+            services.blobs.put(
+                layout.MODELS,
+                layout.iteration_artifact(project_id, copy, name),
+                services.blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, name)),
+                "application/octet-stream",
+            )
         source.id, source.name, source.publish_name, source.etag = copy, f"copy {k}", None, None
         services.repo.add_iteration(project_id, source)
         iterations.publish(services.repo, project_id, copy, f"m{k}", None, False)
@@ -288,11 +341,14 @@ def run() -> dict:
     with running_azurite() as conn:
         services = bootstrap.build(settings.load({"AzureWebJobsStorage": conn}))
         with running_host(conn, poll_interval=1.0) as url:
-            trainer = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key":
-                                                                                    settings.LOCAL_TRAINING_KEY}))
+            trainer = CustomVisionTrainingClient(
+                url, ApiKeyCredentials(in_headers={"Training-key": settings.LOCAL_TRAINING_KEY})
+            )
             with running_trainer(conn):
                 project_id, iteration_id = _train(trainer)
-            forward, forward_and_store, out["model_bytes"], session, sidecar = _bare(services, project_id, iteration_id)
+            forward, forward_and_store, out["model_bytes"], session, sidecar = _bare(
+                services, project_id, iteration_id
+            )
             out["input_size"] = list(sidecar.input_size)
             pid = _host_pid(url)
             client = Client(url)
@@ -313,11 +369,19 @@ def run() -> dict:
             _settle(pid)
             for suffix, image in (("", jpeg), ("_large", large)):
                 _settle(pid)
-                times = _blocks({"bare": lambda: forward(image), "http_nostore": lambda: client.post(nostore, image)})
+                times = _blocks(
+                    {"bare": partial(forward, image), "http_nostore": partial(client.post, nostore, image)}
+                )
                 warm.update({name + suffix: _stats(t) for name, t in times.items()})
             _settle(pid)
-            times = _blocks({"bare": lambda: forward(jpeg), "http_nostore": lambda: client.post(nostore, jpeg),
-                             "http_store": lambda: client.post(store, jpeg)}, pause=STORE_PAUSE_S)
+            times = _blocks(
+                {
+                    "bare": lambda: forward(jpeg),
+                    "http_nostore": lambda: client.post(nostore, jpeg),
+                    "http_store": lambda: client.post(store, jpeg),
+                },
+                pause=STORE_PAUSE_S,
+            )
             warm.update({name + "_paced": _stats(t) for name, t in times.items()})
             _settle(pid)
             warm["bare_store"] = _stats([_timed(lambda: forward_and_store(jpeg)) for _ in range(WARM_N // 3)])
@@ -325,16 +389,22 @@ def run() -> dict:
             _ratios(warm, "http_nostore_large", "bare_large")
             _ratios(warm, "http_nostore_paced", "bare_paced")
             _ratios(warm, "http_store_paced", "bare_paced")
-            warm["store_adds_x_bare"] = (warm["http_store_paced"]["p50_ms"] - warm["http_nostore_paced"]["p50_ms"]) / \
-                warm["bare_paced"]["p50_ms"]
+            warm["store_adds_x_bare"] = (
+                warm["http_store_paced"]["p50_ms"] - warm["http_nostore_paced"]["p50_ms"]
+            ) / warm["bare_paced"]["p50_ms"]
             out["warm"] = warm
             _settle(pid)
             out["throughput"] = {
                 "bare": [_throughput(lambda: lambda: forward(jpeg), n, THROUGHPUT_S) for n in CLIENTS],
-                "http_nostore": [_throughput(lambda: partial(Client(url).post, nostore, jpeg), n, THROUGHPUT_S)
-                                 for n in CLIENTS],
-                "http_store": [_throughput(lambda: partial(Client(url).post, store, jpeg), n, THROUGHPUT_S)
-                               for n in CLIENTS]}
+                "http_nostore": [
+                    _throughput(lambda: partial(Client(url).post, nostore, jpeg), n, THROUGHPUT_S)
+                    for n in CLIENTS
+                ],
+                "http_store": [
+                    _throughput(lambda: partial(Client(url).post, store, jpeg), n, THROUGHPUT_S)
+                    for n in CLIENTS
+                ],
+            }
             _settle(pid)
             names = _copies(services, project_id, iteration_id, COPIES)
             client.post(_route(project_id, names[0], False), jpeg)
@@ -353,30 +423,46 @@ def run() -> dict:
 
 def report(r: dict) -> str:
     w, b = r["warm"], r["breakdown"]
-    lines = [f"prediction (2 CPU cores; trained cat/cup model, {r['model_bytes'] / 1e6:.1f} MB ONNX, input "
-             f"{r['input_size'][1]}x{r['input_size'][0]}; 640x480 JPEG of {r['image_bytes'] / 1e3:.0f} kB; host settled "
-             f"{r['settle_s']:.1f} s after training)",
-             f"  breakdown (this process, same model): decode full {b['decode_full_ms']:.2f} ms "
-             f"({b['decoded_size_full'][0]}x{b['decoded_size_full'][1]}), at the model's scale "
-             f"{b['decode_route_ms']:.2f} ms ({b['decoded_size_route'][0]}x{b['decoded_size_route'][1]}); preprocess "
-             f"{b['preprocess_full_ms']:.2f} / {b['preprocess_route_ms']:.2f} ms; forward {b['forward_ms']:.2f} ms; "
-             f"whole handler without HTTP {b['handler_in_process_ms']:.2f} ms; HTTP floor (refused key, same body) "
-             f"{b['http_floor_ms']:.2f} ms",
-             f"  warm bare full decode+preprocess+forward: p50 {w['bare']['p50_ms']:.1f} ms, p95 {w['bare']['p95_ms']:.1f} ms"]
-    for name, base, target in (("http_nostore", "bare", "target <= 1.15"),
-                               ("http_nostore_large", "bare_large", "2048x1536 photo"),
-                               ("http_nostore_paced", "bare_paced", f"paced {STORE_PAUSE_S * 1000:.0f} ms"),
-                               ("http_store_paced", "bare_paced", f"paced {STORE_PAUSE_S * 1000:.0f} ms")):
-        lines.append(f"  warm {name}: p50 {w[name]['p50_ms']:.1f} ms, p95 {w[name]['p95_ms']:.1f} ms; vs {base} "
-                     f"(p50 {w[base]['p50_ms']:.1f}): x{w[name][f'p50_ratio_to_{base}']:.2f} (p50), "
-                     f"x{w[name][f'p95_ratio_to_{base}']:.2f} (p95)  {target}")
-    lines.append(f"  storing adds x{w['store_adds_x_bare']:.2f} of the bare p50 to nostore's, both paced (target <= 0.1); storing it "
-                 f"in turn here (check, blobs, record): p50 {w['bare_store']['p50_ms']:.1f} ms")
-    lines.append(f"  cold: publish -> first answer {r['cold_publish_to_answer_s']:.2f} s, host process start -> first "
-                 f"answer {r['cold_process_start_to_answer_s']:.2f} s  target < 1 s")
+    lines = [
+        f"prediction (2 CPU cores; trained cat/cup model, {r['model_bytes'] / 1e6:.1f} MB ONNX, input "
+        f"{r['input_size'][1]}x{r['input_size'][0]}; 640x480 JPEG of {r['image_bytes'] / 1e3:.0f} kB; host settled "
+        f"{r['settle_s']:.1f} s after training)",
+        f"  breakdown (this process, same model): decode full {b['decode_full_ms']:.2f} ms "
+        f"({b['decoded_size_full'][0]}x{b['decoded_size_full'][1]}), at the model's scale "
+        f"{b['decode_route_ms']:.2f} ms ({b['decoded_size_route'][0]}x{b['decoded_size_route'][1]}); preprocess "
+        f"{b['preprocess_full_ms']:.2f} / {b['preprocess_route_ms']:.2f} ms; forward {b['forward_ms']:.2f} ms; "
+        f"whole handler without HTTP {b['handler_in_process_ms']:.2f} ms; HTTP floor (refused key, same body) "
+        f"{b['http_floor_ms']:.2f} ms",
+        f"  warm bare full decode+preprocess+forward: p50 {w['bare']['p50_ms']:.1f} ms, p95 {w['bare']['p95_ms']:.1f} ms",
+    ]
+    for name, base, target in (
+        ("http_nostore", "bare", "target <= 1.15"),
+        ("http_nostore_large", "bare_large", "2048x1536 photo"),
+        ("http_nostore_paced", "bare_paced", f"paced {STORE_PAUSE_S * 1000:.0f} ms"),
+        ("http_store_paced", "bare_paced", f"paced {STORE_PAUSE_S * 1000:.0f} ms"),
+    ):
+        lines.append(
+            f"  warm {name}: p50 {w[name]['p50_ms']:.1f} ms, p95 {w[name]['p95_ms']:.1f} ms; vs {base} "
+            f"(p50 {w[base]['p50_ms']:.1f}): x{w[name][f'p50_ratio_to_{base}']:.2f} (p50), "
+            f"x{w[name][f'p95_ratio_to_{base}']:.2f} (p95)  {target}"
+        )
+    lines.append(
+        f"  storing adds x{w['store_adds_x_bare']:.2f} of the bare p50 to nostore's, both paced (target <= 0.1); storing it "
+        f"in turn here (check, blobs, record): p50 {w['bare_store']['p50_ms']:.1f} ms"
+    )
+    lines.append(
+        f"  cold: publish -> first answer {r['cold_publish_to_answer_s']:.2f} s, host process start -> first "
+        f"answer {r['cold_process_start_to_answer_s']:.2f} s  target < 1 s"
+    )
     for name, rows in r["throughput"].items():
-        lines.append(f"  throughput {name}: " + ", ".join(
-            f"{t['clients']} clients {t['rps']:.1f}/s (p50 {t['p50_ms'] or 0:.0f} ms, {t['errors']} errors)"
-            for t in rows))
-    lines.append(f"  host resident memory per loaded model: {r['rss_per_model_mb']:.1f} MB (host {r['host_rss_mb']:.0f} MB)")
+        lines.append(
+            f"  throughput {name}: "
+            + ", ".join(
+                f"{t['clients']} clients {t['rps']:.1f}/s (p50 {t['p50_ms'] or 0:.0f} ms, {t['errors']} errors)"
+                for t in rows
+            )
+        )
+    lines.append(
+        f"  host resident memory per loaded model: {r['rss_per_model_mb']:.1f} MB (host {r['host_rss_mb']:.0f} MB)"
+    )
     return "\n".join(lines)

@@ -68,20 +68,29 @@ def run() -> dict:
         started = time.perf_counter()
         propose(big)
         times.append(time.perf_counter() - started)
-    return {"scenes": SCENES, "objects": counts[("grid", COUNTS[0], OVERLAPS[0])][1],
-            "mean_proposals": statistics.mean(sizes),
-            "recall": {f"{name}@{k}@{t}": hit / max(n, 1) for (name, k, t), (hit, n) in counts.items()},
-            "ms_640x480": {"p50": 1000 * statistics.median(times), "max": 1000 * max(times)}}
+    return {
+        "scenes": SCENES,
+        "objects": counts[("grid", COUNTS[0], OVERLAPS[0])][1],
+        "mean_proposals": statistics.mean(sizes),
+        "recall": {f"{name}@{k}@{t}": hit / max(n, 1) for (name, k, t), (hit, n) in counts.items()},
+        "ms_640x480": {"p50": 1000 * statistics.median(times), "max": 1000 * max(times)},
+    }
 
 
 def report(r: dict) -> str:
     rec = r["recall"]
-    lines = [f"region proposals from the image alone ({r['scenes']} composed 320x240 scenes, {r['objects']} "
-             f"objects; {r['mean_proposals']:.1f} proposals per image on average)"]
+    lines = [
+        f"region proposals from the image alone ({r['scenes']} composed 320x240 scenes, {r['objects']} "
+        f"objects; {r['mean_proposals']:.1f} proposals per image on average)"
+    ]
     for k in COUNTS:
         for t in OVERLAPS:
-            lines.append(f"  recall@IoU{t} top {k}: proposals {rec[f'proposals@{k}@{t}']:.3f}  "
-                         f"grid {rec[f'grid@{k}@{t}']:.3f}")
+            lines.append(
+                f"  recall@IoU{t} top {k}: proposals {rec[f'proposals@{k}@{t}']:.3f}  "
+                f"grid {rec[f'grid@{k}@{t}']:.3f}"
+            )
     ms = r["ms_640x480"]
-    lines.append(f"  time per 640x480 image: p50 {ms['p50']:.0f} ms, max {ms['max']:.0f} ms (target < 300 ms)")
+    lines.append(
+        f"  time per 640x480 image: p50 {ms['p50']:.0f} ms, max {ms['max']:.0f} ms (target < 300 ms)"
+    )
     return "\n".join(lines)

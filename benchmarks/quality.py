@@ -33,7 +33,10 @@ def _labels():
     from cvcore.artifacts import Label
     from tests.support import fashion_mnist as fm
 
-    return [Label(i, str(uuid.uuid5(uuid.NAMESPACE_URL, f"fashion/{name}")), name) for i, name in enumerate(fm.CLASSES)]
+    return [
+        Label(i, str(uuid.uuid5(uuid.NAMESPACE_URL, f"fashion/{name}")), name)
+        for i, name in enumerate(fm.CLASSES)
+    ]
 
 
 def _probe(train_images, train_y, test_images, test_y) -> float:
@@ -51,7 +54,7 @@ def _probe(train_images, train_y, test_images, test_y) -> float:
         out = []
         with torch.no_grad():
             for s in range(0, len(images), 50):
-                out.append(b(images_to_tensor(images[s:s + 50], b, 224)).numpy())
+                out.append(b(images_to_tensor(images[s : s + 50], b, 224)).numpy())
         return np.concatenate(out)
 
     a, t = feats(train_images), feats(test_images)
@@ -69,7 +72,9 @@ def run() -> dict:
     per_classes = [int(v) for v in os.environ.get("QUALITY_PER_CLASS", "2,5,10").split(",") if v]
     names = [v for v in os.environ.get("QUALITY_BACKBONES", "mobilenet_v2").split(",") if v]
     n_test = int(os.environ.get("QUALITY_TEST", "1000"))
-    seeds = [int(v) for v in os.environ.get("QUALITY_SEEDS", os.environ.get("QUALITY_SEED", "0")).split(",") if v]
+    seeds = [
+        int(v) for v in os.environ.get("QUALITY_SEEDS", os.environ.get("QUALITY_SEED", "0")).split(",") if v
+    ]
     advanced_s = float(os.environ.get("QUALITY_ADVANCED_SECONDS", "0"))  # also Advanced training, this budget
     train_x, train_y = fm.load("train")
     test_x, test_y = fm.load("t10k")
@@ -83,58 +88,99 @@ def run() -> dict:
         idx = fm.balanced_indices(train_y, per, seed=seed)
         images = [fm.as_rgb(train_x[i]) for i in idx]
         ys = train_y[idx].astype(int)
-        examples = [Example(image=im, labels=(int(y),), key=f"fmnist-train-{i}") for im, y, i in zip(images, ys, idx)]
+        examples = [
+            Example(image=im, labels=(int(y),), key=f"fmnist-train-{i}") for im, y, i in zip(images, ys, idx)
+        ]
         probe = _probe(images, ys, test_images, truth)
         for name, advanced in [(n, False) for n in names] + [(n, True) for n in names if advanced_s]:
             t = time.perf_counter()
-            result = train_classifier(examples, labels, multilabel=False, negative_index=None, backbone=name,
-                                      device="cpu", seed=seed, advanced=advanced,
-                                      budget_seconds=advanced_s if advanced else None)
+            result = train_classifier(
+                examples,
+                labels,
+                multilabel=False,
+                negative_index=None,
+                backbone=name,
+                device="cpu",
+                seed=seed,
+                advanced=advanced,
+                budget_seconds=advanced_s if advanced else None,
+            )
             train_s = time.perf_counter() - t
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "model.onnx"
                 check = export_onnx(result.model, result.sidecar, path, images[:4])
                 sess = session(path, threads=2)
                 batch = preprocess(test_images, result.sidecar)
-                probs = np.concatenate([sess.run(["probabilities"], {"image": batch[s:s + 100]})[0]
-                                        for s in range(0, len(batch), 100)])
+                probs = np.concatenate(
+                    [
+                        sess.run(["probabilities"], {"image": batch[s : s + 100]})[0]
+                        for s in range(0, len(batch), 100)
+                    ]
+                )
             top1 = float((probs.argmax(axis=1) == truth).mean())
-            rows.append({"per_class": per, "seed": seed, "images": len(examples),
-                         "backbone": name + (" (Advanced)" if advanced else ""), "top1": top1,
-                         "probe_top1": probe, "train_s": round(train_s, 2), "recipe": result.config["recipe"],
-                         "chosen_backbone": result.config["backbone"], "features": result.config["features"],
-                         "resolution": result.config["resolution"], "c": result.config["c"],
-                         "cv_top1": result.sidecar.metrics.get("top1"), "onnx_max_abs_diff": check["max_abs_diff"],
-                         "candidates": result.config["candidates"], "target": TARGETS.get(per)})
+            rows.append(
+                {
+                    "per_class": per,
+                    "seed": seed,
+                    "images": len(examples),
+                    "backbone": name + (" (Advanced)" if advanced else ""),
+                    "top1": top1,
+                    "probe_top1": probe,
+                    "train_s": round(train_s, 2),
+                    "recipe": result.config["recipe"],
+                    "chosen_backbone": result.config["backbone"],
+                    "features": result.config["features"],
+                    "resolution": result.config["resolution"],
+                    "c": result.config["c"],
+                    "cv_top1": result.sidecar.metrics.get("top1"),
+                    "onnx_max_abs_diff": check["max_abs_diff"],
+                    "candidates": result.config["candidates"],
+                    "target": TARGETS.get(per),
+                }
+            )
     means = []
     asked = names + [f"{n} (Advanced)" for n in names if advanced_s]
     for per in per_classes:
         for name in asked:
             sel = [r for r in rows if r["per_class"] == per and r["backbone"] == name]
-            means.append({"per_class": per, "backbone": name, "seeds": len(sel),
-                          "top1": float(np.mean([r["top1"] for r in sel])),
-                          "probe_top1": float(np.mean([r["probe_top1"] for r in sel])), "target": TARGETS.get(per),
-                          "meets_target": (float(np.mean([r["top1"] for r in sel])) >= TARGETS[per])
-                          if per in TARGETS else None})
+            means.append(
+                {
+                    "per_class": per,
+                    "backbone": name,
+                    "seeds": len(sel),
+                    "top1": float(np.mean([r["top1"] for r in sel])),
+                    "probe_top1": float(np.mean([r["probe_top1"] for r in sel])),
+                    "target": TARGETS.get(per),
+                    "meets_target": (float(np.mean([r["top1"] for r in sel])) >= TARGETS[per])
+                    if per in TARGETS
+                    else None,
+                }
+            )
     return {"test_images": n_test, "seeds": seeds, "rows": rows, "means": means}
 
 
 def report(result: dict) -> str:
-    lines = [f"Fashion-MNIST quality (Quick training, ONNX via onnxruntime, {result['test_images']} t10k images)",
-             f"{'per class':>9} {'seed':>4} {'asked':<18} {'top-1':>6} {'probe':>6} {'target':>6} {'CV top-1':>8} "
-             f"{'chosen':<34} {'train s':>7} {'onnx diff':>9}"]
+    lines = [
+        f"Fashion-MNIST quality (Quick training, ONNX via onnxruntime, {result['test_images']} t10k images)",
+        f"{'per class':>9} {'seed':>4} {'asked':<18} {'top-1':>6} {'probe':>6} {'target':>6} {'CV top-1':>8} "
+        f"{'chosen':<34} {'train s':>7} {'onnx diff':>9}",
+    ]
     for r in result["rows"]:
         target = f"{r['target']:.2f}" if r.get("target") else "-"
         chosen = f"{r['recipe']} {r['chosen_backbone']} {r['features']}"
-        lines.append(f"{r['per_class']:>9} {r['seed']:>4} {r['backbone']:<18} {r['top1']:>6.3f} {r['probe_top1']:>6.3f} "
-                     f"{target:>6} {r['cv_top1'] or 0:>8.3f} {chosen:<34} {r['train_s']:>7.1f} "
-                     f"{r['onnx_max_abs_diff']:>9.1e}")
+        lines.append(
+            f"{r['per_class']:>9} {r['seed']:>4} {r['backbone']:<18} {r['top1']:>6.3f} {r['probe_top1']:>6.3f} "
+            f"{target:>6} {r['cv_top1'] or 0:>8.3f} {chosen:<34} {r['train_s']:>7.1f} "
+            f"{r['onnx_max_abs_diff']:>9.1e}"
+        )
     if len(result.get("seeds", [])) > 1:
         lines.append("means over seeds:")
         for m in result["means"]:
             target = f"{m['target']:.2f}" if m.get("target") else "-"
-            lines.append(f"{m['per_class']:>9} {'':>4} {m['backbone']:<18} {m['top1']:>6.3f} {m['probe_top1']:>6.3f} "
-                         f"{target:>6}")
+            lines.append(
+                f"{m['per_class']:>9} {'':>4} {m['backbone']:<18} {m['top1']:>6.3f} {m['probe_top1']:>6.3f} "
+                f"{target:>6}"
+            )
     return "\n".join(lines)
 
 

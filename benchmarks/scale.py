@@ -39,6 +39,8 @@ TAGS = 500  # from 5,000 images on; smaller projects get n / 10 (training needs 
 
 def tags_for(n: int) -> int:
     return min(TAGS, max(2, n // 10))
+
+
 FEATURE_DIM = 1280
 HELD_UP_TO = 10_000  # the trainer's held (decode all and keep) load is timed up to this size; streamed always
 DELETE_WAIT_S = float(os.environ.get("SCALE_DELETE_WAIT_S", "300"))
@@ -84,8 +86,11 @@ def _timed(fn, repeats: int) -> dict:
         fn()
         times.append((time.perf_counter() - t) * 1000)
     ordered = sorted(times[1:]) or times
-    return {"first_ms": round(times[0], 1), "p50_ms": round(statistics.median(ordered), 1),
-            "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1)}
+    return {
+        "first_ms": round(times[0], 1),
+        "p50_ms": round(statistics.median(ordered), 1),
+        "p95_ms": round(ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))], 1),
+    }
 
 
 class _PeakMemory(threading.Thread):
@@ -104,6 +109,7 @@ class _PeakMemory(threading.Thread):
 
 def _pngs(count: int) -> list[bytes]:
     from tests.support import fashion_mnist as fm
+
     x, _ = fm.load("train")
     out = []
     for i in range(count):
@@ -119,19 +125,45 @@ def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
     from functions.prediction.ports import StoredPrediction
     from functions.training import projects
     from functions.training.model import ImageRecord, Tag, utcnow
-    pid = projects.create_project(s.repo, f"scale-{n}-{layout.new_id()[:6]}", None, None, "Multiclass", [])["id"]
+
+    pid = projects.create_project(s.repo, f"scale-{n}-{layout.new_id()[:6]}", None, None, "Multiclass", [])[
+        "id"
+    ]
     now = utcnow()
-    tags = [Tag(id=layout.new_id(), name=f"tag-{k:03d}", description="", type="Regular",
-                created=now + timedelta(microseconds=k)) for k in range(tags_for(n))]
+    tags = [
+        Tag(
+            id=layout.new_id(),
+            name=f"tag-{k:03d}",
+            description="",
+            type="Regular",
+            created=now + timedelta(microseconds=k),
+        )
+        for k in range(tags_for(n))
+    ]
     list(s.pool.map(lambda t: s.repo.save_tag(pid, t), tags))
-    records = [ImageRecord(id=layout.new_id(), created=now - timedelta(milliseconds=i), width=56, height=56,
-                           content_type="image/png", tags={tags[i % len(tags)].id: now}, source_format="PNG")
-               for i in range(n)]
-    chunks = [records[i:i + 99] for i in range(0, n, 99)]
+    records = [
+        ImageRecord(
+            id=layout.new_id(),
+            created=now - timedelta(milliseconds=i),
+            width=56,
+            height=56,
+            content_type="image/png",
+            tags={tags[i % len(tags)].id: now},
+            source_format="PNG",
+        )
+        for i in range(n)
+    ]
+    chunks = [records[i : i + 99] for i in range(0, n, 99)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda c: s.repo.add_images(pid, c), chunks))
-        list(pool.map(lambda i: s.blobs.put(layout.IMAGES, layout.image_original(pid, records[i].id),
-                                            pngs[i % len(pngs)], "image/png"), range(n)))
+        list(
+            pool.map(
+                lambda i: s.blobs.put(
+                    layout.IMAGES, layout.image_original(pid, records[i].id), pngs[i % len(pngs)], "image/png"
+                ),
+                range(n),
+            )
+        )
     table = s.clients.table.get_table_client(layout.PREDICTIONS_TABLE)
     rng = np.random.default_rng(n)
     it = layout.new_id()
@@ -141,29 +173,48 @@ def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
         pred_id = layout.new_prediction_id(ms - i)
         t = tags[int(rng.integers(len(tags)))]
         p = float(rng.uniform(0.2, 1.0))
-        rows += entities(StoredPrediction(
-            id=pred_id, project_id=pid, iteration_id=it, publish_name="prod", application="", created=now,
-            task="classification", predictions=[{"tagId": t.id, "tagName": t.name, "probability": p}],
-            uncertainty=1 - p, margin=p, signature=f"{int(rng.integers(1 << 62)):016x}", width=56, height=56,
-            content_type="image/png"))
-    rows.append({"PartitionKey": pid, "RowKey": INDEX})  # what the store writes at a new project's first prediction
+        rows += entities(
+            StoredPrediction(
+                id=pred_id,
+                project_id=pid,
+                iteration_id=it,
+                publish_name="prod",
+                application="",
+                created=now,
+                task="classification",
+                predictions=[{"tagId": t.id, "tagName": t.name, "probability": p}],
+                uncertainty=1 - p,
+                margin=p,
+                signature=f"{int(rng.integers(1 << 62)):016x}",
+                width=56,
+                height=56,
+                content_type="image/png",
+            )
+        )
+    rows.append(
+        {"PartitionKey": pid, "RowKey": INDEX}
+    )  # what the store writes at a new project's first prediction
     rows.sort(key=lambda e: e["RowKey"])
-    batches = [rows[i:i + 100] for i in range(0, len(rows), 100)]
+    batches = [rows[i : i + 100] for i in range(0, len(rows), 100)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda b: table.submit_transaction([("create", e) for e in b]), batches))
     return pid, [t.id for t in tags]
 
 
 def _trainer_costs(conn: str, pid: str, iteration_id: str, n: int) -> dict:
+    from cvcore.storage import StorageClients
     from gpu_trainer import job as trainer_job
     from gpu_trainer.store import BlobFeatureCache, TrainerStore
-    from cvcore.storage import StorageClients
+
     store = TrainerStore(StorageClients(settings.load({"AzureWebJobsStorage": conn}).storage))
     t = time.perf_counter()
     m = trainer_job.load_dataset(store, pid, iteration_id)
     manifest_s = time.perf_counter() - t
-    out = {"manifest_read_s": round(manifest_s, 2), "held_decoded_mb": round(trainer_job.decoded_bytes(m) / 2 ** 20),
-           "holds_decoded_by_default": trainer_job.holds_decoded(m)}
+    out = {
+        "manifest_read_s": round(manifest_s, 2),
+        "held_decoded_mb": round(trainer_job.decoded_bytes(m) / 2**20),
+        "holds_decoded_by_default": trainer_job.holds_decoded(m),
+    }
     if n <= HELD_UP_TO:  # decoded once and held (what a dataset under TRAINER_DECODED_MB does)
         t = time.perf_counter()
         with ThreadPoolExecutor(16) as pool:
@@ -182,8 +233,11 @@ def _trainer_costs(conn: str, pid: str, iteration_id: str, n: int) -> dict:
     stream_s = time.perf_counter() - t
     memory.stop.set()
     assert not decoded and not bad
-    out.update(stream_check_s=round(stream_s, 2), stream_images_per_s=round(n / stream_s),
-               stream_rss_growth_mb=round(memory.peak - base))
+    out.update(
+        stream_check_s=round(stream_s, 2),
+        stream_images_per_s=round(n / stream_s),
+        stream_rss_growth_mb=round(memory.peak - base),
+    )
     cache = BlobFeatureCache(store, pid)
     features = np.random.default_rng(0).normal(size=(n, FEATURE_DIM)).astype(np.float32)
     t = time.perf_counter()
@@ -207,34 +261,57 @@ def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, re
     # this process (Azurite scans its tables for a range query, so this grows with the rows it holds; a point
     # read does not; Azure Storage indexes both).
     table = s.clients.table.get_table_client(layout.PREDICTIONS_TABLE)
-    out["storage_range_1_row"] = _timed(lambda: next(iter(table.query_entities(
-        "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi", parameters={"pk": pid, "lo": "", "hi": "g"},
-        results_per_page=1))), repeats)
+    out["storage_range_1_row"] = _timed(
+        lambda: next(
+            iter(
+                table.query_entities(
+                    "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+                    parameters={"pk": pid, "lo": "", "hi": "g"},
+                    results_per_page=1,
+                )
+            )
+        ),
+        repeats,
+    )
     from functions.prediction.adapter import INDEX
+
     out["storage_point_read"] = _timed(lambda: table.get_entity(pid, INDEX), repeats)
     out["get_tags"] = _timed(lambda: http_.ok("GET", f"projects/{pid}/tags"), repeats)
     tags = http_.ok("GET", f"projects/{pid}/tags")
     assert len(tags) == tags_for(n) and sum(t["imageCount"] for t in tags) == n
-    for name, path, params in (("image_count", "images/count", {}),
-                               ("tagged_count", "images/tagged/count", {}),
-                               ("untagged_count", "images/untagged/count", {}),
-                               ("one_tag_count", "images/tagged/count", {"tagIds": tag_ids[7]})):
-        out[name] = _timed(lambda path=path, params=params: http_.ok("GET", f"projects/{pid}/{path}", params),
-                           repeats)
+    for name, path, params in (
+        ("image_count", "images/count", {}),
+        ("tagged_count", "images/tagged/count", {}),
+        ("untagged_count", "images/untagged/count", {}),
+        ("one_tag_count", "images/tagged/count", {"tagIds": tag_ids[7]}),
+    ):
+        out[name] = _timed(
+            lambda path=path, params=params: http_.ok("GET", f"projects/{pid}/{path}", params), repeats
+        )
     assert http_.ok("GET", f"projects/{pid}/images/count") == n
     out["get_images_first_page"] = _timed(
-        lambda: http_.ok("GET", f"projects/{pid}/images/tagged", {"take": 50, "skip": 0}), repeats)
+        lambda: http_.ok("GET", f"projects/{pid}/images/tagged", {"take": 50, "skip": 0}), repeats
+    )
     deep = http_.ok("GET", f"projects/{pid}/images/tagged", {"take": 50, "skip": n - 50})
     assert len(deep) == 50
     out["get_images_deep"] = _timed(
-        lambda: http_.ok("GET", f"projects/{pid}/images/tagged", {"take": 50, "skip": n - 50}), repeats)
+        lambda: http_.ok("GET", f"projects/{pid}/images/tagged", {"take": 50, "skip": n - 50}), repeats
+    )
     out["get_images_one_tag_deep"] = _timed(
-        lambda: http_.ok("GET", f"projects/{pid}/images/tagged",
-                         {"take": 50, "skip": max(0, n // tags_for(n) - 5), "tagIds": tag_ids[7]}), repeats)
+        lambda: http_.ok(
+            "GET",
+            f"projects/{pid}/images/tagged",
+            {"take": 50, "skip": max(0, n // tags_for(n) - 5), "tagIds": tag_ids[7]},
+        ),
+        repeats,
+    )
     for order in ("Newest", "Suggested"):
         out[f"query_predictions_{order.lower()}"] = _timed(
-            lambda order=order: http_.ok("POST", f"projects/{pid}/predictions/query",
-                                         body={"orderBy": order, "maxCount": 50}), max(3, repeats // 3))
+            lambda order=order: http_.ok(
+                "POST", f"projects/{pid}/predictions/query", body={"orderBy": order, "maxCount": 50}
+            ),
+            max(3, repeats // 3),
+        )
     t = time.perf_counter()
     it = http_.ok("POST", f"projects/{pid}/train")
     out["train_freeze_s"] = round(time.perf_counter() - t, 2)
@@ -246,7 +323,9 @@ def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, re
     t = time.perf_counter()
     http_.ok("DELETE", f"projects/{pid}")
     out["delete_request_ms"] = round((time.perf_counter() - t) * 1000, 1)
-    while True:  # until Deleted, or for at most DELETE_WAIT_S: then the rate so far (the job goes on in chunks)
+    while (
+        True
+    ):  # until Deleted, or for at most DELETE_WAIT_S: then the rate so far (the job goes on in chunks)
         state = http_.ok("GET", f"projects/{pid}/deletion")
         if state["status"] != "Deleting" or time.perf_counter() - t > DELETE_WAIT_S:
             break
@@ -262,6 +341,7 @@ def run() -> dict:
     from functions import bootstrap
     from tests.support.azurite import running_azurite
     from tests.support.localhost import running_host
+
     sizes = [int(v) for v in os.environ.get("SCALE_SIZES", "1000,10000,100000").split(",") if v]
     repeats = int(os.environ.get("SCALE_REPEATS", "15"))
     pngs = _pngs(2000)
@@ -288,20 +368,57 @@ def run() -> dict:
 
 
 def report(r: dict) -> str:
-    lines = [f"scale: up to {r['tags']} tags (n / 10 below 5,000 images); p50 ms (first call) [p50 / the floor's "
-             "p50 in the same run] per size"]
-    keys = ("floor_get_project", "storage_range_1_row", "storage_point_read", "get_tags", "image_count", "tagged_count", "untagged_count", "one_tag_count", "get_images_first_page",
-            "get_images_deep", "get_images_one_tag_deep", "query_predictions_newest", "query_predictions_suggested")
+    lines = [
+        f"scale: up to {r['tags']} tags (n / 10 below 5,000 images); p50 ms (first call) [p50 / the floor's "
+        "p50 in the same run] per size"
+    ]
+    keys = (
+        "floor_get_project",
+        "storage_range_1_row",
+        "storage_point_read",
+        "get_tags",
+        "image_count",
+        "tagged_count",
+        "untagged_count",
+        "one_tag_count",
+        "get_images_first_page",
+        "get_images_deep",
+        "get_images_one_tag_deep",
+        "query_predictions_newest",
+        "query_predictions_suggested",
+    )
     for k in keys:
-        cells = [f"{n}: {row[k]['p50_ms']} ({row[k]['first_ms']}) [{row[k]['p50_ms'] / row['floor_get_project']['p50_ms']:.1f}x]"
-                 for n, row in r["sizes"].items()]
+        cells = [
+            f"{n}: {row[k]['p50_ms']} ({row[k]['first_ms']}) [{row[k]['p50_ms'] / row['floor_get_project']['p50_ms']:.1f}x]"
+            for n, row in r["sizes"].items()
+        ]
         lines.append(f"  {k:28s} " + "  ".join(cells))
-    for k in ("train_freeze_s", "coco_export_s", "delete_request_ms", "delete_background_s", "delete_status", "delete_step",
-              "delete_blobs_per_s", "host_peak_rss_mb", "seed_s"):
+    for k in (
+        "train_freeze_s",
+        "coco_export_s",
+        "delete_request_ms",
+        "delete_background_s",
+        "delete_status",
+        "delete_step",
+        "delete_blobs_per_s",
+        "host_peak_rss_mb",
+        "seed_s",
+    ):
         lines.append(f"  {k:28s} " + "  ".join(f"{n}: {row[k]}" for n, row in r["sizes"].items()))
-    for k in ("manifest_read_s", "held_decoded_mb", "holds_decoded_by_default", "load_decode_s", "images_per_s",
-              "stream_check_s", "stream_images_per_s", "stream_rss_growth_mb", "embedding_cache_write_s",
-              "embedding_cache_read_s"):
-        lines.append(f"  trainer {k:20s} " + "  ".join(f"{n}: {row['trainer'].get(k, '-')}"
-                                                        for n, row in r["sizes"].items()))
+    for k in (
+        "manifest_read_s",
+        "held_decoded_mb",
+        "holds_decoded_by_default",
+        "load_decode_s",
+        "images_per_s",
+        "stream_check_s",
+        "stream_images_per_s",
+        "stream_rss_growth_mb",
+        "embedding_cache_write_s",
+        "embedding_cache_read_s",
+    ):
+        lines.append(
+            f"  trainer {k:20s} "
+            + "  ".join(f"{n}: {row['trainer'].get(k, '-')}" for n, row in r["sizes"].items())
+        )
     return "\n".join(lines)

@@ -49,7 +49,7 @@ class ModelSidecar:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, body: dict) -> "ModelSidecar":
+    def from_json(cls, body: dict) -> ModelSidecar:
         if body.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format_version: {body.get('format_version')!r} is not supported")
         values = dict(body)

@@ -69,8 +69,9 @@ def iou(a, b) -> np.ndarray:
     return out
 
 
-def nms(boxes, scores, labels=None, iou_threshold: float = 0.5,
-        max_detections: int | None = None) -> np.ndarray:
+def nms(
+    boxes, scores, labels=None, iou_threshold: float = 0.5, max_detections: int | None = None
+) -> np.ndarray:
     """Greedy NMS, class-wise when `labels` is given: indices of the kept boxes, best score first.
 
     A box is dropped when a better-scored kept box of the same label overlaps it by more than
@@ -95,8 +96,9 @@ def nms(boxes, scores, labels=None, iou_threshold: float = 0.5,
     return np.asarray(keep, dtype=np.int64)
 
 
-def postprocess(boxes, scores, labels, *, nms_iou: float = 0.5, min_score: float = 0.0,
-                max_detections: int | None = None) -> list[tuple[int, float, float, float, float, float]]:
+def postprocess(
+    boxes, scores, labels, *, nms_iou: float = 0.5, min_score: float = 0.0, max_detections: int | None = None
+) -> list[tuple[int, float, float, float, float, float]]:
     """One image's graph outputs ([K, 4] ltwh, [K], [K]) -> [(label, score, left, top, width, height)],
     best first: padded rows (score 0) and scores below `min_score` dropped, boxes clipped to 0..1
     (empty ones dropped), class-wise greedy NMS at `nms_iou`."""
@@ -202,8 +204,9 @@ def detection_performance(evaluation: dict, threshold: float = 0.5, overlap: flo
         for f in folds:
             members = np.array([int(im.get("fold", 0)) == f for im in images], dtype=bool)
             mine = members[owners] if len(owners) else np.zeros(0, dtype=bool)
-            f_truth = sum(1 for im, m in zip(images, members) if m
-                          for t in im.get("truth", []) if int(t[0]) == index)
+            f_truth = sum(
+                1 for im, m in zip(images, members) if m for t in im.get("truth", []) if int(t[0]) == index
+            )
             f_tp, f_pred = float(np.sum(hits & above & mine)), float(np.sum(above & mine))
             totals[f] += (f_tp, f_pred, f_truth)
             if f_pred > 0:
@@ -213,20 +216,32 @@ def detection_performance(evaluation: dict, threshold: float = 0.5, overlap: flo
         ap = average_precision(scores, hits, n_truth)
         if n_truth > 0:
             aps.append(ap)
-        per_tag.append({"id": lab["tag_id"], "name": lab["name"], "precision": _ratio(tp, predicted),
-                        "precisionStdDeviation": float(np.std(fold_p)) if len(fold_p) > 1 else 0.0,
-                        "recall": _ratio(tp, n_truth),
-                        "recallStdDeviation": float(np.std(fold_r)) if len(fold_r) > 1 else 0.0,
-                        "averagePrecision": ap})
+        per_tag.append(
+            {
+                "id": lab["tag_id"],
+                "name": lab["name"],
+                "precision": _ratio(tp, predicted),
+                "precisionStdDeviation": float(np.std(fold_p)) if len(fold_p) > 1 else 0.0,
+                "recall": _ratio(tp, n_truth),
+                "recallStdDeviation": float(np.std(fold_r)) if len(fold_r) > 1 else 0.0,
+                "averagePrecision": ap,
+            }
+        )
     fold_p = [_ratio(t[0], t[1]) for f, t in totals.items() if f is not None and t[1] > 0]
     fold_r = [_ratio(t[0], t[2]) for f, t in totals.items() if f is not None and t[2] > 0]
     tp, predicted, n_truth = totals[None]
-    return {"perTagPerformance": per_tag, "precision": _ratio(tp, predicted),
-            "precisionStdDeviation": float(np.std(fold_p)) if len(fold_p) > 1 else 0.0,
-            "recall": _ratio(tp, n_truth),
-            "recallStdDeviation": float(np.std(fold_r)) if len(fold_r) > 1 else 0.0,
-            "averagePrecision": float(np.mean(aps)) if aps else 0.0,
-            "map30": float(evaluation.get("map30", 0.0)), "map50": float(evaluation.get("map50", 0.0)),
-            "map75": float(evaluation.get("map75", 0.0)), "threshold": float(threshold),
-            "overlapThreshold": float(overlap), "imageCount": len(images),
-            "folds": int(evaluation.get("folds", len(folds)))}
+    return {
+        "perTagPerformance": per_tag,
+        "precision": _ratio(tp, predicted),
+        "precisionStdDeviation": float(np.std(fold_p)) if len(fold_p) > 1 else 0.0,
+        "recall": _ratio(tp, n_truth),
+        "recallStdDeviation": float(np.std(fold_r)) if len(fold_r) > 1 else 0.0,
+        "averagePrecision": float(np.mean(aps)) if aps else 0.0,
+        "map30": float(evaluation.get("map30", 0.0)),
+        "map50": float(evaluation.get("map50", 0.0)),
+        "map75": float(evaluation.get("map75", 0.0)),
+        "threshold": float(threshold),
+        "overlapThreshold": float(overlap),
+        "imageCount": len(images),
+        "folds": int(evaluation.get("folds", len(folds))),
+    }

@@ -155,9 +155,14 @@ class Report:
         self.problems.append(Problem(path, code, message))
 
     def summary(self) -> dict:
-        return {"images": len(self.images), "annotations": sum(len(im.annotations) for im in self.images),
-                "categories": [c.name for c in self.categories], "bboxFormat": self.bbox_format,
-                "notes": self.notes, "problemCount": len(self.problems)}
+        return {
+            "images": len(self.images),
+            "annotations": sum(len(im.annotations) for im in self.images),
+            "categories": [c.name for c in self.categories],
+            "bboxFormat": self.bbox_format,
+            "notes": self.notes,
+            "problemCount": len(self.problems),
+        }
 
 
 # ---- shared rules -----------------------------------------------------------------------------------------
@@ -174,9 +179,16 @@ def normalised_box_problem(box) -> str | None:
     if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(is_number(v) for v in box):
         return f"{_short(box)} is not a list of 4 finite numbers"
     left, top, width, height = box
-    bad = [f"{name} {v:.6g} is outside {rng}" for name, v, ok, rng in (
-        ("left", left, 0 <= left < 1, "[0, 1)"), ("top", top, 0 <= top < 1, "[0, 1)"),
-        ("width", width, 0 < width <= 1, "(0, 1]"), ("height", height, 0 < height <= 1, "(0, 1]")) if not ok]
+    bad = [
+        f"{name} {v:.6g} is outside {rng}"
+        for name, v, ok, rng in (
+            ("left", left, 0 <= left < 1, "[0, 1)"),
+            ("top", top, 0 <= top < 1, "[0, 1)"),
+            ("width", width, 0 < width <= 1, "(0, 1]"),
+            ("height", height, 0 < height <= 1, "(0, 1]"),
+        )
+        if not ok
+    ]
     if left + width > 1 + _EPS:
         bad.append(f"left + width = {left + width:.6g} exceeds 1")
     if top + height > 1 + _EPS:
@@ -211,11 +223,16 @@ def check_references(annotations: list, image_ids, category_ids, report: Report)
     for j, a in enumerate(annotations):
         good = isinstance(a, dict)
         if good and a.get("image_id") not in image_ids:
-            report.add(f"annotations[{j}].image_id", UNKNOWN_IMAGE, f"{_short(a.get('image_id'))} is not an image id")
+            report.add(
+                f"annotations[{j}].image_id", UNKNOWN_IMAGE, f"{_short(a.get('image_id'))} is not an image id"
+            )
             good = False
         if good and a.get("category_id") not in category_ids:
-            report.add(f"annotations[{j}].category_id", UNKNOWN_CATEGORY,
-                       f"{_short(a.get('category_id'))} is not a category id")
+            report.add(
+                f"annotations[{j}].category_id",
+                UNKNOWN_CATEGORY,
+                f"{_short(a.get('category_id'))} is not a category id",
+            )
             good = False
         ok.append(good)
     return ok
@@ -256,7 +273,7 @@ def account_blob(url: str, endpoint: str) -> tuple[str, str]:
     prefix = e.path.rstrip("/") + "/"
     if not u.path.startswith(prefix):
         raise ValueError(f"{_short(url)} is not in this storage account ({endpoint})")
-    container, _, name = unquote(u.path[len(prefix):]).partition("/")
+    container, _, name = unquote(u.path[len(prefix) :]).partition("/")
     if not container or not name:
         raise ValueError(f"{_short(url)} names no blob (expected {endpoint}/container/blob)")
     return container, name
@@ -274,8 +291,14 @@ class StorageResolver:
     (containers limited to `containers`), else `file_name` under `folder` of `container`. Reads go through
     `read(container, name, max_bytes)`: the storage client, never an HTTP fetch of the URL."""
 
-    def __init__(self, read: Callable[[str, str, int], bytes], container: str, folder: str,
-                 endpoint: str | None, containers: Iterable[str]):
+    def __init__(
+        self,
+        read: Callable[[str, str, int], bytes],
+        container: str,
+        folder: str,
+        endpoint: str | None,
+        containers: Iterable[str],
+    ):
         self._read, self.container, self.folder = read, container, folder.strip("/")
         self.endpoint, self.containers = endpoint, tuple(containers)
 
@@ -301,7 +324,9 @@ class StorageResolver:
         if not isinstance(url, str) or not url.strip():
             raise SourceError(WRONG_TYPE, "a URL string is required", key)
         if not self.endpoint:
-            raise SourceError(OUTSIDE_ACCOUNT, "image URLs cannot be resolved here (no storage endpoint)", key)
+            raise SourceError(
+                OUTSIDE_ACCOUNT, "image URLs cannot be resolved here (no storage endpoint)", key
+            )
         try:
             container, name = account_blob(url, self.endpoint)
         except ValueError as exc:
@@ -311,8 +336,11 @@ class StorageResolver:
         except ValueError as exc:
             raise SourceError(UNSAFE_PATH, f"the blob name {exc}", key) from None
         if container not in self.containers:
-            raise SourceError(OUTSIDE_ACCOUNT, f"container {container!r} is not readable for imports; use "
-                                               f"{' or '.join(self.containers)}", key)
+            raise SourceError(
+                OUTSIDE_ACCOUNT,
+                f"container {container!r} is not readable for imports; use {' or '.join(self.containers)}",
+                key,
+            )
         return f"{container}/{name}"
 
     def read(self, ref: str, max_bytes: int) -> bytes:
@@ -321,8 +349,15 @@ class StorageResolver:
 
 
 # ---- validation -------------------------------------------------------------------------------------------
-def validate(data: bytes | str, resolver: Resolver | None, rules: Rules = Rules(), *, pool: Executor | None = None,
-             window: int = 16, progress: Callable[[str, int, int], None] | None = None) -> Report:
+def validate(
+    data: bytes | str,
+    resolver: Resolver | None,
+    rules: Rules = Rules(),
+    *,
+    pool: Executor | None = None,
+    window: int = 16,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> Report:
     """Judge a COCO file and, through `resolver`, every image it names; return the report (never raises
     for bad input). Without a resolver only the structure is checked."""
     report = Report(rules=rules)
@@ -332,8 +367,14 @@ def validate(data: bytes | str, resolver: Resolver | None, rules: Rules = Rules(
     lists = require_lists(body, ("images", "annotations", "categories"), report)
     categories, category_ids = _categories(lists["categories"], report)
     images = _images(lists["images"], resolver, report)
-    on_images = _annotations(body.get("info") if isinstance(body, dict) else None, lists["annotations"], images,
-                             categories, category_ids, report)
+    on_images = _annotations(
+        body.get("info") if isinstance(body, dict) else None,
+        lists["annotations"],
+        images,
+        categories,
+        category_ids,
+        report,
+    )
     del body, lists
     _per_category_and_image(images, categories, on_images, report)
     report.images = [im for im in images.values()]
@@ -369,12 +410,18 @@ def _categories(items: list, report: Report) -> tuple[dict[int, Category], set]:
         ok = _unique_id(c, path, seen, report)
         name = c.get("name")
         if not isinstance(name, str) or not name.strip() or len(name.strip()) > MAX_NAME:
-            report.add(f"{path}.name", BAD_NAME, f"a category name is 1 to {MAX_NAME} characters, got {_short(name)}")
+            report.add(
+                f"{path}.name", BAD_NAME, f"a category name is 1 to {MAX_NAME} characters, got {_short(name)}"
+            )
             continue
         key = name.strip().casefold()
         if key in names:
-            report.add(f"{path}.name", DUPLICATE_NAME, f"{name!r} is also the name of categories[{names[key]}]; "
-                                                       "names become tags and must differ (without case)")
+            report.add(
+                f"{path}.name",
+                DUPLICATE_NAME,
+                f"{name!r} is also the name of categories[{names[key]}]; "
+                "names become tags and must differ (without case)",
+            )
             continue
         names[key] = i
         if ok:
@@ -389,7 +436,11 @@ def _images(items: list, resolver: Resolver | None, report: Report) -> dict[int,
         ok = _unique_id(im, path, seen, report)
         for key in ("width", "height"):
             if not is_int_id(im.get(key)) or im[key] <= 0:
-                report.add(f"{path}.{key}", BAD_DIMENSION, f"a positive integer is required, got {_short(im.get(key))}")
+                report.add(
+                    f"{path}.{key}",
+                    BAD_DIMENSION,
+                    f"a positive integer is required, got {_short(im.get(key))}",
+                )
                 ok = False
         ref, source = None, "file_name"
         if resolver is not None:
@@ -405,8 +456,9 @@ def _images(items: list, resolver: Resolver | None, report: Report) -> dict[int,
     return out
 
 
-def _annotations(info, items: list, images: dict, categories: dict, category_ids: set,
-                 report: Report) -> dict[int, set]:
+def _annotations(
+    info, items: list, images: dict, categories: dict, category_ids: set, report: Report
+) -> dict[int, set]:
     """Attach each good annotation to its image (boxes normalised). `images` and `category_ids` hold every
     integer id seen, valid or not, so an entry already reported is not reported again per annotation.
     Returns the images each category is on, counting annotations whatever their box (a bad box is its
@@ -421,9 +473,14 @@ def _annotations(info, items: list, images: dict, categories: dict, category_ids
         if refs_ok[j] and a["category_id"] in categories:
             on_images[a["category_id"]].add(a["image_id"])
         box = a.get("bbox")
-        if box is not None and (not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box)):
-            report.add(f"{path}.bbox", BAD_BBOX, f"a bbox is [left, top, width, height], 4 finite numbers; "
-                                                 f"got {_short(box)}")
+        if box is not None and (
+            not isinstance(box, list) or len(box) != 4 or not all(is_number(v) for v in box)
+        ):
+            report.add(
+                f"{path}.bbox",
+                BAD_BBOX,
+                f"a bbox is [left, top, width, height], 4 finite numbers; got {_short(box)}",
+            )
             continue
         if box is None and report.rules.task == DETECTION and not report.rules.image_tags_in_detection:
             report.add(f"{path}.bbox", BBOX_REQUIRED, "object detection needs a bbox on every annotation")
@@ -450,7 +507,9 @@ def _bbox_format(info, boxes: list, report: Report) -> str | None:
     if hint.startswith("normali"):
         return NORMALIZED
     if hint in ("pixels", "absolute", "coco") or any(v > 1 for b in boxes for v in b):
-        report.notes.append(f"boxes are in pixels: {len(boxes)} converted to normalised [left, top, width, height]")
+        report.notes.append(
+            f"boxes are in pixels: {len(boxes)} converted to normalised [left, top, width, height]"
+        )
         return PIXELS
     return NORMALIZED
 
@@ -464,19 +523,28 @@ def _to_normalised(path: str, box: list, image: ImageEntry, report: Report):
         return clamp_box(box)
     x, y, w, h = box
     if max(box) <= 1 and w < 1 and h < 1:
-        report.add(f"{path}.bbox", MIXED_UNITS, f"{_short(box)} looks normalised, but other boxes are in pixels; "
-                                                "use one unit for every box")
+        report.add(
+            f"{path}.bbox",
+            MIXED_UNITS,
+            f"{_short(box)} looks normalised, but other boxes are in pixels; use one unit for every box",
+        )
         return None
     W, H = image.width, image.height
     if x < 0 or y < 0 or w <= 0 or h <= 0 or x + w > W + _PIXEL_SLACK or y + h > H + _PIXEL_SLACK:
-        report.add(f"{path}.bbox", BBOX_OUTSIDE_IMAGE, f"pixel box {_short(box)} is not inside the {W}x{H} image "
-                                                       f"(x, y >= 0, width, height > 0, x + width <= {W}, "
-                                                       f"y + height <= {H})")
+        report.add(
+            f"{path}.bbox",
+            BBOX_OUTSIDE_IMAGE,
+            f"pixel box {_short(box)} is not inside the {W}x{H} image "
+            f"(x, y >= 0, width, height > 0, x + width <= {W}, "
+            f"y + height <= {H})",
+        )
         return None
     return clamp_box((x / W, y / H, w / W, h / H))
 
 
-def _per_category_and_image(images: dict, categories: dict, on_images: dict[int, set], report: Report) -> None:
+def _per_category_and_image(
+    images: dict, categories: dict, on_images: dict[int, set], report: Report
+) -> None:
     rules = report.rules
     for key in [k for k, im in images.items() if im is None]:
         del images[key]
@@ -485,26 +553,44 @@ def _per_category_and_image(images: dict, categories: dict, on_images: dict[int,
         path = f"images[{im.index}]"
         if rules.multiclass and len(cats) > 1:
             names = ", ".join(sorted(categories[c].name for c in cats))
-            report.add(path, MULTIPLE_CATEGORIES, f"a Multiclass project allows one category per image; this one "
-                                                  f"has {names}")
+            report.add(
+                path,
+                MULTIPLE_CATEGORIES,
+                f"a Multiclass project allows one category per image; this one has {names}",
+            )
         if rules.task == DETECTION and len(im.annotations) > MAX_REGIONS_PER_IMAGE:
-            report.add(path, TOO_MANY_REGIONS, f"{len(im.annotations)} boxes; an image holds at most "
-                                               f"{MAX_REGIONS_PER_IMAGE}")
+            report.add(
+                path,
+                TOO_MANY_REGIONS,
+                f"{len(im.annotations)} boxes; an image holds at most {MAX_REGIONS_PER_IMAGE}",
+            )
         if rules.task == CLASSIFICATION and len(cats) > MAX_TAGS_PER_IMAGE:
-            report.add(path, TOO_MANY_TAGS, f"{len(cats)} categories; an image has at most {MAX_TAGS_PER_IMAGE} tags")
+            report.add(
+                path, TOO_MANY_TAGS, f"{len(cats)} categories; an image has at most {MAX_TAGS_PER_IMAGE} tags"
+            )
     for cid, c in sorted(categories.items(), key=lambda kv: kv[1].index):
         count = len(on_images[cid])
         if count == 0 and rules.min_images_per_category > 0:
             report.notes.append(f"category {c.name!r} has no annotations: no tag is created for it")
         elif count < rules.min_images_per_category:
-            report.add(f"categories[{c.index}]", TOO_FEW_IMAGES, f"{c.name!r} is on {count} image; every category "
-                                                                 f"needs at least {rules.min_images_per_category}")
+            report.add(
+                f"categories[{c.index}]",
+                TOO_FEW_IMAGES,
+                f"{c.name!r} is on {count} image; every category "
+                f"needs at least {rules.min_images_per_category}",
+            )
         else:
             report.categories.append(c)
 
 
-def check_images(report: Report, resolver: Resolver, *, pool: Executor | None = None, window: int = 16,
-                 progress: Callable[[str, int, int], None] | None = None) -> None:
+def check_images(
+    report: Report,
+    resolver: Resolver,
+    *,
+    pool: Executor | None = None,
+    window: int = 16,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> None:
     """Read, check and drop each image, at most `window` in flight; fill sha256, report problems."""
     todo = [im for im in report.images if im.ref is not None]
     own = pool is None
@@ -521,13 +607,22 @@ def check_images(report: Report, resolver: Resolver, *, pool: Executor | None = 
             return Problem(f"{path}.{im.field}", exc.code, exc.message)
         except ImageError as exc:
             return Problem(path, IMAGE_REJECTED, f"{exc.status}: {exc.message}")
-        except Exception as exc:  # noqa: BLE001 - any read failure is this image's problem, reported with the rest
-            return Problem(f"{path}.{im.field}", IMAGE_UNREADABLE, f"{im.ref} could not be read: "
-                                                                   f"{type(exc).__name__}: {str(exc)[:200]}")
+        except Exception as exc:
+            return Problem(
+                f"{path}.{im.field}",
+                IMAGE_UNREADABLE,
+                f"{im.ref} could not be read: {type(exc).__name__}: {str(exc)[:200]}",
+            )
         if (checked.width, checked.height) != (im.width, im.height):
-            hint = " (its EXIF orientation turns it)" if any("orientation" in n for n in checked.notes) else ""
-            return Problem(f"{path}.width", SIZE_MISMATCH, f"declared {im.width}x{im.height}, but the image is "
-                                                           f"{checked.width}x{checked.height} upright{hint}")
+            hint = (
+                " (its EXIF orientation turns it)" if any("orientation" in n for n in checked.notes) else ""
+            )
+            return Problem(
+                f"{path}.width",
+                SIZE_MISMATCH,
+                f"declared {im.width}x{im.height}, but the image is "
+                f"{checked.width}x{checked.height} upright{hint}",
+            )
         im.sha256 = checked.sha256
         return None
 
@@ -567,8 +662,10 @@ def _note_same_content(report: Report) -> None:
         if im.sha256 is None:
             continue
         if im.sha256 in first:
-            report.notes.append(f"images[{im.index}] has the same bytes as images[{first[im.sha256]}]: one image, "
-                                "their annotations merged")
+            report.notes.append(
+                f"images[{im.index}] has the same bytes as images[{first[im.sha256]}]: one image, "
+                "their annotations merged"
+            )
         else:
             first[im.sha256] = im.index
 
@@ -588,4 +685,4 @@ class Throttle:
 
 def _short(value, limit: int = 80) -> str:
     text = repr(value)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."

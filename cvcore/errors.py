@@ -1,11 +1,11 @@
 """Domain errors carrying Custom Vision's error codes; translated to HTTP only at the edge.
 
-    CustomVisionError            code + message + HTTP status
-    ├── BadRequest (400)         the request is malformed or refused (BadRequest*, ...)
-    ├── Unauthorized (401)       missing or wrong key
-    ├── NotFound (404)           NotFoundProject, NotFoundTag, NotFoundImage, ...
-    ├── Conflict (409)
-    └── StorageUnavailable (503) the storage account could not be reached
+CustomVisionError            code + message + HTTP status
+├── BadRequest (400)         the request is malformed or refused (BadRequest*, ...)
+├── Unauthorized (401)       missing or wrong key
+├── NotFound (404)           NotFoundProject, NotFoundTag, NotFoundImage, ...
+├── Conflict (409)
+└── StorageUnavailable (503) the storage account could not be reached
 """
 
 from __future__ import annotations

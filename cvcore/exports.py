@@ -19,8 +19,12 @@ PACKAGED, CONVERTED = "packaged", "converted"
 BOTH = frozenset({artifacts.CLASSIFICATION, artifacts.DETECTION})
 CLASSIFIERS = frozenset({artifacts.CLASSIFICATION})
 # What tf.saved_model.save writes (the graph with its constants, the fingerprint, the (empty) variables).
-SAVEDMODEL_FILES = ("saved_model.pb", "fingerprint.pb", "variables/variables.index",
-                    "variables/variables.data-00000-of-00001")
+SAVEDMODEL_FILES = (
+    "saved_model.pb",
+    "fingerprint.pb",
+    "variables/variables.index",
+    "variables/variables.data-00000-of-00001",
+)
 
 
 class ExportRefused(ValueError):
@@ -53,16 +57,42 @@ class Target:
 
 TARGETS: tuple[Target, ...] = (
     Target("ONNX", "ONNX12", PACKAGED, "ONNX12"),
-    Target("ONNX", "ONNXInt8", CONVERTED, "ONNXInt8", files=((layout.MODEL_INT8_ONNX, "model.onnx"),),
-           status=layout.MODEL_INT8_STATUS),
-    Target("OpenVino", "", CONVERTED, "OpenVino", files=(("exports/OpenVino/model.xml", "model.xml"),
-                                                          ("exports/OpenVino/model.bin", "model.bin")),
-           status="exports/OpenVino.status.json"),
-    Target("TensorFlow", "TensorFlowNormal", CONVERTED, "TensorFlowNormal", tasks=CLASSIFIERS,
-           files=tuple((f"exports/TensorFlowNormal/saved_model/{n}", f"saved_model/{n}") for n in SAVEDMODEL_FILES),
-           status="exports/TensorFlowNormal.status.json"),
-    Target("TensorFlow", "TensorFlowLite", CONVERTED, "TensorFlowLite", tasks=CLASSIFIERS,
-           files=(("exports/TensorFlowLite/model.tflite", "model.tflite"),), status="exports/TensorFlowLite.status.json"),
+    Target(
+        "ONNX",
+        "ONNXInt8",
+        CONVERTED,
+        "ONNXInt8",
+        files=((layout.MODEL_INT8_ONNX, "model.onnx"),),
+        status=layout.MODEL_INT8_STATUS,
+    ),
+    Target(
+        "OpenVino",
+        "",
+        CONVERTED,
+        "OpenVino",
+        files=(("exports/OpenVino/model.xml", "model.xml"), ("exports/OpenVino/model.bin", "model.bin")),
+        status="exports/OpenVino.status.json",
+    ),
+    Target(
+        "TensorFlow",
+        "TensorFlowNormal",
+        CONVERTED,
+        "TensorFlowNormal",
+        tasks=CLASSIFIERS,
+        files=tuple(
+            (f"exports/TensorFlowNormal/saved_model/{n}", f"saved_model/{n}") for n in SAVEDMODEL_FILES
+        ),
+        status="exports/TensorFlowNormal.status.json",
+    ),
+    Target(
+        "TensorFlow",
+        "TensorFlowLite",
+        CONVERTED,
+        "TensorFlowLite",
+        tasks=CLASSIFIERS,
+        files=(("exports/TensorFlowLite/model.tflite", "model.tflite"),),
+        status="exports/TensorFlowLite.status.json",
+    ),
     Target("DockerFile", "Linux", PACKAGED, "DockerFile-Linux"),
     Target("DockerFile", "ARM", PACKAGED, "DockerFile-ARM"),
 )
@@ -72,20 +102,26 @@ _PLATFORMS = {t.platform.lower(): t.platform for t in TARGETS}
 
 # Named by the SDK's ExportPlatform / ExportFlavor but not made here: the reason is the answer.
 REFUSED = {
-    ("dockerfile", "windows"): "Windows containers are not built (the model server targets Linux); use flavor "
-                               "Linux (x86-64) or ARM (arm64, e.g. a Raspberry Pi or Jetson)",
+    (
+        "dockerfile",
+        "windows",
+    ): "Windows containers are not built (the model server targets Linux); use flavor "
+    "Linux (x86-64) or ARM (arm64, e.g. a Raspberry Pi or Jetson)",
     ("onnx", "onnx10"): "ONNX10 (opset 10) is not made: the graph needs opset 17; use ONNX12 or ONNXInt8",
     ("vaidk", None): "VAIDK (the Vision AI Dev Kit) is discontinued hardware; use DockerFile ARM or ONNX",
-    ("coreml", None): "CoreML models are not made: a conversion is only shipped once it is checked against the "
-                      "ONNX model, and no CoreML runtime exists off Apple hardware (the trainer runs on Linux); "
-                      "on iOS / macOS run the ONNX export with onnxruntime's CoreML execution provider, or "
-                      "use TensorFlowLite",
+    (
+        "coreml",
+        None,
+    ): "CoreML models are not made: a conversion is only shipped once it is checked against the "
+    "ONNX model, and no CoreML runtime exists off Apple hardware (the trainer runs on Linux); "
+    "on iOS / macOS run the ONNX export with onnxruntime's CoreML execution provider, or "
+    "use TensorFlowLite",
 }
 # Why a target refuses a task (the default: it is made for the other task only).
 TASK_REFUSED = {
     ("TensorFlow", artifacts.DETECTION): "object detectors are not translated to TensorFlow (their decoding "
-                                         "runs top-k over shapes known only at run time); use ONNX, OpenVino or "
-                                         "a DockerFile container",
+    "runs top-k over shapes known only at run time); use ONNX, OpenVino or "
+    "a DockerFile container",
 }
 
 
@@ -100,8 +136,9 @@ def resolve(platform: str | None, flavor: str | None, task: str) -> Target:
     f = (flavor or "").strip().lower() or None
     reason = REFUSED.get((p, f)) or REFUSED.get((p, None))
     if reason:
-        raise ExportRefused(f"platform {platform} flavor {flavor}: {reason}" if flavor else
-                            f"platform {platform}: {reason}")
+        raise ExportRefused(
+            f"platform {platform} flavor {flavor}: {reason}" if flavor else f"platform {platform}: {reason}"
+        )
     if p not in _PLATFORMS:
         raise ExportRefused(f"platform: {platform!r} is not supported; use {', '.join(platforms())}")
     name = _PLATFORMS[p]

@@ -120,7 +120,9 @@ class CheckedImage:
     thumbnail: bytes | None  # JPEG, longest side <= THUMBNAIL_SIDE
     source_format: str  # Pillow's format name of the upload: "JPEG", "PNG", ...
     notes: tuple[str, ...] = ()  # what normalisation did, for people and logs
-    camera: str = ""  # EXIF "Make Model" of the upload ("" when absent): kept even where the re-encode drops EXIF
+    camera: str = (
+        ""  # EXIF "Make Model" of the upload ("" when absent): kept even where the re-encode drops EXIF
+    )
 
 
 def max_pixels() -> int:
@@ -128,8 +130,9 @@ def max_pixels() -> int:
     return Image.MAX_IMAGE_PIXELS or _DEFAULT_MAX_IMAGE_PIXELS
 
 
-def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
-                make_thumbnail: bool = True) -> CheckedImage:
+def check_image(
+    data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES, make_thumbnail: bool = True
+) -> CheckedImage:
     """Judge one uploaded image; return what to store, or raise `ImageError`."""
     data = _as_bytes(data)
     opened = _open(data, max_bytes)
@@ -148,8 +151,13 @@ def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
             thumbnail = _thumbnail(im, thumb_size) if make_thumbnail else None
             return CheckedImage(data, "image/jpeg", width, height, sha, thumbnail, fmt, (), opened.camera)
 
-        if (fmt == "PNG" and im.mode == "RGB" and opened.orientation == 1 and opened.frames == 1
-                and "transparency" not in im.info):
+        if (
+            fmt == "PNG"
+            and im.mode == "RGB"
+            and opened.orientation == 1
+            and opened.frames == 1
+            and "transparency" not in im.info
+        ):
             _load(im)
             thumbnail = _thumbnail(im, thumb_size) if make_thumbnail else None
             return CheckedImage(data, "image/png", width, height, sha, thumbnail, fmt, (), opened.camera)
@@ -166,12 +174,17 @@ def check_image(data: bytes, *, max_bytes: int = MAX_TRAINING_IMAGE_BYTES,
             content_type = "image/png"
             notes.append(f"re-encoded {fmt} as PNG")
         thumbnail = _thumbnail(rgb, thumb_size) if make_thumbnail else None
-    return CheckedImage(out.getvalue(), content_type, rgb.width, rgb.height, sha, thumbnail, fmt,
-                        tuple(notes), opened.camera)
+    return CheckedImage(
+        out.getvalue(), content_type, rgb.width, rgb.height, sha, thumbnail, fmt, tuple(notes), opened.camera
+    )
 
 
-def decode_rgb(data: bytes, *, max_bytes: int | None = MAX_TRAINING_IMAGE_BYTES,
-               draft_size: tuple[int, int] | None = None) -> Image.Image:
+def decode_rgb(
+    data: bytes,
+    *,
+    max_bytes: int | None = MAX_TRAINING_IMAGE_BYTES,
+    draft_size: tuple[int, int] | None = None,
+) -> Image.Image:
     """Apply `check_image`'s checks and normalisation; return the upright RGB image.
 
     `max_bytes=None` skips the byte limit (for bytes this service stored itself: a re-encoded image may
@@ -255,10 +268,13 @@ def _identify(data: bytes) -> tuple[ImageFile.ImageFile, str]:
     if failure:
         raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT, f"not a readable image: {failure}")
     if refused:
-        raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT,
-                         f"{refused[0]} images are not accepted; use one of {accepted}")
-    raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT,
-                     f"not a recognised image (starts with {data[:8]!r}); use one of {accepted}")
+        raise ImageError(
+            ImageStatus.ERROR_IMAGE_FORMAT, f"{refused[0]} images are not accepted; use one of {accepted}"
+        )
+    raise ImageError(
+        ImageStatus.ERROR_IMAGE_FORMAT,
+        f"not a recognised image (starts with {data[:8]!r}); use one of {accepted}",
+    )
 
 
 def _as_bytes(data: bytes) -> bytes:
@@ -272,13 +288,16 @@ def _as_bytes(data: bytes) -> bytes:
 def _check_size(width: int, height: int) -> None:
     limit = max_pixels()
     if width * height > limit:
-        raise ImageError(ImageStatus.ERROR_IMAGE_DIMENSIONS,
-                         f"image is {width}x{height} = {width * height} pixels, over the decompression-bomb "
-                         f"limit of {limit} pixels; refused without decoding")
+        raise ImageError(
+            ImageStatus.ERROR_IMAGE_DIMENSIONS,
+            f"image is {width}x{height} = {width * height} pixels, over the decompression-bomb "
+            f"limit of {limit} pixels; refused without decoding",
+        )
     if not (MIN_SIDE <= width <= MAX_SIDE and MIN_SIDE <= height <= MAX_SIDE):
-        raise ImageError(ImageStatus.ERROR_IMAGE_DIMENSIONS,
-                         f"image is {width}x{height} pixels; each side must be between {MIN_SIDE} "
-                         f"and {MAX_SIDE}")
+        raise ImageError(
+            ImageStatus.ERROR_IMAGE_DIMENSIONS,
+            f"image is {width}x{height} pixels; each side must be between {MIN_SIDE} and {MAX_SIDE}",
+        )
 
 
 def _load(im: Image.Image) -> None:
@@ -294,8 +313,9 @@ def _open(data: bytes, max_bytes: int | None) -> _Opened:
     if not data:
         raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT, "image is empty (0 bytes)")
     if max_bytes is not None and len(data) > max_bytes:
-        raise ImageError(ImageStatus.ERROR_IMAGE_SIZE,
-                         f"image is {len(data)} bytes; the limit is {max_bytes}")
+        raise ImageError(
+            ImageStatus.ERROR_IMAGE_SIZE, f"image is {len(data)} bytes; the limit is {max_bytes}"
+        )
 
     im, fmt = _identify(data)
     _check_size(*im.size)
@@ -328,7 +348,7 @@ def _exif(im: Image.Image) -> dict:
 
 
 def _camera(exif: dict) -> str:
-    """"Make Model" from EXIF (printable, at most CAMERA_CHARS), "" when absent: the model doctor asks whether
+    """ "Make Model" from EXIF (printable, at most CAMERA_CHARS), "" when absent: the model doctor asks whether
     a tag is told apart by the camera that took it."""
     parts = []
     for tag in (_EXIF_MAKE, _EXIF_MODEL):
@@ -357,11 +377,13 @@ class _decoding:
         if exc is None or isinstance(exc, ImageError) or not isinstance(exc, Exception):
             return False
         if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
-            raise ImageError(ImageStatus.ERROR_IMAGE_DIMENSIONS,
-                             f"decompression bomb refused: {exc}") from exc
+            raise ImageError(
+                ImageStatus.ERROR_IMAGE_DIMENSIONS, f"decompression bomb refused: {exc}"
+            ) from exc
         if isinstance(exc, MemoryError):
-            raise ImageError(ImageStatus.ERROR_IMAGE_DIMENSIONS,
-                             "image needs more memory to decode than is available") from exc
+            raise ImageError(
+                ImageStatus.ERROR_IMAGE_DIMENSIONS, "image needs more memory to decode than is available"
+            ) from exc
         text = str(exc) or type(exc).__name__
         if isinstance(exc, OSError) and "truncated" in text:
             message = f"{self.fmt} pixel data is truncated: {text}"
@@ -388,8 +410,9 @@ def _normalise(opened: _Opened, notes: list[str]) -> Image.Image:
         try:
             rgb = im.convert("RGB")
         except (ValueError, OSError) as exc:
-            raise ImageError(ImageStatus.ERROR_IMAGE_FORMAT,
-                             f"cannot convert a {mode} image to RGB: {exc}") from exc
+            raise ImageError(
+                ImageStatus.ERROR_IMAGE_FORMAT, f"cannot convert a {mode} image to RGB: {exc}"
+            ) from exc
         notes.append(f"converted {mode} to RGB")
     if opened.orientation != 1:
         rgb = rgb.transpose(_TRANSPOSE[opened.orientation])

@@ -8,7 +8,7 @@ the trainer evaluated with), so the cloud, the edge and the evaluation agree.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 from . import artifacts
 from .boxes import postprocess
@@ -54,8 +54,9 @@ def decode(data: bytes, sidecar: artifacts.ModelSidecar):
     decoded no larger than the model needs (DRAFT_FACTOR). Its size is not the upload's: read that from
     cvcore.imaging.check_image."""
     height, width = sidecar.input_size
-    return decode_rgb(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES,
-                      draft_size=(width * DRAFT_FACTOR, height * DRAFT_FACTOR))
+    return decode_rgb(
+        data, max_bytes=MAX_PREDICTION_IMAGE_BYTES, draft_size=(width * DRAFT_FACTOR, height * DRAFT_FACTOR)
+    )
 
 
 def predict(session, sidecar: artifacts.ModelSidecar, image) -> list[dict]:
@@ -64,21 +65,42 @@ def predict(session, sidecar: artifacts.ModelSidecar, image) -> list[dict]:
     labels = {lab.index: lab for lab in sidecar.labels}
     if sidecar.task == artifacts.DETECTION:
         boxes, scores, classes = session.run(["boxes", "scores", "labels"], {"image": batch})
-        found = postprocess(boxes[0], scores[0], classes[0], nms_iou=sidecar.nms_iou,
-                            max_detections=min(MAX_REGIONS, sidecar.max_detections))
-        return [{"probability": score, "tagId": labels[label].tag_id, "tagName": labels[label].name,
-                 "tagType": labels[label].type,
-                 "boundingBox": {"left": left, "top": top, "width": width, "height": height}}
-                for label, score, left, top, width, height in found]
+        found = postprocess(
+            boxes[0],
+            scores[0],
+            classes[0],
+            nms_iou=sidecar.nms_iou,
+            max_detections=min(MAX_REGIONS, sidecar.max_detections),
+        )
+        return [
+            {
+                "probability": score,
+                "tagId": labels[label].tag_id,
+                "tagName": labels[label].name,
+                "tagType": labels[label].type,
+                "boundingBox": {"left": left, "top": top, "width": width, "height": height},
+            }
+            for label, score, left, top, width, height in found
+        ]
     (probabilities,) = session.run(["probabilities"], {"image": batch})
-    out = [{"probability": float(p), "tagId": labels[i].tag_id, "tagName": labels[i].name,
-            "tagType": labels[i].type, "boundingBox": None} for i, p in enumerate(probabilities[0])]
+    out = [
+        {
+            "probability": float(p),
+            "tagId": labels[i].tag_id,
+            "tagName": labels[i].name,
+            "tagType": labels[i].type,
+            "boundingBox": None,
+        }
+        for i, p in enumerate(probabilities[0])
+    ]
     return sorted(out, key=lambda p: -p["probability"])
 
 
 URL_TIMEOUT_S = 10.0
-_IMAGE_CODES = {ImageStatus.ERROR_IMAGE_SIZE: "BadRequestImageSizeBytes",
-                ImageStatus.ERROR_IMAGE_DIMENSIONS: "BadRequestImageDimensions"}
+_IMAGE_CODES = {
+    ImageStatus.ERROR_IMAGE_SIZE: "BadRequestImageSizeBytes",
+    ImageStatus.ERROR_IMAGE_DIMENSIONS: "BadRequestImageDimensions",
+}
 
 
 def image_error(exc: ImageError) -> BadRequest:
@@ -91,8 +113,12 @@ def fetch_image(url, allow_origins: Iterable[str] = ()) -> bytes:
     if not isinstance(url, str) or not url.strip():
         raise BadRequest("BadRequestImageUrl", "url: a URL string is required")
     try:
-        return fetch(url.strip(), max_bytes=MAX_PREDICTION_IMAGE_BYTES, timeout=URL_TIMEOUT_S,
-                     allow_origins=tuple(allow_origins)).data
+        return fetch(
+            url.strip(),
+            max_bytes=MAX_PREDICTION_IMAGE_BYTES,
+            timeout=URL_TIMEOUT_S,
+            allow_origins=tuple(allow_origins),
+        ).data
     except UrlFetchError as exc:
         code = "BadRequestImageSizeBytes" if exc.reason == "too-large" else "BadRequestImageUrl"
         raise BadRequest(code, f"url: {exc.message}") from None

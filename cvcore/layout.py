@@ -20,7 +20,9 @@ CONTAINERS = (IMAGES, MODELS, PREDICTIONS, UPLOADS, REJECTED)
 # Queues (the Functions host adds "-poison" siblings; infra declares them too).
 TRAINING_JOBS = "training-jobs"
 TRAINING_EVENTS = "training-events"
-PROJECT_IMPORTS = "project-imports"  # large import_project requests, finished by a queue trigger (Functions only)
+PROJECT_IMPORTS = (
+    "project-imports"  # large import_project requests, finished by a queue trigger (Functions only)
+)
 WEBHOOK_DELIVERIES = "webhook-deliveries"  # project webhook deliveries and their retries (Functions only)
 QUEUES = (TRAINING_JOBS, TRAINING_EVENTS, PROJECT_IMPORTS, WEBHOOK_DELIVERIES)
 POISON_SUFFIX = "-poison"

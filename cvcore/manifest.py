@@ -36,10 +36,21 @@ class Manifest:
         return self.info.get("dataset_hash") or compute_hash(self.images, self.annotations, self.categories)
 
     def to_coco(self) -> dict:
-        info = {**self.info, "project_id": self.project_id, "iteration_id": self.iteration_id, "task": self.task,
-                "classification_type": self.classification_type, "bbox_format": "normalized_ltwh",
-                "dataset_hash": self.dataset_hash}
-        return {"info": info, "images": self.images, "annotations": self.annotations, "categories": self.categories}
+        info = {
+            **self.info,
+            "project_id": self.project_id,
+            "iteration_id": self.iteration_id,
+            "task": self.task,
+            "classification_type": self.classification_type,
+            "bbox_format": "normalized_ltwh",
+            "dataset_hash": self.dataset_hash,
+        }
+        return {
+            "info": info,
+            "images": self.images,
+            "annotations": self.annotations,
+            "categories": self.categories,
+        }
 
     def dumps(self) -> bytes:
         return json.dumps(self.to_coco(), separators=(",", ":")).encode()
@@ -51,7 +62,8 @@ def compute_hash(images: list[dict], annotations: list[dict], categories: list[d
     cat_tag = {c["id"]: c["tag_id"] for c in categories}
     for a in annotations:
         by_image.setdefault(a["image_id"], []).append(
-            (cat_tag[a["category_id"]], tuple(round(v, 6) for v in a.get("bbox") or ())))
+            (cat_tag[a["category_id"]], tuple(round(v, 6) for v in a.get("bbox") or ()))
+        )
     rows = sorted((im["image_id"], tuple(sorted(by_image.get(im["id"], [])))) for im in images)
     return hashlib.sha256(repr(rows).encode()).hexdigest()
 
@@ -61,7 +73,11 @@ def loads(data: bytes | str) -> Manifest:
     plus its own (GUID image ids, the info block)."""
     report = coco.Report()
     body = coco.parse_json(data, report)
-    lists = coco.require_lists(body, ("images", "annotations", "categories"), report) if not report.problems else {}
+    lists = (
+        coco.require_lists(body, ("images", "annotations", "categories"), report)
+        if not report.problems
+        else {}
+    )
     if isinstance(body, dict) and not isinstance(body.get("info"), dict):
         report.add("info", coco.MISSING_FIELD, "the info object is missing or of the wrong type")
     if report.problems:
@@ -72,19 +88,32 @@ def loads(data: bytes | str) -> Manifest:
             layout.guid(im.get("image_id") if isinstance(im, dict) else None, f"images[{i}].image_id")
         except ValueError as exc:
             report.add(f"images[{i}].image_id", coco.WRONG_TYPE, str(exc))
-    coco.check_references(lists["annotations"], {im.get("id") for im in lists["images"] if isinstance(im, dict)},
-                          {c.get("id") for c in lists["categories"] if isinstance(c, dict)}, report)
+    coco.check_references(
+        lists["annotations"],
+        {im.get("id") for im in lists["images"] if isinstance(im, dict)},
+        {c.get("id") for c in lists["categories"] if isinstance(c, dict)},
+        report,
+    )
     for i, a in enumerate(lists["annotations"]):
-        problem = coco.normalised_box_problem(a["bbox"]) if isinstance(a, dict) and a.get("bbox") is not None else None
+        problem = (
+            coco.normalised_box_problem(a["bbox"])
+            if isinstance(a, dict) and a.get("bbox") is not None
+            else None
+        )
         if problem:
             report.add(f"annotations[{i}].bbox", coco.BBOX_OUT_OF_RANGE, problem)
     if report.problems:
         raise ManifestError([str(p) for p in report.problems])
     try:
-        return Manifest(project_id=layout.guid(info.get("project_id"), "info.project_id"),
-                        iteration_id=layout.guid(info.get("iteration_id"), "info.iteration_id"),
-                        task=info.get("task"), classification_type=info.get("classification_type"),
-                        categories=lists["categories"], images=lists["images"], annotations=lists["annotations"],
-                        info=info)
+        return Manifest(
+            project_id=layout.guid(info.get("project_id"), "info.project_id"),
+            iteration_id=layout.guid(info.get("iteration_id"), "info.iteration_id"),
+            task=info.get("task"),
+            classification_type=info.get("classification_type"),
+            categories=lists["categories"],
+            images=lists["images"],
+            annotations=lists["annotations"],
+            info=info,
+        )
     except ValueError as exc:
         raise ManifestError([str(exc)]) from None

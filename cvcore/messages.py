@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import exports, layout
 
@@ -34,7 +34,7 @@ class MessageError(ValueError):
 
 
 def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 @dataclass(frozen=True)
@@ -51,13 +51,16 @@ class TrainingJob:
     dataset_hash: str
     requested_at: str = field(default_factory=now_iso)
     version: int = VERSION
-    previous_iteration_id: str | None = None  # the last completed iteration: Quick retraining may reuse its recipe
+    previous_iteration_id: str | None = (
+        None  # the last completed iteration: Quick retraining may reuse its recipe
+    )
 
 
 @dataclass(frozen=True)
 class ExportJob:
     """Make a CONVERTED export target (cvcore.exports) of a completed iteration on demand: the trainer
     writes the target's model file(s) and then its status note, which the export routes read."""
+
     project_id: str
     iteration_id: str
     flavor: str
@@ -79,7 +82,9 @@ class TrainingEvent:
     skipped_image_ids: tuple[str, ...] = ()
     training_seconds: float | None = None
     exportable: bool = False
-    metrics: dict | None = None  # precision, recall, averagePrecision (and mAP/top-k) at the default threshold
+    metrics: dict | None = (
+        None  # precision, recall, averagePrecision (and mAP/top-k) at the default threshold
+    )
     attempt: int = 1
     at: str = field(default_factory=now_iso)
     version: int = VERSION
@@ -89,6 +94,7 @@ class TrainingEvent:
 class ExportEvent:
     """The trainer settled an ExportJob (status Done or Failed, with the reason): the Functions app zips it,
     copies it to the project's export container and notifies the project's queue (storage integration)."""
+
     project_id: str
     iteration_id: str
     platform: str
@@ -155,8 +161,10 @@ def parse_work(text: str | bytes) -> TrainingJob | ExportJob:
         job = _parse(text, ExportJob)
         made = {(t.platform, t.flavor) for t in exports.TARGETS if t.made == exports.CONVERTED}
         if (job.platform, job.flavor) not in made:
-            raise MessageError(f"platform/flavor: {job.platform}/{job.flavor} is not one the trainer makes "
-                               f"({', '.join('/'.join(m) for m in sorted(made))})")
+            raise MessageError(
+                f"platform/flavor: {job.platform}/{job.flavor} is not one the trainer makes "
+                f"({', '.join('/'.join(m) for m in sorted(made))})"
+            )
         return job
     return parse_job(text)
 

@@ -101,19 +101,33 @@ def classification_performance(evaluation: dict, threshold: float = 0.5) -> dict
         ap = average_precision(scores[:, j], t)
         if t.any():
             aps.append(ap)
-        per_tag.append({"id": lab.get("tag_id"), "name": lab.get("name"),
-                        "precision": _ratio((p & t).sum(), p.sum()), "precisionStdDeviation": _std(precs),
-                        "recall": _ratio((p & t).sum(), t.sum()), "recallStdDeviation": _std(recs),
-                        "averagePrecision": ap})
+        per_tag.append(
+            {
+                "id": lab.get("tag_id"),
+                "name": lab.get("name"),
+                "precision": _ratio((p & t).sum(), p.sum()),
+                "precisionStdDeviation": _std(precs),
+                "recall": _ratio((p & t).sum(), t.sum()),
+                "recallStdDeviation": _std(recs),
+                "averagePrecision": ap,
+            }
+        )
     rp, rt = pred[:, regular], truth[:, regular]
     precs, recs = _per_fold(rp.ravel(), rt.ravel(), np.repeat(folds, rp.shape[1]))
     top1, top5 = topk_accuracy(scores, truth, regular)
-    return {"perTagPerformance": per_tag,
-            "precision": _ratio((rp & rt).sum(), rp.sum()), "precisionStdDeviation": _std(precs),
-            "recall": _ratio((rp & rt).sum(), rt.sum()), "recallStdDeviation": _std(recs),
-            "averagePrecision": float(np.mean(aps)) if aps else 0.0,
-            "threshold": threshold, "top1": top1, "top5": top5, "imageCount": len(images),
-            "folds": int(evaluation.get("folds", len(np.unique(folds)) if len(folds) else 0))}
+    return {
+        "perTagPerformance": per_tag,
+        "precision": _ratio((rp & rt).sum(), rp.sum()),
+        "precisionStdDeviation": _std(precs),
+        "recall": _ratio((rp & rt).sum(), rt.sum()),
+        "recallStdDeviation": _std(recs),
+        "averagePrecision": float(np.mean(aps)) if aps else 0.0,
+        "threshold": threshold,
+        "top1": top1,
+        "top5": top5,
+        "imageCount": len(images),
+        "folds": int(evaluation.get("folds", len(np.unique(folds)) if len(folds) else 0)),
+    }
 
 
 def topk_accuracy(scores: np.ndarray, truth: np.ndarray, regular: np.ndarray) -> tuple[float, float]:
@@ -138,14 +152,25 @@ def image_performances(evaluation: dict, threshold: float = 0.5) -> list[dict]:
     for i, im in enumerate(images):
         predicted = [j for j in order[i] if regular[j] and scores[i, j] >= threshold]
         truth_set = {int(t) for t in im.get("truth") or []}
-        out.append({
-            "key": im.get("key"), "fold": int(folds[i]),
-            "truth": [{"tagId": labels[t]["tag_id"], "tagName": labels[t]["name"]} for t in sorted(truth_set)],
-            "predictions": [{"tagId": labels[j]["tag_id"], "tagName": labels[j]["name"],
-                             "probability": float(scores[i, j])} for j in order[i]],
-            "predicted": [labels[j]["tag_id"] for j in predicted],
-            "correct": set(int(j) for j in predicted) == {t for t in truth_set if regular[t]},
-        })
+        out.append(
+            {
+                "key": im.get("key"),
+                "fold": int(folds[i]),
+                "truth": [
+                    {"tagId": labels[t]["tag_id"], "tagName": labels[t]["name"]} for t in sorted(truth_set)
+                ],
+                "predictions": [
+                    {
+                        "tagId": labels[j]["tag_id"],
+                        "tagName": labels[j]["name"],
+                        "probability": float(scores[i, j]),
+                    }
+                    for j in order[i]
+                ],
+                "predicted": [labels[j]["tag_id"] for j in predicted],
+                "correct": set(int(j) for j in predicted) == {t for t in truth_set if regular[t]},
+            }
+        )
     return out
 
 

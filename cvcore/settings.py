@@ -9,8 +9,8 @@ or default key is refused at start-up.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 from urllib.parse import urlsplit
 
 STORAGE = "AzureWebJobsStorage"
@@ -29,8 +29,16 @@ MAIL_FROM = "CUSTOMVISION_MAIL_FROM"
 # Webhook origins allowed over plain http or to non-public addresses (local development, tests only).
 WEBHOOK_ALLOW_ORIGINS = "CUSTOMVISION_WEBHOOK_ALLOW_ORIGINS"
 # Every environment variable the application reads; infra must set each one (issue 5 checks this).
-APP_SETTINGS = (STORAGE, BLOB_SERVICE_URI, QUEUE_SERVICE_URI, TABLE_SERVICE_URI, CREDENTIAL, CLIENT_ID,
-                TRAINING_KEY, PREDICTION_KEY)
+APP_SETTINGS = (
+    STORAGE,
+    BLOB_SERVICE_URI,
+    QUEUE_SERVICE_URI,
+    TABLE_SERVICE_URI,
+    CREDENTIAL,
+    CLIENT_ID,
+    TRAINING_KEY,
+    PREDICTION_KEY,
+)
 
 # Optional trainer settings (defaults apply when unset): seconds a Quick (Regular) training may spend on a CPU
 # (classification 45, detection 150); a GPU is not limited by it.
@@ -76,13 +84,16 @@ class ConfigError(RuntimeError):
     """The environment does not describe a runnable configuration."""
 
 
-def dev_connection_string(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001,
-                          table: int = 10002) -> str:
+def dev_connection_string(
+    host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001, table: int = 10002
+) -> str:
     """Azurite's well-known account, spelled out (what `UseDevelopmentStorage=true` stands for)."""
     base = f"http://{host}"
-    return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint={base}:{blob}/{DEV_ACCOUNT};QueueEndpoint={base}:{queue}/{DEV_ACCOUNT};"
-            f"TableEndpoint={base}:{table}/{DEV_ACCOUNT};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint={base}:{blob}/{DEV_ACCOUNT};QueueEndpoint={base}:{queue}/{DEV_ACCOUNT};"
+        f"TableEndpoint={base}:{table}/{DEV_ACCOUNT};"
+    )
 
 
 def _parse_connection_string(conn: str) -> dict[str, str]:
@@ -118,16 +129,23 @@ class StorageSettings:
                     proto = parts.get("DefaultEndpointsProtocol", "https")
                     out[svc] = f"{proto}://{parts['AccountName']}.{svc}.{suffix}"
             return out
-        return {k: v.rstrip("/") for k, v in (("blob", self.blob_service_uri),
-                                               ("queue", self.queue_service_uri),
-                                               ("table", self.table_service_uri)) if v}
+        return {
+            k: v.rstrip("/")
+            for k, v in (
+                ("blob", self.blob_service_uri),
+                ("queue", self.queue_service_uri),
+                ("table", self.table_service_uri),
+            )
+            if v
+        }
 
     @property
     def is_local(self) -> bool:
         """True when every storage endpoint is on a loopback address (Azurite)."""
         endpoints = self.endpoints
         return bool(endpoints) and all(
-            (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1") for url in endpoints.values())
+            (urlsplit(url).hostname or "") in ("127.0.0.1", "localhost", "::1") for url in endpoints.values()
+        )
 
 
 @dataclass(frozen=True)
@@ -158,10 +176,13 @@ def _storage(env: Mapping[str, str]) -> tuple[StorageSettings, list[str]]:
         client_id=env.get(CLIENT_ID) or None,
     )
     problems = []
-    if not storage.connection_string and not (storage.blob_service_uri and storage.queue_service_uri
-                                               and storage.table_service_uri):
-        problems.append(f"set {STORAGE} (a connection string) or {BLOB_SERVICE_URI}, {QUEUE_SERVICE_URI} "
-                        f"and {TABLE_SERVICE_URI}")
+    if not storage.connection_string and not (
+        storage.blob_service_uri and storage.queue_service_uri and storage.table_service_uri
+    ):
+        problems.append(
+            f"set {STORAGE} (a connection string) or {BLOB_SERVICE_URI}, {QUEUE_SERVICE_URI} "
+            f"and {TABLE_SERVICE_URI}"
+        )
     return storage, problems
 
 
@@ -196,8 +217,14 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     if problems:
         raise ConfigError("invalid configuration: " + "; ".join(problems))
     accounts = tuple(a.strip().lower() for a in env.get(INTEGRATION_ACCOUNTS, "").split(",") if a.strip())
-    return Settings(storage=storage, training_key=keys[TRAINING_KEY], prediction_key=keys[PREDICTION_KEY],
-                    integration_accounts=accounts, smtp_url=smtp,
-                    mail_from=env.get(MAIL_FROM, "").strip(),
-                    webhook_allow_origins=tuple(o.strip() for o in env.get(WEBHOOK_ALLOW_ORIGINS, "").split(",")
-                                                if o.strip()))
+    return Settings(
+        storage=storage,
+        training_key=keys[TRAINING_KEY],
+        prediction_key=keys[PREDICTION_KEY],
+        integration_accounts=accounts,
+        smtp_url=smtp,
+        mail_from=env.get(MAIL_FROM, "").strip(),
+        webhook_allow_origins=tuple(
+            o.strip() for o in env.get(WEBHOOK_ALLOW_ORIGINS, "").split(",") if o.strip()
+        ),
+    )

@@ -32,8 +32,8 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Iterable, Sequence
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -52,8 +52,10 @@ _HOST_RE = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62
 _FORBIDDEN_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\]")
 
 _SHARED_V4 = ipaddress.ip_network("100.64.0.0/10")
-_EXTRA_BLOCKED_V4 = tuple(ipaddress.ip_network(n) for n in (
-    "0.0.0.0/8", "192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15", "240.0.0.0/4"))
+_EXTRA_BLOCKED_V4 = tuple(
+    ipaddress.ip_network(n)
+    for n in ("0.0.0.0/8", "192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15", "240.0.0.0/4")
+)
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _V4_COMPATIBLE = ipaddress.ip_network("::/96")
 
@@ -100,15 +102,25 @@ def blocked_reason(ip: str) -> str | None:
     if isinstance(addr, ipaddress.IPv6Address):
         if addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d is a.b.c.d
             inner = blocked_reason(str(addr.ipv4_mapped))
-            return f"{addr} is the IPv4-mapped form of an address that is not public ({inner})" if inner \
+            return (
+                f"{addr} is the IPv4-mapped form of an address that is not public ({inner})"
+                if inner
                 else None
+            )
         embedded = _embedded_v4(addr)
         if embedded is not None:
             inner = blocked_reason(str(embedded))
             if inner:
                 return f"{addr} embeds an IPv4 address that is not public ({inner})"
-    for flag in ("is_unspecified", "is_loopback", "is_link_local", "is_multicast", "is_private",
-                 "is_reserved", "is_site_local"):
+    for flag in (
+        "is_unspecified",
+        "is_loopback",
+        "is_link_local",
+        "is_multicast",
+        "is_private",
+        "is_reserved",
+        "is_site_local",
+    ):
         if getattr(addr, flag, False):
             return f"{addr} is {flag[3:].replace('_', '-')}"
     if isinstance(addr, ipaddress.IPv4Address):
@@ -143,8 +155,15 @@ def normalise_origin(origin: str) -> str:
     return target.origin
 
 
-def fetch(url: str, *, max_bytes: int, timeout: float = 10.0, max_redirects: int = 3,
-          allow_origins: Iterable[str] = (), resolver: Resolver | None = None) -> Fetched:
+def fetch(
+    url: str,
+    *,
+    max_bytes: int,
+    timeout: float = 10.0,
+    max_redirects: int = 3,
+    allow_origins: Iterable[str] = (),
+    resolver: Resolver | None = None,
+) -> Fetched:
     """GET `url` and return its body, or raise UrlFetchError. See the module docstring for the rules.
 
     `resolver(host, port) -> [ip, ...]` replaces getaddrinfo (tests; a service with its own DNS).
@@ -163,24 +182,36 @@ def fetch(url: str, *, max_bytes: int, timeout: float = 10.0, max_redirects: int
         except UrlFetchError as exc:
             if current is url:
                 raise
-            raise UrlFetchError(exc.reason, f"{_short(url)} redirected to {_short(current)}, which failed: "
-                                f"{exc.message}", exc.url, exc.status) from None
+            raise UrlFetchError(
+                exc.reason,
+                f"{_short(url)} redirected to {_short(current)}, which failed: {exc.message}",
+                exc.url,
+                exc.status,
+            ) from None
         if status in REDIRECT_STATUSES:
             location = body_or_location
             if len(visited) > max_redirects:
-                raise UrlFetchError("redirects", f"more than {max_redirects} redirects, the last to "
-                                    f"{_short(location)}", url)
+                raise UrlFetchError(
+                    "redirects", f"more than {max_redirects} redirects, the last to {_short(location)}", url
+                )
             nxt = urljoin(target.url, location)
             if nxt in visited:
-                raise UrlFetchError("redirects", f"redirect loop: {_short(target.url)} -> {_short(nxt)}",
-                                    url)
+                raise UrlFetchError("redirects", f"redirect loop: {_short(target.url)} -> {_short(nxt)}", url)
             current = nxt
             continue
         return Fetched(body_or_location, headers.get("content-type"), target.url)
 
 
-def post(url: str, body: bytes, headers: dict[str, str], *, max_bytes: int = 64 * 1024, timeout: float = 10.0,
-         allow_origins: Iterable[str] = (), resolver: Resolver | None = None) -> Fetched:
+def post(
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    max_bytes: int = 64 * 1024,
+    timeout: float = 10.0,
+    allow_origins: Iterable[str] = (),
+    resolver: Resolver | None = None,
+) -> Fetched:
     """POST `body` to `url` under the same rules as `fetch` (every address checked and pinned, one
     deadline, a capped answer) and return the 2xx answer; a redirect is not followed (UrlFetchError
     "http-status": a webhook that moved must be set again)."""
@@ -190,7 +221,9 @@ def post(url: str, body: bytes, headers: dict[str, str], *, max_bytes: int = 64 
     addresses = _resolve(target, resolver or system_resolver, deadline, allowed)
     status, got, answer = _get(target, addresses, max_bytes, deadline, "POST", body, headers)
     if status in REDIRECT_STATUSES:
-        raise UrlFetchError("http-status", f"{_short(url)} answered {status} (a redirect, not followed)", url, status)
+        raise UrlFetchError(
+            "http-status", f"{_short(url)} answered {status} (a redirect, not followed)", url, status
+        )
     return Fetched(answer, got.get("content-type"), target.url, status)
 
 
@@ -225,16 +258,20 @@ def _check_url(url: str) -> _Target:
     if not isinstance(url, str) or not url:
         raise UrlFetchError("url", "no URL given", str(url))
     if _FORBIDDEN_URL_CHARS.search(url):
-        raise UrlFetchError("url", f"URL contains whitespace, control characters or backslashes: "
-                            f"{_short(url)!r}", url)
+        raise UrlFetchError(
+            "url", f"URL contains whitespace, control characters or backslashes: {_short(url)!r}", url
+        )
     try:
         parts: SplitResult = urlsplit(url)
     except ValueError as exc:
         raise UrlFetchError("url", f"malformed URL {_short(url)!r}: {exc}", url) from None
     scheme = parts.scheme.lower()
     if scheme not in DEFAULT_PORTS:
-        raise UrlFetchError("scheme", f"only http and https URLs can be fetched, not {scheme or 'no'} "
-                            f"scheme: {_short(url)}", url)
+        raise UrlFetchError(
+            "scheme",
+            f"only http and https URLs can be fetched, not {scheme or 'no'} scheme: {_short(url)}",
+            url,
+        )
     if "@" in parts.netloc:
         raise UrlFetchError("url", f"URLs with credentials (user:password@) are refused: {_short(url)}", url)
     try:
@@ -252,8 +289,14 @@ def _check_url(url: str) -> _Target:
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    return _Target(url=url, scheme=scheme, host=host, port=port, path=path,
-                   origin=f"{scheme}://{_host_for_origin(host)}:{port}")
+    return _Target(
+        url=url,
+        scheme=scheme,
+        host=host,
+        port=port,
+        path=path,
+        origin=f"{scheme}://{_host_for_origin(host)}:{port}",
+    )
 
 
 def _normalise_host(raw: str, url: str) -> str:
@@ -313,8 +356,12 @@ def _resolve(target: _Target, resolve: Resolver, deadline: float, allowed: froze
         why = blocked_reason(ip)
         if why:
             where = f"host {target.host} resolves to {ip}, and " if numeric is None else ""
-            raise UrlFetchError("blocked-address", f"refusing to fetch {_short(target.url)}: {where}{why}; "
-                                "only publicly routable addresses may be fetched", target.url)
+            raise UrlFetchError(
+                "blocked-address",
+                f"refusing to fetch {_short(target.url)}: {where}{why}; "
+                "only publicly routable addresses may be fetched",
+                target.url,
+            )
     return addresses
 
 
@@ -337,8 +384,14 @@ def _connect(target: _Target, ip: str, timeout: float) -> HTTPConnection:
     """Open a connection to `ip` (already checked) for `target`; TLS is verified against target.host."""
     if target.scheme == "https":
         conn: HTTPConnection = HTTPSConnection(
-            ip, target.port, timeout=timeout, server_hostname=target.host, assert_hostname=target.host,
-            ssl_context=_ssl_context(), cert_reqs="CERT_REQUIRED")
+            ip,
+            target.port,
+            timeout=timeout,
+            server_hostname=target.host,
+            assert_hostname=target.host,
+            ssl_context=_ssl_context(),
+            cert_reqs="CERT_REQUIRED",
+        )
     else:
         conn = HTTPConnection(ip, target.port, timeout=timeout)
     conn.connect()
@@ -368,8 +421,15 @@ class _Watchdog:
         self._timer.cancel()
 
 
-def _get(target: _Target, addresses: list[str], max_bytes: int, deadline: float, method: str = "GET",
-         body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], object]:
+def _get(
+    target: _Target,
+    addresses: list[str],
+    max_bytes: int,
+    deadline: float,
+    method: str = "GET",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], object]:
     """One request (a GET unless told). Returns (status, headers, Location) for a redirect, (status, headers,
     body) for 2xx."""
     conn = None
@@ -388,76 +448,111 @@ def _get(target: _Target, addresses: list[str], max_bytes: int, deadline: float,
         if last_error is None or deadline - time.monotonic() <= 0:
             raise UrlFetchError("timeout", f"timed out connecting to {target.host}", target.url)
         if isinstance(last_error, (ssl.SSLError, ssl.CertificateError, ValueError)):
-            raise UrlFetchError("connect", f"TLS to {target.host} failed (certificate?): {last_error}",
-                                target.url)
-        raise UrlFetchError("connect", f"cannot connect to {target.host}:{target.port}: {last_error}",
-                            target.url)
+            raise UrlFetchError(
+                "connect", f"TLS to {target.host} failed (certificate?): {last_error}", target.url
+            )
+        raise UrlFetchError(
+            "connect", f"cannot connect to {target.host}:{target.port}: {last_error}", target.url
+        )
 
     watchdog = _Watchdog(conn, deadline)
     try:
         try:
-            conn.request(method, target.path, body=body, headers={
-                "Host": target.host_header, "User-Agent": USER_AGENT, "Accept": "image/*, */*;q=0.5",
-                "Accept-Encoding": "identity", "Connection": "close", **(headers or {})}, preload_content=False)
+            conn.request(
+                method,
+                target.path,
+                body=body,
+                headers={
+                    "Host": target.host_header,
+                    "User-Agent": USER_AGENT,
+                    "Accept": "image/*, */*;q=0.5",
+                    "Accept-Encoding": "identity",
+                    "Connection": "close",
+                    **(headers or {}),
+                },
+                preload_content=False,
+            )
             response = conn.getresponse()
         except (OSError, Urllib3Error, ValueError, http.client.HTTPException) as exc:
             if watchdog.fired or time.monotonic() >= deadline:
-                raise UrlFetchError("timeout", f"timed out waiting for {_short(target.url)}",
-                                    target.url) from None
-            raise UrlFetchError("protocol", f"no valid HTTP response from {_short(target.url)}: {exc}",
-                                target.url) from None
+                raise UrlFetchError(
+                    "timeout", f"timed out waiting for {_short(target.url)}", target.url
+                ) from None
+            raise UrlFetchError(
+                "protocol", f"no valid HTTP response from {_short(target.url)}: {exc}", target.url
+            ) from None
         headers = {k.lower(): v for k, v in response.headers.items()}
         status = response.status
         if status in REDIRECT_STATUSES:
             location = headers.get("location")
             if not location:
-                raise UrlFetchError("http-status", f"{_short(target.url)} answered {status} without a "
-                                    "Location", target.url, status)
+                raise UrlFetchError(
+                    "http-status",
+                    f"{_short(target.url)} answered {status} without a Location",
+                    target.url,
+                    status,
+                )
             return status, headers, location
         if not 200 <= status < 300:
-            raise UrlFetchError("http-status", f"{_short(target.url)} answered HTTP {status}", target.url,
-                                status)
+            raise UrlFetchError(
+                "http-status", f"{_short(target.url)} answered HTTP {status}", target.url, status
+            )
         declared = headers.get("content-length")
         if declared is not None:
             try:
                 if int(declared) > max_bytes:
-                    raise UrlFetchError("too-large", f"{_short(target.url)} is {int(declared)} bytes; the "
-                                        f"limit is {max_bytes}", target.url)
+                    raise UrlFetchError(
+                        "too-large",
+                        f"{_short(target.url)} is {int(declared)} bytes; the limit is {max_bytes}",
+                        target.url,
+                    )
             except ValueError:
-                raise UrlFetchError("protocol", f"{_short(target.url)} sent an invalid Content-Length "
-                                    f"{declared!r}", target.url) from None
+                raise UrlFetchError(
+                    "protocol",
+                    f"{_short(target.url)} sent an invalid Content-Length {declared!r}",
+                    target.url,
+                ) from None
         return status, headers, _read_body(conn, response, target, max_bytes, deadline, watchdog)
     finally:
         watchdog.cancel()
         conn.close()
 
 
-def _read_body(conn: HTTPConnection, response, target: _Target, max_bytes: int, deadline: float,
-               watchdog: _Watchdog) -> bytes:
+def _read_body(
+    conn: HTTPConnection, response, target: _Target, max_bytes: int, deadline: float, watchdog: _Watchdog
+) -> bytes:
     body = bytearray()
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            raise UrlFetchError("timeout", f"timed out reading {_short(target.url)} after {len(body)} "
-                                "bytes", target.url)
+            raise UrlFetchError(
+                "timeout", f"timed out reading {_short(target.url)} after {len(body)} bytes", target.url
+            )
         sock = getattr(conn, "sock", None)
         if sock is not None:
             sock.settimeout(remaining)
         try:
             chunk = response.read1(min(_CHUNK, max_bytes + 1 - len(body)))
         except (OSError, Urllib3Error, ValueError, http.client.HTTPException) as exc:
-            if (watchdog.fired or time.monotonic() >= deadline
-                    or isinstance(exc, (TimeoutError, ReadTimeoutError))):
-                raise UrlFetchError("timeout", f"timed out reading {_short(target.url)} after {len(body)} "
-                                    "bytes", target.url) from None
-            raise UrlFetchError("protocol", f"reading {_short(target.url)} failed after {len(body)} "
-                                f"bytes: {exc}", target.url) from None
+            if (
+                watchdog.fired
+                or time.monotonic() >= deadline
+                or isinstance(exc, (TimeoutError, ReadTimeoutError))
+            ):
+                raise UrlFetchError(
+                    "timeout", f"timed out reading {_short(target.url)} after {len(body)} bytes", target.url
+                ) from None
+            raise UrlFetchError(
+                "protocol", f"reading {_short(target.url)} failed after {len(body)} bytes: {exc}", target.url
+            ) from None
         if not chunk:
             if watchdog.fired:
-                raise UrlFetchError("timeout", f"timed out reading {_short(target.url)} after {len(body)} "
-                                    "bytes", target.url)
+                raise UrlFetchError(
+                    "timeout", f"timed out reading {_short(target.url)} after {len(body)} bytes", target.url
+                )
             return bytes(body)
         body += chunk
         if len(body) > max_bytes:
-            raise UrlFetchError("too-large", f"{_short(target.url)} is more than {max_bytes} bytes (the "
-                                "limit)", target.url)
+            raise UrlFetchError(
+                "too-large", f"{_short(target.url)} is more than {max_bytes} bytes (the limit)", target.url
+            )

@@ -10,5 +10,13 @@ from .config import HostConfig, load_local_settings
 from .host import Host
 from .routes import Route, Router
 
-__all__ = ["FunctionSpec", "Host", "HostConfig", "Route", "Router", "discover", "load_app",
-           "load_local_settings"]
+__all__ = [
+    "FunctionSpec",
+    "Host",
+    "HostConfig",
+    "Route",
+    "Router",
+    "discover",
+    "load_app",
+    "load_local_settings",
+]

@@ -27,8 +27,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stdout,
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("azure").setLevel(logging.WARNING)
     root = os.path.abspath(args.script_root)
     os.chdir(root)  # `func start` runs the worker in the script root
@@ -40,10 +43,17 @@ def main(argv=None) -> int:
         if stopping.is_set():  # a second Ctrl-C: do not wait for running functions
             os._exit(130)
         stopping.set()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
-    host = Host(args.app, host=args.host, port=args.port, script_root=root, poll_interval=args.poll_interval,
-                max_body=args.max_body)
+    host = Host(
+        args.app,
+        host=args.host,
+        port=args.port,
+        script_root=root,
+        poll_interval=args.poll_interval,
+        max_body=args.max_body,
+    )
     host.start()
     try:
         while not stopping.wait(0.5):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 from azure.core.exceptions import ResourceNotFoundError
@@ -42,6 +42,7 @@ def _lookup(data: dict, key: str):
 
 def resolve(template: str, data: dict) -> str:
     """Fill a binding template from the trigger's binding data (keys matched without case)."""
+
     def sub(m):
         if m.group(0) in ("{{", "}}"):
             return m.group(0)[0]
@@ -49,8 +50,9 @@ def resolve(template: str, data: dict) -> str:
         if key.lower() in ("rand-guid", "sys.randguid"):
             return str(uuid.uuid4())
         if key.lower() in ("datetime", "sys.utcnow"):
-            return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H-%M-%SZ")
+            return datetime.now(UTC).strftime("%Y-%m-%dT%H-%M-%SZ")
         return str(_lookup(data, key))
+
     return _EXPR.sub(sub, template)
 
 
@@ -104,7 +106,8 @@ class BindingIO:
         elif kind == "blob":
             container, _, name = resolve(binding["path"], data).partition("/")
             self.clients.container(binding.get("connection"), container).upload_blob(
-                name, _bytes(value), overwrite=True)
+                name, _bytes(value), overwrite=True
+            )
         else:
             raise NotImplementedError(f"devhost does not write {kind!r} output bindings")
 

@@ -35,7 +35,7 @@ def blob_pattern(path: str) -> tuple[str, re.Pattern, str, dict]:
         raise ValueError(f"blob trigger path {path!r} must start with a literal container name")
     names, pos, regex = {}, 0, ""
     for m in _PARAM.finditer(rest):
-        regex += re.escape(rest[pos:m.start()])
+        regex += re.escape(rest[pos : m.start()])
         if m.group(1):
             names[f"g{len(names)}"] = m.group(1).strip()
             regex += f"(?P<g{len(names) - 1}>.*)"
@@ -44,13 +44,22 @@ def blob_pattern(path: str) -> tuple[str, re.Pattern, str, dict]:
         pos = m.end()
     regex += re.escape(rest[pos:])
     first = _PARAM.search(rest)
-    prefix = rest[:first.start()] if first else rest
+    prefix = rest[: first.start()] if first else rest
     return container, re.compile(f"^{regex}$", re.DOTALL), prefix.replace("{{", "{").replace("}}", "}"), names
 
 
 class BlobListener(threading.Thread):
-    def __init__(self, spec: FunctionSpec, invoker: Invoker, clients: Clients, host_id: str,
-                 poll_interval: float, stop: threading.Event, max_attempts: int = 5, batch: int = 16):
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        invoker: Invoker,
+        clients: Clients,
+        host_id: str,
+        poll_interval: float,
+        stop: threading.Event,
+        max_attempts: int = 5,
+        batch: int = 16,
+    ):
         super().__init__(name=f"blob-{spec.name}", daemon=True)
         self.spec, self.invoker, self.clients, self.stop = spec, invoker, clients, stop
         self.interval, self.max_attempts, self.batch = poll_interval, max_attempts, batch
@@ -69,7 +78,7 @@ class BlobListener(threading.Thread):
     def _load_receipts(self) -> None:
         receipts = self.clients.container(self._host_setting(), RECEIPTS)
         for blob in receipts.list_blobs(name_starts_with=self.receipt_root):
-            etag, container, name = blob.name[len(self.receipt_root):].split("/", 2)
+            etag, container, name = blob.name[len(self.receipt_root) :].split("/", 2)
             if container == self.container:
                 self.done.add((name, etag))
         self.loaded = True
@@ -83,7 +92,7 @@ class BlobListener(threading.Thread):
                 self.errors.clear()
                 if more:
                     continue  # more were due than one batch: go on at once
-            except Exception as exc:  # noqa: BLE001 - storage hiccups must not end the listener
+            except Exception as exc:
                 self.errors.report(exc)
             self.stop.wait(self.interval)
 
@@ -102,22 +111,32 @@ class BlobListener(threading.Thread):
         self.done &= seen  # forget deleted or replaced blobs; their receipts stay in storage
         self.attempts = {k: n for k, n in self.attempts.items() if k in seen}
         futures = {}
-        for blob, key, m in due[:self.batch]:
+        for blob, key, m in due[: self.batch]:
             client = container.get_blob_client(blob.name)
             try:
-                body = client.download_blob(etag=blob.etag,
-                                            match_condition=MatchConditions.IfNotModified).readall()
+                body = client.download_blob(
+                    etag=blob.etag, match_condition=MatchConditions.IfNotModified
+                ).readall()
             except (ResourceModifiedError, ResourceNotFoundError):
                 continue  # changed or gone since the listing; the next scan sees its new state
-            except Exception as exc:  # noqa: BLE001 - try again on the next scan
+            except Exception as exc:
                 log.warning("blob %s/%s: download failed: %s", self.container, blob.name, exc)
                 continue
             path = f"{self.container}/{blob.name}"
             annotation = getattr(self.spec.params.get(self.spec.trigger["name"]), "annotation", None)
-            stream = as_annotated(body, annotation, self.spec.trigger, name=path, uri=client.url,
-                                  blob_properties={"etag": key[1], "length": blob.size,
-                                                   "content_type": blob.content_settings.content_type},
-                                  metadata=dict(blob.metadata or {}))
+            stream = as_annotated(
+                body,
+                annotation,
+                self.spec.trigger,
+                name=path,
+                uri=client.url,
+                blob_properties={
+                    "etag": key[1],
+                    "length": blob.size,
+                    "content_type": blob.content_settings.content_type,
+                },
+                metadata=dict(blob.metadata or {}),
+            )
             data = {self.names[g]: v for g, v in m.groupdict().items()}
             data.update(BlobTrigger=path, Uri=client.url, Metadata=dict(blob.metadata or {}))
             futures[self.invoker.submit(self.spec, stream, data, f"blob {path} etag {key[1]}")] = key
@@ -125,7 +144,7 @@ class BlobListener(threading.Thread):
         for future, key in futures.items():
             try:
                 self._settle(key, future.exception() is None)
-            except Exception as exc:  # noqa: BLE001 - no receipt: the blob is delivered again (at least once)
+            except Exception as exc:
                 log.warning("blob %s/%s: recording the outcome failed: %s", self.container, key[0], exc)
         return len(due) > self.batch
 
@@ -135,14 +154,30 @@ class BlobListener(threading.Thread):
             self.attempts[key] = self.attempts.get(key, 0) + 1
             if self.attempts[key] < self.max_attempts:
                 return
-            message = {"Type": "BlobTrigger", "FunctionId": self.function_id, "FunctionName": self.spec.name,
-                       "BlobType": "BlockBlob", "ContainerName": self.container, "BlobName": name,
-                       "ETag": etag}
+            message = {
+                "Type": "BlobTrigger",
+                "FunctionId": self.function_id,
+                "FunctionName": self.spec.name,
+                "BlobType": "BlockBlob",
+                "ContainerName": self.container,
+                "BlobName": name,
+                "ETag": etag,
+            }
             self.clients.queue(self._host_setting(), POISON).send_message(b64(json.dumps(message)))
-            log.error("blob %s/%s (etag %s) failed %d times; poison message written to %s",
-                      self.container, name, etag, self.attempts[key], POISON)
+            log.error(
+                "blob %s/%s (etag %s) failed %d times; poison message written to %s",
+                self.container,
+                name,
+                etag,
+                self.attempts[key],
+                POISON,
+            )
         self.attempts.pop(key, None)
         receipts = self.clients.container(self._host_setting(), RECEIPTS)
-        receipts.upload_blob(f"{self.receipt_root}{etag}/{self.container}/{name}", b"", overwrite=True,
-                             metadata={"outcome": "succeeded" if ok else "poisoned"})
+        receipts.upload_blob(
+            f"{self.receipt_root}{etag}/{self.container}/{name}",
+            b"",
+            overwrite=True,
+            metadata={"outcome": "succeeded" if ok else "poisoned"},
+        )
         self.done.add(key)

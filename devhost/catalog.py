@@ -7,18 +7,25 @@ import inspect
 import json
 import sys
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import expand_settings
 
-HTTP_TRIGGER, BLOB_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER = "httpTrigger", "blobTrigger", "queueTrigger", "timerTrigger"
+HTTP_TRIGGER, BLOB_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER = (
+    "httpTrigger",
+    "blobTrigger",
+    "queueTrigger",
+    "timerTrigger",
+)
 
 
 @dataclass
 class FunctionSpec:
     """One function as the host indexes it: its trigger and bindings in function.json form."""
+
     name: str
     func: Callable[..., Any]
     trigger: dict
@@ -39,8 +46,9 @@ class FunctionSpec:
 
     @property
     def inputs(self) -> list[dict]:
-        return [b for b in self.bindings
-                if b is not self.trigger and str(b.get("direction", "")).upper() == "IN"]
+        return [
+            b for b in self.bindings if b is not self.trigger and str(b.get("direction", "")).upper() == "IN"
+        ]
 
     def describe(self, base_url: str = "", route_prefix: str = "") -> str:
         t = self.trigger
@@ -71,7 +79,7 @@ def load_app(spec: str, script_root: str | Path | None = None):
     return app
 
 
-_INDEXED: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_INDEXED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def discover(app) -> list[FunctionSpec]:
@@ -85,8 +93,16 @@ def discover(app) -> list[FunctionSpec]:
         for b in bindings:
             b.update({k: expand_settings(b[k]) for k in ("path", "queueName", "route") if b.get(k)})
         trigger_obj = fn.get_trigger()
-        trigger = next((b for b in bindings if trigger_obj is not None and b.get("name") == trigger_obj.name
-                        and b.get("type") == trigger_obj.type), None)
+        trigger = next(
+            (
+                b
+                for b in bindings
+                if trigger_obj is not None
+                and b.get("name") == trigger_obj.name
+                and b.get("type") == trigger_obj.type
+            ),
+            None,
+        )
         if trigger is None:
             raise ValueError(f"function {fn.get_function_name()} has no trigger")
         name = fn.get_function_name()
@@ -96,7 +112,7 @@ def discover(app) -> list[FunctionSpec]:
         user = fn.get_user_function()
         try:
             params = dict(inspect.signature(user, eval_str=True).parameters)
-        except Exception:  # noqa: BLE001 - an annotation that does not evaluate: keep it unevaluated
+        except Exception:
             params = dict(inspect.signature(user).parameters)
         specs.append(FunctionSpec(name=name, func=user, trigger=trigger, bindings=bindings, params=params))
     return specs

@@ -18,9 +18,11 @@ DEFAULT_MAX_BODY = 100 * 1024 * 1024  # the Functions host's default request siz
 def dev_storage(host: str = "127.0.0.1", blob: int = 10000, queue: int = 10001, table: int = 10002) -> str:
     """What `UseDevelopmentStorage=true` stands for, spelled out for the Python SDKs."""
     base = f"http://{host}"
-    return (f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
-            f"BlobEndpoint={base}:{blob}/{DEV_ACCOUNT};QueueEndpoint={base}:{queue}/{DEV_ACCOUNT};"
-            f"TableEndpoint={base}:{table}/{DEV_ACCOUNT};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={DEV_ACCOUNT};AccountKey={DEV_KEY};"
+        f"BlobEndpoint={base}:{blob}/{DEV_ACCOUNT};QueueEndpoint={base}:{queue}/{DEV_ACCOUNT};"
+        f"TableEndpoint={base}:{table}/{DEV_ACCOUNT};"
+    )
 
 
 def load_local_settings(script_root: str | os.PathLike, environ=None) -> list[str]:
@@ -75,7 +77,7 @@ class HostConfig:
     max_body: int = DEFAULT_MAX_BODY
 
     @classmethod
-    def from_host_json(cls, script_root: str | os.PathLike | None, **overrides) -> "HostConfig":
+    def from_host_json(cls, script_root: str | os.PathLike | None, **overrides) -> HostConfig:
         data = {}
         path = Path(script_root) / "host.json" if script_root else None
         if path and path.exists():
@@ -83,10 +85,12 @@ class HostConfig:
         ext = data.get("extensions") or {}
         http, queues = ext.get("http") or {}, ext.get("queues") or {}
         prefix = http.get("routePrefix", "api")
-        cfg = dict(route_prefix=(prefix if prefix is not None else "api").strip("/"),
-                   max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
-                   visibility_timeout=parse_timespan(queues.get("visibilityTimeout"), 0.0),
-                   batch_size=max(1, min(32, int(queues.get("batchSize", 16)))))
+        cfg = dict(
+            route_prefix=(prefix if prefix is not None else "api").strip("/"),
+            max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
+            visibility_timeout=parse_timespan(queues.get("visibilityTimeout"), 0.0),
+            batch_size=max(1, min(32, int(queues.get("batchSize", 16)))),
+        )
         cfg.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**cfg)
 
@@ -110,4 +114,5 @@ def expand_settings(value, environ=None):
         if m.group(1) not in environ:
             raise LookupError(f"app setting {m.group(1)!r} (used as %{m.group(1)}%) is not set")
         return environ[m.group(1)]
+
     return re.sub(r"%([^%]+)%", sub, value)

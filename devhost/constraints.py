@@ -6,8 +6,8 @@ import re
 import uuid
 from datetime import datetime
 
-INT32 = (-2**31, 2**31 - 1)
-INT64 = (-2**63, 2**63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
 
 def _integer(bounds):
@@ -15,6 +15,7 @@ def _integer(bounds):
         if not re.fullmatch(r"[+-]?\d+", value.strip()):
             return False
         return bounds[0] <= int(value) <= bounds[1]
+
     return check
 
 
@@ -70,6 +71,7 @@ def _with_args(name: str, args: str):
 
     def num(v):
         return int(v) if _integer(INT64)(v) else None
+
     if name == "min":
         return lambda v: num(v) is not None and num(v) >= nums[0]
     if name == "max":

@@ -31,9 +31,20 @@ class Host:
     `app` is a FunctionApp or "module:attribute"; a string is imported from `script_root` after
     `local.settings.json` there has been loaded into the environment (without overriding it)."""
 
-    def __init__(self, app, *, host: str = "127.0.0.1", port: int = 7071, script_root: str | None = None,
-                 poll_interval: float = 1.0, max_body: int | None = None, route_prefix: str | None = None,
-                 host_id: str | None = None, max_workers: int | None = None, graceful_timeout: float = 30):
+    def __init__(
+        self,
+        app,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 7071,
+        script_root: str | None = None,
+        poll_interval: float = 1.0,
+        max_body: int | None = None,
+        route_prefix: str | None = None,
+        host_id: str | None = None,
+        max_workers: int | None = None,
+        graceful_timeout: float = 30,
+    ):
         if isinstance(app, str):
             config.load_local_settings(script_root or ".")
             app = load_app(app, script_root)
@@ -43,12 +54,17 @@ class Host:
             if unbound_params(spec):
                 raise TypeError(f"function {spec.name}: no binding for parameter(s) {unbound_params(spec)}")
             if spec.trigger_type == TIMER_TRIGGER:
-                Schedule(str(spec.trigger.get("schedule", "")))  # an invalid schedule fails here, as in the host
+                Schedule(
+                    str(spec.trigger.get("schedule", ""))
+                )  # an invalid schedule fails here, as in the host
         self.host, self.port, self.script_root = host, port, script_root
         self.poll_interval, self.graceful_timeout = poll_interval, graceful_timeout
         self.host_id = host_id or config.host_id()
-        workers = max_workers or int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or 0) \
+        workers = (
+            max_workers
+            or int(os.environ.get("PYTHON_THREADPOOL_THREAD_COUNT") or 0)
             or min(32, (os.cpu_count() or 1) + 4)
+        )
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="devhost-func")
         self.clients = Clients()
         self.invoker = Invoker(BindingIO(self.clients), self.pool, script_root)
@@ -62,22 +78,33 @@ class Host:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.port}"
 
-    def start(self, timeout: float = 30) -> "Host":
+    def start(self, timeout: float = 30) -> Host:
         # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else every reply written in
         # two parts waits 40 ms for a delayed ACK); Kestrel, behind the real host, sets it too
-        sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM,
-                             socket.IPPROTO_TCP)
+        sock = socket.socket(
+            socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
         app = HttpApp(self.specs, self.invoker, self.cfg)
-        self._server = uvicorn.Server(uvicorn.Config(
-            app, lifespan="on", log_config=None, log_level="warning", access_log=False, http="httptools",
-            loop="asyncio", timeout_graceful_shutdown=self.graceful_timeout))
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                app,
+                lifespan="on",
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                http="httptools",
+                loop="asyncio",
+                timeout_graceful_shutdown=self.graceful_timeout,
+            )
+        )
 
         async def serve():
             self.invoker.loop = asyncio.get_running_loop()
             await self._server.serve(sockets=[sock])
+
         self._thread = threading.Thread(target=asyncio.run, args=(serve(),), name="devhost-http", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
@@ -96,17 +123,27 @@ class Host:
                 log.error("function %s is disabled: %s", spec.name, exc)
                 continue
             if spec.trigger_type == BLOB_TRIGGER:
-                self._listeners.append(BlobListener(spec, self.invoker, self.clients, self.host_id,
-                                                    self.poll_interval, self._stop,
-                                                    batch=self.cfg.batch_size))
+                self._listeners.append(
+                    BlobListener(
+                        spec,
+                        self.invoker,
+                        self.clients,
+                        self.host_id,
+                        self.poll_interval,
+                        self._stop,
+                        batch=self.cfg.batch_size,
+                    )
+                )
             elif spec.trigger_type == QUEUE_TRIGGER:
-                self._listeners.append(QueueListener(spec, self.invoker, self.clients, self.cfg,
-                                                     self.poll_interval, self._stop))
+                self._listeners.append(
+                    QueueListener(spec, self.invoker, self.clients, self.cfg, self.poll_interval, self._stop)
+                )
             elif spec.trigger_type == TIMER_TRIGGER:
                 self._listeners.append(TimerListener(spec, self.invoker, self._stop))
             elif spec.trigger_type != HTTP_TRIGGER:
-                log.warning("function %s: %s triggers are not supported by devhost", spec.name,
-                            spec.trigger_type)
+                log.warning(
+                    "function %s: %s triggers are not supported by devhost", spec.name, spec.trigger_type
+                )
         for listener in self._listeners:
             listener.start()
         log.info("Host started: listening on %s (%d functions)", self.base_url, len(self.specs))
@@ -125,7 +162,7 @@ class Host:
         self.clients.close()
         log.info("Host stopped")
 
-    def __enter__(self) -> "Host":
+    def __enter__(self) -> Host:
         return self.start()
 
     def __exit__(self, *exc) -> None:

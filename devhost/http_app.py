@@ -33,8 +33,13 @@ def build_router(specs: list[FunctionSpec], cfg: HostConfig) -> Router:
     for spec in specs:
         if spec.trigger_type == HTTP_TRIGGER:
             methods = spec.trigger.get("methods")
-            routes.append(Route(spec.trigger.get("route") or spec.name,
-                                frozenset(m.upper() for m in methods) if methods else None, spec))
+            routes.append(
+                Route(
+                    spec.trigger.get("route") or spec.name,
+                    frozenset(m.upper() for m in methods) if methods else None,
+                    spec,
+                )
+            )
     return Router(routes, cfg.route_prefix)
 
 
@@ -77,8 +82,9 @@ def to_http(value) -> tuple[int, list, bytes]:
     headers = [(k, v) for k, v in value.headers.items()]
     if not any(k.lower() == "content-type" for k, _ in headers):
         mime = value.mimetype
-        headers.append(("Content-Type",
-                        f"{mime}; charset={value.charset}" if mime.startswith("text/") else mime))
+        headers.append(
+            ("Content-Type", f"{mime}; charset={value.charset}" if mime.startswith("text/") else mime)
+        )
     body = value.get_body()
     if not any(k.lower() in ("content-length", "transfer-encoding") for k, _ in headers):
         headers.append(("Content-Length", str(len(body))))
@@ -96,11 +102,17 @@ class HttpApp:
         if spec is None:
             return await respond(send, 404, {"error": f"no function named {name!r}"})
         if spec.trigger_type != TIMER_TRIGGER:
-            return await respond(send, 400, {"error": f"devhost runs timer functions on demand, and {spec.name} "
-                                                      f"has a {spec.trigger_type}"})
+            return await respond(
+                send,
+                400,
+                {
+                    "error": f"devhost runs timer functions on demand, and {spec.name} "
+                    f"has a {spec.trigger_type}"
+                },
+            )
         try:
             await self.invoker.run(spec, timer_request(False, None, None), {}, "(admin request)")
-        except Exception:  # noqa: BLE001 - logged by the invoker; the host answers 202 either way
+        except Exception:
             pass
         await respond(send, 202, None)
 
@@ -119,8 +131,9 @@ class HttpApp:
         route, found = self.router.resolve(scope["method"], path)
         if route is None:
             if found:
-                return await respond(send, 405, {"error": "method not allowed"},
-                                     [("Allow", ", ".join(found))])
+                return await respond(
+                    send, 405, {"error": "method not allowed"}, [("Allow", ", ".join(found))]
+                )
             if path.rstrip("/").lower() == "/admin/host/status":
                 return await respond(send, 200, {"state": "Running"})
             return await respond(send, 404, None)
@@ -143,28 +156,35 @@ class HttpApp:
         params = {}
         for k, v in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True):
             params[k] = f"{params[k]},{v}" if k in params else v
-        host = headers.get("host") or "%s:%s" % tuple(scope.get("server") or ("127.0.0.1", 80))
+        server_host, server_port = scope.get("server") or ("127.0.0.1", 80)
+        host = headers.get("host") or f"{server_host}:{server_port}"
         query = "?" + scope["query_string"].decode("latin-1") if scope["query_string"] else ""
         raw_path = scope.get("raw_path", b"").decode("latin-1") or scope["path"]
         url = f"{scope.get('scheme', 'http')}://{host}{raw_path}{query}"
-        req = func.HttpRequest(scope["method"], url, headers=headers, params=params, route_params=values,
-                               body=body)
+        req = func.HttpRequest(
+            scope["method"], url, headers=headers, params=params, route_params=values, body=body
+        )
         data = {**params, **values}
         if spec.inputs or any(b.get("type") != "http" for b in spec.outputs):
             data = {**json_binding_data(body), **data}
         failed = {"error": "function failed", "function": spec.name}
         try:
             result, outs = await self.invoker.run(spec, req, data, f"{scope['method']} {path}")
-        except Exception as exc:  # noqa: BLE001 - the invoker logged the traceback
+        except Exception as exc:
             return await respond(send, 500, {**failed, "type": type(exc).__name__})
         try:
             http_out = next((b["name"] for b in spec.outputs if b.get("type") == "http"), "$return")
             status, out_headers, out_body = to_http(result if http_out == "$return" else outs[http_out].get())
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             log.exception("function %s gave no usable HTTP response", spec.name)
             return await respond(send, 500, {**failed, "type": type(exc).__name__})
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in out_headers]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in out_headers],
+            }
+        )
         await send({"type": "http.response.body", "body": out_body})
 
 

@@ -35,8 +35,11 @@ class Context(func.Context):
 def unbound_params(spec: FunctionSpec) -> list[str]:
     """Parameters no binding (nor `context`) will fill: the real worker refuses such functions."""
     names = {b.get("name") for b in spec.bindings} | {"context"}
-    return [p.name for p in spec.params.values() if p.name not in names and p.default is p.empty
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    return [
+        p.name
+        for p in spec.params.values()
+        if p.name not in names and p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
 
 
 class Invoker:
@@ -82,23 +85,38 @@ class Invoker:
         started = time.perf_counter()
         try:
             if spec.is_async:
-                kwargs, outs = (await loop.run_in_executor(
-                    self.pool, self._prepare, spec, trigger_value, data, invocation_id)
-                    if spec.inputs else self._prepare(spec, trigger_value, data, invocation_id))
+                kwargs, outs = (
+                    await loop.run_in_executor(
+                        self.pool, self._prepare, spec, trigger_value, data, invocation_id
+                    )
+                    if spec.inputs
+                    else self._prepare(spec, trigger_value, data, invocation_id)
+                )
                 result = await spec.func(**kwargs)
                 if any(b.get("type") != "http" for b in spec.outputs):
                     await loop.run_in_executor(self.pool, self._finish, spec, result, outs, data)
             else:
                 result, outs = await loop.run_in_executor(
-                    self.pool, self._run_sync, spec, trigger_value, data, invocation_id)
+                    self.pool, self._run_sync, spec, trigger_value, data, invocation_id
+                )
         except Exception:
             ms = (time.perf_counter() - started) * 1000
-            log.exception("Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)%s",
-                          spec.name, invocation_id, ms, f" {reason}" if reason else "")
+            log.exception(
+                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)%s",
+                spec.name,
+                invocation_id,
+                ms,
+                f" {reason}" if reason else "",
+            )
             raise
         ms = (time.perf_counter() - started) * 1000
-        log.info("Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)%s",
-                 spec.name, invocation_id, ms, f" {reason}" if reason else "")
+        log.info(
+            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)%s",
+            spec.name,
+            invocation_id,
+            ms,
+            f" {reason}" if reason else "",
+        )
         return result, outs
 
     def submit(self, spec: FunctionSpec, trigger_value, data: dict, reason: str = "") -> Future:

@@ -33,7 +33,7 @@ def _split_param(body: str) -> Param:
     for i, ch in enumerate(body):
         depth += {"(": 1, ")": -1}.get(ch, 0)
         if depth == 0 and ch == "=":
-            default = body[i + 1:]
+            default = body[i + 1 :]
             break
         if depth == 0 and ch == ":":
             parts.append(cur)
@@ -94,8 +94,17 @@ class Route:
                     self.params.append(part)
             last = seg[-1]
             single = len(seg) == 1 and isinstance(last, Param)
-            rank.append(1 if all(isinstance(p, str) for p in seg) else 2 if not single else
-                        5 if last.catch_all else 3 if last.checks else 4)
+            rank.append(
+                1
+                if all(isinstance(p, str) for p in seg)
+                else 2
+                if not single
+                else 5
+                if last.catch_all
+                else 3
+                if last.checks
+                else 4
+            )
             if single and last.optional:
                 pattern += f"(?:/{snippet})?"
             else:
@@ -133,7 +142,7 @@ class Router:
             return path
         head = "/" + self.prefix
         if path.lower() == head.lower() or path.lower().startswith(head.lower() + "/"):
-            return path[len(head):] or "/"
+            return path[len(head) :] or "/"
         return None
 
     def resolve(self, method: str, path: str):

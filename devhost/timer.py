@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from azure.functions.timer import TimerRequest
 
@@ -22,9 +22,18 @@ from .config import parse_timespan
 from .invoker import Invoker
 
 log = logging.getLogger("devhost")
-_NAMES = {"month": ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
-          "dow": ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]}
-_FIELDS = (("second", 0, 59), ("minute", 0, 59), ("hour", 0, 23), ("day", 1, 31), ("month", 1, 12), ("dow", 0, 6))
+_NAMES = {
+    "month": ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    "dow": ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+}
+_FIELDS = (
+    ("second", 0, 59),
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day", 1, 31),
+    ("month", 1, 12),
+    ("dow", 0, 6),
+)
 
 
 def _value(text: str, field: str) -> int:
@@ -72,22 +81,24 @@ class Schedule:
         if len(parts) == 5:
             parts = ["0", *parts]
         if len(parts) != 6:
-            raise ValueError(f"timer schedule {expression!r}: NCRONTAB needs 6 fields "
-                             "({second} {minute} {hour} {day} {month} {day-of-week}) or a TimeSpan hh:mm:ss")
+            raise ValueError(
+                f"timer schedule {expression!r}: NCRONTAB needs 6 fields "
+                "({second} {minute} {hour} {day} {month} {day-of-week}) or a TimeSpan hh:mm:ss"
+            )
         try:
             self.sets = [_field(p, name, lo, hi) for p, (name, lo, hi) in zip(parts, _FIELDS, strict=True)]
         except ValueError as exc:
             raise ValueError(f"timer schedule {expression!r}: {exc}") from None
 
     def next_after(self, t: datetime) -> datetime:
-        t = t.astimezone(timezone.utc)
+        t = t.astimezone(UTC)
         if self.every is not None:
             return t + self.every
         t = t.replace(microsecond=0) + timedelta(seconds=1)
         seconds, minutes, hours, days, months, dows = (sorted(s) for s in self.sets)
         day = t.replace(hour=0, minute=0, second=0)
         for offset in range(366 * 8):  # 29 February on a Monday can be years away
-            if (day.day in days and day.month in months and (day.weekday() + 1) % 7 in dows):
+            if day.day in days and day.month in months and (day.weekday() + 1) % 7 in dows:
                 floor = (t.hour, t.minute, t.second) if offset == 0 else (0, 0, 0)
                 for h in hours:
                     for m in minutes:
@@ -101,9 +112,12 @@ class Schedule:
 def timer_request(past_due: bool, last: datetime | None, next_: datetime | None) -> TimerRequest:
     def stamp(value):
         return value.isoformat() if value else None
-    return TimerRequest(past_due=past_due, schedule_status={"Last": stamp(last), "Next": stamp(next_),
-                                                            "LastUpdated": stamp(datetime.now(timezone.utc))},
-                        schedule={"AdjustForDST": False})
+
+    return TimerRequest(
+        past_due=past_due,
+        schedule_status={"Last": stamp(last), "Next": stamp(next_), "LastUpdated": stamp(datetime.now(UTC))},
+        schedule={"AdjustForDST": False},
+    )
 
 
 class TimerListener(threading.Thread):
@@ -113,7 +127,7 @@ class TimerListener(threading.Thread):
         super().__init__(name=f"timer-{spec.name}", daemon=True)
         self.spec, self.invoker, self.stop = spec, invoker, stop
         self.schedule = Schedule(str(spec.trigger.get("schedule", "")))
-        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.clock = clock or (lambda: datetime.now(UTC))
         self.last: datetime | None = None
 
     def run(self) -> None:
@@ -129,6 +143,6 @@ class TimerListener(threading.Thread):
     def _fire(self, past_due: bool, next_: datetime, reason: str) -> None:
         try:
             self.invoker.submit(self.spec, timer_request(past_due, self.last, next_), {}, reason).result()
-        except Exception:  # noqa: BLE001 - the invoker logged it; the next occurrence runs anyway
+        except Exception:
             pass
         self.last = self.clock()

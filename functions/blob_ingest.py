@@ -19,11 +19,16 @@ bp = func.Blueprint()
 log = logging.getLogger(__name__)
 
 
-@bp.blob_trigger(arg_name="blob", path=f"{layout.UPLOADS}/{{name}}", connection="AzureWebJobsStorage",
-                 source=func.BlobSource.EVENT_GRID)
+@bp.blob_trigger(
+    arg_name="blob",
+    path=f"{layout.UPLOADS}/{{name}}",
+    connection="AzureWebJobsStorage",
+    source=func.BlobSource.EVENT_GRID,
+)
 def ingest_upload(blob: func.InputStream) -> None:
     name = blob.name.split("/", 1)[1] if blob.name.startswith(layout.UPLOADS + "/") else blob.name
     s = bootstrap.services()
-    result = ingest_drop(s.repo, s.blobs, s.pool, name, blob.read(),
-                         blob_endpoint=s.settings.storage.endpoints.get("blob"))
+    result = ingest_drop(
+        s.repo, s.blobs, s.pool, name, blob.read(), blob_endpoint=s.settings.storage.endpoints.get("blob")
+    )
     log.info("upload %s: %s %s", name, result.outcome, result.detail)

@@ -35,7 +35,9 @@ class Services:
     blobs: BlobStore
     pool: ThreadPoolExecutor
     jobs: JobQueue | None = None
-    imports: JobQueue | None = None  # project-imports: large import_project requests (training/project_transfer)
+    imports: JobQueue | None = (
+        None  # project-imports: large import_project requests (training/project_transfer)
+    )
     url_allow_origins: tuple[str, ...] = ()
     clients: StorageClients | None = None
     predictor: Predictor | None = None
@@ -61,15 +63,30 @@ def build(settings: settings_mod.Settings) -> Services:
     # Image URLs may point at our own storage endpoint only when it is the local emulator on loopback.
     allow = (_origin(settings.storage.endpoints["blob"]),) if settings.is_local else ()
     repo, blobs = TableMetadataRepository(clients.table, pool), AzureBlobStore(clients.blob, pool)
-    predictor = Predictor(catalog=Catalog(repo), models=ModelCache(blobs.get),
-                          store=TablePredictionStore(clients.table, blobs, pool), pool=pool, url_allow_origins=allow,
-                          recorder=Recorder())
-    return Services(settings=settings, repo=repo, blobs=blobs, pool=pool, jobs=AzureJobQueue(clients),
-                    imports=AzureJobQueue(clients, layout.PROJECT_IMPORTS),
-                    url_allow_origins=allow, clients=clients, predictor=predictor,
-                    vision=TableVisionRegistry(clients.table), integration=StorageIntegration(clients, settings, blobs,
-                                                               AzureJobQueue(clients, layout.WEBHOOK_DELIVERIES)),
-                    mailer=Mailer(settings.smtp_url, settings.mail_from))
+    predictor = Predictor(
+        catalog=Catalog(repo),
+        models=ModelCache(blobs.get),
+        store=TablePredictionStore(clients.table, blobs, pool),
+        pool=pool,
+        url_allow_origins=allow,
+        recorder=Recorder(),
+    )
+    return Services(
+        settings=settings,
+        repo=repo,
+        blobs=blobs,
+        pool=pool,
+        jobs=AzureJobQueue(clients),
+        imports=AzureJobQueue(clients, layout.PROJECT_IMPORTS),
+        url_allow_origins=allow,
+        clients=clients,
+        predictor=predictor,
+        vision=TableVisionRegistry(clients.table),
+        integration=StorageIntegration(
+            clients, settings, blobs, AzureJobQueue(clients, layout.WEBHOOK_DELIVERIES)
+        ),
+        mailer=Mailer(settings.smtp_url, settings.mail_from),
+    )
 
 
 def services() -> Services:

@@ -23,5 +23,6 @@ def portal(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("not found", status_code=404, mimetype="text/plain")
     if req.headers.get("if-none-match") == found.etag:
         return func.HttpResponse(status_code=304, headers=found.headers())
-    return func.HttpResponse(found.data, status_code=200, headers=found.headers(),
-                             mimetype=found.content_type.split(";")[0])
+    return func.HttpResponse(
+        found.data, status_code=200, headers=found.headers(), mimetype=found.content_type.split(";")[0]
+    )

@@ -25,7 +25,9 @@ router = Router()
 _TASKS = {"classify": artifacts.CLASSIFICATION, "detect": artifacts.DETECTION}
 
 
-@bp.route(route="customvision/{version}/prediction/{*path}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(
+    route="customvision/{version}/prediction/{*path}", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS
+)
 def prediction_api(req: func.HttpRequest) -> func.HttpResponse:
     return handle(req)
 
@@ -42,8 +44,11 @@ def image_bytes(r: ApiRequest) -> bytes:
         return (named or [data for _, data in parts] or [b""])[0]
     if r.content_type in ("application/octet-stream", "") or r.content_type.startswith("image/"):
         return r.body()
-    raise BadRequest("UnsupportedMediaType", f"Content-Type {r.content_type!r} is not accepted; send the image as "
-                                             "application/octet-stream or multipart/form-data")
+    raise BadRequest(
+        "UnsupportedMediaType",
+        f"Content-Type {r.content_type!r} is not accepted; send the image as "
+        "application/octet-stream or multipart/form-data",
+    )
 
 
 def image_url(r: ApiRequest):
@@ -57,15 +62,25 @@ def image_url(r: ApiRequest):
     return {k.lower(): v for k, v in body.items()}.get("url")
 
 
-def _predict(s: Services, r: ApiRequest, projectId: str, publishedName: str, kind: str, source: str,
-             store: bool):
+def _predict(
+    s: Services, r: ApiRequest, projectId: str, publishedName: str, kind: str, source: str, store: bool
+):
     data, url = (image_bytes(r), None) if source == "image" else (None, image_url(r))
-    return service.predict(s.predictor, projectId, publishedName, _TASKS[kind], data, url=url,
-                           application=r.query("application"), store=store)
+    return service.predict(
+        s.predictor,
+        projectId,
+        publishedName,
+        _TASKS[kind],
+        data,
+        url=url,
+        application=r.query("application"),
+        store=store,
+    )
 
 
 for _kind in _TASKS:
     for _source in ("image", "url"):
         for _suffix, _store in (("", True), ("/nostore", False)):
             router.route("POST", f"{{projectId}}/{_kind}/iterations/{{publishedName}}/{_source}{_suffix}")(
-                partial(_predict, kind=_kind, source=_source, store=_store))
+                partial(_predict, kind=_kind, source=_source, store=_store)
+            )

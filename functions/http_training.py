@@ -11,8 +11,11 @@ bp = func.Blueprint()
 VERSIONS = ("v3.3", "v3.4-preview")
 
 
-@bp.route(route="customvision/{version}/training/{*path}", methods=["GET", "POST", "PATCH", "DELETE"],
-          auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(
+    route="customvision/{version}/training/{*path}",
+    methods=["GET", "POST", "PATCH", "DELETE"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
 def training_api(req: func.HttpRequest) -> func.HttpResponse:
     return handle(req)
 

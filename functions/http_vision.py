@@ -30,8 +30,11 @@ ANALYZE = "imageanalysis:analyze"
 ANALYZE_VERSIONS = VERSIONS + ("2022-10-12-preview",)
 
 
-@bp.route(route="computervision/{*path}", methods=["GET", "PUT", "POST", "PATCH", "DELETE"],
-          auth_level=func.AuthLevel.ANONYMOUS)
+@bp.route(
+    route="computervision/{*path}",
+    methods=["GET", "PUT", "POST", "PATCH", "DELETE"],
+    auth_level=func.AuthLevel.ANONYMOUS,
+)
 def vision_api(req: func.HttpRequest) -> func.HttpResponse:
     return handle(req)
 
@@ -50,13 +53,17 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
         s = bootstrap.services()
         path = req.route_params.get("path", "").strip("/")
         analyze = path.lower() == ANALYZE
-        require_any_key(req.headers, (s.settings.training_key, s.settings.prediction_key) if analyze
-                        else (s.settings.training_key,))
+        require_any_key(
+            req.headers,
+            (s.settings.training_key, s.settings.prediction_key) if analyze else (s.settings.training_key,),
+        )
         r = ApiRequest(req)
         versions = ANALYZE_VERSIONS if analyze else VERSIONS
         if r.query("api-version") not in versions:
-            raise errors.bad_request(f"api-version {r.query('api-version')!r} is not supported; use one of "
-                                     f"{', '.join(versions)}", "UnsupportedApiVersion")
+            raise errors.bad_request(
+                f"api-version {r.query('api-version')!r} is not supported; use one of {', '.join(versions)}",
+                "UnsupportedApiVersion",
+            )
         handler, params = router.resolve(req.method, path)
         result = handler(s, r, **params)
         body, status = result if isinstance(result, tuple) else (result, 200)
@@ -65,9 +72,17 @@ def handle(req: func.HttpRequest) -> func.HttpResponse:
         return json_response(errors.envelope(err), err.status)
     except AzureError as exc:
         log.exception("storage call failed")
-        return json_response({"error": {"code": "ServiceUnavailable",
-                                        "message": f"storage is unavailable: {type(exc).__name__}"}}, 503)
+        return json_response(
+            {
+                "error": {
+                    "code": "ServiceUnavailable",
+                    "message": f"storage is unavailable: {type(exc).__name__}",
+                }
+            },
+            503,
+        )
     except Exception:  # never leak a traceback to the client; the log has it
         log.exception("unhandled error in %s %s", req.method, req.url)
-        return json_response({"error": {"code": "InternalServerError",
-                                        "message": "internal error; see the function log"}}, 500)
+        return json_response(
+            {"error": {"code": "InternalServerError", "message": "internal error; see the function log"}}, 500
+        )

@@ -22,7 +22,11 @@ def purge_predictions(timer: func.TimerRequest) -> None:
     cutoff = utcnow() - RETENTION
     services = bootstrap.services()
     removed = services.predictor.store.purge(cutoff)
-    log.info("purged %d stored predictions made before %s%s", removed, cutoff.isoformat(),
-             " (past due)" if timer.past_due else "")
+    log.info(
+        "purged %d stored predictions made before %s%s",
+        removed,
+        cutoff.isoformat(),
+        " (past due)" if timer.past_due else "",
+    )
     sessions = review.purge_query_sessions(services.repo, services.blobs, utcnow())
     log.info("purged %d expired Suggested query sessions", sessions)

@@ -29,23 +29,36 @@ def training_events(msg: func.QueueMessage) -> None:
     s = bootstrap.services()
     if isinstance(event, messages.ExportEvent):
         outcome = exporting.settled(s.repo, s.blobs, s.integration, event)
-        log.info("export %s/%s of iteration %s: %s", event.platform, event.flavor, event.iteration_id, outcome)
+        log.info(
+            "export %s/%s of iteration %s: %s", event.platform, event.flavor, event.iteration_id, outcome
+        )
         return
     outcome = apply_event(s.repo, event)
     if outcome == "applied" and event.status in (messages.COMPLETED, messages.FAILED):
         project = s.repo.get_project(event.project_id)
         if project and s.integration:
-            s.integration.announce(project, training_message(project.id, event.iteration_id,
-                                                             event.status == messages.COMPLETED))
+            s.integration.announce(
+                project, training_message(project.id, event.iteration_id, event.status == messages.COMPLETED)
+            )
         deliver_training_mail(s.repo, s.mailer, event.project_id, event.iteration_id)
-    log.info("training event %s for iteration %s: %s %s", event.status, event.iteration_id, outcome,
-             event.error_code or "")
+    log.info(
+        "training event %s for iteration %s: %s %s",
+        event.status,
+        event.iteration_id,
+        outcome,
+        event.error_code or "",
+    )
 
 
 @bp.queue_trigger(arg_name="msg", queue_name=layout.WEBHOOK_DELIVERIES, connection="AzureWebJobsStorage")
 def webhook_deliveries(msg: func.QueueMessage) -> None:
     """One attempt of a project webhook delivery (training/webhooks.py); retries are re-queued with a delay."""
     s = bootstrap.services()
-    status = webhooks.attempt(s.repo, s.blobs, s.integration.webhook_queue, msg.get_body().decode(),
-                              s.integration.webhook_allow_origins)
+    status = webhooks.attempt(
+        s.repo,
+        s.blobs,
+        s.integration.webhook_queue,
+        msg.get_body().decode(),
+        s.integration.webhook_allow_origins,
+    )
     log.info("webhook delivery %s: %s", msg.id, status)

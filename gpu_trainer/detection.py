@@ -36,13 +36,23 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cvcore import artifacts, boxes as boxops
+from cvcore import artifacts
+from cvcore import boxes as boxops
 
 from . import backbones
 from .classification import TrainingDiverged  # the one class job.py catches
 from .detection_augment import augment
-from .detection_model import (STRIDE, Decode, Detector, Head, channels, focal_loss, giou_loss, split_trunk,
-                              targets)
+from .detection_model import (
+    STRIDE,
+    Decode,
+    Detector,
+    Head,
+    channels,
+    focal_loss,
+    giou_loss,
+    split_trunk,
+    targets,
+)
 
 TOP_K = 100
 OUTPUT_NAMES = ("boxes", "scores", "labels")  # the graph's outputs (cvcore/artifacts.py), for export_onnx
@@ -95,8 +105,19 @@ class Recipe:
 class Cache:
     """Augmented views of every image, their backbone maps and their training targets."""
 
-    def __init__(self, examples, sidecar, low, high, recipe: Recipe, num_labels: int, device: str, seed: int,
-                 progress, span: tuple[float, float]):
+    def __init__(
+        self,
+        examples,
+        sidecar,
+        low,
+        high,
+        recipe: Recipe,
+        num_labels: int,
+        device: str,
+        seed: int,
+        progress,
+        span: tuple[float, float],
+    ):
         size = recipe.input_size
         per_image = max(1, min(recipe.views, recipe.max_views // max(1, len(examples))))
         rng = random.Random(f"views:{seed}")
@@ -126,8 +147,10 @@ class Cache:
                 if len(pending) == 16:
                     flush()
             if n % 8 == 7:
-                progress(span[0] + (span[1] - span[0]) * (n + 1) / len(examples),
-                         f"backbone features: {n + 1}/{len(examples)} images")
+                progress(
+                    span[0] + (span[1] - span[0]) * (n + 1) / len(examples),
+                    f"backbone features: {n + 1}/{len(examples)} images",
+                )
         if pending:
             flush()
         self.f16 = torch.cat(f16)
@@ -152,8 +175,18 @@ def _fresh_high(high: torch.nn.Module) -> torch.nn.Module:
     return copy.deepcopy(high)
 
 
-def train_head(cache: Cache, views: np.ndarray, high, recipe: Recipe, num_labels: int, steps: int,
-               device: str, seed: int, c16: int, c32: int):
+def train_head(
+    cache: Cache,
+    views: np.ndarray,
+    high,
+    recipe: Recipe,
+    num_labels: int,
+    steps: int,
+    device: str,
+    seed: int,
+    c16: int,
+    c32: int,
+):
     """Train a fresh head (and for "high" a copy of the stride-32 stages) on the cached views `views`."""
     torch.manual_seed(seed)
     head = Head(c16, c32, num_labels, recipe.width).to(device)
@@ -180,12 +213,13 @@ def train_head(cache: Cache, views: np.ndarray, high, recipe: Recipe, num_labels
             g["lr"] = lr * max(scale, 0.02)
         if len(order) < recipe.batch:
             order.extend(rng.permutation(views).tolist())
-        idx, order = order[:recipe.batch], order[recipe.batch:]
+        idx, order = order[: recipe.batch], order[recipe.batch :]
         f16 = cache.f16[idx].to(device).float()
         f32 = cache.f32[idx].to(device).float() if tuned is None else tuned(f16)
         heat_logits, reg = head(f16, f32)
         loss = focal_loss(heat_logits, cache.heat[idx].to(device)) + GIOU_WEIGHT * giou_loss(
-            reg, cache.box_t[idx].to(device), cache.weight[idx].to(device))
+            reg, cache.box_t[idx].to(device), cache.weight[idx].to(device)
+        )
         if not torch.isfinite(loss):
             raise TrainingDiverged(f"detection loss {loss.item()} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -201,13 +235,21 @@ def predict_cached(cache: Cache, head, tuned, views: list[int], device: str, dec
     """Decoded, post-processed detections for the given cached views (raw scores when decode is identity)."""
     out = []
     for start in range(0, len(views), 32):
-        idx = views[start:start + 32]
+        idx = views[start : start + 32]
         f16 = cache.f16[idx].to(device).float()
         f32 = cache.f32[idx].to(device).float() if tuned is None else tuned(f16)
         b, s, lab = decode(*head(f16, f32))
         for i in range(len(idx)):
-            out.append(boxops.postprocess(b[i].cpu().numpy(), s[i].cpu().numpy(), lab[i].cpu().numpy(),
-                                          nms_iou=decode.nms_iou, min_score=MIN_SCORE, max_detections=TOP_K))
+            out.append(
+                boxops.postprocess(
+                    b[i].cpu().numpy(),
+                    s[i].cpu().numpy(),
+                    lab[i].cpu().numpy(),
+                    nms_iou=decode.nms_iou,
+                    min_score=MIN_SCORE,
+                    max_detections=TOP_K,
+                )
+            )
     return out
 
 
@@ -218,8 +260,10 @@ def assign_folds(examples, k: int, seed: int) -> np.ndarray:
     """k folds balanced by each image's first tag; above HOLDOUT_ABOVE images: -1 = train only,
     0..2 = the held-out 20% (spread over 3 pseudo-folds)."""
     rng = random.Random(f"folds:{seed}")
-    order = sorted(range(len(examples)), key=lambda i: (examples[i].boxes[0][0] if examples[i].boxes else -1,
-                                                         rng.random()))
+    order = sorted(
+        range(len(examples)),
+        key=lambda i: (examples[i].boxes[0][0] if examples[i].boxes else -1, rng.random()),
+    )
     folds = np.empty(len(examples), dtype=np.int64)
     if len(examples) > HOLDOUT_ABOVE:
         for pos, i in enumerate(order):
@@ -243,12 +287,25 @@ def coco_maps(images: list[dict], num_labels: int) -> dict[str, float]:
         gt["images"].append({"id": n, "width": w, "height": h})
         for label, *box in im["truth"]:
             px = boxops.to_pixels(box, w, h)[0].tolist()
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": n,
-                                      "category_id": int(label) + 1, "bbox": px, "area": px[2] * px[3],
-                                      "iscrowd": 0})
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": n,
+                    "category_id": int(label) + 1,
+                    "bbox": px,
+                    "area": px[2] * px[3],
+                    "iscrowd": 0,
+                }
+            )
         for label, score, *box in im["detections"]:
-            dets.append({"image_id": n, "category_id": int(label) + 1, "score": float(score),
-                         "bbox": boxops.to_pixels(box, w, h)[0].tolist()})
+            dets.append(
+                {
+                    "image_id": n,
+                    "category_id": int(label) + 1,
+                    "score": float(score),
+                    "bbox": boxops.to_pixels(box, w, h)[0].tolist(),
+                }
+            )
     if not gt["annotations"] or not dets:
         return {"map30": 0.0, "map50": 0.0, "map75": 0.0}
     with contextlib.redirect_stdout(io.StringIO()):
@@ -291,8 +348,9 @@ def fit_calibration(images: list[dict], overlap: float = 0.5) -> tuple[float, fl
         p = 1 / (1 + np.exp(-np.clip(a * x + b, -30, 30)))
         g = np.array([np.sum((p - ys) * x) + 1e-3 * (a - 1), np.sum(p - ys) + 1e-3 * b])
         wgt = p * (1 - p)
-        hess = np.array([[np.sum(wgt * x * x) + 1e-3, np.sum(wgt * x)],
-                         [np.sum(wgt * x), np.sum(wgt) + 1e-3]])
+        hess = np.array(
+            [[np.sum(wgt * x * x) + 1e-3, np.sum(wgt * x)], [np.sum(wgt * x), np.sum(wgt) + 1e-3]]
+        )
         step = np.linalg.solve(hess, g)
         step *= min(1.0, 2.0 / max(1e-12, float(np.abs(step).max())))  # damped: separable data diverge
         a, b = a - step[0], b - step[1]
@@ -308,8 +366,9 @@ def _calibrate(score: float, ab: tuple[float, float]) -> float:
     return float(1 / (1 + math.exp(-(ab[0] * (math.log(s) - math.log1p(-s)) + ab[1]))))
 
 
-def best_thresholds(images: list[dict], labels: list[artifacts.Label],
-                    overlap: float = 0.5) -> dict[str, float]:
+def best_thresholds(
+    images: list[dict], labels: list[artifacts.Label], overlap: float = 0.5
+) -> dict[str, float]:
     """Per tag, the probability threshold (0.05 steps) with the best F1 on the out-of-fold detections."""
     out = {}
     grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -348,8 +407,9 @@ class StepPlanner:
             self.per_step = max(1e-4, seconds / steps)
 
 
-def step_seconds(cache: Cache, high, recipe: Recipe, num_labels: int, device: str, c16: int,
-                 c32: int) -> float:
+def step_seconds(
+    cache: Cache, high, recipe: Recipe, num_labels: int, device: str, c16: int, c32: int
+) -> float:
     """Seconds per training step of this recipe here (a few throwaway steps, timed)."""
     views = np.arange(min(len(cache.owner), recipe.batch))
     train_head(cache, views, high, recipe, num_labels, 1, device, 0, c16, c32)  # warm-up
@@ -364,10 +424,11 @@ def _recipes(advanced: bool, device: str, input_size: int | None) -> list[Recipe
         if device == "cpu":  # Quick on CPU: about 720 backbone passes at most, the head in minutes
             return [Recipe(input_size=size, max_views=720)]
         return [Recipe(input_size=size, views=10, epochs=60, max_steps=1500)]
-    tried = [Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5),
-             Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5, trainable="high"),
-             Recipe(input_size=input_size or 416, views=10, epochs=60, max_steps=1500, folds=5,
-                    trainable="high")]
+    tried = [
+        Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5),
+        Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5, trainable="high"),
+        Recipe(input_size=input_size or 416, views=10, epochs=60, max_steps=1500, folds=5, trainable="high"),
+    ]
     return list({r.name(): r for r in tried}.values())
 
 
@@ -375,8 +436,21 @@ def _steps(recipe: Recipe, n_views: int) -> int:
     return int(min(recipe.max_steps, max(recipe.min_steps, recipe.epochs * n_views / recipe.batch)))
 
 
-def _evaluate(examples, cache: Cache, folds: np.ndarray, high, recipe: Recipe, labels, device, seed, c16, c32,
-              step_plan, progress, span) -> tuple[list[dict], dict]:
+def _evaluate(
+    examples,
+    cache: Cache,
+    folds: np.ndarray,
+    high,
+    recipe: Recipe,
+    labels,
+    device,
+    seed,
+    c16,
+    c32,
+    step_plan,
+    progress,
+    span,
+) -> tuple[list[dict], dict]:
     """Out-of-fold detections (raw scores) for every evaluated image."""
     fold_ids = sorted({int(f) for f in folds if f >= 0})
     train_groups = [[f] for f in fold_ids] if len(examples) <= HOLDOUT_ABOVE else [fold_ids]
@@ -390,30 +464,49 @@ def _evaluate(examples, cache: Cache, folds: np.ndarray, high, recipe: Recipe, l
             continue
         steps = step_plan(len(train_views), len(train_groups) - g + 1)
         t = time.monotonic()
-        head, tuned = train_head(cache, train_views, high, recipe, len(labels), steps, device, seed + 1 + g,
-                                 c16, c32)
+        head, tuned = train_head(
+            cache, train_views, high, recipe, len(labels), steps, device, seed + 1 + g, c16, c32
+        )
         step_plan.record(steps, time.monotonic() - t)
         steps_used.append(steps)
         members = np.flatnonzero(held_out)
         views = [cache.first_view[int(n)] for n in members]
         found = predict_cached(cache, head, tuned, views, device, identity)
         detections.update(zip(members.tolist(), found))
-        progress(span[0] + (span[1] - span[0]) * (g + 1) / len(train_groups),
-                 f"cross-validation: fold {g + 1}/{len(train_groups)} ({recipe.name()})")
+        progress(
+            span[0] + (span[1] - span[0]) * (g + 1) / len(train_groups),
+            f"cross-validation: fold {g + 1}/{len(train_groups)} ({recipe.name()})",
+        )
     images = []
     for n in sorted(detections):
         ex = examples[n]
-        images.append({"key": ex.key, "fold": int(folds[n]), "width": ex.image.width,
-                       "height": ex.image.height,
-                       "truth": [[int(b[0]), *map(float, b[1:])] for b in ex.boxes],
-                       "detections": [[d[0], d[1], *d[2:]] for d in detections[n]]})
+        images.append(
+            {
+                "key": ex.key,
+                "fold": int(folds[n]),
+                "width": ex.image.width,
+                "height": ex.image.height,
+                "truth": [[int(b[0]), *map(float, b[1:])] for b in ex.boxes],
+                "detections": [[d[0], d[1], *d[2:]] for d in detections[n]],
+            }
+        )
     return images, {"steps_per_fold": steps_used}
 
 
-def train_detector(examples, labels: list[artifacts.Label], *, backbone: str = "mobilenet_v2",
-                   advanced: bool = False, budget_seconds: float | None = None, device: str = "cpu",
-                   progress=lambda fraction, message: None, seed: int = 0, dataset_hash: str = "",
-                   input_size: int | None = None, steps: int | None = None) -> DetectorResult:
+def train_detector(
+    examples,
+    labels: list[artifacts.Label],
+    *,
+    backbone: str = "mobilenet_v2",
+    advanced: bool = False,
+    budget_seconds: float | None = None,
+    device: str = "cpu",
+    progress=lambda fraction, message: None,
+    seed: int = 0,
+    dataset_hash: str = "",
+    input_size: int | None = None,
+    steps: int | None = None,
+) -> DetectorResult:
     """Train a detector on `examples` (boxes normalised ltwh with label indices into `labels`).
 
     `input_size` (square side, a multiple of 16) and `steps` (head steps per training) override the
@@ -444,16 +537,23 @@ def train_detector(examples, labels: list[artifacts.Label], *, backbone: str = "
     for ci, recipe in enumerate(candidates):
         if ci and time.monotonic() > started + 0.5 * (deadline - started):
             break  # keep at least half the budget for what was found so far and the final training
-        sidecar = artifacts.ModelSidecar(task=artifacts.DETECTION, labels=list(labels),
-                                         input_size=(recipe.input_size, recipe.input_size),
-                                         mean=tuple(net.spec.mean), std=tuple(net.spec.std),
-                                         backbone=net.spec.name, dataset_hash=dataset_hash,
-                                         max_detections=TOP_K, nms_iou=NMS_IOU)
+        sidecar = artifacts.ModelSidecar(
+            task=artifacts.DETECTION,
+            labels=list(labels),
+            input_size=(recipe.input_size, recipe.input_size),
+            mean=tuple(net.spec.mean),
+            std=tuple(net.spec.std),
+            backbone=net.spec.name,
+            dataset_hash=dataset_hash,
+            max_detections=TOP_K,
+            nms_iou=NMS_IOU,
+        )
         share = 1.0 / len(candidates)
         span = (0.05 + 0.85 * ci * share, 0.05 + 0.85 * (ci + 0.3) * share)
         if recipe.input_size not in caches:
-            caches[recipe.input_size] = Cache(examples, sidecar, low, high, recipe, len(labels), device, seed,
-                                              progress, span)
+            caches[recipe.input_size] = Cache(
+                examples, sidecar, low, high, recipe, len(labels), device, seed, progress, span
+            )
         cache = caches[recipe.input_size]
         k = max(2, min(recipe.folds, len(examples))) if len(examples) >= 2 else 0
         folds = assign_folds(examples, k, seed) if k else np.zeros(len(examples), dtype=np.int64)
@@ -463,9 +563,25 @@ def train_detector(examples, labels: list[artifacts.Label], *, backbone: str = "
         if math.isfinite(deadline):
             end = started + (deadline - started) * (ci + 1) / len(candidates)
         plan = StepPlanner(recipe, per_step, end, fixed=steps)
-        images, info = ([], {}) if not k else _evaluate(
-            examples, cache, folds, high, recipe, labels, device, seed, c16, c32, plan, progress,
-            (span[1], 0.05 + 0.85 * (ci + 0.9) * share))
+        images, info = (
+            ([], {})
+            if not k
+            else _evaluate(
+                examples,
+                cache,
+                folds,
+                high,
+                recipe,
+                labels,
+                device,
+                seed,
+                c16,
+                c32,
+                plan,
+                progress,
+                (span[1], 0.05 + 0.85 * (ci + 0.9) * share),
+            )
+        )
         info["step_seconds"] = plan.per_step
         maps = coco_maps(images, len(labels)) if images else {"map30": 0.0, "map50": 0.0, "map75": 0.0}
         results.append((recipe, sidecar, images, maps, k, info))
@@ -483,27 +599,45 @@ def train_detector(examples, labels: list[artifacts.Label], *, backbone: str = "
     calibration = fit_calibration(images)
     for im in images:
         im["detections"] = [[d[0], _calibrate(d[1], calibration), *d[2:]] for d in im["detections"]]
-    evaluation = {"task": artifacts.DETECTION, "labels": [asdict(lab) for lab in labels],
-                  "folds": k if len(examples) <= HOLDOUT_ABOVE else 3, "overlap_for_calibration": 0.5,
-                  "validation": "k-fold" if len(examples) <= HOLDOUT_ABOVE else "held-out 20%",
-                  "images": images, **maps}
+    evaluation = {
+        "task": artifacts.DETECTION,
+        "labels": [asdict(lab) for lab in labels],
+        "folds": k if len(examples) <= HOLDOUT_ABOVE else 3,
+        "overlap_for_calibration": 0.5,
+        "validation": "k-fold" if len(examples) <= HOLDOUT_ABOVE else "held-out 20%",
+        "images": images,
+        **maps,
+    }
     performance = boxops.detection_performance(evaluation, 0.5, 0.3)
     sidecar.thresholds = best_thresholds(images, labels) if images else {}
     sidecar.default_threshold = 0.5
-    sidecar.metrics = {"precision": performance["precision"], "recall": performance["recall"],
-                       "averagePrecision": performance["averagePrecision"], **maps}
+    sidecar.metrics = {
+        "precision": performance["precision"],
+        "recall": performance["recall"],
+        "averagePrecision": performance["averagePrecision"],
+        **maps,
+    }
     model = Detector(low, tuned if tuned is not None else high, head, Decode(TOP_K, NMS_IOU, calibration))
     model = model.cpu().eval()
     for p in model.parameters():
         p.requires_grad_(False)
-    config = {"task": artifacts.DETECTION, "recipe": asdict(recipe), "backbone": net.spec.name,
-              "head": "CenterNet-style (TTFNet gaussian targets, GIoU) on stride 16 + stride 32 (FPN step)",
-              "nms": f"3x3 max-pool peaks, top-{TOP_K}, class-wise fast NMS at IoU {NMS_IOU} in the graph; "
-                     "greedy class-wise NMS at the same IoU after it (cvcore.boxes.postprocess)",
-              "calibration": list(calibration), "views_per_image": cache.per_image,
-              "feature_seconds": cache.seconds, "final_steps": final_steps, **info,
-              "candidates": [{"recipe": r[0].name(), **r[3]} for r in results],
-              "validation": evaluation["validation"], "folds": evaluation["folds"],
-              "seconds": time.monotonic() - started, "device": device}
+    config = {
+        "task": artifacts.DETECTION,
+        "recipe": asdict(recipe),
+        "backbone": net.spec.name,
+        "head": "CenterNet-style (TTFNet gaussian targets, GIoU) on stride 16 + stride 32 (FPN step)",
+        "nms": f"3x3 max-pool peaks, top-{TOP_K}, class-wise fast NMS at IoU {NMS_IOU} in the graph; "
+        "greedy class-wise NMS at the same IoU after it (cvcore.boxes.postprocess)",
+        "calibration": list(calibration),
+        "views_per_image": cache.per_image,
+        "feature_seconds": cache.seconds,
+        "final_steps": final_steps,
+        **info,
+        "candidates": [{"recipe": r[0].name(), **r[3]} for r in results],
+        "validation": evaluation["validation"],
+        "folds": evaluation["folds"],
+        "seconds": time.monotonic() - started,
+        "device": device,
+    }
     progress(1.0, "detector trained")
     return DetectorResult(model=model, sidecar=sidecar, evaluation=evaluation, config=config)

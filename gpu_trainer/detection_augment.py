@@ -38,8 +38,9 @@ def augment(image: Image.Image, boxes, rng: random.Random, fill=(124, 116, 104))
         x0, y0 = rng.uniform(0, 1 - sw), rng.uniform(0, 1 - sh)
         kept = _clip(boxes, x0, y0, x0 + sw, y0 + sh)
         if kept or not boxes:
-            image = image.crop((round(x0 * width), round(y0 * height), round((x0 + sw) * width),
-                                round((y0 + sh) * height)))
+            image = image.crop(
+                (round(x0 * width), round(y0 * height), round((x0 + sw) * width), round((y0 + sh) * height))
+            )
             boxes = kept
     elif mode < 0.8:  # zoom out: the image on a canvas 1.1-2.2 times as large (smaller objects)
         k = math.exp(rng.uniform(math.log(1.1), math.log(2.2)))
@@ -49,8 +50,10 @@ def augment(image: Image.Image, boxes, rng: random.Random, fill=(124, 116, 104))
         canvas = Image.new("RGB", (cw, ch), fill)
         canvas.paste(image, (ox, oy))
         image = canvas
-        boxes = [(lab, (l * width + ox) / cw, (t * height + oy) / ch, w * width / cw, h * height / ch)
-                 for lab, l, t, w, h in boxes]
+        boxes = [
+            (lab, (l * width + ox) / cw, (t * height + oy) / ch, w * width / cw, h * height / ch)
+            for lab, l, t, w, h in boxes
+        ]
     image = ImageEnhance.Brightness(image).enhance(rng.uniform(0.7, 1.3))
     image = ImageEnhance.Contrast(image).enhance(rng.uniform(0.7, 1.3))
     image = ImageEnhance.Color(image).enhance(rng.uniform(0.6, 1.4))

@@ -33,8 +33,8 @@ def split_trunk(backbone) -> tuple[nn.Sequential, nn.Sequential]:
     taps = getattr(backbone, "taps", None) or backbone._taps
     stages = list(backbone.stages)
     t16, t32 = taps[16], taps[32]
-    high = stages[t16 + 1:t32] if t32 - t16 > 1 else stages[t16 + 1:t32 + 1]
-    return nn.Sequential(*stages[:t16 + 1]), nn.Sequential(*high)
+    high = stages[t16 + 1 : t32] if t32 - t16 > 1 else stages[t16 + 1 : t32 + 1]
+    return nn.Sequential(*stages[: t16 + 1]), nn.Sequential(*high)
 
 
 def channels(module: nn.Module, cin: int, size: int = 64) -> int:
@@ -52,9 +52,12 @@ class SepConv(nn.Sequential):
 
     def __init__(self, cin: int, cout: int):
         groups = 8 if cout % 8 == 0 else 1
-        super().__init__(nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
-                         nn.Conv2d(cin, cout, 1, bias=False), nn.GroupNorm(groups, cout),
-                         nn.ReLU(inplace=True))
+        super().__init__(
+            nn.Conv2d(cin, cin, 3, padding=1, groups=cin, bias=False),
+            nn.Conv2d(cin, cout, 1, bias=False),
+            nn.GroupNorm(groups, cout),
+            nn.ReLU(inplace=True),
+        )
 
 
 class Head(nn.Module):
@@ -187,7 +190,7 @@ def focal_loss(logits: Tensor, target: Tensor) -> Tensor:
     pos = target.eq(1.0).to(logits.dtype)
     log_p, log_1p = F.logsigmoid(logits), F.logsigmoid(-logits)
     pos_loss = -((1 - p) ** 2) * log_p * pos
-    neg_loss = -((1 - target) ** 4) * (p ** 2) * log_1p * (1 - pos)
+    neg_loss = -((1 - target) ** 4) * (p**2) * log_1p * (1 - pos)
     return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1.0)
 
 

@@ -90,11 +90,16 @@ class Evidence:
     gate_dims: int
     has_negative: bool
     stats: np.ndarray | None = None  # image_stats per image, when the training computed them
-    folds_ungrouped: np.ndarray | None = None  # the folds the training would have used without duplicate groups
-    embed: object = None  # (image loader by index, keys) -> features like `features` (stored predictions' images)
+    folds_ungrouped: np.ndarray | None = (
+        None  # the folds the training would have used without duplicate groups
+    )
+    embed: object = (
+        None  # (image loader by index, keys) -> features like `features` (stored predictions' images)
+    )
 
 
 # --- per-image statistics ---------------------------------------------------------------------------------
+
 
 def image_stats(image: Image.Image, fmt: str | None = None) -> np.ndarray:
     """float32 [348]: 64 bits of difference hash, a 16x16 grey thumbnail (zero mean, unit norm), border colour
@@ -108,23 +113,46 @@ def image_stats(image: Image.Image, fmt: str | None = None) -> np.ndarray:
     thumb = thumb / max(float(np.linalg.norm(thumb)), 1e-6)
     rgb = np.asarray(image.convert("RGB").resize((64, 64), Image.BILINEAR), np.float32) / 255.0
     b = max(1, int(round(64 * BORDER)))
-    band = np.concatenate([rgb[:b].reshape(-1, 3), rgb[-b:].reshape(-1, 3), rgb[b:-b, :b].reshape(-1, 3),
-                           rgb[b:-b, -b:].reshape(-1, 3)])
+    band = np.concatenate(
+        [
+            rgb[:b].reshape(-1, 3),
+            rgb[-b:].reshape(-1, 3),
+            rgb[b:-b, :b].reshape(-1, 3),
+            rgb[b:-b, -b:].reshape(-1, 3),
+        ]
+    )
     whole = rgb.reshape(-1, 3)
     w, h = image.size
     code = format_code(fmt or image.format)
-    sides = [rgb[:b].reshape(-1, 3).mean(0), rgb[-b:].reshape(-1, 3).mean(0), rgb[:, :b].reshape(-1, 3).mean(0),
-             rgb[:, -b:].reshape(-1, 3).mean(0)]
-    return np.concatenate([bits, thumb, band.mean(0), band.std(0), whole.mean(0), whole.std(0),
-                           [w, h, w / max(h, 1), code], *sides]).astype(np.float32)
+    sides = [
+        rgb[:b].reshape(-1, 3).mean(0),
+        rgb[-b:].reshape(-1, 3).mean(0),
+        rgb[:, :b].reshape(-1, 3).mean(0),
+        rgb[:, -b:].reshape(-1, 3).mean(0),
+    ]
+    return np.concatenate(
+        [
+            bits,
+            thumb,
+            band.mean(0),
+            band.std(0),
+            whole.mean(0),
+            whole.std(0),
+            [w, h, w / max(h, 1), code],
+            *sides,
+        ]
+    ).astype(np.float32)
 
 
 def format_code(fmt: str | None) -> float:
-    return {"JPEG": 1.0, "PNG": 2.0, "BMP": 3.0, "GIF": 4.0, "WEBP": 5.0, "TIFF": 6.0}.get((fmt or "").upper(), 0.0)
+    return {"JPEG": 1.0, "PNG": 2.0, "BMP": 3.0, "GIF": 4.0, "WEBP": 5.0, "TIFF": 6.0}.get(
+        (fmt or "").upper(), 0.0
+    )
 
 
 def stats_for(examples, cache=None, threads: int = 4) -> np.ndarray:
     """image_stats for each example, through the feature cache (a retraining does not load images again)."""
+
     def one(ex):
         key = (DOCTOR_STATS, 0, str(ex.key))
         found = cache.get(key) if cache is not None else None
@@ -134,6 +162,7 @@ def stats_for(examples, cache=None, threads: int = 4) -> np.ndarray:
         if cache is not None:
             cache.put(key, value)
         return value
+
     with ThreadPoolExecutor(threads) as pool:
         out = np.stack(list(pool.map(one, examples)))
     if cache is not None and hasattr(cache, "flush"):
@@ -143,6 +172,7 @@ def stats_for(examples, cache=None, threads: int = 4) -> np.ndarray:
 
 # --- the diagnoses ----------------------------------------------------------------------------------------
 
+
 def quantity(counts: dict[str, int], task: str) -> list[Finding]:
     low = {t: n for t, n in counts.items() if n < RECOMMENDED_PER_TAG}
     if not low:
@@ -151,13 +181,21 @@ def quantity(counts: dict[str, int], task: str) -> list[Finding]:
     below = sorted(t for t, n in low.items() if n < minimum)
     worst = sorted(low, key=lambda t: low[t])
     listed = ", ".join(f"'{t}' ({low[t]})" for t in worst[:6]) + (" ..." if len(worst) > 6 else "")
-    return [Finding("quantity", "high" if below else "medium",
-                    f"{len(low)} of {len(counts)} tags have fewer than the {RECOMMENDED_PER_TAG} images per tag "
-                    f"Custom Vision recommends: {listed}. Add photos of these tags first"
-                    + (f"; {', '.join(below)} {'is' if len(below) == 1 else 'are'} under the minimum of {minimum}."
-                       if below else "."),
-                    tags=worst, numbers={"images_per_tag": dict(counts), "recommended": RECOMMENDED_PER_TAG,
-                                         "minimum": minimum})]
+    return [
+        Finding(
+            "quantity",
+            "high" if below else "medium",
+            f"{len(low)} of {len(counts)} tags have fewer than the {RECOMMENDED_PER_TAG} images per tag "
+            f"Custom Vision recommends: {listed}. Add photos of these tags first"
+            + (
+                f"; {', '.join(below)} {'is' if len(below) == 1 else 'are'} under the minimum of {minimum}."
+                if below
+                else "."
+            ),
+            tags=worst,
+            numbers={"images_per_tag": dict(counts), "recommended": RECOMMENDED_PER_TAG, "minimum": minimum},
+        )
+    ]
 
 
 def balance(counts: dict[str, int]) -> list[Finding]:
@@ -168,12 +206,17 @@ def balance(counts: dict[str, int]) -> list[Finding]:
     if ratio >= BALANCE_RATIO:
         return []
     under = sorted((t for t, n in counts.items() if n < BALANCE_RATIO * counts[large]), key=counts.get)
-    return [Finding("balance", "high" if ratio < 0.2 else "medium",
-                    f"The tags are unbalanced: '{small}' has {counts[small]} images and '{large}' {counts[large]} "
-                    f"(1:{counts[large] / max(counts[small], 1):.1f}; keep it within 1:2). The model will favour "
-                    f"'{large}'; add images of {', '.join(repr(t) for t in under[:6])}.",
-                    tags=under, numbers={"ratio": round(ratio, 3), "smallest": counts[small],
-                                         "largest": counts[large]})]
+    return [
+        Finding(
+            "balance",
+            "high" if ratio < 0.2 else "medium",
+            f"The tags are unbalanced: '{small}' has {counts[small]} images and '{large}' {counts[large]} "
+            f"(1:{counts[large] / max(counts[small], 1):.1f}; keep it within 1:2). The model will favour "
+            f"'{large}'; add images of {', '.join(repr(t) for t in under[:6])}.",
+            tags=under,
+            numbers={"ratio": round(ratio, 3), "smallest": counts[small], "largest": counts[large]},
+        )
+    ]
 
 
 def label_errors(ev: Evidence, ids: list[str]) -> list[Finding]:
@@ -189,8 +232,9 @@ def label_errors(ev: Evidence, ids: list[str]) -> list[Finding]:
     if len(known) < 10 or R < 2:
         return []
     p = ev.oof
-    thresholds = np.array([p[known[ev.y[known] == j], j].mean() if (ev.y[known] == j).any() else 1.0
-                           for j in range(R)])
+    thresholds = np.array(
+        [p[known[ev.y[known] == j], j].mean() if (ev.y[known] == j).any() else 1.0 for j in range(R)]
+    )
     flagged = []
     for i in known:
         given = int(ev.y[i])
@@ -198,28 +242,48 @@ def label_errors(ev: Evidence, ids: list[str]) -> list[Finding]:
         if not passing:
             continue
         best = max(passing, key=lambda j: p[i, j])
-        if best != given and p[i, best] - p[i, given] >= LABEL_MARGIN and p[i, given] <= LABEL_SELF_CONFIDENCE:
+        if (
+            best != given
+            and p[i, best] - p[i, given] >= LABEL_MARGIN
+            and p[i, given] <= LABEL_SELF_CONFIDENCE
+        ):
             flagged.append((float(p[i, best] - p[i, given]), i, best))
     if not flagged:
         return []
     flagged.sort(reverse=True)
     names = ev.regular_names
-    suggestions = [{"image_id": ids[i], "tag": names[int(ev.y[i])], "suggested": names[j],
-                    "probability_of_tag": round(float(p[i, int(ev.y[i])]), 3),
-                    "probability_of_suggested": round(float(p[i, j]), 3)} for _, i, j in flagged]
+    suggestions = [
+        {
+            "image_id": ids[i],
+            "tag": names[int(ev.y[i])],
+            "suggested": names[j],
+            "probability_of_tag": round(float(p[i, int(ev.y[i])]), 3),
+            "probability_of_suggested": round(float(p[i, j]), 3),
+        }
+        for _, i, j in flagged
+    ]
     share = len(flagged) / len(known)
     pairs: dict[tuple[str, str], int] = {}
     for s in suggestions:
         pairs[(s["tag"], s["suggested"])] = pairs.get((s["tag"], s["suggested"]), 0) + 1
     top = sorted(pairs.items(), key=lambda kv: -kv[1])[:3]
-    return [Finding("label_errors", "high" if share >= 0.04 else "medium" if share >= 0.025 else "low",
-                    f"{len(flagged)} images ({share:.0%}) look mislabelled: the model, not trained on them, is sure "
-                    f"they show another tag (most often " + "; ".join(f"'{a}' tagged images that look like '{b}' ({n})"
-                                                                      for (a, b), n in top)
-                    + "). Check them first, most confident first, and retag or delete the wrong ones.",
-                    tags=sorted({s["tag"] for s in suggestions}), image_ids=[s["image_id"] for s in suggestions],
-                    numbers={"suspects": suggestions[:200], "checked": int(len(known)),
-                             "thresholds": {names[j]: round(float(thresholds[j]), 3) for j in range(R)}})]
+    return [
+        Finding(
+            "label_errors",
+            "high" if share >= 0.04 else "medium" if share >= 0.025 else "low",
+            f"{len(flagged)} images ({share:.0%}) look mislabelled: the model, not trained on them, is sure "
+            f"they show another tag (most often "
+            + "; ".join(f"'{a}' tagged images that look like '{b}' ({n})" for (a, b), n in top)
+            + "). Check them first, most confident first, and retag or delete the wrong ones.",
+            tags=sorted({s["tag"] for s in suggestions}),
+            image_ids=[s["image_id"] for s in suggestions],
+            numbers={
+                "suspects": suggestions[:200],
+                "checked": int(len(known)),
+                "thresholds": {names[j]: round(float(thresholds[j]), 3) for j in range(R)},
+            },
+        )
+    ]
 
 
 def _multilabel_errors(ev: Evidence, ids: list[str], rows: np.ndarray) -> list[Finding]:
@@ -233,11 +297,17 @@ def _multilabel_errors(ev: Evidence, ids: list[str], rows: np.ndarray) -> list[F
     if not out:
         return []
     out.sort(reverse=True)
-    return [Finding("label_errors", "medium",
-                    f"{len(out)} image tags look wrong: the model, not trained on these images, is sure a given tag "
-                    "is absent or a missing one is present. Check them and fix the tags.",
-                    tags=sorted({o[2] for o in out}), image_ids=list(dict.fromkeys(o[1] for o in out)),
-                    numbers={"suspects": [{"image_id": o[1], "tag": o[2], "action": o[3]} for o in out[:200]]})]
+    return [
+        Finding(
+            "label_errors",
+            "medium",
+            f"{len(out)} image tags look wrong: the model, not trained on these images, is sure a given tag "
+            "is absent or a missing one is present. Check them and fix the tags.",
+            tags=sorted({o[2] for o in out}),
+            image_ids=list(dict.fromkeys(o[1] for o in out)),
+            numbers={"suspects": [{"image_id": o[1], "tag": o[2], "action": o[3]} for o in out[:200]]},
+        )
+    ]
 
 
 def duplicate_pairs(features: np.ndarray, stats: np.ndarray) -> list[tuple[int, int, float, float, int]]:
@@ -247,14 +317,21 @@ def duplicate_pairs(features: np.ndarray, stats: np.ndarray) -> list[tuple[int, 
     bits = stats[:, HASH] > 0.5
     out = []
     for start in range(0, len(thumbs), 1024):
-        near = thumbs[start:start + 1024] @ thumbs.T
+        near = thumbs[start : start + 1024] @ thumbs.T
         for a, j in zip(*np.nonzero(near >= DUP_THUMBNAIL)):
             i, j = start + int(a), int(j)
             if i < j:
                 cos = float(z[i] @ z[j])
                 if cos >= DUP_COSINE:
-                    out.append((i, j, round(float(near[a, j]), 4), round(cos, 4),
-                                int(np.count_nonzero(bits[i] != bits[j]))))
+                    out.append(
+                        (
+                            i,
+                            j,
+                            round(float(near[a, j]), 4),
+                            round(cos, 4),
+                            int(np.count_nonzero(bits[i] != bits[j])),
+                        )
+                    )
     return out
 
 
@@ -272,7 +349,7 @@ def duplicate_groups(stats: np.ndarray) -> np.ndarray:
         return int(i)
 
     for start in range(0, len(thumbs), 1024):
-        near = thumbs[start:start + 1024] @ thumbs.T
+        near = thumbs[start : start + 1024] @ thumbs.T
         for a, j in zip(*np.nonzero(near >= DUP_THUMBNAIL)):
             i = start + int(a)
             if i < j:
@@ -307,48 +384,84 @@ def add_grouping_effect(findings: list[Finding], ev: Evidence, grouped: float | 
     for f in dup:
         f.numbers["cross_validation"] = effect
         if f.kind == "duplicates_within_tags":
-            f.message += (f" Had they been split across folds, the reported top-1 would have been "
-                          f"{effect['top1_duplicates_split']:.3f} instead of {effect['top1_duplicates_in_one_fold']:.3f}"
-                          f" ({effect['inflation']:+.3f}).")
+            f.message += (
+                f" Had they been split across folds, the reported top-1 would have been "
+                f"{effect['top1_duplicates_split']:.3f} instead of {effect['top1_duplicates_in_one_fold']:.3f}"
+                f" ({effect['inflation']:+.3f})."
+            )
 
 
 def grouping_effect(ev: Evidence, grouped: float | None = None) -> dict | None:
     """Top-1 of a linear head on the embeddings with near duplicates kept in one fold (as the training did;
     `grouped` when the learning curve measured it already) and with them split across folds: how much copies
     would have inflated the reported figures."""
-    if ev.multilabel or ev.k < 2 or ev.folds_ungrouped is None or np.array_equal(ev.folds, ev.folds_ungrouped):
+    if (
+        ev.multilabel
+        or ev.k < 2
+        or ev.folds_ungrouped is None
+        or np.array_equal(ev.folds, ev.folds_ungrouped)
+    ):
         return None
     grouped = grouped if grouped is not None else _linear_cv_top1(ev, ev.folds)
     split = _linear_cv_top1(ev, ev.folds_ungrouped)
     if grouped is None or split is None:
         return None
-    return {"top1_duplicates_in_one_fold": round(grouped, 4), "top1_duplicates_split": round(split, 4),
-            "inflation": round(split - grouped, 4)}
+    return {
+        "top1_duplicates_in_one_fold": round(grouped, 4),
+        "top1_duplicates_split": round(split, 4),
+        "inflation": round(split - grouped, 4),
+    }
 
 
-def duplicates(ev: Evidence, stats: np.ndarray, ids: list[str], tag_sets: list[tuple[str, ...]]) -> list[Finding]:
+def duplicates(
+    ev: Evidence, stats: np.ndarray, ids: list[str], tag_sets: list[tuple[str, ...]]
+) -> list[Finding]:
     pairs = duplicate_pairs(ev.features, stats)
     across = [(i, j, c, h) for i, j, _, c, h in pairs if tag_sets[i] != tag_sets[j]]
     within = [(i, j, c, h) for i, j, _, c, h in pairs if tag_sets[i] == tag_sets[j]]
     out = []
     if across:
         tags = sorted({t for i, j, *_ in across for t in (*tag_sets[i], *tag_sets[j])})
-        out.append(Finding("duplicates_across_tags", "high",
-                           f"{len(across)} pairs of (near) identical images carry different tags: the model is "
-                           "taught two answers for one picture. Keep one tag for each pair (or delete one image).",
-                           tags=tags, image_ids=list(dict.fromkeys(x for i, j, *_ in across for x in (ids[i], ids[j]))),
-                           numbers={"pairs": [{"images": [ids[i], ids[j]], "tags": [list(tag_sets[i]), list(tag_sets[j])],
-                                               "cosine": c, "hash_distance": h} for i, j, c, h in across[:200]]}))
+        out.append(
+            Finding(
+                "duplicates_across_tags",
+                "high",
+                f"{len(across)} pairs of (near) identical images carry different tags: the model is "
+                "taught two answers for one picture. Keep one tag for each pair (or delete one image).",
+                tags=tags,
+                image_ids=list(dict.fromkeys(x for i, j, *_ in across for x in (ids[i], ids[j]))),
+                numbers={
+                    "pairs": [
+                        {
+                            "images": [ids[i], ids[j]],
+                            "tags": [list(tag_sets[i]), list(tag_sets[j])],
+                            "cosine": c,
+                            "hash_distance": h,
+                        }
+                        for i, j, c, h in across[:200]
+                    ]
+                },
+            )
+        )
     if within:
-        out.append(Finding("duplicates_within_tags", "medium" if len(within) >= 0.05 * len(ids) else "low",
-                           f"{len(within)} pairs of (near) identical images share a tag. They add little to the "
-                           "training and, tested against their own copy, make the reported precision look better "
-                           "than it is, so the cross-validation keeps each such group in one fold. Prefer new, "
-                           "varied photos to copies.",
-                           tags=sorted({t for i, _, *_ in within for t in tag_sets[i]}),
-                           image_ids=list(dict.fromkeys(x for i, j, *_ in within for x in (ids[i], ids[j]))),
-                           numbers={"pairs": [{"images": [ids[i], ids[j]], "cosine": c, "hash_distance": h}
-                                              for i, j, c, h in within[:200]]}))
+        out.append(
+            Finding(
+                "duplicates_within_tags",
+                "medium" if len(within) >= 0.05 * len(ids) else "low",
+                f"{len(within)} pairs of (near) identical images share a tag. They add little to the "
+                "training and, tested against their own copy, make the reported precision look better "
+                "than it is, so the cross-validation keeps each such group in one fold. Prefer new, "
+                "varied photos to copies.",
+                tags=sorted({t for i, _, *_ in within for t in tag_sets[i]}),
+                image_ids=list(dict.fromkeys(x for i, j, *_ in within for x in (ids[i], ids[j]))),
+                numbers={
+                    "pairs": [
+                        {"images": [ids[i], ids[j]], "cosine": c, "hash_distance": h}
+                        for i, j, c, h in within[:200]
+                    ]
+                },
+            )
+        )
     return out
 
 
@@ -367,7 +480,9 @@ def _cv_predict(x: np.ndarray, y: np.ndarray, folds: np.ndarray, k: int) -> np.n
         cov = centred.T @ centred / max(len(xt) - len(classes), 1)
         cov = 0.9 * cov + 0.1 * np.eye(len(cov)) * np.trace(cov) / len(cov)
         w = np.linalg.solve(cov, means.T)  # [d, classes]
-        bias = -0.5 * np.sum(means.T * w, axis=0) + np.log(np.bincount(np.searchsorted(classes, y[train])) / len(xt))
+        bias = -0.5 * np.sum(means.T * w, axis=0) + np.log(
+            np.bincount(np.searchsorted(classes, y[train])) / len(xt)
+        )
         pred[test] = classes[np.argmax(((x[test] - mu) / sd) @ w + bias, axis=1)]
     return pred
 
@@ -392,7 +507,9 @@ def _file_view(stats: np.ndarray, properties: list[dict]) -> np.ndarray:
     return x
 
 
-def shortcuts(ev: Evidence, stats: np.ndarray, ids: list[str], properties: list[dict] | None = None) -> list[Finding]:
+def shortcuts(
+    ev: Evidence, stats: np.ndarray, ids: list[str], properties: list[dict] | None = None
+) -> list[Finding]:
     """Is a tag told apart by what should not matter: the background (the image with its centre, where the
     object usually is, masked out and each side's border band blurred to one colour, plus the band's colour
     spread), the image size / aspect / uploaded format, or the camera that took it (EXIF make and model, kept
@@ -404,14 +521,21 @@ def shortcuts(ev: Evidence, stats: np.ndarray, ids: list[str], properties: list[
     if len(rows) < 20 or len(np.unique(ev.y[rows])) < 2:
         return []
     properties = properties if properties is not None else [{} for _ in ids]
-    views = {"background": (np.concatenate([stats[:, SIDES], stats[:, BACKGROUND][:, 3:]], axis=1),
-                            "the background alone (the image borders with the centre masked out, blurred)"),
-             "size_format": (_file_view(stats, properties), "the image size, aspect ratio and file format alone")}
+    views = {
+        "background": (
+            np.concatenate([stats[:, SIDES], stats[:, BACKGROUND][:, 3:]], axis=1),
+            "the background alone (the image borders with the centre masked out, blurred)",
+        ),
+        "size_format": (_file_view(stats, properties), "the image size, aspect ratio and file format alone"),
+    }
     camera = _camera_view(properties)
     if camera is not None:
         views["camera"] = (camera, "the camera that took them alone (EXIF make and model)")
-    remedy = {"background": ("background", "backgrounds"), "size_format": ("file properties", "sizes and formats"),
-              "camera": ("camera", "cameras")}
+    remedy = {
+        "background": ("background", "backgrounds"),
+        "size_format": ("file properties", "sizes and formats"),
+        "camera": ("camera", "cameras"),
+    }
     out = []
     for view, (x, words) in views.items():
         x = x[rows]
@@ -430,25 +554,38 @@ def shortcuts(ev: Evidence, stats: np.ndarray, ids: list[str], properties: list[
             if f1 < SHORTCUT_F1:
                 continue
             found = rows[mine & (pred == j)]
-            numbers = {"view": view, "precision": round(precision, 3), "recall": round(recall, 3),
-                       "f1": round(f1, 3), "images": int(mine.sum())}
+            numbers = {
+                "view": view,
+                "precision": round(precision, 3),
+                "recall": round(recall, 3),
+                "f1": round(f1, 3),
+                "images": int(mine.sum()),
+            }
             if view == "camera":
-                names, n = np.unique([str(properties[i].get("camera") or "unknown") for i in rows[mine]],
-                                     return_counts=True)
+                names, n = np.unique(
+                    [str(properties[i].get("camera") or "unknown") for i in rows[mine]], return_counts=True
+                )
                 numbers["cameras"] = {str(c): int(k) for c, k in sorted(zip(names, n), key=lambda t: -t[1])}
             what, others = remedy[view]
-            out.append(Finding(
-                "shortcut", "high",
-                f"'{name}' can be told from the other tags by {words}: a model given nothing else finds {tp} of "
-                f"its {int(mine.sum())} images (precision {precision:.2f}). The model may be learning the "
-                f"{what} rather than the object; add '{name}' photos with other {others}, and other tags' "
-                f"photos like these.",
-                tags=[name], image_ids=[ids[i] for i in found[:LISTED_IMAGES]], numbers=numbers))
+            out.append(
+                Finding(
+                    "shortcut",
+                    "high",
+                    f"'{name}' can be told from the other tags by {words}: a model given nothing else finds {tp} of "
+                    f"its {int(mine.sum())} images (precision {precision:.2f}). The model may be learning the "
+                    f"{what} rather than the object; add '{name}' photos with other {others}, and other tags' "
+                    f"photos like these.",
+                    tags=[name],
+                    image_ids=[ids[i] for i in found[:LISTED_IMAGES]],
+                    numbers=numbers,
+                )
+            )
     return out
 
 
 def _fit(features, y, classes: int, c: float, multilabel: bool):
     from .classification import Standardiser, fit_linear
+
     std = Standardiser.fit(features)
     head = fit_linear(std(features), y, multilabel=multilabel, classes=classes, c=c)
     return std, head
@@ -456,11 +593,14 @@ def _fit(features, y, classes: int, c: float, multilabel: bool):
 
 def _probabilities(std, head, features, multilabel: bool) -> np.ndarray:
     from .classification import _logits, _sigmoid, _softmax
+
     z = _logits(std(features), head)
     return _sigmoid(z) if multilabel else _softmax(z)
 
 
-def out_of_set(ev: Evidence, ids: list[str], threshold: float = 0.5, deadline: float | None = None) -> list[Finding]:
+def out_of_set(
+    ev: Evidence, ids: list[str], threshold: float = 0.5, deadline: float | None = None
+) -> list[Finding]:
     """Leave one tag out: train on the others, score the left-out tag's images (with the familiarity gate, as
     the exported model does). When such unseen things still get confident scores, a Negative / Other tag helps."""
     from .calibration import gate, l2_normalise, max_similarity
@@ -488,24 +628,37 @@ def out_of_set(ev: Evidence, ids: list[str], threshold: float = 0.5, deadline: f
         p = p * gate(sims, *ev.gate)[:, None]
         confident = p.max(1) >= threshold
         back = {new: old for old, new in remap.items()}
-        mistaken = np.bincount([back[int(v)] for v in p.argmax(1)[confident]], minlength=R) if confident.any() \
+        mistaken = (
+            np.bincount([back[int(v)] for v in p.argmax(1)[confident]], minlength=R)
+            if confident.any()
             else np.zeros(R, int)
-        per_tag[ev.regular_names[t]] = {"fraction_confident": round(float(confident.mean()), 3),
-                                        "taken_for": ev.regular_names[int(mistaken.argmax())] if confident.any() else None}
+        )
+        per_tag[ev.regular_names[t]] = {
+            "fraction_confident": round(float(confident.mean()), 3),
+            "taken_for": ev.regular_names[int(mistaken.argmax())] if confident.any() else None,
+        }
     if not per_tag:
         return []
     mean = float(np.mean([v["fraction_confident"] for v in per_tag.values()]))
     worst = sorted(per_tag, key=lambda t: -per_tag[t]["fraction_confident"])
     if mean < OUT_OF_SET_FRACTION:
         return []
-    advice = ("Add a Negative tag with photos of what the camera sees when none of your tags is there"
-              if not ev.has_negative else "Add more Negative images, especially lookalikes")
-    return [Finding("out_of_set", "medium" if not ev.has_negative else "low",
-                    f"Things the model has never seen still get confident answers: when one tag is left out of the "
-                    f"training, {mean:.0%} of its images are scored at {threshold:.0%} or more as another tag (e.g. "
-                    f"'{worst[0]}' taken for '{per_tag[worst[0]]['taken_for']}'). {advice}, or an 'Other' tag.",
-                    tags=worst[:6], numbers={"mean_fraction_confident": round(mean, 3), "per_tag": per_tag,
-                                             "threshold": threshold})]
+    advice = (
+        "Add a Negative tag with photos of what the camera sees when none of your tags is there"
+        if not ev.has_negative
+        else "Add more Negative images, especially lookalikes"
+    )
+    return [
+        Finding(
+            "out_of_set",
+            "medium" if not ev.has_negative else "low",
+            f"Things the model has never seen still get confident answers: when one tag is left out of the "
+            f"training, {mean:.0%} of its images are scored at {threshold:.0%} or more as another tag (e.g. "
+            f"'{worst[0]}' taken for '{per_tag[worst[0]]['taken_for']}'). {advice}, or an 'Other' tag.",
+            tags=worst[:6],
+            numbers={"mean_fraction_confident": round(mean, 3), "per_tag": per_tag, "threshold": threshold},
+        )
+    ]
 
 
 def drift(ev: Evidence, field_features: np.ndarray, prediction_ids: list[str]) -> list[Finding]:
@@ -522,21 +675,32 @@ def drift(ev: Evidence, field_features: np.ndarray, prediction_ids: list[str]) -
     field_near = (l2_normalise(field_features) @ z.T).max(axis=1)
     unlike = field_near < threshold
     share = float(unlike.mean())
-    numbers = {"field_images": int(len(field_near)), "unlike": int(unlike.sum()), "share_unlike": round(share, 3),
-               "expected_share": DRIFT_QUANTILE, "threshold": round(threshold, 4),
-               "median_similarity_field": round(float(np.median(field_near)), 4),
-               "median_similarity_training": round(float(np.median(own)), 4)}
+    numbers = {
+        "field_images": int(len(field_near)),
+        "unlike": int(unlike.sum()),
+        "share_unlike": round(share, 3),
+        "expected_share": DRIFT_QUANTILE,
+        "threshold": round(threshold, 4),
+        "median_similarity_field": round(float(np.median(field_near)), 4),
+        "median_similarity_training": round(float(np.median(own)), 4),
+    }
     if share < DRIFT_FRACTION:
         return []
     order = np.argsort(field_near)
     ranked = [prediction_ids[i] for i in order if unlike[i]]
-    return [Finding("drift", "high" if share >= 0.5 else "medium",
-                    f"The images sent for prediction differ from the training images: {share:.0%} of the "
-                    f"{len(field_near)} newest stored predictions look unlike every training image (about "
-                    f"{DRIFT_QUANTILE:.0%} would, were they alike). Train on images like those the camera sends: "
-                    f"label the {min(len(ranked), LISTED_IMAGES)} listed predictions first (most unlike first) and "
-                    "add them to the training set.",
-                    prediction_ids=ranked[:LISTED_IMAGES * 5], numbers=numbers)]
+    return [
+        Finding(
+            "drift",
+            "high" if share >= 0.5 else "medium",
+            f"The images sent for prediction differ from the training images: {share:.0%} of the "
+            f"{len(field_near)} newest stored predictions look unlike every training image (about "
+            f"{DRIFT_QUANTILE:.0%} would, were they alike). Train on images like those the camera sends: "
+            f"label the {min(len(ranked), LISTED_IMAGES)} listed predictions first (most unlike first) and "
+            "add them to the training set.",
+            prediction_ids=ranked[: LISTED_IMAGES * 5],
+            numbers=numbers,
+        )
+    ]
 
 
 def field_features(ev: Evidence, field: list[tuple[str, object]]) -> tuple[np.ndarray, list[str]]:
@@ -556,7 +720,9 @@ def field_features(ev: Evidence, field: list[tuple[str, object]]) -> tuple[np.nd
     return ev.embed(lambda i: images[i], [f"prediction-{p}" for p in ids]), ids
 
 
-def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None = None, seed: int = 0) -> dict:
+def learning_curve(
+    ev: Evidence, counts: dict[str, int], deadline: float | None = None, seed: int = 0
+) -> dict:
     """Top-1 (overall and per tag) against training size from cross-validated subsamples of the training folds,
     a power law err(n) = a * n^-b fitted per fold, and what doubling the images is expected to bring."""
     R = len(ev.regular_names)
@@ -585,10 +751,13 @@ def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None 
             return None
         std, head = _fit(ev.features[train], ev.y[train], R, ev.c, False)
         right = _probabilities(std, head, ev.features[test], False).argmax(1) == ev.y[test]
-        per_tag = [float(right[ev.y[test] == j].mean()) if (ev.y[test] == j).any() else np.nan for j in range(R)]
+        per_tag = [
+            float(right[ev.y[test] == j].mean()) if (ev.y[test] == j).any() else np.nan for j in range(R)
+        ]
         return fraction, len(train), float(right.mean()), per_tag
 
     import torch
+
     threads = torch.get_num_threads()
     jobs = [(fr, f) for fr in reversed(LEARNING_FRACTIONS) for f in range(ev.k)]  # whole folds first
     with ThreadPoolExecutor(max(1, min(threads, 4))) as pool:
@@ -603,7 +772,9 @@ def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None 
     spread = np.array([np.std([p[1] for p in usable[fr]]) for fr in sorted(usable)])
     gain, gain_sd = _doubling_gain(sizes, acc, spread)
     evaluated = rows[np.isfinite(ev.oof[rows]).all(axis=1)]
-    model_top1 = float(np.mean(ev.oof[evaluated].argmax(1) == ev.y[evaluated])) if len(evaluated) else float(acc[-1])
+    model_top1 = (
+        float(np.mean(ev.oof[evaluated].argmax(1) == ev.y[evaluated])) if len(evaluated) else float(acc[-1])
+    )
     # the +- also holds the sampling error of a top-1 measured on this many images (another set of the same
     # size would score differently by about that much)
     gain_sd = math.hypot(gain_sd, math.sqrt(model_top1 * (1 - model_top1) / max(len(evaluated), 1)))
@@ -615,14 +786,24 @@ def learning_curve(ev: Evidence, counts: dict[str, int], deadline: float | None 
         g, s = _doubling_gain(tag_sizes, tag_acc, tag_sd)
         r = float(np.clip(tag_acc[-1], 0, 1)) if np.isfinite(tag_acc[-1]) else 0.0
         s = math.hypot(s, math.sqrt(r * (1 - r) / max(counts.get(name, 0), 1)))
-        per_tag[name] = {"recall": round(float(tag_acc[-1]), 4), "images": counts.get(name, 0),
-                         "expected_gain_when_doubled": round(g, 4), "plus_minus": round(s, 4)}
-    return {"fractions": sorted(usable), "sizes": [round(float(s), 1) for s in sizes],
-            "top1": [round(float(a), 4) for a in acc],
-            "top1_sd": [round(float(s), 4) for s in spread], "expected_gain_when_doubled": round(gain, 4),
-            "plus_minus": round(gain_sd, 4), "model_top1": round(model_top1, 4),
-            "predicted_top1_when_doubled": round(min(1.0, model_top1 + gain), 4),
-            "per_tag": per_tag, "seconds": round(time.monotonic() - started, 3)}
+        per_tag[name] = {
+            "recall": round(float(tag_acc[-1]), 4),
+            "images": counts.get(name, 0),
+            "expected_gain_when_doubled": round(g, 4),
+            "plus_minus": round(s, 4),
+        }
+    return {
+        "fractions": sorted(usable),
+        "sizes": [round(float(s), 1) for s in sizes],
+        "top1": [round(float(a), 4) for a in acc],
+        "top1_sd": [round(float(s), 4) for s in spread],
+        "expected_gain_when_doubled": round(gain, 4),
+        "plus_minus": round(gain_sd, 4),
+        "model_top1": round(model_top1, 4),
+        "predicted_top1_when_doubled": round(min(1.0, model_top1 + gain), 4),
+        "per_tag": per_tag,
+        "seconds": round(time.monotonic() - started, 3),
+    }
 
 
 def _finite_mean(values) -> float:
@@ -647,7 +828,7 @@ def _doubling_gain(sizes: np.ndarray, acc: np.ndarray, spread: np.ndarray) -> tu
     b = max(0.0, -slope)
     n = sizes[-1]
     now = float(np.exp(intercept - b * math.log(n)))
-    gain = now * (1 - 2 ** -b)
+    gain = now * (1 - 2**-b)
     # spread: the same fit with the points moved by one standard deviation each way
     lo = np.clip(1 - (acc - spread), 1e-3, 1)
     hi = np.clip(1 - (acc + spread), 1e-3, 1)
@@ -655,7 +836,7 @@ def _doubling_gain(sizes: np.ndarray, acc: np.ndarray, spread: np.ndarray) -> tu
     for e in (lo, hi):
         s, i = np.polyfit(x, np.log(e), 1)
         bb = max(0.0, -s)
-        alt.append(float(np.exp(i - bb * math.log(n))) * (1 - 2 ** -bb))
+        alt.append(float(np.exp(i - bb * math.log(n))) * (1 - 2**-bb))
     return float(max(0.0, gain)), float(np.std([gain, *alt]))
 
 
@@ -664,27 +845,49 @@ def curve_findings(curve: dict, counts: dict[str, int]) -> list[Finding]:
         return []
     gain = curve["expected_gain_when_doubled"]
     if gain < FLAT_GAIN:
-        return [Finding("learning_curve", "low",
-                        f"The learning curve is flat: doubling the images is expected to change top-1 by "
-                        f"{gain:+.2f} (+- {curve['plus_minus']:.2f}). More photos like these are unlikely to help; "
-                        "vary them (backgrounds, lighting, angles, sizes) or fix the label problems above.",
-                        numbers=curve)]
+        return [
+            Finding(
+                "learning_curve",
+                "low",
+                f"The learning curve is flat: doubling the images is expected to change top-1 by "
+                f"{gain:+.2f} (+- {curve['plus_minus']:.2f}). More photos like these are unlikely to help; "
+                "vary them (backgrounds, lighting, angles, sizes) or fix the label problems above.",
+                numbers=curve,
+            )
+        ]
     tags = sorted(curve["per_tag"], key=lambda t: -curve["per_tag"][t]["expected_gain_when_doubled"])
     best = [t for t in tags if curve["per_tag"][t]["expected_gain_when_doubled"] >= FLAT_GAIN][:3]
-    tag_words = "; ".join(f"doubling '{t}' to {2 * counts.get(t, 0)} images: recall "
-                          f"{curve['per_tag'][t]['expected_gain_when_doubled']:+.2f} +- "
-                          f"{curve['per_tag'][t]['plus_minus']:.2f}" for t in best)
-    return [Finding("learning_curve", "medium" if gain >= 0.03 else "low",
-                    f"More images will help: doubling every tag is expected to raise top-1 from "
-                    f"{curve['model_top1']:.2f} by {gain:+.2f} (+- {curve['plus_minus']:.2f})"
-                    + (f". Most gain per image: {tag_words}." if tag_words else "."),
-                    tags=best, numbers=curve)]
+    tag_words = "; ".join(
+        f"doubling '{t}' to {2 * counts.get(t, 0)} images: recall "
+        f"{curve['per_tag'][t]['expected_gain_when_doubled']:+.2f} +- "
+        f"{curve['per_tag'][t]['plus_minus']:.2f}"
+        for t in best
+    )
+    return [
+        Finding(
+            "learning_curve",
+            "medium" if gain >= 0.03 else "low",
+            f"More images will help: doubling every tag is expected to raise top-1 from "
+            f"{curve['model_top1']:.2f} by {gain:+.2f} (+- {curve['plus_minus']:.2f})"
+            + (f". Most gain per image: {tag_words}." if tag_words else "."),
+            tags=best,
+            numbers=curve,
+        )
+    ]
 
 
 # --- entry points -----------------------------------------------------------------------------------------
 
-def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: float | None = None,
-                        field: list[tuple[str, object]] = (), properties: dict[str, dict] | None = None) -> dict:
+
+def diagnose_classifier(
+    examples,
+    ev: Evidence,
+    *,
+    cache=None,
+    budget_seconds: float | None = None,
+    field: list[tuple[str, object]] = (),
+    properties: dict[str, dict] | None = None,
+) -> dict:
     """advice.json for a classifier. `examples` carry the API image ids as keys; `field` is the newest stored
     predictions as (prediction id, loader of the image bytes), for the train-vs-field check; `properties` is
     the manifest's entry per image id (its uploaded `format` and EXIF `camera`, where known)."""
@@ -702,13 +905,17 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
 
     def check(name: str, fn, estimate: float = 0.0):
         """Run one diagnosis unless the budget is spent, or would be by its `estimate`d seconds."""
-        if deadline is not None and time.monotonic() + estimate > deadline and name not in ("quantity", "balance"):
+        if (
+            deadline is not None
+            and time.monotonic() + estimate > deadline
+            and name not in ("quantity", "balance")
+        ):
             checks[name] = "skipped: the doctor's time budget was spent"
             return None
         t = time.monotonic()
         try:
             got = fn()
-        except Exception as exc:  # noqa: BLE001 - one diagnosis failing never fails the training
+        except Exception as exc:
             log.warning("doctor check %s failed: %s", name, exc, exc_info=True)
             checks[name] = f"failed: {type(exc).__name__}: {exc}"
             return None
@@ -718,7 +925,9 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
     findings += check("quantity", lambda: quantity(counts, "classification")) or []
     findings += check("balance", lambda: balance(counts)) or []
     findings += check("label_errors", lambda: label_errors(ev, ids)) or []
-    stats = ev.stats if ev.stats is not None else check("image_statistics", lambda: stats_for(examples, cache))
+    stats = (
+        ev.stats if ev.stats is not None else check("image_statistics", lambda: stats_for(examples, cache))
+    )
     if stats is not None:  # cheap first: each check below is dearer than the one before
         findings += check("duplicates", lambda: duplicates(ev, stats, ids, tag_sets)) or []
         known = [(properties or {}).get(i, {}) for i in ids]
@@ -734,8 +943,13 @@ def diagnose_classifier(examples, ev: Evidence, *, cache=None, budget_seconds: f
         findings += check("drift", lambda: drift(ev, *field_features(ev, list(field)))) or []
     else:
         checks["drift"] = f"not run: {len(field)} stored predictions (at least {FIELD_MIN} are needed)"
-    return _advice("classification", findings, checks, started, {"learning_curve": curve, "images": len(ids),
-                                                                  "images_per_tag": counts})
+    return _advice(
+        "classification",
+        findings,
+        checks,
+        started,
+        {"learning_curve": curve, "images": len(ids), "images_per_tag": counts},
+    )
 
 
 def diagnose_detector(images: list[dict], names: list[str]) -> dict:
@@ -763,21 +977,52 @@ def diagnose_detector(images: list[dict], names: list[str]) -> dict:
             doubled += [(im["id"], names[boxes[a][0]]) for a, _ in zip(*np.nonzero(same))]
     findings = quantity(regions, "detection") + balance(regions)
     for found, kind, severity, words in (
-            (tiny, "tiny_boxes", "medium", "regions are tiny (under 0.05% of the image or 1% of a side): detectors "
-                                           "miss such objects; photograph them closer or crop"),
-            (huge, "huge_boxes", "low", "regions cover over 90% of the image: a classifier may fit better, or add "
-                                        "photos where the object is smaller"),
-            (cut, "boxes_cut_by_border", "low", "regions touch the image border (the object may be cut off): "
-                                                "include photos with the whole object in view"),
-            (doubled, "duplicate_boxes", "high", "regions are drawn twice on the same object (same tag, overlap "
-                                                 "0.9 or more): delete the copies")):
+        (
+            tiny,
+            "tiny_boxes",
+            "medium",
+            "regions are tiny (under 0.05% of the image or 1% of a side): detectors "
+            "miss such objects; photograph them closer or crop",
+        ),
+        (
+            huge,
+            "huge_boxes",
+            "low",
+            "regions cover over 90% of the image: a classifier may fit better, or add "
+            "photos where the object is smaller",
+        ),
+        (
+            cut,
+            "boxes_cut_by_border",
+            "low",
+            "regions touch the image border (the object may be cut off): "
+            "include photos with the whole object in view",
+        ),
+        (
+            doubled,
+            "duplicate_boxes",
+            "high",
+            "regions are drawn twice on the same object (same tag, overlap 0.9 or more): delete the copies",
+        ),
+    ):
         if found:
-            findings.append(Finding(kind, severity, f"{len(found)} {words}.", tags=sorted({t for _, t in found}),
-                                    image_ids=list(dict.fromkeys(i for i, _ in found)),
-                                    numbers={"regions": len(found)}))
-    checks = {k: "ran" for k in ("quantity", "balance", "tiny_boxes", "huge_boxes", "boxes_cut_by_border",
-                                 "duplicate_boxes")}
-    return _advice("detection", findings, checks, started, {"regions_per_tag": regions, "images": len(images)})
+            findings.append(
+                Finding(
+                    kind,
+                    severity,
+                    f"{len(found)} {words}.",
+                    tags=sorted({t for _, t in found}),
+                    image_ids=list(dict.fromkeys(i for i, _ in found)),
+                    numbers={"regions": len(found)},
+                )
+            )
+    checks = {
+        k: "ran"
+        for k in ("quantity", "balance", "tiny_boxes", "huge_boxes", "boxes_cut_by_border", "duplicate_boxes")
+    }
+    return _advice(
+        "detection", findings, checks, started, {"regions_per_tag": regions, "images": len(images)}
+    )
 
 
 SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
@@ -786,7 +1031,13 @@ SEVERITY_ORDER = {"high": 0, "medium": 1, "low": 2}
 def _advice(task: str, findings: list[Finding], checks: dict, started: float, extra: dict) -> dict:
     findings = sorted(findings, key=lambda f: SEVERITY_ORDER.get(f.severity, 3))
     for f in findings:
-        f.image_ids = f.image_ids[:LISTED_IMAGES * 10]
-    return {"version": 1, "task": task, "created": messages.now_iso(),
-            "seconds": round(time.monotonic() - started, 3), "checks": checks,
-            "findings": [asdict(f) for f in findings], **extra}
+        f.image_ids = f.image_ids[: LISTED_IMAGES * 10]
+    return {
+        "version": 1,
+        "task": task,
+        "created": messages.now_iso(),
+        "seconds": round(time.monotonic() - started, 3),
+        "checks": checks,
+        "findings": [asdict(f) for f in findings],
+        **extra,
+    }

@@ -26,7 +26,9 @@ log = logging.getLogger(__name__)
 OPSET = 17
 TOLERANCE = 1e-4
 INPUT_NAME = "image"
-_SAMPLES: dict[str, np.ndarray] = {}  # exported path -> the preprocessed sample batch (quantisation reuses it)
+_SAMPLES: dict[
+    str, np.ndarray
+] = {}  # exported path -> the preprocessed sample batch (quantisation reuses it)
 
 
 class ExportMismatch(RuntimeError):
@@ -51,8 +53,15 @@ def _as_list(out) -> list[torch.Tensor]:
     return list(out)
 
 
-def export_onnx(model: torch.nn.Module, sidecar: artifacts.ModelSidecar, path, sample_images,
-                output_names=("probabilities",), tolerance: float = TOLERANCE, opset: int = OPSET) -> dict:
+def export_onnx(
+    model: torch.nn.Module,
+    sidecar: artifacts.ModelSidecar,
+    path,
+    sample_images,
+    output_names=("probabilities",),
+    tolerance: float = TOLERANCE,
+    opset: int = OPSET,
+) -> dict:
     """Export `model` to `path`; returns {"max_abs_diff", "outputs", "opset"}. Raises ExportMismatch."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -70,8 +79,17 @@ def export_onnx(model: torch.nn.Module, sidecar: artifacts.ModelSidecar, path, s
     dynamic = {INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), input_names=[INPUT_NAME], output_names=output_names,
-                          dynamic_axes=dynamic, opset_version=opset, do_constant_folding=True, dynamo=False)
+        torch.onnx.export(
+            model,
+            (x,),
+            str(path),
+            input_names=[INPUT_NAME],
+            output_names=output_names,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
     if was_training:
         model.train()
     import onnx
@@ -93,7 +111,7 @@ def export_onnx(model: torch.nn.Module, sidecar: artifacts.ModelSidecar, path, s
 
 class _Reader:
     def __init__(self, batch: np.ndarray, name: str):
-        self._rows = iter([batch[i:i + 1] for i in range(len(batch))])
+        self._rows = iter([batch[i : i + 1] for i in range(len(batch))])
         self._name = name
 
     def get_next(self):
@@ -108,13 +126,24 @@ def _top1(out: np.ndarray) -> np.ndarray:
     return out.reshape(out.shape[0], -1).argmax(axis=1)
 
 
-def quantize_int8(src, dst, sample: np.ndarray | None = None, output_name: str | None = None,
-                  check: str | None = "top1", min_agreement: float = 1.0) -> dict:
+def quantize_int8(
+    src,
+    dst,
+    sample: np.ndarray | None = None,
+    output_name: str | None = None,
+    check: str | None = "top1",
+    min_agreement: float = 1.0,
+) -> dict:
     """Quantise `src` to int8 at `dst`. `sample` is a preprocessed input batch (default: the one
     export_onnx checked `src` with). check="top1": argmax of `output_name` (default: the first output) must
     agree on at least `min_agreement` of the sample rows; None skips it (loading is always checked)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, \
-        quantize_static
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
 
     src, dst = Path(src), Path(dst)
     if sample is None:
@@ -124,10 +153,21 @@ def quantize_int8(src, dst, sample: np.ndarray | None = None, output_name: str |
     output_name = output_name or float_session.get_outputs()[0].name
     attempts = []
     if sample is not None and len(sample):
-        attempts.append(("static", lambda: quantize_static(
-            str(src), str(dst), _Reader(sample, input_name), quant_format=QuantFormat.QDQ,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-            calibrate_method=CalibrationMethod.MinMax)))
+        attempts.append(
+            (
+                "static",
+                lambda: quantize_static(
+                    str(src),
+                    str(dst),
+                    _Reader(sample, input_name),
+                    quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8,
+                    per_channel=True,
+                    calibrate_method=CalibrationMethod.MinMax,
+                ),
+            )
+        )
     attempts.append(("dynamic", lambda: quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8)))
     problems = []
     for kind, run in attempts:
@@ -136,7 +176,7 @@ def quantize_int8(src, dst, sample: np.ndarray | None = None, output_name: str |
                 warnings.simplefilter("ignore")
                 run()
             q = session(dst)
-        except Exception as exc:  # noqa: BLE001 - try the next kind, report all at the end
+        except Exception as exc:
             problems.append(f"{kind}: {exc}")
             continue
         if sample is None or check is None:

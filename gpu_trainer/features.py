@@ -73,7 +73,7 @@ def grid_cells(resolution: int) -> int:
 def global_dim(backbone, stages: int = DEFAULT_STAGES) -> int:
     """How many leading values of an embedding are the globally pooled part."""
     channels = []
-    for stage in list(backbone.stages)[max(0, backbone.stage_count() - int(stages)):]:
+    for stage in list(backbone.stages)[max(0, backbone.stage_count() - int(stages)) :]:
         convs = [m for m in stage.modules() if isinstance(m, nn.BatchNorm2d)]
         channels.append(convs[-1].num_features)
     return int(sum(channels))
@@ -112,15 +112,20 @@ def feature_name(backbone, stages: int = DEFAULT_STAGES, grid: bool = True) -> s
 
 def preprocess_spec(backbone, resolution: int):
     """What cvcore.artifacts.preprocess needs (input size, mean, std) for this backbone and resolution."""
-    return SimpleNamespace(input_size=(int(resolution), int(resolution)), mean=tuple(backbone.spec.mean),
-                           std=tuple(backbone.spec.std))
+    return SimpleNamespace(
+        input_size=(int(resolution), int(resolution)),
+        mean=tuple(backbone.spec.mean),
+        std=tuple(backbone.spec.std),
+    )
 
 
 def images_to_tensor(images, backbone, resolution: int) -> Tensor:
     return torch.from_numpy(artifacts.preprocess(list(images), preprocess_spec(backbone, resolution)))
 
 
-_SESSIONS: dict[tuple, tuple] = {}  # (id(backbone), feature name, resolution) -> (backbone, onnxruntime session)
+_SESSIONS: dict[
+    tuple, tuple
+] = {}  # (id(backbone), feature name, resolution) -> (backbone, onnxruntime session)
 
 
 def _onnx_extractor(backbone, resolution: int, stages: int, grid: int):
@@ -139,14 +144,21 @@ def _onnx_extractor(backbone, resolution: int, stages: int, grid: int):
         buffer = io.BytesIO()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(extractor, (torch.zeros(1, 3, resolution, resolution),), buffer, input_names=["image"],
-                              output_names=["features"], dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
-                              opset_version=17, dynamo=False)
+            torch.onnx.export(
+                extractor,
+                (torch.zeros(1, 3, resolution, resolution),),
+                buffer,
+                input_names=["image"],
+                output_names=["features"],
+                dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},
+                opset_version=17,
+                dynamo=False,
+            )
         options = ort.SessionOptions()
         options.intra_op_num_threads = max(1, torch.get_num_threads())
         options.log_severity_level = 3
         session = ort.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # noqa: BLE001 - torch still works, only slower
+    except Exception as exc:
         import logging
 
         logging.getLogger(__name__).warning("onnxruntime embedding unavailable (%s); using torch", exc)
@@ -157,9 +169,18 @@ def _onnx_extractor(backbone, resolution: int, stages: int, grid: int):
     return session
 
 
-def embed(backbone, images, keys, cache: FeatureCache | None = None, resolution: int | None = None,
-          device: str = "cpu", batch_size: int = 32, stages: int = DEFAULT_STAGES, progress=None,
-          grid: bool = True) -> np.ndarray:
+def embed(
+    backbone,
+    images,
+    keys,
+    cache: FeatureCache | None = None,
+    resolution: int | None = None,
+    device: str = "cpu",
+    batch_size: int = 32,
+    stages: int = DEFAULT_STAGES,
+    progress=None,
+    grid: bool = True,
+) -> np.ndarray:
     """[len(images), dim] float32 pooled features; only keys missing from `cache` are computed (and stored).
     With `grid` the stride-16 grid follows the `global_dim(backbone, stages)` global values.
 
@@ -177,11 +198,14 @@ def embed(backbone, images, keys, cache: FeatureCache | None = None, resolution:
             found = list(pool.map(cache.get, cache_keys))
     missing = [i for i, v in enumerate(found) if v is None]
     if missing:
-        session = (_onnx_extractor(backbone, resolution, stages, cells) if device == "cpu" and not backbone.training
-                   else None)
+        session = (
+            _onnx_extractor(backbone, resolution, stages, cells)
+            if device == "cpu" and not backbone.training
+            else None
+        )
         extractor = PooledFeatures(backbone, stages, cells).to(device).eval()
         puts = []
-        chunks = [missing[start:start + batch_size] for start in range(0, len(missing), batch_size)]
+        chunks = [missing[start : start + batch_size] for start in range(0, len(missing), batch_size)]
         with torch.no_grad(), ThreadPoolExecutor(8) as pool, ThreadPoolExecutor(1) as ahead:
             # the next batch's images are read and decoded (8 at once) while this one runs through the model
             def load(chunk: list[int]) -> list:

@@ -59,9 +59,19 @@ class Progress:
             return
         self.last = now
         if not self.store.iteration_exists(self.job.project_id, self.job.iteration_id):
-            raise JobFailed(messages.ERR_PROJECT_DELETED, "the iteration or its project was deleted while training")
-        self.store.emit(messages.TrainingEvent(self.job.project_id, self.job.iteration_id, messages.TRAINING,
-                                               progress=float(fraction), message=message, attempt=self.attempt))
+            raise JobFailed(
+                messages.ERR_PROJECT_DELETED, "the iteration or its project was deleted while training"
+            )
+        self.store.emit(
+            messages.TrainingEvent(
+                self.job.project_id,
+                self.job.iteration_id,
+                messages.TRAINING,
+                progress=float(fraction),
+                message=message,
+                attempt=self.attempt,
+            )
+        )
 
 
 def _readable(m: manifest.Manifest, skipped, n: int) -> list[dict]:
@@ -86,12 +96,18 @@ def load_dataset(store: TrainerStore, project_id: str, iteration_id: str, blob: 
     return m
 
 
-def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecutor, only: set[int] | None = None,
-                keep: bool = True):
+def load_images(
+    store: TrainerStore,
+    m: manifest.Manifest,
+    pool: ThreadPoolExecutor,
+    only: set[int] | None = None,
+    keep: bool = True,
+):
     """Decode the images (all, or the manifest image numbers in `only`); return ({number: RGB image},
     [unreadable image ids]). With keep=False every image is decoded to check it and dropped at once (a
     dataset too large to hold decoded, see holds_decoded), so the dict is empty. More than
     MAX_SKIPPED_FRACTION of the whole set unreadable fails the job."""
+
     def one(entry):
         try:
             image = decode_rgb(store.read_image(m.project_id, entry["image_id"]), max_bytes=None)
@@ -109,15 +125,21 @@ def load_images(store: TrainerStore, m: manifest.Manifest, pool: ThreadPoolExecu
         elif keep:
             decoded[number] = image
     if bad and len(bad) > MAX_SKIPPED_FRACTION * len(m.images):
-        raise JobFailed(messages.ERR_DATASET_CORRUPT, f"{len(bad)} of {len(m.images)} images are missing or "
-                                                      "unreadable; delete or re-upload them", tuple(bad))
+        raise JobFailed(
+            messages.ERR_DATASET_CORRUPT,
+            f"{len(bad)} of {len(m.images)} images are missing or unreadable; delete or re-upload them",
+            tuple(bad),
+        )
     return decoded, bad
 
 
 def decoded_bytes(m: manifest.Manifest, only: set[int] | None = None) -> int:
     """What holding the images decoded (RGB, 8 bits) would take, from the manifest's sizes."""
-    return sum(3 * int(im.get("width") or 0) * int(im.get("height") or 0) for im in m.images
-               if only is None or im["id"] in only)
+    return sum(
+        3 * int(im.get("width") or 0) * int(im.get("height") or 0)
+        for im in m.images
+        if only is None or im["id"] in only
+    )
 
 
 def holds_decoded(m: manifest.Manifest, only: set[int] | None = None, limit_mb: float | None = None) -> bool:
@@ -125,19 +147,24 @@ def holds_decoded(m: manifest.Manifest, only: set[int] | None = None, limit_mb: 
     read and decoded whenever used, none kept): detectors always keep them; a classification dataset keeps
     them while they fit in TRAINER_DECODED_MB (settings.decoded_limit_mb)."""
     limit = settings.decoded_limit_mb() if limit_mb is None else limit_mb
-    return m.task == "detection" or decoded_bytes(m, only) <= limit * 2 ** 20
+    return m.task == "detection" or decoded_bytes(m, only) <= limit * 2**20
 
 
 def lazy_image(store: TrainerStore, project_id: str, image_id: str, streamed: bool = False):
     """A loader for an image that was not decoded up front (its embedding was cached, or the dataset is
     streamed: then the Example calls it on every use and keeps nothing)."""
+
     def load():
         try:
             return decode_rgb(store.read_image(project_id, image_id), max_bytes=None)
         except (ResourceNotFoundError, ImageError) as exc:
-            raise JobFailed(messages.ERR_DATASET_CORRUPT, f"image {image_id} became unreadable during training "
-                                                          f"({type(exc).__name__}); delete or re-upload it",
-                            (image_id,)) from None
+            raise JobFailed(
+                messages.ERR_DATASET_CORRUPT,
+                f"image {image_id} became unreadable during training "
+                f"({type(exc).__name__}); delete or re-upload it",
+                (image_id,),
+            ) from None
+
     load.streamed = streamed
     return load
 
@@ -145,8 +172,9 @@ def lazy_image(store: TrainerStore, project_id: str, image_id: str, streamed: bo
 SAMPLES = 4  # images the export checks the ONNX graph on
 
 
-def images_to_decode(store: TrainerStore, job: messages.TrainingJob, m: manifest.Manifest,
-                     previous: dict | None) -> set[int] | None:
+def images_to_decode(
+    store: TrainerStore, job: messages.TrainingJob, m: manifest.Manifest, previous: dict | None
+) -> set[int] | None:
     """Which images a Quick retraining must decode: when it will reuse the previous recipe, only those whose
     embeddings are not cached (and a few samples for the export check); None = all of them."""
     if m.task != "classification":
@@ -155,9 +183,13 @@ def images_to_decode(store: TrainerStore, job: messages.TrainingJob, m: manifest
     from .features import feature_name
 
     negative = {c["id"] for c in m.categories if c.get("type") == "Negative"}
-    recipe, _ = reusable_recipe(previous, advanced=job.training_type == "Advanced", n=len(m.images),
-                                tags=len(m.categories) - len(negative),
-                                multilabel=m.classification_type == "Multilabel")
+    recipe, _ = reusable_recipe(
+        previous,
+        advanced=job.training_type == "Advanced",
+        n=len(m.images),
+        tags=len(m.categories) - len(negative),
+        multilabel=m.classification_type == "Multilabel",
+    )
     if recipe is None:
         return None
     cache = BlobFeatureCache(store, job.project_id)
@@ -167,8 +199,10 @@ def images_to_decode(store: TrainerStore, job: messages.TrainingJob, m: manifest
 
 
 def labels_of(m: manifest.Manifest) -> list[artifacts.Label]:
-    return [artifacts.Label(index=i, tag_id=c["tag_id"], name=c["name"], type=c.get("type", "Regular"))
-            for i, c in enumerate(m.categories)]
+    return [
+        artifacts.Label(index=i, tag_id=c["tag_id"], name=c["name"], type=c.get("type", "Regular"))
+        for i, c in enumerate(m.categories)
+    ]
 
 
 def previous_config(store: TrainerStore, job: messages.TrainingJob) -> dict | None:
@@ -177,7 +211,9 @@ def previous_config(store: TrainerStore, job: messages.TrainingJob) -> dict | No
     if not job.previous_iteration_id:
         return None
     try:
-        name = layout.iteration_artifact(job.project_id, layout.guid(job.previous_iteration_id), layout.TRAINING_CONFIG)
+        name = layout.iteration_artifact(
+            job.project_id, layout.guid(job.previous_iteration_id), layout.TRAINING_CONFIG
+        )
         config = json.loads(store.read_model_blob(name))
     except (ResourceNotFoundError, ValueError) as exc:
         log.info("no reusable recipe from %s: %s", job.previous_iteration_id, type(exc).__name__)
@@ -194,54 +230,103 @@ DOCTOR_SHARE = 0.17
 DOCTOR_MIN_SECONDS = 2.0
 
 
-def train(job: messages.TrainingJob, m: manifest.Manifest, images: dict, store: TrainerStore, progress,
-          device: str, previous: dict | None = None):
+def train(
+    job: messages.TrainingJob,
+    m: manifest.Manifest,
+    images: dict,
+    store: TrainerStore,
+    progress,
+    device: str,
+    previous: dict | None = None,
+):
     labels = labels_of(m)
     index_of = {c["id"]: i for i, c in enumerate(m.categories)}
     key_of = {im["id"]: im["image_id"] for im in m.images}
     budget = job.budget_hours * 3600 if job.training_type == "Advanced" else None
     if m.task == "detection":
         from .detection import DetExample, train_detector
+
         boxes: dict[int, list] = {}
         for a in m.annotations:
             boxes.setdefault(a["image_id"], []).append((index_of[a["category_id"]], *a["bbox"]))
         examples = [DetExample(image=images[n], boxes=boxes.get(n, []), key=key_of[n]) for n in images]
         from .detection import QUICK_CPU_BUDGET_S
+
         if budget is None and device == "cpu":
             budget = settings.quick_cpu_seconds(QUICK_CPU_BUDGET_S)
-        result = train_detector(examples, labels, backbone=job.backbone, advanced=job.training_type == "Advanced",
-                                budget_seconds=budget, device=device, progress=progress,
-                                dataset_hash=job.dataset_hash)
+        result = train_detector(
+            examples,
+            labels,
+            backbone=job.backbone,
+            advanced=job.training_type == "Advanced",
+            budget_seconds=budget,
+            device=device,
+            progress=progress,
+            dataset_hash=job.dataset_hash,
+        )
         result.advice = doctor.diagnose_detector(
-            [{"id": key_of[n], "boxes": boxes.get(n, [])} for n in key_of], [lab.name for lab in labels])
+            [{"id": key_of[n], "boxes": boxes.get(n, [])} for n in key_of], [lab.name for lab in labels]
+        )
         return result
     from .classification import Example, train_classifier
+
     tags_of: dict[int, list[int]] = {}
     for a in m.annotations:
         tags_of.setdefault(a["image_id"], []).append(index_of[a["category_id"]])
     negative = next((lab.index for lab in labels if lab.type == "Negative"), None)
     skipped = set(getattr(images, "skipped", ()))
     streamed = getattr(images, "streamed", False)
-    examples = [Example(images[n] if n in images else lazy_image(store, m.project_id, key_of[n], streamed),
-                        tuple(sorted(set(tags_of.get(n, [])) - {negative})), key_of[n])
-                for n in key_of if key_of[n] not in skipped]
+    examples = [
+        Example(
+            images[n] if n in images else lazy_image(store, m.project_id, key_of[n], streamed),
+            tuple(sorted(set(tags_of.get(n, [])) - {negative})),
+            key_of[n],
+        )
+        for n in key_of
+        if key_of[n] not in skipped
+    ]
     cache = BlobFeatureCache(store, job.project_id)
     started = time.monotonic()
-    result = train_classifier(examples, labels, multilabel=m.classification_type == "Multilabel",
-                              negative_index=negative, backbone=job.backbone, advanced=job.training_type == "Advanced",
-                              budget_seconds=budget if budget else settings.quick_cpu_seconds(QUICK_BUDGET_S)
-                              if device == "cpu" else None,
-                              device=device, cache=cache, progress=progress,
-                              dataset_hash=job.dataset_hash, warm_start=previous)
+    result = train_classifier(
+        examples,
+        labels,
+        multilabel=m.classification_type == "Multilabel",
+        negative_index=negative,
+        backbone=job.backbone,
+        advanced=job.training_type == "Advanced",
+        budget_seconds=budget
+        if budget
+        else settings.quick_cpu_seconds(QUICK_BUDGET_S)
+        if device == "cpu"
+        else None,
+        device=device,
+        cache=cache,
+        progress=progress,
+        dataset_hash=job.dataset_hash,
+        warm_start=previous,
+    )
     progress(0.96, "diagnosing the data (model doctor)")
-    result.advice = doctor.diagnose_classifier(examples, result.evidence, cache=cache, budget_seconds=max(
-        DOCTOR_MIN_SECONDS, DOCTOR_SHARE * (time.monotonic() - started)),
-        field=store.field_images(job.project_id, doctor.FIELD_SAMPLE), properties={im["image_id"]: im for im in m.images})
+    result.advice = doctor.diagnose_classifier(
+        examples,
+        result.evidence,
+        cache=cache,
+        budget_seconds=max(DOCTOR_MIN_SECONDS, DOCTOR_SHARE * (time.monotonic() - started)),
+        field=store.field_images(job.project_id, doctor.FIELD_SAMPLE),
+        properties={im["image_id"]: im for im in m.images},
+    )
     return result
 
 
-def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samples: list, skipped: list[str],
-                    seconds: float, timings: dict, workdir: Path) -> dict:
+def write_artifacts(
+    store: TrainerStore,
+    job: messages.TrainingJob,
+    result,
+    samples: list,
+    skipped: list[str],
+    seconds: float,
+    timings: dict,
+    workdir: Path,
+) -> dict:
     """Export and check the ONNX graph, write every artifact, then the completion marker (last). Other export
     flavours (int8) are made on demand (run_export)."""
     from .export import export_onnx
@@ -261,6 +346,7 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
     detection = sidecar.task == artifacts.DETECTION
     if detection:
         from .detection import OUTPUT_NAMES
+
         export_onnx(result.model, sidecar, workdir / layout.MODEL_ONNX, samples, output_names=OUTPUT_NAMES)
     else:
         export_onnx(result.model, sidecar, workdir / layout.MODEL_ONNX, samples)
@@ -270,8 +356,9 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
     else:
         write_report(result.evaluation, sidecar.labels, workdir / "report")
     lap("report")
-    store.write_artifact(p, it, layout.MODEL_ONNX, (workdir / layout.MODEL_ONNX).read_bytes(),
-                         "application/octet-stream")
+    store.write_artifact(
+        p, it, layout.MODEL_ONNX, (workdir / layout.MODEL_ONNX).read_bytes(), "application/octet-stream"
+    )
     for name in (layout.REPORT_PR_CURVES, layout.REPORT_CONFUSION):
         if (workdir / name).exists():
             store.write_artifact(p, it, name, (workdir / name).read_bytes(), "image/png")
@@ -279,36 +366,57 @@ def write_artifacts(store: TrainerStore, job: messages.TrainingJob, result, samp
     advice = getattr(result, "advice", None)
     if advice is not None:
         from .report import advice_page
+
         store.write_json(p, it, layout.ADVICE, advice)
-        store.write_artifact(p, it, layout.REPORT_ADVICE, advice_page(advice).encode(), "text/html; charset=utf-8")
+        store.write_artifact(
+            p, it, layout.REPORT_ADVICE, advice_page(advice).encode(), "text/html; charset=utf-8"
+        )
         timings["doctor"] = advice["seconds"]
     if detection:  # settled at once (not supported): an ONNXInt8 export is refused with the reason
         write_int8(store, p, it, sidecar.task, workdir / layout.MODEL_ONNX)
     lap("write artifacts")
-    store.write_json(p, it, layout.TRAINING_CONFIG, {**result.config, "job": json.loads(messages.dumps(job)),
-                                                     "job_timings": timings, "skipped_image_ids": skipped,
-                                                     "training_seconds": seconds})
+    store.write_json(
+        p,
+        it,
+        layout.TRAINING_CONFIG,
+        {
+            **result.config,
+            "job": json.loads(messages.dumps(job)),
+            "job_timings": timings,
+            "skipped_image_ids": skipped,
+            "training_seconds": seconds,
+        },
+    )
     store.write_json(p, it, layout.MODEL_SIDECAR, sidecar.to_json())
     summary = {"skipped_image_ids": skipped, "training_seconds": seconds, "metrics": sidecar.metrics}
     store.write_json(p, it, layout.COMPLETED_MARKER, summary)  # last: everything above is in place
     return summary
 
 
-def write_int8(store: TrainerStore, project_id: str, iteration_id: str, task: str, model_path: Path,
-               sample=None) -> dict:
+def write_int8(
+    store: TrainerStore, project_id: str, iteration_id: str, task: str, model_path: Path, sample=None
+) -> dict:
     """The ONNXInt8 flavour: quantise, check, upload, and say how it went in MODEL_INT8_STATUS (written last).
     A model that loses accuracy when quantised ships without it, and the status says why."""
     from .export import ExportMismatch, quantize_int8
 
     if task == artifacts.DETECTION:
-        status = {"status": "Failed", "reason": "int8 quantisation of detectors is not supported yet (it breaks "
-                                                "the box decoding); export ONNX12"}
+        status = {
+            "status": "Failed",
+            "reason": "int8 quantisation of detectors is not supported yet (it breaks "
+            "the box decoding); export ONNX12",
+        }
     else:
         target = model_path.with_name(layout.MODEL_INT8_ONNX)
         try:
             found = quantize_int8(model_path, target, sample=sample)
-            store.write_artifact(project_id, iteration_id, layout.MODEL_INT8_ONNX, target.read_bytes(),
-                                 "application/octet-stream")
+            store.write_artifact(
+                project_id,
+                iteration_id,
+                layout.MODEL_INT8_ONNX,
+                target.read_bytes(),
+                "application/octet-stream",
+            )
             status = {"status": "Done", **found}
         except ExportMismatch as exc:
             log.warning("no int8 flavour for %s: %s", iteration_id, exc)
@@ -327,8 +435,9 @@ def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
     status_name = layout.iteration_artifact(p, it, target.status)
     if store.exists(status_name):
         return json.loads(store.read_model_blob(status_name))
-    sidecar = artifacts.ModelSidecar.from_json(json.loads(store.read_model_blob(
-        layout.iteration_artifact(p, it, layout.MODEL_SIDECAR))))
+    sidecar = artifacts.ModelSidecar.from_json(
+        json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_SIDECAR)))
+    )
     sample = None
     try:
         m = load_dataset(store, p, it)
@@ -346,8 +455,9 @@ def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
         return write_converted(store, p, it, target, sidecar.task, path, sample)
 
 
-def write_converted(store: TrainerStore, project_id: str, iteration_id: str, target, task: str, model_path: Path,
-                    sample) -> dict:
+def write_converted(
+    store: TrainerStore, project_id: str, iteration_id: str, target, task: str, model_path: Path, sample
+) -> dict:
     """Convert, check against ONNX on real images, upload the files, then the status note (written last)."""
     from . import converters
     from .export import ExportMismatch
@@ -357,30 +467,48 @@ def write_converted(store: TrainerStore, project_id: str, iteration_id: str, tar
     try:
         if sample is None or not len(sample):
             raise ExportMismatch("no readable training image to check the conversion on")
-        convert = {"OpenVino": converters.to_openvino, "TensorFlowNormal": converters.to_savedmodel,
-                   "TensorFlowLite": converters.to_tflite}[target.slug]
+        convert = {
+            "OpenVino": converters.to_openvino,
+            "TensorFlowNormal": converters.to_savedmodel,
+            "TensorFlowLite": converters.to_tflite,
+        }[target.slug]
         found = convert(model_path, out_dir, sample, task)
         for name, inside in target.files:
-            store.write_artifact(project_id, iteration_id, name, (out_dir / inside).read_bytes(),
-                                 "application/octet-stream")
+            store.write_artifact(
+                project_id, iteration_id, name, (out_dir / inside).read_bytes(), "application/octet-stream"
+            )
         status = {"status": "Done", **found}
     except (ExportMismatch, ImportError, UnsupportedGraph) as exc:
         log.warning("no %s export for %s: %s", target.slug, iteration_id, exc)
-        status = {"status": "Failed", "reason": f"{type(exc).__name__}: {exc}" if isinstance(exc, ImportError)
-                  else str(exc)}
+        status = {
+            "status": "Failed",
+            "reason": f"{type(exc).__name__}: {exc}" if isinstance(exc, ImportError) else str(exc),
+        }
     status["at"] = messages.now_iso()
     store.write_json(project_id, iteration_id, target.status, status)
     return status
 
 
-def completed_event(job: messages.TrainingJob, summary: dict, attempt: int, exportable: bool) -> messages.TrainingEvent:
-    return messages.TrainingEvent(job.project_id, job.iteration_id, messages.COMPLETED, progress=1.0,
-                                  message="training completed", training_seconds=summary["training_seconds"],
-                                  skipped_image_ids=tuple(summary["skipped_image_ids"]), metrics=summary["metrics"],
-                                  exportable=exportable, attempt=attempt)
+def completed_event(
+    job: messages.TrainingJob, summary: dict, attempt: int, exportable: bool
+) -> messages.TrainingEvent:
+    return messages.TrainingEvent(
+        job.project_id,
+        job.iteration_id,
+        messages.COMPLETED,
+        progress=1.0,
+        message="training completed",
+        training_seconds=summary["training_seconds"],
+        skipped_image_ids=tuple(summary["skipped_image_ids"]),
+        metrics=summary["metrics"],
+        exportable=exportable,
+        attempt=attempt,
+    )
 
 
-def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, device: str | None = None) -> str:
+def run_job(
+    job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, device: str | None = None
+) -> str:
     """Train one iteration end to end; returns the final status it reported."""
     from cvcore import domains
 
@@ -394,6 +522,7 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
     try:
         if device is None:
             import torch
+
             device = "cuda" if torch.cuda.is_available() else "cpu"
         if not store.iteration_exists(job.project_id, job.iteration_id):
             raise JobFailed(messages.ERR_PROJECT_DELETED, "the iteration or its project no longer exists")
@@ -407,30 +536,54 @@ def run_job(job: messages.TrainingJob, store: TrainerStore, attempt: int = 1, de
             images, skipped = load_images(store, m, pool, only, keep=keep)
         timings["load images"] = round(time.monotonic() - started, 3)
         progress.last = 0.0
-        progress(0.05, f"training on {len(m.images) - len(skipped) if not keep else len(images)} images"
-                       f"{'' if keep else ' (streamed: too many to hold decoded)'}")
-        result = train(job, m, _Decoded(images, skipped, streamed=not keep), store, progress, device, previous)
+        progress(
+            0.05,
+            f"training on {len(m.images) - len(skipped) if not keep else len(images)} images"
+            f"{'' if keep else ' (streamed: too many to hold decoded)'}",
+        )
+        result = train(
+            job, m, _Decoded(images, skipped, streamed=not keep), store, progress, device, previous
+        )
         timings["train"] = round(time.monotonic() - started - timings["load images"], 3)
         result.config["started_at"] = started_at
-        result.config["decoded_images"] = len(images)  # before training; lazy loads are counted in the embeddings
+        result.config["decoded_images"] = len(
+            images
+        )  # before training; lazy loads are counted in the embeddings
         result.config["streamed_images"] = not keep
         samples = [images[n] for n in list(images)[:SAMPLES]] or [
-            lazy_image(store, m.project_id, im["image_id"])() for im in _readable(m, skipped, SAMPLES)]
+            lazy_image(store, m.project_id, im["image_id"])() for im in _readable(m, skipped, SAMPLES)
+        ]
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-            summary = write_artifacts(store, job, result, samples, skipped, time.monotonic() - started, timings,
-                                      Path(tmp))
+            summary = write_artifacts(
+                store, job, result, samples, skipped, time.monotonic() - started, timings, Path(tmp)
+            )
         store.emit(completed_event(job, summary, attempt, exportable))
         return messages.COMPLETED
     except JobFailed as exc:
         log.warning("job %s failed: %s", job.iteration_id, exc)
-        store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED, error_code=exc.code,
-                                          error_message=exc.message, error_image_ids=exc.image_ids,
-                                          training_seconds=time.monotonic() - started, attempt=attempt))
+        store.emit(
+            messages.TrainingEvent(
+                job.project_id,
+                job.iteration_id,
+                messages.FAILED,
+                error_code=exc.code,
+                error_message=exc.message,
+                error_image_ids=exc.image_ids,
+                training_seconds=time.monotonic() - started,
+                attempt=attempt,
+            )
+        )
         return messages.FAILED
     except TrainingDiverged as exc:  # final: retrying the same data would diverge again
-        store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
-                                          error_code=messages.ERR_DIVERGED,
-                                          error_message=f"the loss became non-finite: {exc}; add images or "
-                                                        "check the labels", attempt=attempt,
-                                          training_seconds=time.monotonic() - started))
+        store.emit(
+            messages.TrainingEvent(
+                job.project_id,
+                job.iteration_id,
+                messages.FAILED,
+                error_code=messages.ERR_DIVERGED,
+                error_message=f"the loss became non-finite: {exc}; add images or check the labels",
+                attempt=attempt,
+                training_seconds=time.monotonic() - started,
+            )
+        )
         return messages.FAILED

@@ -24,8 +24,24 @@ from onnx import numpy_helper
 
 TO_NHWC, TO_NCHW = (0, 2, 3, 1), (0, 3, 1, 2)
 NCHW_AXIS_IN_NHWC = {0: 0, 1: 3, 2: 1, 3: 2}
-ELEMENTWISE = {"Add", "Sub", "Mul", "Div", "Clip", "Relu", "Sigmoid", "Abs", "Sign", "Sqrt", "Exp", "Neg",
-               "HardSigmoid", "HardSwish", "Max", "Min"}
+ELEMENTWISE = {
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Clip",
+    "Relu",
+    "Sigmoid",
+    "Abs",
+    "Sign",
+    "Sqrt",
+    "Exp",
+    "Neg",
+    "HardSigmoid",
+    "HardSwish",
+    "Max",
+    "Min",
+}
 REDUCTIONS = {"ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2"}
 
 
@@ -66,7 +82,9 @@ class Translator:
         self.input = inputs[0]
         dims = [d.dim_value for d in self.input.type.tensor_type.shape.dim]
         if len(dims) != 4 or not all(dims[1:]):
-            raise UnsupportedGraph("the input must be [batch, channels, height, width] with a static image size")
+            raise UnsupportedGraph(
+                "the input must be [batch, channels, height, width] with a static image size"
+            )
         self.input_shape = dims[1:]
         self.output_names = [o.name for o in self.graph.output]
 
@@ -108,8 +126,11 @@ class Translator:
             rank = len(a.value.shape)
             size = int(np.prod(a.value.shape)) if rank else 1
             if rank == 4:
-                out.append(np.transpose(a.value, TO_NHWC) if isinstance(a.value, np.ndarray)
-                           else self.tf.transpose(a.value, TO_NHWC))
+                out.append(
+                    np.transpose(a.value, TO_NHWC)
+                    if isinstance(a.value, np.ndarray)
+                    else self.tf.transpose(a.value, TO_NHWC)
+                )
             elif size == 1:
                 out.append(a.value)
             else:  # a lower-rank operand broadcasts along NCHW's trailing axes: compute in NCHW
@@ -131,11 +152,13 @@ class Translator:
             x = tf.pad(x, [[0, 0], [pads[0], pads[2]], [pads[1], pads[3]], [0, 0]])
         padding = "VALID"
         if group == 1:
-            y = tf.nn.conv2d(x, np.transpose(w, (2, 3, 1, 0)), strides=[1, *strides, 1], padding=padding,
-                             dilations=dil)
+            y = tf.nn.conv2d(
+                x, np.transpose(w, (2, 3, 1, 0)), strides=[1, *strides, 1], padding=padding, dilations=dil
+            )
         elif w.shape[1] == 1 and group == w.shape[0]:
-            y = tf.nn.depthwise_conv2d(x, np.transpose(w, (2, 3, 0, 1)), strides=[1, *strides, 1],
-                                       padding=padding, dilations=dil)
+            y = tf.nn.depthwise_conv2d(
+                x, np.transpose(w, (2, 3, 0, 1)), strides=[1, *strides, 1], padding=padding, dilations=dil
+            )
         else:
             raise UnsupportedGraph(f"grouped Conv with group={group} is not translated")
         if len(args) > 2 and args[2] is not None:
@@ -159,8 +182,14 @@ class Translator:
             return _Value(y, nhwc)
         values, nhwc = self._same_layout(args)
         if op in ("Add", "Sub", "Mul", "Div", "Max", "Min"):
-            fn = {"Add": tf.add, "Sub": tf.subtract, "Mul": tf.multiply, "Div": tf.divide, "Max": tf.maximum,
-                  "Min": tf.minimum}[op]
+            fn = {
+                "Add": tf.add,
+                "Sub": tf.subtract,
+                "Mul": tf.multiply,
+                "Div": tf.divide,
+                "Max": tf.maximum,
+                "Min": tf.minimum,
+            }[op]
             y = tf.convert_to_tensor(values[0])
             for other in values[1:]:
                 y = fn(y, tf.cast(other, y.dtype))
@@ -170,8 +199,15 @@ class Translator:
             return _Value(tf.clip_by_value(x * at.get("alpha", 0.2) + at.get("beta", 0.5), 0.0, 1.0), nhwc)
         if op == "HardSwish":
             return _Value(x * tf.nn.relu6(x + 3.0) / 6.0, nhwc)
-        fn = {"Relu": tf.nn.relu, "Sigmoid": tf.sigmoid, "Abs": tf.abs, "Sign": tf.sign, "Sqrt": tf.sqrt,
-              "Exp": tf.exp, "Neg": tf.negative}[op]
+        fn = {
+            "Relu": tf.nn.relu,
+            "Sigmoid": tf.sigmoid,
+            "Abs": tf.abs,
+            "Sign": tf.sign,
+            "Sqrt": tf.sqrt,
+            "Exp": tf.exp,
+            "Neg": tf.negative,
+        }[op]
         return _Value(fn(x), nhwc)
 
     def reduce(self, node, args, at):
@@ -192,9 +228,14 @@ class Translator:
             value, axes_used, stays = x.value, mapped, keep
         else:
             value, axes_used, stays = x.value, axes, False
-        fn = {"ReduceMean": tf.reduce_mean, "ReduceSum": tf.reduce_sum, "ReduceMax": tf.reduce_max,
-              "ReduceL2": lambda v, axis, keepdims: tf.sqrt(tf.reduce_sum(tf.square(v), axis=axis,
-                                                                          keepdims=keepdims))}[node.op_type]
+        fn = {
+            "ReduceMean": tf.reduce_mean,
+            "ReduceSum": tf.reduce_sum,
+            "ReduceMax": tf.reduce_max,
+            "ReduceL2": lambda v, axis, keepdims: tf.sqrt(
+                tf.reduce_sum(tf.square(v), axis=axis, keepdims=keepdims)
+            ),
+        }[node.op_type]
         return _Value(fn(value, axis=axes_used, keepdims=keep), nhwc=x.nhwc and stays)
 
     def concat(self, node, args, at):
@@ -224,7 +265,9 @@ class Translator:
         starts, ends = self._const(args[1]), self._const(args[2])
         rank = len(x.shape)
         axes = self._const(args[3]) if len(args) > 3 and args[3] is not None else np.arange(len(starts))
-        steps = self._const(args[4]) if len(args) > 4 and args[4] is not None else np.ones(len(starts), np.int64)
+        steps = (
+            self._const(args[4]) if len(args) > 4 and args[4] is not None else np.ones(len(starts), np.int64)
+        )
         index = [slice(None)] * rank
         big = np.iinfo(np.int64).max // 2
         for s, e, a, st in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
@@ -256,9 +299,20 @@ class Translator:
             return _Value(self.tf.reduce_mean(x.value, axis=[1, 2], keepdims=True), nhwc=True)
         return _Value(self.tf.reduce_mean(x.value, axis=[2, 3], keepdims=True))
 
-    OPS = {"Conv": conv, "Concat": concat, "MatMul": matmul, "Gemm": gemm, "Softmax": softmax, "Slice": slice,
-           "Gather": gather, "Unsqueeze": unsqueeze, "Flatten": flatten, "GlobalAveragePool": global_average_pool,
-           **dict.fromkeys(ELEMENTWISE, elementwise), **dict.fromkeys(REDUCTIONS, reduce)}
+    OPS = {
+        "Conv": conv,
+        "Concat": concat,
+        "MatMul": matmul,
+        "Gemm": gemm,
+        "Softmax": softmax,
+        "Slice": slice,
+        "Gather": gather,
+        "Unsqueeze": unsqueeze,
+        "Flatten": flatten,
+        "GlobalAveragePool": global_average_pool,
+        **dict.fromkeys(ELEMENTWISE, elementwise),
+        **dict.fromkeys(REDUCTIONS, reduce),
+    }
 
 
 def to_module(onnx_path: Path):

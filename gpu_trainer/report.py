@@ -51,15 +51,24 @@ def detection_curves(evaluation: dict, overlap: float = 0.5) -> list[tuple[str, 
 
     images = evaluation.get("images") or []
     labels = sorted(evaluation.get("labels") or [], key=lambda lab: int(lab["index"]))
-    counts = {int(lab["index"]): sum(1 for im in images for t in im.get("truth", []) if int(t[0]) == int(lab["index"]))
-              for lab in labels}
+    counts = {
+        int(lab["index"]): sum(
+            1 for im in images for t in im.get("truth", []) if int(t[0]) == int(lab["index"])
+        )
+        for lab in labels
+    }
     curves = []
     for lab in sorted(labels, key=lambda lab: -counts[int(lab["index"])])[:MAX_CURVES]:
         if counts[int(lab["index"])]:
             precision, recall, _ = boxes.pr_curve(images, int(lab["index"]), overlap)
             scores, hits, _, n_truth = boxes.scored(images, int(lab["index"]), overlap)
-            curves.append((f"{lab['name']} (AP@{overlap:.2f} {boxes.average_precision(scores, hits, n_truth):.2f})",
-                           recall, precision))
+            curves.append(
+                (
+                    f"{lab['name']} (AP@{overlap:.2f} {boxes.average_precision(scores, hits, n_truth):.2f})",
+                    recall,
+                    precision,
+                )
+            )
     return curves
 
 
@@ -79,8 +88,10 @@ def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ev_labels = evaluation.get("labels") or []
-    names = [getattr(lab, "name", None) or (lab.get("name") if isinstance(lab, dict) else str(lab))
-             for lab in (labels or [])]
+    names = [
+        getattr(lab, "name", None) or (lab.get("name") if isinstance(lab, dict) else str(lab))
+        for lab in (labels or [])
+    ]
     if len(names) != len(ev_labels):
         names = [lab.get("name", str(i)) for i, lab in enumerate(ev_labels)]
     images = evaluation.get("images") or []
@@ -98,10 +109,17 @@ def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
     for j in regular:
         if truth[:, j].any():
             recall, precision, _ = metrics.pr_curve(scores[:, j], truth[:, j])
-            curves.append((f"{names[j]} (AP {metrics.average_precision(scores[:, j], truth[:, j]):.2f})",
-                           recall, precision))
+            curves.append(
+                (
+                    f"{names[j]} (AP {metrics.average_precision(scores[:, j], truth[:, j]):.2f})",
+                    recall,
+                    precision,
+                )
+            )
     folds = evaluation.get("folds")
-    written.append(_pr_figure(plt, curves, f"Precision-recall per tag ({_split_name(folds)})", out_dir / PR_CURVES))
+    written.append(
+        _pr_figure(plt, curves, f"Precision-recall per tag ({_split_name(folds)})", out_dir / PR_CURVES)
+    )
 
     # confusion matrix (argmax)
     cm_names, matrix = metrics.confusion_matrix(evaluation)
@@ -116,8 +134,15 @@ def write_report(evaluation: dict, labels, out_dir) -> list[Path]:
         for r in range(matrix.shape[0]):
             for c in range(matrix.shape[1]):
                 if matrix[r, c]:
-                    ax.text(c, r, str(matrix[r, c]), ha="center", va="center", fontsize=7,
-                            color="white" if matrix[r, c] > top / 2 else "black")
+                    ax.text(
+                        c,
+                        r,
+                        str(matrix[r, c]),
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="white" if matrix[r, c] > top / 2 else "black",
+                    )
     ax.set_title("Confusion matrix (out-of-fold)")
     fig.tight_layout()
     path = out_dir / CONFUSION
@@ -136,25 +161,37 @@ def advice_page(advice: dict) -> str:
     for f in advice.get("findings", []):
         ids = ", ".join(escape(i) for i in f.get("image_ids", [])[:12])
         more = len(f.get("image_ids", [])) - 12
-        rows.append(f'<li class="{escape(f["severity"])}"><b>{escape(f["severity"])}</b> '
-                    f'<code>{escape(f["kind"])}</code> {escape(f["message"])}'
-                    + (f'<br><small>images: {ids}{f" and {more} more" if more > 0 else ""}</small>' if ids else "")
-                    + "</li>")
+        rows.append(
+            f'<li class="{escape(f["severity"])}"><b>{escape(f["severity"])}</b> '
+            f"<code>{escape(f['kind'])}</code> {escape(f['message'])}"
+            + (f"<br><small>images: {ids}{f' and {more} more' if more > 0 else ''}</small>" if ids else "")
+            + "</li>"
+        )
     curve = advice.get("learning_curve") or {}
     curve_rows = ""
     if curve.get("sizes"):
-        curve_rows = "<h2>Learning curve</h2><table><tr><th>training images</th><th>top-1</th></tr>" + "".join(
-            f"<tr><td>{s:g}</td><td>{a:.3f} &plusmn; {d:.3f}</td></tr>"
-            for s, a, d in zip(curve["sizes"], curve["top1"], curve["top1_sd"])) + (
-            f"<tr><td>{2 * curve['sizes'][-1]:g} (expected)</td><td>{curve['predicted_top1_when_doubled']:.3f} "
-            f"&plusmn; {curve['plus_minus']:.3f}</td></tr></table>")
-    checks = "".join(f"<li><code>{escape(k)}</code>: {escape(v)}</li>" for k, v in advice.get("checks", {}).items())
+        curve_rows = (
+            "<h2>Learning curve</h2><table><tr><th>training images</th><th>top-1</th></tr>"
+            + "".join(
+                f"<tr><td>{s:g}</td><td>{a:.3f} &plusmn; {d:.3f}</td></tr>"
+                for s, a, d in zip(curve["sizes"], curve["top1"], curve["top1_sd"])
+            )
+            + (
+                f"<tr><td>{2 * curve['sizes'][-1]:g} (expected)</td><td>{curve['predicted_top1_when_doubled']:.3f} "
+                f"&plusmn; {curve['plus_minus']:.3f}</td></tr></table>"
+            )
+        )
+    checks = "".join(
+        f"<li><code>{escape(k)}</code>: {escape(v)}</li>" for k, v in advice.get("checks", {}).items()
+    )
     body = "".join(rows) or "<li>No problem found in the data.</li>"
-    return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Model doctor</title><style>"
-            "body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
-            "li{margin:.6rem 0}.high b{color:#b00020}.medium b{color:#a15c00}.low b{color:#555}"
-            "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .6rem}</style></head><body>"
-            f"<h1>Model doctor: how to improve this model</h1><p>{len(advice.get('findings', []))} findings "
-            f"({escape(advice.get('task', ''))}, {advice.get('images', '?')} images, computed in "
-            f"{advice.get('seconds', 0):.1f} s).</p><ol>{body}</ol>{curve_rows}"
-            f"<h2>Checks</h2><ul>{checks}</ul></body></html>")
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Model doctor</title><style>'
+        "body{font:15px/1.45 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}"
+        "li{margin:.6rem 0}.high b{color:#b00020}.medium b{color:#a15c00}.low b{color:#555}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.2rem .6rem}</style></head><body>"
+        f"<h1>Model doctor: how to improve this model</h1><p>{len(advice.get('findings', []))} findings "
+        f"({escape(advice.get('task', ''))}, {advice.get('images', '?')} images, computed in "
+        f"{advice.get('seconds', 0):.1f} s).</p><ol>{body}</ol>{curve_rows}"
+        f"<h2>Checks</h2><ul>{checks}</ul></body></html>"
+    )

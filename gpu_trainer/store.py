@@ -32,12 +32,20 @@ class TrainerStore:
     def exists(self, name: str) -> bool:
         return self._models.get_blob_client(name).exists()
 
-    def write_artifact(self, project_id: str, iteration_id: str, name: str, data: bytes, content_type: str) -> None:
-        self._models.upload_blob(layout.iteration_artifact(project_id, iteration_id, name), data, overwrite=True,
-                                 content_settings=ContentSettings(content_type=content_type))
+    def write_artifact(
+        self, project_id: str, iteration_id: str, name: str, data: bytes, content_type: str
+    ) -> None:
+        self._models.upload_blob(
+            layout.iteration_artifact(project_id, iteration_id, name),
+            data,
+            overwrite=True,
+            content_settings=ContentSettings(content_type=content_type),
+        )
 
     def write_json(self, project_id: str, iteration_id: str, name: str, value) -> None:
-        self.write_artifact(project_id, iteration_id, name, json.dumps(value, indent=1).encode(), "application/json")
+        self.write_artifact(
+            project_id, iteration_id, name, json.dumps(value, indent=1).encode(), "application/json"
+        )
 
     def read_image(self, project_id: str, image_id: str) -> bytes:
         return self._images.download_blob(layout.image_original(project_id, image_id)).readall()
@@ -50,7 +58,7 @@ class TrainerStore:
         out = []
         try:
             for blob in container.list_blobs(name_starts_with=prefix, results_per_page=limit):
-                prediction_id = blob.name[len(prefix):]
+                prediction_id = blob.name[len(prefix) :]
                 out.append((prediction_id, lambda name=blob.name: container.download_blob(name).readall()))
                 if len(out) >= limit:
                     break
@@ -134,9 +142,12 @@ class BlobFeatureCache:
                 if len(pack) > 2 * max(len(used), 1):
                     pack = self._packs[key] = {i: v for i, v in pack.items() if i in used}
                 ids = sorted(pack)
-                snapshots.append((key, ids, np.stack([pack[i] for i in ids]) if ids else np.zeros((0, 0), np.float32)))
+                snapshots.append(
+                    (key, ids, np.stack([pack[i] for i in ids]) if ids else np.zeros((0, 0), np.float32))
+                )
         for (feature, resolution), ids, features in snapshots:
             buffer = io.BytesIO()
             np.savez(buffer, ids=np.array(ids, dtype=str), features=features.astype(np.float32, copy=False))
-            self._models.upload_blob(layout.embedding_pack(self._project, feature, resolution), buffer.getvalue(),
-                                     overwrite=True)
+            self._models.upload_blob(
+                layout.embedding_pack(self._project, feature, resolution), buffer.getvalue(), overwrite=True
+            )

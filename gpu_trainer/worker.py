@@ -56,8 +56,9 @@ class _Keeper(threading.Thread):
 
 
 def _lease(store: TrainerStore, job: messages.TrainingJob):
-    blob = store.clients.blob.get_blob_client(layout.MODELS, layout.iteration_artifact(
-        job.project_id, job.iteration_id, "_lock"))
+    blob = store.clients.blob.get_blob_client(
+        layout.MODELS, layout.iteration_artifact(job.project_id, job.iteration_id, "_lock")
+    )
     try:
         blob.upload_blob(b"", overwrite=False)
     except ResourceExistsError:
@@ -82,20 +83,33 @@ def _handle_export(message, queue, store: TrainerStore, job: messages.ExportJob,
     keeper.start()
     try:
         status = run_export(job, store)
-        store.emit(messages.ExportEvent(job.project_id, job.iteration_id, job.platform, job.flavor,
-                                        "Done" if status.get("status") == "Done" else "Failed",
-                                        str(status.get("reason") or "")))
+        store.emit(
+            messages.ExportEvent(
+                job.project_id,
+                job.iteration_id,
+                job.platform,
+                job.flavor,
+                "Done" if status.get("status") == "Done" else "Failed",
+                str(status.get("reason") or ""),
+            )
+        )
         outcome = "exported"
-    except Exception as exc:  # noqa: BLE001 - retried, or settled as Failed on the last attempt
+    except Exception as exc:
         log.exception("export %s of %s attempt %d failed", job.flavor, job.iteration_id, attempt)
         message = keeper.stop()
         if attempt < MAX_ATTEMPTS:
             queue.update_message(message, visibility_timeout=retry_delay(attempt))
             return "retry"
         reason = f"failed {attempt} times; last error: {type(exc).__name__}: {str(exc)[:300]}"
-        store.write_json(job.project_id, job.iteration_id, exports.find(job.platform, job.flavor).status,
-                         {"status": "Failed", "reason": reason, "at": messages.now_iso()})
-        store.emit(messages.ExportEvent(job.project_id, job.iteration_id, job.platform, job.flavor, "Failed", reason))
+        store.write_json(
+            job.project_id,
+            job.iteration_id,
+            exports.find(job.platform, job.flavor).status,
+            {"status": "Failed", "reason": reason, "at": messages.now_iso()},
+        )
+        store.emit(
+            messages.ExportEvent(job.project_id, job.iteration_id, job.platform, job.flavor, "Failed", reason)
+        )
         outcome = "export-failed"
     message = keeper.stop() if keeper.is_alive() else keeper.message
     queue.delete_message(message)
@@ -115,11 +129,17 @@ def handle(message, queue, store: TrainerStore, device: str | None = None) -> st
     if isinstance(job, messages.ExportJob):
         return _handle_export(message, queue, store, job, attempt)
     if attempt > MAX_ATTEMPTS:
-        store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
-                                          error_code=messages.ERR_TOO_MANY_ATTEMPTS,
-                                          error_message=f"training stopped without reporting {MAX_ATTEMPTS} times "
-                                                        "(the process crashed or was killed, e.g. out of memory)",
-                                          attempt=attempt))
+        store.emit(
+            messages.TrainingEvent(
+                job.project_id,
+                job.iteration_id,
+                messages.FAILED,
+                error_code=messages.ERR_TOO_MANY_ATTEMPTS,
+                error_message=f"training stopped without reporting {MAX_ATTEMPTS} times "
+                "(the process crashed or was killed, e.g. out of memory)",
+                attempt=attempt,
+            )
+        )
         queue.delete_message(message)
         return "failed-attempts"
     lease = _lease(store, job)
@@ -130,15 +150,21 @@ def handle(message, queue, store: TrainerStore, device: str | None = None) -> st
     keeper.start()
     try:
         status = run_job(job, store, attempt=attempt, device=device)
-    except Exception as exc:  # noqa: BLE001 - retried, or reported Failed on the last attempt
+    except Exception as exc:
         log.exception("job %s attempt %d failed", job.iteration_id, attempt)
         message = keeper.stop()
         if attempt >= MAX_ATTEMPTS:
-            store.emit(messages.TrainingEvent(job.project_id, job.iteration_id, messages.FAILED,
-                                              error_code=messages.ERR_INTERNAL,
-                                              error_message=f"failed {attempt} times; last error: "
-                                                            f"{type(exc).__name__}: {str(exc)[:500]}",
-                                              attempt=attempt))
+            store.emit(
+                messages.TrainingEvent(
+                    job.project_id,
+                    job.iteration_id,
+                    messages.FAILED,
+                    error_code=messages.ERR_INTERNAL,
+                    error_message=f"failed {attempt} times; last error: "
+                    f"{type(exc).__name__}: {str(exc)[:500]}",
+                    attempt=attempt,
+                )
+            )
             queue.delete_message(message)
             return "failed"
         queue.update_message(message, visibility_timeout=retry_delay(attempt))
@@ -154,8 +180,13 @@ def handle(message, queue, store: TrainerStore, device: str | None = None) -> st
     return status
 
 
-def poll(store: TrainerStore, once: bool = False, interval: float = 0.5, device: str | None = None,
-         stop: threading.Event | None = None) -> int:
+def poll(
+    store: TrainerStore,
+    once: bool = False,
+    interval: float = 0.5,
+    device: str | None = None,
+    stop: threading.Event | None = None,
+) -> int:
     """Worker loop (or, with once=True, handle at most one message: the Container Apps job mode)."""
     queue = store.clients.queue(layout.TRAINING_JOBS)
     stop = stop or threading.Event()

@@ -53,9 +53,21 @@ def start_azurite(children: list) -> None:
         raise SystemExit(f"ports {busy} are taken by something else; free 10000-10002 for Azurite")
     data = ROOT / ".azurite"
     data.mkdir(exist_ok=True)
-    cmd = [str(ROOT / "node_modules" / ".bin" / "azurite"), "--silent", "--disableTelemetry", "--skipApiVersionCheck",
-           "--loose", "--location", str(data),
-           "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1"]
+    cmd = [
+        str(ROOT / "node_modules" / ".bin" / "azurite"),
+        "--silent",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--location",
+        str(data),
+        "--blobHost",
+        "127.0.0.1",
+        "--queueHost",
+        "127.0.0.1",
+        "--tableHost",
+        "127.0.0.1",
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, start_new_session=True)  # Ctrl-C reaches only the launcher
     children.append(("azurite", proc))
     for port in AZURITE_PORTS.values():
@@ -90,24 +102,42 @@ def main() -> int:
         if listening(PORT):
             raise SystemExit(f"port {PORT} is already in use; stop whatever runs there first")
         start_azurite(children)
-        host = start(children, "functions host", ["-m", "devhost", "--app", "function_app:app", "--host", HOST,
-                                                   "--port", str(PORT), "--script-root", str(ROOT)], env)
+        host = start(
+            children,
+            "functions host",
+            [
+                "-m",
+                "devhost",
+                "--app",
+                "function_app:app",
+                "--host",
+                HOST,
+                "--port",
+                str(PORT),
+                "--script-root",
+                str(ROOT),
+            ],
+            env,
+        )
         wait_for(PORT, host, "the functions host")
         if (ROOT / "gpu_trainer" / "__main__.py").exists():
             start(children, "trainer worker", ["-m", "gpu_trainer", "--worker"], env)
-        print(f"""
+        print(
+            f"""
 Custom Vision is running locally.
   endpoint        http://{HOST}:{PORT}
   portal          http://{HOST}:{PORT}/portal/  (sign in with the training key)
-  training key    {env.get('CUSTOMVISION_TRAINING_KEY')}
-  prediction key  {env.get('CUSTOMVISION_PREDICTION_KEY')}
+  training key    {env.get("CUSTOMVISION_TRAINING_KEY")}
+  prediction key  {env.get("CUSTOMVISION_PREDICTION_KEY")}
   drop images at  uploads/{{projectId}}/{{tagName}}/{{file}} in the local storage account
 Python SDK:
   from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
   from msrest.authentication import ApiKeyCredentials
   trainer = CustomVisionTrainingClient("http://{HOST}:{PORT}",
-                                       ApiKeyCredentials(in_headers={{"Training-key": "{env.get('CUSTOMVISION_TRAINING_KEY')}"}}))
-Press Ctrl-C to stop.""", flush=True)
+                                       ApiKeyCredentials(in_headers={{"Training-key": "{env.get("CUSTOMVISION_TRAINING_KEY")}"}}))
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
         while True:
             for name, proc in children:
                 if proc.poll() is not None:

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from tests.support.azurite import running_azurite  # noqa: E402
+from tests.support.azurite import running_azurite
 
 
 @pytest.fixture(scope="session")

@@ -22,15 +22,15 @@ import json
 import os
 import sys
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from cvcore import artifacts, inference  # noqa: E402 - beside this file in the container
-from cvcore.errors import BadRequest, CustomVisionError  # noqa: E402
-from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError  # noqa: E402
+from cvcore import artifacts, inference
+from cvcore.errors import BadRequest, CustomVisionError
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError
 
 MAX_BODY = MAX_PREDICTION_IMAGE_BYTES + 64 * 1024  # an image plus multipart framing
 
@@ -48,14 +48,19 @@ class Model:
             image = inference.decode(data, self.sidecar)
         except ImageError as exc:
             raise inference.image_error(exc) from None
-        return {"id": str(uuid.uuid4()), "project": self.project, "iteration": self.iteration,
-                "created": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-                "predictions": inference.predict(self.session, self.sidecar, image)}
+        return {
+            "id": str(uuid.uuid4()),
+            "project": self.project,
+            "iteration": self.iteration,
+            "created": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "predictions": inference.predict(self.session, self.sidecar, image),
+        }
 
 
 def _multipart_image(content_type: str, body: bytes) -> bytes:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+        f"Content-Type: {content_type}\r\n\r\n".encode() + body
+    )
     parts = [p for p in message.iter_parts()] if message.is_multipart() else []
     for part in parts:
         if part.get_param("name", header="content-disposition") in ("imageData", "image", "file"):
@@ -71,7 +76,7 @@ def handler_for(model: Model, allow_origins: tuple[str, ...]):
         protocol_version = "HTTP/1.1"
 
         def log_message(self, fmt, *args):  # one line per request on stderr, like a container log
-            sys.stderr.write("%s %s\n" % (self.address_string(), fmt % args))
+            sys.stderr.write(f"{self.address_string()} {fmt % args}\n")
 
         def _send(self, status: int, body: dict) -> None:
             data = json.dumps(body).encode()
@@ -81,14 +86,24 @@ def handler_for(model: Model, allow_origins: tuple[str, ...]):
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self):  # noqa: N802 - http.server's naming
+        def do_GET(self):
             if self.path.split("?")[0] in ("/", "/health", "/status"):
-                self._send(200, {"status": "ok", "project": model.project, "iteration": model.iteration,
-                                 "task": model.sidecar.task, "tags": [lab.name for lab in model.sidecar.labels]})
+                self._send(
+                    200,
+                    {
+                        "status": "ok",
+                        "project": model.project,
+                        "iteration": model.iteration,
+                        "task": model.sidecar.task,
+                        "tags": [lab.name for lab in model.sidecar.labels],
+                    },
+                )
             else:
-                self._send(404, {"code": "NotFound", "message": f"GET {self.path}: use POST /image or POST /url"})
+                self._send(
+                    404, {"code": "NotFound", "message": f"GET {self.path}: use POST /image or POST /url"}
+                )
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             path = self.path.split("?")[0].rstrip("/")
             if path.endswith("/nostore"):
                 path = path[: -len("/nostore")]
@@ -96,8 +111,13 @@ def handler_for(model: Model, allow_origins: tuple[str, ...]):
                 length = int(self.headers.get("Content-Length") or 0)
                 if length > MAX_BODY:
                     self.close_connection = True
-                    self._send(413, {"code": "BadRequestImageSizeBytes",
-                                     "message": f"the body is {length} bytes; at most {MAX_PREDICTION_IMAGE_BYTES}"})
+                    self._send(
+                        413,
+                        {
+                            "code": "BadRequestImageSizeBytes",
+                            "message": f"the body is {length} bytes; at most {MAX_PREDICTION_IMAGE_BYTES}",
+                        },
+                    )
                     return
                 body = self.rfile.read(length)
                 if path.endswith("/image") or path == "/image":
@@ -116,7 +136,7 @@ def handler_for(model: Model, allow_origins: tuple[str, ...]):
                 self._send(200, model.answer(data))
             except CustomVisionError as exc:
                 self._send(exc.status, exc.body())
-            except Exception as exc:  # noqa: BLE001 - a request never takes the server down
+            except Exception as exc:
                 self._send(500, {"code": "InternalServerError", "message": f"{type(exc).__name__}: {exc}"})
 
     return Handler

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -26,7 +26,8 @@ class AzureBlobStore(BlobStore):
 
     def put(self, container: str, name: str, data: bytes, content_type: str) -> None:
         self._service.get_blob_client(container, name).upload_blob(
-            data, overwrite=True, content_settings=ContentSettings(content_type=content_type))
+            data, overwrite=True, content_settings=ContentSettings(content_type=content_type)
+        )
 
     def get(self, container: str, name: str) -> bytes:
         return self._service.get_blob_client(container, name).download_blob().readall()
@@ -60,17 +61,28 @@ class AzureBlobStore(BlobStore):
         return len(names)
 
     def url(self, container: str, name: str) -> str:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         expiry = now + URL_LIFETIME
         credential = self._service.credential
         account_key = getattr(credential, "account_key", None)
         if account_key:
-            sas = generate_blob_sas(self._service.account_name, container, name, account_key=account_key,
-                                    permission=BlobSasPermissions(read=True), expiry=expiry)
+            sas = generate_blob_sas(
+                self._service.account_name,
+                container,
+                name,
+                account_key=account_key,
+                permission=BlobSasPermissions(read=True),
+                expiry=expiry,
+            )
         else:
-            sas = generate_blob_sas(self._service.account_name, container, name,
-                                    user_delegation_key=self._delegation_key(now),
-                                    permission=BlobSasPermissions(read=True), expiry=expiry)
+            sas = generate_blob_sas(
+                self._service.account_name,
+                container,
+                name,
+                user_delegation_key=self._delegation_key(now),
+                permission=BlobSasPermissions(read=True),
+                expiry=expiry,
+            )
         return f"{self._service.url.rstrip('/')}/{container}/{name}?{sas}"
 
     def _delegation_key(self, now: datetime):

@@ -20,8 +20,8 @@ import random
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -59,8 +59,13 @@ def _version(shards: dict) -> tuple:
 
 
 def _copy(im: ImageRecord, etag: str | None = None) -> ImageRecord:
-    return dataclasses.replace(im, tags=dict(im.tags), regions=list(im.regions), metadata=dict(im.metadata),
-                               etag=etag if etag is not None else im.etag)
+    return dataclasses.replace(
+        im,
+        tags=dict(im.tags),
+        regions=list(im.regions),
+        metadata=dict(im.metadata),
+        etag=etag if etag is not None else im.etag,
+    )
 
 
 @dataclasses.dataclass
@@ -107,11 +112,15 @@ class ImageRows:
     def add(self, project_id: str, images: list[ImageRecord]) -> set[str]:
         existed: set[str] = set()
         for i in range(0, len(images), BATCH - 1):
-            todo = images[i:i + BATCH - 1]
+            todo = images[i : i + BATCH - 1]
             while todo:
                 try:
-                    self._transact(project_id, [("create", image_entity(project_id, im)) for im in todo],
-                                   ImageCounts.of(todo), self._adding(todo))
+                    self._transact(
+                        project_id,
+                        [("create", image_entity(project_id, im)) for im in todo],
+                        ImageCounts.of(todo),
+                        self._adding(todo),
+                    )
                     break
                 except TableTransactionError:  # some rows exist already (a retried request, a race)
                     have = set(self.get(project_id, [im.id for im in todo]))
@@ -128,26 +137,38 @@ class ImageRows:
             raise ConcurrencyError(str(exc)) from exc
         if image.etag is not None and before.etag != image.etag:
             raise ConcurrencyError(f"image {image.id} changed since it was read")
-        op = ("update", image_entity(project_id, image), {"mode": UpdateMode.REPLACE, "etag": before.etag,
-                                                            "match_condition": _IF_MATCH})
+        op = (
+            "update",
+            image_entity(project_id, image),
+            {"mode": UpdateMode.REPLACE, "etag": before.etag, "match_condition": _IF_MATCH},
+        )
         try:
-            self._transact(project_id, [op], ImageCounts.of([image]) - ImageCounts.of([before]),
-                           self._replacing(image))
+            self._transact(
+                project_id, [op], ImageCounts.of([image]) - ImageCounts.of([before]), self._replacing(image)
+            )
         except TableTransactionError as exc:
             raise ConcurrencyError(str(exc)) from exc
 
     def delete(self, project_id: str, image_ids: Iterable[str]) -> None:
         ids = list(dict.fromkeys(image_ids))
         for i in range(0, len(ids), BATCH - 1):
-            chunk = ids[i:i + BATCH - 1]
+            chunk = ids[i : i + BATCH - 1]
             for _ in range(ATTEMPTS):
                 rows = self.get(project_id, chunk)
                 if not rows:
                     break
-                ops = [("delete", {"PartitionKey": project_id, "RowKey": im.id},
-                        {"etag": im.etag, "match_condition": _IF_MATCH}) for im in rows.values()]
+                ops = [
+                    (
+                        "delete",
+                        {"PartitionKey": project_id, "RowKey": im.id},
+                        {"etag": im.etag, "match_condition": _IF_MATCH},
+                    )
+                    for im in rows.values()
+                ]
                 try:
-                    self._transact(project_id, ops, -ImageCounts.of(rows.values()), self._removing(list(rows)))
+                    self._transact(
+                        project_id, ops, -ImageCounts.of(rows.values()), self._removing(list(rows))
+                    )
                     break
                 except TableTransactionError:  # a row changed or went meanwhile: read them again
                     continue
@@ -157,14 +178,17 @@ class ImageRows:
     # --- internals --------------------------------------------------------------------------------------
 
     def _scan(self, project_id: str) -> list[ImageRecord]:
-        rows = self._table.query_entities("PartitionKey eq @pk and RowKey lt @end",
-                                          parameters={"pk": project_id, "end": ROWS_END})
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey lt @end", parameters={"pk": project_id, "end": ROWS_END}
+        )
         return [image_record(e) for e in rows]
 
     def _shards(self, project_id: str) -> dict:
         # one range query: an index seek on Azure Tables, whatever the partition's size (Azurite scans it)
-        rows = self._table.query_entities("PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
-                                          parameters={"pk": project_id, "lo": SHARD_PREFIX, "hi": SHARD_END})
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk and RowKey ge @lo and RowKey lt @hi",
+            parameters={"pk": project_id, "lo": SHARD_PREFIX, "hi": SHARD_END},
+        )
         return {e["RowKey"]: e for e in rows}
 
     def _ensure_shards(self, project_id: str) -> dict:
@@ -174,8 +198,11 @@ class ImageRows:
         # First use in this project: count its rows once, then create every shard in one transaction (if
         # another process won that race, its shards are the ones read back).
         start = ImageCounts.of(self._scan(project_id)) if not shards else ImageCounts()
-        entities = [_shard_entity(project_id, f"{SHARD_PREFIX}{k}", start if k == 0 else ImageCounts())
-                    for k in range(SHARDS) if f"{SHARD_PREFIX}{k}" not in shards]
+        entities = [
+            _shard_entity(project_id, f"{SHARD_PREFIX}{k}", start if k == 0 else ImageCounts())
+            for k in range(SHARDS)
+            if f"{SHARD_PREFIX}{k}" not in shards
+        ]
         try:
             self._table.submit_transaction([("create", e) for e in entities])
         except TableTransactionError:
@@ -189,8 +216,11 @@ class ImageRows:
             shards = self._ensure_shards(project_id)
             key = random.choice(sorted(shards))
             shard = shards[key]
-            update = ("update", _shard_entity(project_id, key, _counts(shard) + delta),
-                      {"mode": UpdateMode.REPLACE, "etag": _etag(shard), "match_condition": _IF_MATCH})
+            update = (
+                "update",
+                _shard_entity(project_id, key, _counts(shard) + delta),
+                {"mode": UpdateMode.REPLACE, "etag": _etag(shard), "match_condition": _IF_MATCH},
+            )
             try:
                 results = self._table.submit_transaction([*ops, update])
             except TableTransactionError:
@@ -227,12 +257,14 @@ class ImageRows:
         def apply(records, etags):
             for im, etag in zip(images, etags):
                 records[im.id] = _copy(im, etag)
+
         return apply
 
     @staticmethod
     def _replacing(image: ImageRecord):
         def apply(records, etags):
             records[image.id] = _copy(image, etags[0])
+
         return apply
 
     @staticmethod
@@ -240,6 +272,7 @@ class ImageRows:
         def apply(records, etags):
             for i in ids:
                 records.pop(i, None)
+
         return apply
 
     def _remember(self, project_id: str, listing: _Listing) -> None:
@@ -254,4 +287,3 @@ class ImageRows:
     def forget(self, project_id: str) -> None:
         with self._lock:
             self._cache.pop(project_id, None)
-

@@ -7,8 +7,8 @@ Large JSON fields are split across numbered properties (a Table string property 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceModifiedError, ResourceNotFoundError
@@ -17,45 +17,74 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from cvcore import layout
 
 from ..training.model import ImageCounts, ImageRecord, Iteration, Project, Tag
-from .image_rows import ImageRows
-from .entities import CHUNK, delete_rows, get_json, put_json, utc
 from ..training.ports import ConcurrencyError, MetadataRepository
-
+from .entities import CHUNK, delete_rows, get_json, put_json, utc
+from .image_rows import ImageRows
 
 
 def _project_entity(p: Project) -> dict:
-    e = {"PartitionKey": layout.PROJECT_PARTITION, "RowKey": p.id, "Name": p.name, "Description": p.description,
-         "DomainId": p.domain_id, "ClassificationType": p.classification_type or "", "Created": p.created,
-         "LastModified": p.last_modified, "UseNegativeSet": p.use_negative_set, "Status": p.status,
-         "StatusMessage": p.status_message[:CHUNK], "ExportModelContainerUri": p.export_model_container_uri,
-         "NotificationQueueUri": p.notification_queue_uri, "WebhookUri": p.webhook_uri,
-         "WebhookSecret": p.webhook_secret}
+    e = {
+        "PartitionKey": layout.PROJECT_PARTITION,
+        "RowKey": p.id,
+        "Name": p.name,
+        "Description": p.description,
+        "DomainId": p.domain_id,
+        "ClassificationType": p.classification_type or "",
+        "Created": p.created,
+        "LastModified": p.last_modified,
+        "UseNegativeSet": p.use_negative_set,
+        "Status": p.status,
+        "StatusMessage": p.status_message[:CHUNK],
+        "ExportModelContainerUri": p.export_model_container_uri,
+        "NotificationQueueUri": p.notification_queue_uri,
+        "WebhookUri": p.webhook_uri,
+        "WebhookSecret": p.webhook_secret,
+    }
     put_json(e, "TargetExportPlatforms", p.target_export_platforms)
     put_json(e, "AugmentationMethods", p.augmentation_methods)
     return e
 
 
 def _project(e: dict) -> Project:
-    return Project(id=e["RowKey"], name=e["Name"], description=e.get("Description", ""), domain_id=e["DomainId"],
-                   classification_type=e.get("ClassificationType") or None,
-                   target_export_platforms=get_json(e, "TargetExportPlatforms", []),
-                   created=utc(e["Created"]), last_modified=utc(e["LastModified"]),
-                   use_negative_set=e.get("UseNegativeSet", True),
-                   augmentation_methods=get_json(e, "AugmentationMethods", None),
-                   status=e.get("Status") or "Succeeded", status_message=e.get("StatusMessage", ""),
-                   export_model_container_uri=e.get("ExportModelContainerUri", ""),
-                   notification_queue_uri=e.get("NotificationQueueUri", ""), webhook_uri=e.get("WebhookUri", ""),
-                   webhook_secret=e.get("WebhookSecret", ""))
+    return Project(
+        id=e["RowKey"],
+        name=e["Name"],
+        description=e.get("Description", ""),
+        domain_id=e["DomainId"],
+        classification_type=e.get("ClassificationType") or None,
+        target_export_platforms=get_json(e, "TargetExportPlatforms", []),
+        created=utc(e["Created"]),
+        last_modified=utc(e["LastModified"]),
+        use_negative_set=e.get("UseNegativeSet", True),
+        augmentation_methods=get_json(e, "AugmentationMethods", None),
+        status=e.get("Status") or "Succeeded",
+        status_message=e.get("StatusMessage", ""),
+        export_model_container_uri=e.get("ExportModelContainerUri", ""),
+        notification_queue_uri=e.get("NotificationQueueUri", ""),
+        webhook_uri=e.get("WebhookUri", ""),
+        webhook_secret=e.get("WebhookSecret", ""),
+    )
 
 
 def _tag_entity(project_id: str, t: Tag) -> dict:
-    return {"PartitionKey": project_id, "RowKey": t.id, "Name": t.name, "Description": t.description,
-            "Type": t.type, "Created": t.created}
+    return {
+        "PartitionKey": project_id,
+        "RowKey": t.id,
+        "Name": t.name,
+        "Description": t.description,
+        "Type": t.type,
+        "Created": t.created,
+    }
 
 
 def _tag(e: dict) -> Tag:
-    return Tag(id=e["RowKey"], name=e["Name"], description=e.get("Description", ""), type=e["Type"],
-               created=utc(e["Created"]))
+    return Tag(
+        id=e["RowKey"],
+        name=e["Name"],
+        description=e.get("Description", ""),
+        type=e["Type"],
+        created=utc(e["Created"]),
+    )
 
 
 _ITERATION_JSON = ("tag_ids", "error_image_ids", "skipped_image_ids", "metrics")
@@ -83,7 +112,9 @@ def _iteration(e) -> Iteration:
             values[name] = get_json(e, name, {} if name == "metrics" else [])
         elif name in e:
             values[name] = utc(e[name]) if name in _ITERATION_TIMES else e[name]
-    values.setdefault("classification_type", None)  # None is not stored: a detector has no classification type
+    values.setdefault(
+        "classification_type", None
+    )  # None is not stored: a detector has no classification type
     return Iteration(**values)
 
 
@@ -104,7 +135,9 @@ class TableMetadataRepository(MetadataRepository):
             return None
 
     def list_projects(self) -> list[Project]:
-        rows = self._projects.query_entities("PartitionKey eq @pk", parameters={"pk": layout.PROJECT_PARTITION})
+        rows = self._projects.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": layout.PROJECT_PARTITION}
+        )
         return [_project(e) for e in rows]
 
     def save_project(self, project: Project) -> None:
@@ -178,15 +211,21 @@ class TableMetadataRepository(MetadataRepository):
         self._iterations.delete_entity(project_id, iteration_id)
 
     def _delete_partition(self, table, partition: str) -> None:
-        keys = [e["RowKey"] for e in table.query_entities("PartitionKey eq @pk", parameters={"pk": partition},
-                                                          select=["RowKey"])]
+        keys = [
+            e["RowKey"]
+            for e in table.query_entities(
+                "PartitionKey eq @pk", parameters={"pk": partition}, select=["RowKey"]
+            )
+        ]
         delete_rows(table, partition, keys, self._pool)
 
 
 def _replace_if_unchanged(table, entity: dict, etag: str | None) -> None:
     """Replace a row only if it still has `etag`; a concurrent change raises ConcurrencyError."""
     try:
-        table.update_entity(entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified)
+        table.update_entity(
+            entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
+        )
     except (ResourceModifiedError, ResourceNotFoundError) as exc:
         raise ConcurrencyError(str(exc)) from exc
     except HttpResponseError as exc:

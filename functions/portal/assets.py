@@ -11,13 +11,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 STATIC = Path(__file__).with_name("static")
-_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-          ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".png": "image/png",
-          ".json": "application/json", ".ico": "image/x-icon"}
-_SECURITY = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
-             "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob: http: https:; "
-                                        "connect-src 'self'; style-src 'self'; script-src 'self'; "
-                                        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'"}
+_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".json": "application/json",
+    ".ico": "image/x-icon",
+}
+_SECURITY = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data: blob: http: https:; "
+    "connect-src 'self'; style-src 'self'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+}
 
 
 @dataclass(frozen=True)
@@ -28,7 +37,12 @@ class Asset:
 
     def headers(self) -> dict[str, str]:
         # Revalidate every time: the files are small, and a deployment must never leave an old app running.
-        return {"Content-Type": self.content_type, "ETag": self.etag, "Cache-Control": "no-cache", **_SECURITY}
+        return {
+            "Content-Type": self.content_type,
+            "ETag": self.etag,
+            "Cache-Control": "no-cache",
+            **_SECURITY,
+        }
 
 
 def _load() -> dict[str, Asset]:
@@ -37,7 +51,8 @@ def _load() -> dict[str, Asset]:
         if file.is_file() and file.suffix in _TYPES:
             data = file.read_bytes()
             table[file.relative_to(STATIC).as_posix()] = Asset(
-                data, _TYPES[file.suffix], '"' + hashlib.sha256(data).hexdigest()[:20] + '"')
+                data, _TYPES[file.suffix], '"' + hashlib.sha256(data).hexdigest()[:20] + '"'
+            )
     return table
 
 

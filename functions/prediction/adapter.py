@@ -13,10 +13,10 @@ were stored before those rows existed get them once, at their first uncertainty 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
-from typing import Iterable, Iterator
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableServiceClient
@@ -29,7 +29,15 @@ from .ports import PredictionStore, StoredPrediction
 
 _PAGE = 500
 _MAX_PAGE = 1000  # the most rows one Table query returns
-_BRIEF = ["PartitionKey", "Id", "IterationId", "Created", "Task", "Uncertainty", "Signature"]  # enough to rank
+_BRIEF = [
+    "PartitionKey",
+    "Id",
+    "IterationId",
+    "Created",
+    "Task",
+    "Uncertainty",
+    "Signature",
+]  # enough to rank
 INDEX = layout.UNCERTAIN_FIRST + "~index"  # after every uncertain row ('~' sorts after the hex digits)
 
 
@@ -38,11 +46,22 @@ def _ms(value: datetime) -> int:
 
 
 def _entity(record: StoredPrediction, row_key: str) -> dict:
-    e = {"PartitionKey": record.project_id, "RowKey": row_key, "Id": record.id, "IterationId": record.iteration_id,
-         "PublishName": record.publish_name, "Application": record.application, "Created": record.created,
-         "Task": record.task, "Uncertainty": float(record.uncertainty), "Margin": float(record.margin),
-         "Signature": record.signature, "Width": record.width, "Height": record.height,
-         "ContentType": record.content_type}
+    e = {
+        "PartitionKey": record.project_id,
+        "RowKey": row_key,
+        "Id": record.id,
+        "IterationId": record.iteration_id,
+        "PublishName": record.publish_name,
+        "Application": record.application,
+        "Created": record.created,
+        "Task": record.task,
+        "Uncertainty": float(record.uncertainty),
+        "Margin": float(record.margin),
+        "Signature": record.signature,
+        "Width": record.width,
+        "Height": record.height,
+        "ContentType": record.content_type,
+    }
     put_json(e, "Predictions", record.predictions)
     put_json(e, "Extra", record.extra)
     return e
@@ -50,11 +69,22 @@ def _entity(record: StoredPrediction, row_key: str) -> dict:
 
 def _record(e) -> StoredPrediction:
     return StoredPrediction(
-        id=e["Id"], project_id=e["PartitionKey"], iteration_id=e["IterationId"], publish_name=e.get("PublishName", ""),
-        application=e.get("Application", ""), created=utc(e["Created"]), task=e["Task"],
-        predictions=get_json(e, "Predictions", []), uncertainty=e.get("Uncertainty", 0.0), margin=e.get("Margin", 1.0),
-        signature=e.get("Signature", ""), width=e.get("Width", 0), height=e.get("Height", 0),
-        content_type=e.get("ContentType", ""), extra=get_json(e, "Extra", {}))
+        id=e["Id"],
+        project_id=e["PartitionKey"],
+        iteration_id=e["IterationId"],
+        publish_name=e.get("PublishName", ""),
+        application=e.get("Application", ""),
+        created=utc(e["Created"]),
+        task=e["Task"],
+        predictions=get_json(e, "Predictions", []),
+        uncertainty=e.get("Uncertainty", 0.0),
+        margin=e.get("Margin", 1.0),
+        signature=e.get("Signature", ""),
+        width=e.get("Width", 0),
+        height=e.get("Height", 0),
+        content_type=e.get("ContentType", ""),
+        extra=get_json(e, "Extra", {}),
+    )
 
 
 def _keys(prediction_id: str, uncertainty: float | None) -> list[str]:
@@ -75,14 +105,23 @@ class TablePredictionStore(PredictionStore):
         self._blobs = blobs
         self._pool = pool
         self._indexed: set[str] = set()  # partitions whose INDEX row this process has seen
-        self._legacy: set[str] = set()  # partitions seen with records and no INDEX row (indexed at first scan)
+        self._legacy: set[str] = (
+            set()
+        )  # partitions seen with records and no INDEX row (indexed at first scan)
 
     def put_images(self, project_id, prediction_id, image, content_type, thumbnail) -> None:
         # both at once: the thumbnail on the pool (so never call this from a pool thread), the image here
-        thumb = self._pool.submit(self._blobs.put, layout.PREDICTIONS,
-                                  layout.prediction_thumbnail(project_id, prediction_id), thumbnail, "image/jpeg")
+        thumb = self._pool.submit(
+            self._blobs.put,
+            layout.PREDICTIONS,
+            layout.prediction_thumbnail(project_id, prediction_id),
+            thumbnail,
+            "image/jpeg",
+        )
         try:
-            self._blobs.put(layout.PREDICTIONS, layout.prediction_image(project_id, prediction_id), image, content_type)
+            self._blobs.put(
+                layout.PREDICTIONS, layout.prediction_image(project_id, prediction_id), image, content_type
+            )
         finally:
             thumb.result()
 
@@ -96,7 +135,7 @@ class TablePredictionStore(PredictionStore):
         for create in (lambda: self._table.create_entity(main), *(p.result for p in pending)):
             try:
                 create()
-            except Exception as exc:  # noqa: BLE001 - re-raised below, after the compensation
+            except Exception as exc:
                 errors.append(exc)
         if errors:
             delete_rows(self._table, record.project_id, _keys(record.id, record.uncertainty))
@@ -111,8 +150,12 @@ class TablePredictionStore(PredictionStore):
         try:
             self._table.get_entity(project_id, INDEX)
         except ResourceNotFoundError:
-            older = self._table.query_entities("PartitionKey eq @pk and RowKey lt @high", select=["RowKey"],
-                                               parameters={"pk": project_id, "high": layout.NEWEST_END}, results_per_page=1)
+            older = self._table.query_entities(
+                "PartitionKey eq @pk and RowKey lt @high",
+                select=["RowKey"],
+                parameters={"pk": project_id, "high": layout.NEWEST_END},
+                results_per_page=1,
+            )
             if next(iter(older), None) is not None:
                 if adding:
                     self._legacy.add(project_id)
@@ -120,7 +163,11 @@ class TablePredictionStore(PredictionStore):
                 rows = self.scan(project_id)
                 while batch := list(islice(rows, BATCH)):
                     self._table.submit_transaction(
-                        [("upsert", _entity(r, layout.uncertain_first_key(r.uncertainty, r.id))) for r in batch])
+                        [
+                            ("upsert", _entity(r, layout.uncertain_first_key(r.uncertainty, r.id)))
+                            for r in batch
+                        ]
+                    )
             self._table.upsert_entity({"PartitionKey": project_id, "RowKey": INDEX})
         self._legacy.discard(project_id)
         self._indexed.add(project_id)
@@ -129,8 +176,18 @@ class TablePredictionStore(PredictionStore):
         ids = [i for i in prediction_ids if i < layout.NEWEST_END]  # prediction ids only, never another row
         return {r.id: r for r in map(_record, get_rows(self._table, project_id, ids))}
 
-    def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
-             application=None, page=None) -> Iterator[StoredPrediction]:
+    def scan(
+        self,
+        project_id,
+        *,
+        oldest_first=False,
+        start=None,
+        end=None,
+        after=None,
+        iteration_id=None,
+        application=None,
+        page=None,
+    ) -> Iterator[StoredPrediction]:
         if oldest_first:
             low = layout.oldest_first_time_key(_ms(start)) if start else layout.OLDEST_FIRST
             high = layout.oldest_first_time_key(_ms(end)) if end else layout.OLDEST_FIRST + layout.NEWEST_END
@@ -141,30 +198,52 @@ class TablePredictionStore(PredictionStore):
             after_key = layout.guid(after, "continuation") if after else None
         terms = ["PartitionKey eq @pk", "RowKey ge @low", "RowKey lt @high"]
         params = {"pk": project_id, "low": low, "high": high}
-        for name, column, value in (("after", "RowKey", after_key), ("it", "IterationId", iteration_id),
-                                    ("app", "Application", application)):
+        for name, column, value in (
+            ("after", "RowKey", after_key),
+            ("it", "IterationId", iteration_id),
+            ("app", "Application", application),
+        ):
             if value is not None:
                 terms.append(f"{column} {'gt' if name == 'after' else 'eq'} @{name}")
                 params[name] = value
         return self._query(terms, params, page)
 
-    def scan_uncertain(self, project_id, *, start=None, end=None, after=None, iteration_id=None,
-                       application=None, page=None, brief=False) -> Iterator[StoredPrediction]:
+    def scan_uncertain(
+        self,
+        project_id,
+        *,
+        start=None,
+        end=None,
+        after=None,
+        iteration_id=None,
+        application=None,
+        page=None,
+        brief=False,
+    ) -> Iterator[StoredPrediction]:
         self._ensure_index(project_id)
         low = layout.uncertain_first_key(after[0], after[1]) if after else layout.UNCERTAIN_FIRST
         terms = ["PartitionKey eq @pk", f"RowKey {'gt' if after else 'ge'} @low", "RowKey lt @high"]
         params = {"pk": project_id, "low": low, "high": layout.UNCERTAIN_FIRST + layout.NEWEST_END}
-        for name, term, value in (("start", "Created ge @start", start), ("end", "Created lt @end", end),
-                                  ("it", "IterationId eq @it", iteration_id), ("app", "Application eq @app", application)):
+        for name, term, value in (
+            ("start", "Created ge @start", start),
+            ("end", "Created lt @end", end),
+            ("it", "IterationId eq @it", iteration_id),
+            ("app", "Application eq @app", application),
+        ):
             if value is not None:
                 terms.append(term)
                 params[name] = value
         return self._query(terms, params, page, _BRIEF if brief else None)
 
-    def _query(self, terms: list[str], params: dict, page: int | None,
-               select: list[str] | None = None) -> Iterator[StoredPrediction]:
-        rows = self._table.query_entities(" and ".join(terms), parameters=params, select=select,
-                                          results_per_page=min(page or _PAGE, _MAX_PAGE))
+    def _query(
+        self, terms: list[str], params: dict, page: int | None, select: list[str] | None = None
+    ) -> Iterator[StoredPrediction]:
+        rows = self._table.query_entities(
+            " and ".join(terms),
+            parameters=params,
+            select=select,
+            results_per_page=min(page or _PAGE, _MAX_PAGE),
+        )
         return (_record(e) for e in rows)
 
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:
@@ -177,17 +256,22 @@ class TablePredictionStore(PredictionStore):
         self._delete_blobs([(project_id, i) for i in uncertainty])
 
     def delete_project(self, project_id: str) -> int:
-        keys = [e["RowKey"] for e in self._table.query_entities("PartitionKey eq @pk", select=["RowKey"],
-                                                                parameters={"pk": project_id})]
+        keys = [
+            e["RowKey"]
+            for e in self._table.query_entities(
+                "PartitionKey eq @pk", select=["RowKey"], parameters={"pk": project_id}
+            )
+        ]
         delete_rows(self._table, project_id, keys, self._pool)
         self._indexed.discard(project_id)
         return sum(k < layout.NEWEST_END for k in keys)  # one main (prediction id) row per prediction
 
     def purge(self, before: datetime) -> int:
-        rows = self._table.query_entities("RowKey ge @low and RowKey lt @high",
-                                          select=["PartitionKey", "Id", "Uncertainty"],
-                                          parameters={"low": layout.prediction_time_key(_ms(before) - 1),
-                                                      "high": layout.NEWEST_END})
+        rows = self._table.query_entities(
+            "RowKey ge @low and RowKey lt @high",
+            select=["PartitionKey", "Id", "Uncertainty"],
+            parameters={"low": layout.prediction_time_key(_ms(before) - 1), "high": layout.NEWEST_END},
+        )
         doomed: dict[str, dict[str, float]] = {}
         for e in rows:
             doomed.setdefault(e["PartitionKey"], {})[e["Id"]] = e.get("Uncertainty", 0.0)

@@ -17,8 +17,8 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from azure.core.exceptions import ResourceNotFoundError
 
@@ -49,8 +49,13 @@ def _session(model_bytes: bytes):
 
 
 class ModelCache:
-    def __init__(self, read_blob: Callable[[str, str], bytes], max_models: int = MAX_MODELS,
-                 max_bytes: int = MAX_BYTES, clock=time.monotonic):
+    def __init__(
+        self,
+        read_blob: Callable[[str, str], bytes],
+        max_models: int = MAX_MODELS,
+        max_bytes: int = MAX_BYTES,
+        clock=time.monotonic,
+    ):
         self._read = read_blob
         self._max_models, self._max_bytes = max_models, max_bytes
         self._items: OrderedDict[tuple[str, str], LoadedModel] = OrderedDict()
@@ -102,15 +107,17 @@ class ModelCache:
         try:
             sidecar = artifacts.ModelSidecar.from_json(json.loads(raw_sidecar))
             model = LoadedModel(session=_session(data), sidecar=sidecar, size=len(data))
-        except Exception as exc:  # noqa: BLE001 - onnxruntime, json and the sidecar raise many kinds
-            raise ModelUnavailable(f"the model of iteration {iteration_id} is not valid: "
-                                   f"{type(exc).__name__}: {str(exc)[:300]}") from exc
+        except Exception as exc:
+            raise ModelUnavailable(
+                f"the model of iteration {iteration_id} is not valid: {type(exc).__name__}: {str(exc)[:300]}"
+            ) from exc
         self.loads += 1
         return model
 
     def _evict(self) -> None:
-        while len(self._items) > 1 and (len(self._items) > self._max_models
-                                        or sum(m.size for m in self._items.values()) > self._max_bytes):
+        while len(self._items) > 1 and (
+            len(self._items) > self._max_models or sum(m.size for m in self._items.values()) > self._max_bytes
+        ):
             self._items.popitem(last=False)
 
     def invalidate(self, project_id: str, iteration_id: str | None = None) -> None:

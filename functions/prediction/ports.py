@@ -12,9 +12,9 @@ in-memory fake in tests/unit/fakes.py.
 from __future__ import annotations
 
 import abc
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator
 
 RETENTION = timedelta(days=30)
 
@@ -47,8 +47,9 @@ class StoredPrediction:
 
 class PredictionStore(abc.ABC):
     @abc.abstractmethod
-    def put_images(self, project_id: str, prediction_id: str, image: bytes, content_type: str,
-                   thumbnail: bytes) -> None:
+    def put_images(
+        self, project_id: str, prediction_id: str, image: bytes, content_type: str, thumbnail: bytes
+    ) -> None:
         """Store the image and its thumbnail (before `add`: a record never names a missing blob)."""
 
     @abc.abstractmethod
@@ -60,9 +61,18 @@ class PredictionStore(abc.ABC):
         """The records that exist among `prediction_ids`."""
 
     @abc.abstractmethod
-    def scan(self, project_id: str, *, oldest_first: bool = False, start: datetime | None = None,
-             end: datetime | None = None, after: str | None = None, iteration_id: str | None = None,
-             application: str | None = None, page: int | None = None) -> Iterator[StoredPrediction]:
+    def scan(
+        self,
+        project_id: str,
+        *,
+        oldest_first: bool = False,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: str | None = None,
+        iteration_id: str | None = None,
+        application: str | None = None,
+        page: int | None = None,
+    ) -> Iterator[StoredPrediction]:
         """Records of a project newest (or oldest) first, lazily, page by page from storage.
 
         `start` <= created < `end` when given; `after` resumes after that prediction id in the same
@@ -70,10 +80,18 @@ class PredictionStore(abc.ABC):
         records the caller expects to read (rows per storage round trip, so a page of 50 reads 50)."""
 
     @abc.abstractmethod
-    def scan_uncertain(self, project_id: str, *, start: datetime | None = None, end: datetime | None = None,
-                       after: tuple[float, str] | None = None, iteration_id: str | None = None,
-                       application: str | None = None, page: int | None = None,
-                       brief: bool = False) -> Iterator[StoredPrediction]:
+    def scan_uncertain(
+        self,
+        project_id: str,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        after: tuple[float, str] | None = None,
+        iteration_id: str | None = None,
+        application: str | None = None,
+        page: int | None = None,
+        brief: bool = False,
+    ) -> Iterator[StoredPrediction]:
         """Records most uncertain first (ties: by id), lazily: the Suggested order's candidates without
         reading the rest. `after` = (uncertainty, id) resumes after that record; the filters and `page` as
         in `scan`; `brief`: only id, created, iteration, uncertainty and signature are read (predictions

@@ -13,8 +13,8 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from cvcore import artifacts, domains
 from cvcore.errors import NotFound
@@ -25,7 +25,7 @@ from ..training.projects import require_project
 
 TTL_S = 5.0
 
-_caches: "weakref.WeakSet" = weakref.WeakSet()
+_caches: weakref.WeakSet = weakref.WeakSet()
 
 
 def register(cache):
@@ -50,7 +50,11 @@ class Published:
 
 def task_of(iteration: Iteration) -> str:
     domain = domains.get(iteration.domain_id)
-    return artifacts.DETECTION if domain and domain.type == domains.OBJECT_DETECTION else artifacts.CLASSIFICATION
+    return (
+        artifacts.DETECTION
+        if domain and domain.type == domains.OBJECT_DETECTION
+        else artifacts.CLASSIFICATION
+    )
 
 
 class Catalog:
@@ -68,10 +72,17 @@ class Catalog:
         if hit and hit[0] > now:
             return hit[1]
         project = require_project(self._repo, project_id)
-        holders = [it for it in self._repo.list_iterations(project.id) if publish_name and it.publish_name == publish_name]
+        holders = [
+            it
+            for it in self._repo.list_iterations(project.id)
+            if publish_name and it.publish_name == publish_name
+        ]
         if not holders:
-            raise NotFound("NotFoundIteration", f"Invalid iteration: no iteration of project {project.id} is published as "
-                                                f"{publish_name!r}; publish one under that name first")
+            raise NotFound(
+                "NotFoundIteration",
+                f"Invalid iteration: no iteration of project {project.id} is published as "
+                f"{publish_name!r}; publish one under that name first",
+            )
         it = max(holders, key=lambda i: i.last_modified)
         found = Published(project, it, task_of(it))
         with self._lock:

@@ -23,7 +23,9 @@ def _binary_entropy(p: float) -> float:
     return -(p * math.log2(p) + (1 - p) * math.log2(1 - p))
 
 
-def uncertainty_and_margin(task: str, classification_type: str | None, predictions: list[dict]) -> tuple[float, float]:
+def uncertainty_and_margin(
+    task: str, classification_type: str | None, predictions: list[dict]
+) -> tuple[float, float]:
     probs = [float(p["probability"]) for p in predictions]
     if task == artifacts.DETECTION:
         probs = [p for p in probs if p >= REGION_FLOOR]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from cvcore import artifacts, layout
 from cvcore.errors import BadRequest, NotFound
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image
-from cvcore.inference import decode, fetch_image, image_error  # noqa: F401 - the routes import them from here
+from cvcore.inference import decode, fetch_image, image_error
 
 from ..training.model import utcnow
 from ..training.serialize import iso
@@ -23,8 +23,8 @@ from . import scoring
 from .models import LoadedModel, ModelCache, ModelUnavailable
 from .ports import PredictionStore, StoredPrediction
 from .predict import predict_image
-from .recorder import Recorder
 from .published import Catalog, Published
+from .recorder import Recorder
 
 log = logging.getLogger(__name__)
 MAX_APPLICATION = 64
@@ -47,8 +47,10 @@ class Predictor:
 def check_application(application: str | None) -> str:
     application = (application or "").strip()
     if len(application) > MAX_APPLICATION or any(not (c.isalnum() or c in "-_. ") for c in application):
-        raise BadRequest("BadRequestPredictionInvalidApplicationName",
-                         f"application must be at most {MAX_APPLICATION} letters, digits, spaces, '-', '_' or '.'")
+        raise BadRequest(
+            "BadRequestPredictionInvalidApplicationName",
+            f"application must be at most {MAX_APPLICATION} letters, digits, spaces, '-', '_' or '.'",
+        )
     return application
 
 
@@ -56,29 +58,53 @@ def load_model(models: ModelCache, published: Published) -> LoadedModel:
     try:
         return models.get(published.project.id, published.iteration.id)
     except ModelUnavailable as exc:
-        log.error("iteration %s of project %s cannot serve: %s", published.iteration.id, published.project.id, exc)
-        raise NotFound("ErrorPredictionModelNotFound",
-                       f"the model of iteration {published.iteration.name!r} cannot be loaded ({exc}); publish "
-                       "a good iteration under this name") from None
+        log.error(
+            "iteration %s of project %s cannot serve: %s", published.iteration.id, published.project.id, exc
+        )
+        raise NotFound(
+            "ErrorPredictionModelNotFound",
+            f"the model of iteration {published.iteration.name!r} cannot be loaded ({exc}); publish "
+            "a good iteration under this name",
+        ) from None
 
 
-def predict(p: Predictor, project_id: str, publish_name: str, task: str, data: bytes | None = None, *,
-            url=None, application: str | None = None, store: bool = True) -> dict:
+def predict(
+    p: Predictor,
+    project_id: str,
+    publish_name: str,
+    task: str,
+    data: bytes | None = None,
+    *,
+    url=None,
+    application: str | None = None,
+    store: bool = True,
+) -> dict:
     """Predict `data`, or the image at `url`. `task` is what the route promises (artifacts.CLASSIFICATION
     for classify, DETECTION for detect)."""
     application = check_application(application)
     published = p.catalog.resolve(project_id, publish_name)
     if published.task != task:
-        raise BadRequest("BadRequestNotSupported",
-                         f"{publish_name!r} is a {published.task} model; call {_OPERATIONS[published.task]}, "
-                         f"not {_OPERATIONS[task]}")
+        raise BadRequest(
+            "BadRequestNotSupported",
+            f"{publish_name!r} is a {published.task} model; call {_OPERATIONS[published.task]}, "
+            f"not {_OPERATIONS[task]}",
+        )
     if data is None:
         data = fetch_image(url, p.url_allow_origins)
-    return predict_published(p, published, data, application=application, store=store, publish_name=publish_name)
+    return predict_published(
+        p, published, data, application=application, store=store, publish_name=publish_name
+    )
 
 
-def predict_published(p: Predictor, published: Published, data: bytes, *, application: str = "",
-                      store: bool = True, publish_name: str = "") -> dict:
+def predict_published(
+    p: Predictor,
+    published: Published,
+    data: bytes,
+    *,
+    application: str = "",
+    store: bool = True,
+    publish_name: str = "",
+) -> dict:
     """Predict with a resolved iteration: the published one, or any Completed iteration for the Training
     API's quick test (Published(project, iteration, published.task_of(iteration)), publish_name "")."""
     if not data:
@@ -86,9 +112,16 @@ def predict_published(p: Predictor, published: Published, data: bytes, *, applic
     model = load_model(p.models, published)
     created = utcnow()
     prediction_id = layout.new_prediction_id(int(created.timestamp() * 1000))
-    record = StoredPrediction(id=prediction_id, project_id=published.project.id, iteration_id=published.iteration.id,
-                              publish_name=publish_name, application=application, created=created,
-                              task=published.task, predictions=[])
+    record = StoredPrediction(
+        id=prediction_id,
+        project_id=published.project.id,
+        iteration_id=published.iteration.id,
+        publish_name=publish_name,
+        application=application,
+        created=created,
+        task=published.task,
+        predictions=[],
+    )
     try:
         if not store:
             predictions = predict_image(model, decode(data, model.sidecar))
@@ -99,8 +132,13 @@ def predict_published(p: Predictor, published: Published, data: bytes, *, applic
             predictions = _infer_and_store(p, model, data, record)
     except ImageError as exc:
         raise image_error(exc) from None
-    return {"id": prediction_id, "project": record.project_id, "iteration": record.iteration_id,
-            "created": iso(created), "predictions": predictions}
+    return {
+        "id": prediction_id,
+        "project": record.project_id,
+        "iteration": record.iteration_id,
+        "created": iso(created),
+        "predictions": predictions,
+    }
 
 
 def _infer(model: LoadedModel, data: bytes):
@@ -108,7 +146,9 @@ def _infer(model: LoadedModel, data: bytes):
     return image, predict_image(model, image)
 
 
-def _store(p: Predictor, model: LoadedModel, data: bytes, record: StoredPrediction, image, predictions) -> None:
+def _store(
+    p: Predictor, model: LoadedModel, data: bytes, record: StoredPrediction, image, predictions
+) -> None:
     """After the reply (Predictor.recorder): the checked image and thumbnail, then the record."""
     checked = check_image(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
     p.store.put_images(record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail)
@@ -123,7 +163,8 @@ def _store(p: Predictor, model: LoadedModel, data: bytes, record: StoredPredicti
 def _complete(record: StoredPrediction, model: LoadedModel, checked, image, predictions) -> None:
     record.predictions = predictions
     record.uncertainty, record.margin = scoring.uncertainty_and_margin(
-        record.task, model.sidecar.classification_type, predictions)
+        record.task, model.sidecar.classification_type, predictions
+    )
     record.signature, record.width, record.height = scoring.signature(image), checked.width, checked.height
     record.content_type = checked.content_type
 
@@ -136,7 +177,9 @@ def _infer_and_store(p: Predictor, model: LoadedModel, data: bytes, record: Stor
     try:
         checked = check_image(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
         uploading = True
-        p.store.put_images(record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail)
+        p.store.put_images(
+            record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail
+        )
         image, predictions = inference.result()
         _complete(record, model, checked, image, predictions)
         p.store.add(record)
@@ -146,6 +189,8 @@ def _infer_and_store(p: Predictor, model: LoadedModel, data: bytes, record: Stor
         if uploading:
             try:
                 p.store.delete(record.project_id, [record.id])
-            except Exception:  # noqa: BLE001 - an unreferenced blob is harmless (but the purge never sees it)
-                log.warning("prediction %s: its uploaded image could not be removed", record.id, exc_info=True)
+            except Exception:
+                log.warning(
+                    "prediction %s: its uploaded image could not be removed", record.id, exc_info=True
+                )
         raise

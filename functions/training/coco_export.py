@@ -40,8 +40,13 @@ class Entry:
     annotations: list[tuple[str, tuple[float, float, float, float] | None]]
 
 
-def export_coco(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str | None = None,
-                boxes: str | None = None) -> dict:
+def export_coco(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    iteration_id: str | None = None,
+    boxes: str | None = None,
+) -> dict:
     project = require_project(repo, project_id)
     fmt = (boxes or PIXELS).lower()
     if fmt not in (PIXELS, NORMALIZED):
@@ -65,8 +70,9 @@ def current_dataset(project: Project, records: list[ImageRecord], image_tags: bo
     return out
 
 
-def iteration_dataset(repo: MetadataRepository, blobs: BlobStore, project: Project,
-                      iteration_id: str) -> tuple[list[Tag], list[Entry]]:
+def iteration_dataset(
+    repo: MetadataRepository, blobs: BlobStore, project: Project, iteration_id: str
+) -> tuple[list[Tag], list[Entry]]:
     it = require_iteration(repo, project, iteration_id)
     m = manifest.loads(blobs.get(layout.MODELS, layout.iteration_dataset(project.id, it.id)))
     records = repo.get_images(project.id, [im["image_id"] for im in m.images])
@@ -74,10 +80,20 @@ def iteration_dataset(repo: MetadataRepository, blobs: BlobStore, project: Proje
     tags = [Tag(c["tag_id"], c["name"], "", c.get("type", "Regular"), it.created) for c in m.categories]
     anns: dict[int, list] = {}
     for a in m.annotations:
-        anns.setdefault(a["image_id"], []).append((tag_of[a["category_id"]], tuple(a["bbox"]) if a.get("bbox") else None))
-    entries = [Entry(im["image_id"], im["width"], im["height"],
-                     records[im["image_id"]].content_type if im["image_id"] in records else "image/jpeg", {},
-                     anns.get(im["id"], [])) for im in m.images]
+        anns.setdefault(a["image_id"], []).append(
+            (tag_of[a["category_id"]], tuple(a["bbox"]) if a.get("bbox") else None)
+        )
+    entries = [
+        Entry(
+            im["image_id"],
+            im["width"],
+            im["height"],
+            records[im["image_id"]].content_type if im["image_id"] in records else "image/jpeg",
+            {},
+            anns.get(im["id"], []),
+        )
+        for im in m.images
+    ]
     return tags, entries
 
 
@@ -87,9 +103,15 @@ def to_coco(project: Project, tags: list[Tag], entries: list[Entry], url_for, bo
     images, annotations = [], []
     for n, e in enumerate(entries, start=1):
         url = url_for(layout.IMAGES, layout.image_original(project.id, e.image_id))
-        image = {"id": n, "file_name": e.image_id + (".png" if e.content_type == "image/png" else ".jpg"),
-                 "width": e.width, "height": e.height, "absolute_url": url, "coco_url": url,
-                 "custom_vision_image_id": e.image_id}
+        image = {
+            "id": n,
+            "file_name": e.image_id + (".png" if e.content_type == "image/png" else ".jpg"),
+            "width": e.width,
+            "height": e.height,
+            "absolute_url": url,
+            "coco_url": url,
+            "custom_vision_image_id": e.image_id,
+        }
         if e.metadata:
             image["metadata"] = e.metadata
         images.append(image)
@@ -102,11 +124,31 @@ def to_coco(project: Project, tags: list[Tag], entries: list[Entry], url_for, bo
                 bbox = [round(v * s, 6) for v, s in zip(box, scale)]
                 ann.update(bbox=bbox, area=round(bbox[2] * bbox[3], 6), iscrowd=0)
             annotations.append(ann)
-    categories = [{"id": cat_of[t.id], "name": t.name, "supercategory": "", "type": t.type,
-                   "description": t.description, "custom_vision_tag_id": t.id} for t in tags]
-    head = {"description": f"Custom Vision project {project.name}", "version": "1.0",
-            "date_created": iso(project.last_modified), "project_id": project.id,
-            "task": "detection" if project.is_detection else "classification",
-            "bbox_format": "pixels" if boxes == PIXELS else "normalized_ltwh",
-            "custom_vision": {"project": project_json(project)}, **{k: v for k, v in info.items() if v}}
-    return {"info": head, "licenses": [], "images": images, "annotations": annotations, "categories": categories}
+    categories = [
+        {
+            "id": cat_of[t.id],
+            "name": t.name,
+            "supercategory": "",
+            "type": t.type,
+            "description": t.description,
+            "custom_vision_tag_id": t.id,
+        }
+        for t in tags
+    ]
+    head = {
+        "description": f"Custom Vision project {project.name}",
+        "version": "1.0",
+        "date_created": iso(project.last_modified),
+        "project_id": project.id,
+        "task": "detection" if project.is_detection else "classification",
+        "bbox_format": "pixels" if boxes == PIXELS else "normalized_ltwh",
+        "custom_vision": {"project": project_json(project)},
+        **{k: v for k, v in info.items() if v},
+    }
+    return {
+        "info": head,
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": categories,
+    }

@@ -52,13 +52,16 @@ class ImportResult:
 
 
 def rules_for(project: Project, *, min_images_per_category: int = 2) -> coco.Rules:
-    return coco.Rules(task=coco.DETECTION if project.is_detection else coco.CLASSIFICATION,
-                      multiclass=project.classification_type == MULTICLASS,
-                      min_images_per_category=min_images_per_category)
+    return coco.Rules(
+        task=coco.DETECTION if project.is_detection else coco.CLASSIFICATION,
+        multiclass=project.classification_type == MULTICLASS,
+        min_images_per_category=min_images_per_category,
+    )
 
 
 def blob_resolver(blobs: BlobStore, folder: str, endpoint: str | None) -> coco.StorageResolver:
     """Images of a drop: file_name under `uploads/{folder}`, URLs inside this storage account."""
+
     def read(container: str, name: str, max_bytes: int) -> bytes:
         try:
             return blobs.get_capped(container, name, max_bytes)
@@ -89,14 +92,22 @@ def plan(repo: MetadataRepository, project: Project, report: coco.Report) -> Pla
         tag = by_name.get(c.name.casefold())
         if tag is None:
             kind = {t.lower(): t for t in TAG_TYPES}.get(str(c.extra.get("type", REGULAR)).lower(), REGULAR)
-            tag = Tag(id=layout.tag_id_for(project.id, c.name), name=c.name, type=kind, created=utcnow(),
-                      description=str(c.extra.get("description", "imported from a COCO file"))[:1024])
+            tag = Tag(
+                id=layout.tag_id_for(project.id, c.name),
+                name=c.name,
+                type=kind,
+                created=utcnow(),
+                description=str(c.extra.get("description", "imported from a COCO file"))[:1024],
+            )
             new_tags.append(tag)
             tags[tag.id] = tag
         tag_of[c.id] = tag.id
     if len(tags) > MAX_TAGS_PER_PROJECT:
-        report.add("categories", "TooManyTags", f"the project would have {len(tags)} tags; the limit is "
-                                                f"{MAX_TAGS_PER_PROJECT}")
+        report.add(
+            "categories",
+            "TooManyTags",
+            f"the project would have {len(tags)} tags; the limit is {MAX_TAGS_PER_PROJECT}",
+        )
     entries: dict[str, list[coco.ImageEntry]] = {}
     for im in report.images:
         entries.setdefault(layout.image_id_for(project.id, im.sha256), []).append(im)
@@ -126,8 +137,15 @@ def _same(a, b, tolerance: float = 1e-6) -> bool:
     return all(abs(x - y) <= tolerance for x, y in zip(a, b))
 
 
-def _check_image(report: coco.Report, project: Project, tags: dict[str, Tag], entry: coco.ImageEntry,
-                 before: ImageRecord | None, tag_ids: list[str], regions: list[tuple]) -> None:
+def _check_image(
+    report: coco.Report,
+    project: Project,
+    tags: dict[str, Tag],
+    entry: coco.ImageEntry,
+    before: ImageRecord | None,
+    tag_ids: list[str],
+    regions: list[tuple],
+) -> None:
     path = f"images[{entry.index}]"
     union = set(tag_ids) | {r[0] for r in regions} | (before.tag_ids() if before else set())
     problem = tag_problem(tags, union)
@@ -135,29 +153,52 @@ def _check_image(report: coco.Report, project: Project, tags: dict[str, Tag], en
         report.add(path, problem[0], problem[1])
     negative = sorted({tags[r[0]].name for r in regions if tags[r[0]].type == NEGATIVE})
     if negative:
-        report.add(path, "NegativeTagRegion", f"{negative[0]!r} is the project's Negative tag; a region cannot "
-                                              "carry it")
+        report.add(
+            path,
+            "NegativeTagRegion",
+            f"{negative[0]!r} is the project's Negative tag; a region cannot carry it",
+        )
     if project.classification_type == MULTICLASS and len(union) > 1:
         names = ", ".join(sorted(tags[t].name for t in union if t in tags))
-        where = "with the tags it already has in the project" if before else "over the entries with these bytes"
-        report.add(path, coco.MULTIPLE_CATEGORIES, f"{where} this image would have {names}; a Multiclass project "
-                                                   "allows one tag per image")
+        where = (
+            "with the tags it already has in the project" if before else "over the entries with these bytes"
+        )
+        report.add(
+            path,
+            coco.MULTIPLE_CATEGORIES,
+            f"{where} this image would have {names}; a Multiclass project allows one tag per image",
+        )
     old = before.regions if before else []
-    added = [r for r in regions if not any(o.tag_id == r[0] and _same((o.left, o.top, o.width, o.height), r[1:])
-                                           for o in old)]
+    added = [
+        r
+        for r in regions
+        if not any(o.tag_id == r[0] and _same((o.left, o.top, o.width, o.height), r[1:]) for o in old)
+    ]
     if len(old) + len(added) > MAX_REGIONS_PER_IMAGE:
-        report.add(path, coco.TOO_MANY_REGIONS, f"the image already has {len(old)} regions; with this file it would "
-                                                f"have {len(old) + len(added)}, over {MAX_REGIONS_PER_IMAGE}")
+        report.add(
+            path,
+            coco.TOO_MANY_REGIONS,
+            f"the image already has {len(old)} regions; with this file it would "
+            f"have {len(old) + len(added)}, over {MAX_REGIONS_PER_IMAGE}",
+        )
     if "metadata" in entry.extra:
         try:
             check_metadata(entry.extra["metadata"], f"{path}.metadata")
-        except Exception as exc:  # noqa: BLE001 - a BadRequest from the shared metadata rule, reported here
+        except Exception as exc:
             report.add(f"{path}.metadata", "BadMetadata", getattr(exc, "message", str(exc)))
 
 
 # ---- write -----------------------------------------------------------------------------------------------
-def import_report(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, project: Project,
-                  report: coco.Report, resolver: coco.Resolver, progress=None, origin: str = "coco") -> ImportResult:
+def import_report(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    pool: ThreadPoolExecutor,
+    project: Project,
+    report: coco.Report,
+    resolver: coco.Resolver,
+    progress=None,
+    origin: str = "coco",
+) -> ImportResult:
     """Write a report that passed `coco.validate`: plan it (problems -> rejected, nothing written), then
     tags, then images a batch at a time. Raises ImportChanged or a storage error to be run again."""
     started = time.monotonic()
@@ -169,18 +210,38 @@ def import_report(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolEx
     counts = {"created": 0, "merged": 0, "regions": 0}
     ids = list(the_plan.entries)
     for start in range(0, len(ids), BATCH):
-        _write_batch(repo, blobs, pool, project, the_plan, ids[start:start + BATCH], resolver, report, origin, counts)
+        _write_batch(
+            repo, blobs, pool, project, the_plan, ids[start : start + BATCH], resolver, report, origin, counts
+        )
         if progress is not None:
             progress("importing", min(start + BATCH, len(ids)), len(ids))
     seconds = time.monotonic() - started
-    summary = {**report.summary(), "imagesCreated": counts["created"], "imagesMerged": counts["merged"],
-               "regionsCreated": counts["regions"], "tagsCreated": [t.name for t in the_plan.new_tags],
-               "seconds": round(seconds, 3), "imagesPerSecond": round(len(ids) / seconds, 1) if seconds else None}
-    return ImportResult("imported", f"{counts['created']} images created, {counts['merged']} merged", [], summary)
+    summary = {
+        **report.summary(),
+        "imagesCreated": counts["created"],
+        "imagesMerged": counts["merged"],
+        "regionsCreated": counts["regions"],
+        "tagsCreated": [t.name for t in the_plan.new_tags],
+        "seconds": round(seconds, 3),
+        "imagesPerSecond": round(len(ids) / seconds, 1) if seconds else None,
+    }
+    return ImportResult(
+        "imported", f"{counts['created']} images created, {counts['merged']} merged", [], summary
+    )
 
 
-def _write_batch(repo, blobs, pool, project, the_plan: Plan, ids: list[str], resolver, report: coco.Report,
-                 origin: str, counts: dict) -> None:
+def _write_batch(
+    repo,
+    blobs,
+    pool,
+    project,
+    the_plan: Plan,
+    ids: list[str],
+    resolver,
+    report: coco.Report,
+    origin: str,
+    counts: dict,
+) -> None:
     max_bytes = report.rules.max_image_bytes
     datas = list(pool.map(lambda i: resolver.read(the_plan.entries[i][0].ref, max_bytes), ids))
     wanted = {i: _annotations(the_plan.entries[i], the_plan.tag_of) for i in ids}
@@ -190,13 +251,22 @@ def _write_batch(repo, blobs, pool, project, the_plan: Plan, ids: list[str], res
         by_metadata.setdefault(json.dumps(meta, sort_keys=True), []).append(k)
     merges: dict[str, tuple] = {}
     for meta, ks in by_metadata.items():
-        candidates = [Candidate(source=the_plan.entries[ids[k]][0].ref, data=datas[k], tag_ids=wanted[ids[k]][0],
-                                regions=wanted[ids[k]][1], origin=origin) for k in ks]
+        candidates = [
+            Candidate(
+                source=the_plan.entries[ids[k]][0].ref,
+                data=datas[k],
+                tag_ids=wanted[ids[k]][0],
+                regions=wanted[ids[k]][1],
+                origin=origin,
+            )
+            for k in ks
+        ]
         outcomes = ingest(repo, blobs, pool, project, candidates, json.loads(meta), the_plan.tags)
         for k, out in zip(ks, outcomes):
             if out.status not in (OK, DUPLICATE):
                 raise (RuntimeError if out.status == "ErrorStorage" else ImportChanged)(
-                    f"{out.source}: {out.status} {out.message} (it passed validation; run the import again)")
+                    f"{out.source}: {out.status} {out.message} (it passed validation; run the import again)"
+                )
             if out.record.id != ids[k]:
                 raise ImportChanged(f"{out.source} changed since it was validated; run the import again")
             if out.status == OK:
@@ -251,28 +321,43 @@ class Status:
 
     def __init__(self, blobs: BlobStore, project_id: str, relative: str, blob: str, sha256: str):
         self.blobs, self.name = blobs, layout.coco_import_status(project_id, relative)
-        self.body = {"blob": blob, "sha256": sha256, "state": "validating", "processed": 0, "total": 0,
-                     "started": utcnow().isoformat()}
+        self.body = {
+            "blob": blob,
+            "sha256": sha256,
+            "state": "validating",
+            "processed": 0,
+            "total": 0,
+            "started": utcnow().isoformat(),
+        }
 
     def previous(self) -> dict | None:
         try:
             return json.loads(self.blobs.get(layout.MODELS, self.name))
-        except Exception:  # noqa: BLE001 - absent or unreadable: no receipt
+        except Exception:
             return None
 
     def write(self, **changes) -> None:
         self.body.update(changes, updated=utcnow().isoformat())
         try:
-            self.blobs.put(layout.MODELS, self.name, json.dumps(self.body, indent=1).encode(), "application/json")
-        except Exception as exc:  # noqa: BLE001 - progress is for people; the import goes on without it
+            self.blobs.put(
+                layout.MODELS, self.name, json.dumps(self.body, indent=1).encode(), "application/json"
+            )
+        except Exception as exc:
             log.warning("could not write %s: %s", self.name, exc)
 
     def progress(self, phase: str, done: int, total: int) -> None:
         self.write(state=phase, processed=done, total=total)
 
 
-def import_drop(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, project: Project,
-                relative: str, data: bytes, blob_endpoint: str | None) -> ImportResult:
+def import_drop(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    pool: ThreadPoolExecutor,
+    project: Project,
+    relative: str,
+    data: bytes,
+    blob_endpoint: str | None,
+) -> ImportResult:
     """Validate and import `uploads/{project}/{relative}`; `relative` is already a safe relative path."""
     sha = hashlib.sha256(data).hexdigest()
     status = Status(blobs, project.id, relative, f"{layout.UPLOADS}/{project.id}/{relative}", sha)
@@ -290,8 +375,9 @@ def import_drop(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExec
         status.write(state="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
         raise
     if result.outcome == "rejected":
-        status.write(state="rejected", summary=result.summary,
-                     rejectedTo=f"{layout.REJECTED}/{project.id}/{relative}")
+        status.write(
+            state="rejected", summary=result.summary, rejectedTo=f"{layout.REJECTED}/{project.id}/{relative}"
+        )
     else:
         status.write(state="completed", summary=result.summary)
     return result
@@ -306,5 +392,7 @@ def read_status(repo: MetadataRepository, blobs: BlobStore, project_id: str, rel
         raise NotFound("NotFoundImport", f"name {exc}") from None
     try:
         return json.loads(blobs.get(layout.MODELS, layout.coco_import_status(project.id, relative)))
-    except Exception:  # noqa: BLE001 - absent
-        raise NotFound("NotFoundImport", f"no COCO import of uploads/{project.id}/{relative} is known") from None
+    except Exception:
+        raise NotFound(
+            "NotFoundImport", f"no COCO import of uploads/{project.id}/{relative} is known"
+        ) from None

@@ -40,20 +40,33 @@ def encode(project_id: str, query_fingerprint: str, state: dict) -> str:
 def decode(token, project_id: str, query_fingerprint: str, code: str, field: str = "continuation") -> dict:
     """The state `encode` put in `token`, or BadRequest(code) naming `field`."""
     if not isinstance(token, str) or not token.startswith(_PREFIX) or len(token) > MAX_TOKEN:
-        raise BadRequest(code, f"{field}: not a continuation token this service issued; pass the token of the "
-                               "previous reply unchanged, or none for the first page")
+        raise BadRequest(
+            code,
+            f"{field}: not a continuation token this service issued; pass the token of the "
+            "previous reply unchanged, or none for the first page",
+        )
     try:
-        text = token[len(_PREFIX):]
+        text = token[len(_PREFIX) :]
         payload = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         body, check = payload["b"], payload["c"]
         inner = json.loads(body)
-        ok = isinstance(inner, dict) and isinstance(inner.get("s"), dict) and check == _checksum(project_id, body)
+        ok = (
+            isinstance(inner, dict)
+            and isinstance(inner.get("s"), dict)
+            and check == _checksum(project_id, body)
+        )
     except (ValueError, TypeError, KeyError, binascii.Error, UnicodeDecodeError):
         ok = False
     if not ok:
-        raise BadRequest(code, f"{field}: the token is damaged or belongs to another project; pass the token of "
-                               "the previous reply unchanged")
+        raise BadRequest(
+            code,
+            f"{field}: the token is damaged or belongs to another project; pass the token of "
+            "the previous reply unchanged",
+        )
     if inner.get("q") != query_fingerprint:
-        raise BadRequest(code, f"{field}: the token continues a different query; keep the order, filters and "
-                               "time window of the query that returned it (only maxCount may change)")
+        raise BadRequest(
+            code,
+            f"{field}: the token continues a different query; keep the order, filters and "
+            "time window of the query that returned it (only maxCount may change)",
+        )
     return inner["s"]

@@ -38,7 +38,9 @@ RUN_SECONDS = 240.0
 def start(repo: MetadataRepository, jobs: JobQueue, project: Project) -> None:
     project.status, project.status_message = DELETING, "waiting for the deletion job"
     repo.save_project(project)
-    repo.save_deletion(project.id, {"status": "Deleting", "started": utcnow().isoformat(), "name": project.name})
+    repo.save_deletion(
+        project.id, {"status": "Deleting", "started": utcnow().isoformat(), "name": project.name}
+    )
     _send(jobs, project.id)
 
 
@@ -59,9 +61,14 @@ def parse_job(body: bytes | str) -> str | None:
 PROGRESS_EVERY = 250  # blobs between two progress notes (and time checks)
 
 
-def delete_blobs(blobs: BlobStore, project_id: str, limit: int | None = None,
-                 step=lambda name, went: None, until: float | None = None,
-                 clock=time.monotonic) -> tuple[int, bool]:
+def delete_blobs(
+    blobs: BlobStore,
+    project_id: str,
+    limit: int | None = None,
+    step=lambda name, went: None,
+    until: float | None = None,
+    clock=time.monotonic,
+) -> tuple[int, bool]:
     """Delete the project's blobs in every container, at most `limit` of them, PROGRESS_EVERY at a time
     (`step(what, how many so far)` before each), stopping after the step that ends past `until` (a `clock()`
     time); return how many went and whether that was all."""
@@ -81,8 +88,12 @@ def delete_blobs(blobs: BlobStore, project_id: str, limit: int | None = None,
     return went, True
 
 
-def delete_rows(repo: MetadataRepository, project_id: str, predictions: PredictionStore | None = None,
-                step=lambda name: None) -> dict:
+def delete_rows(
+    repo: MetadataRepository,
+    project_id: str,
+    predictions: PredictionStore | None = None,
+    step=lambda name: None,
+) -> dict:
     """After the blobs: the stored predictions, then the project's rows. Returns what went."""
     gone = {"predictions": 0}
     if predictions is not None:
@@ -95,16 +106,29 @@ def delete_rows(repo: MetadataRepository, project_id: str, predictions: Predicti
     return gone
 
 
-def delete_everything(repo: MetadataRepository, blobs: BlobStore, project_id: str,
-                      predictions: PredictionStore | None = None, step=lambda name: None) -> dict:
+def delete_everything(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    predictions: PredictionStore | None = None,
+    step=lambda name: None,
+) -> dict:
     """Blobs first, rows last: a deletion that stops half-way can be run again. Returns what went."""
     went, _ = delete_blobs(blobs, project_id, None, lambda name, went: step(name))
     return {"blobs": went, **delete_rows(repo, project_id, predictions, step)}
 
 
-def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore | None, project_id: str,
-        last_attempt: bool = False, jobs: JobQueue | None = None, chunk: int = BLOBS_PER_RUN,
-        seconds: float = RUN_SECONDS, clock=time.monotonic) -> str:
+def run(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    predictions: PredictionStore | None,
+    project_id: str,
+    last_attempt: bool = False,
+    jobs: JobQueue | None = None,
+    chunk: int = BLOBS_PER_RUN,
+    seconds: float = RUN_SECONDS,
+    clock=time.monotonic,
+) -> str:
     """One run of the job: with `jobs` (the queue it came from), at most `chunk` blobs or `seconds`, then the
     job is sent again ("Deleting"); the run that finds the blobs gone deletes the rows ("Deleted")."""
     record = repo.get_deletion(project_id) or {"status": "Deleting"}
@@ -122,8 +146,14 @@ def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore
 
     try:
         bounded = jobs is not None
-        went, done = delete_blobs(blobs, project_id, chunk if bounded else None, blob_step,
-                                  clock() + seconds if bounded else None, clock)
+        went, done = delete_blobs(
+            blobs,
+            project_id,
+            chunk if bounded else None,
+            blob_step,
+            clock() + seconds if bounded else None,
+            clock,
+        )
         record["blobs"] = before + went
         if not done:
             step("deleting blobs: the job continues")
@@ -134,10 +164,13 @@ def run(repo: MetadataRepository, blobs: BlobStore, predictions: PredictionStore
         if not last_attempt:
             raise  # the queue retries
         log.exception("deleting project %s failed", project_id)
-        repo.save_deletion(project_id, {**record, "status": "Failed", "reason": f"{type(exc).__name__}: {exc}"})
+        repo.save_deletion(
+            project_id, {**record, "status": "Failed", "reason": f"{type(exc).__name__}: {exc}"}
+        )
         return "Failed"
-    repo.save_deletion(project_id, {**record, "status": "Deleted", "finished": utcnow().isoformat(), **gone,
-                                    "step": ""})
+    repo.save_deletion(
+        project_id, {**record, "status": "Deleted", "finished": utcnow().isoformat(), **gone, "step": ""}
+    )
     return "Deleted"
 
 

@@ -34,8 +34,9 @@ class DropResult:
     image_id: str | None = None
 
 
-def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, data: bytes,
-                blob_endpoint: str | None = None) -> DropResult:
+def ingest_drop(
+    repo: MetadataRepository, blobs: BlobStore, pool, name: str, data: bytes, blob_endpoint: str | None = None
+) -> DropResult:
     """Handle one dropped blob; `name` is its path inside the uploads container. `blob_endpoint` is the
     storage account's blob endpoint, which COCO `absolute_url`s must point into."""
     if name.endswith("/"):
@@ -44,9 +45,14 @@ def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, dat
     try:
         project_id = layout.guid(parts[0], "projectId")
     except ValueError:
-        return _reject(blobs, name, data, "ErrorSource",
-                       f"path: the first folder must be a project id (uploads/{{projectId}}/{{tag}}/{{file}}), "
-                       f"got {parts[0][:64]!r}")
+        return _reject(
+            blobs,
+            name,
+            data,
+            "ErrorSource",
+            f"path: the first folder must be a project id (uploads/{{projectId}}/{{tag}}/{{file}}), "
+            f"got {parts[0][:64]!r}",
+        )
     if len(parts) < 2 or not parts[-1]:
         return _reject(blobs, name, data, "ErrorSource", "path: no file name after the project id")
     if parts[1] == layout.COCO_DATASET_FOLDER and not name.endswith(COCO_SUFFIX):
@@ -60,15 +66,30 @@ def ingest_drop(repo: MetadataRepository, blobs: BlobStore, pool, name: str, dat
     tag = None
     if folder.lower() != UNTAGGED:
         if project.is_detection:
-            return _reject(blobs, name, data, "ErrorInvalidTag",
-                           f"path: {project.name!r} is an object detection project; images need regions, so drop "
-                           f"them into uploads/{project.id}/untagged/ or import a COCO file")
+            return _reject(
+                blobs,
+                name,
+                data,
+                "ErrorInvalidTag",
+                f"path: {project.name!r} is an object detection project; images need regions, so drop "
+                f"them into uploads/{project.id}/untagged/ or import a COCO file",
+            )
         tag = _tag_by_name(repo, project, folder)
     if len(data) > MAX_TRAINING_IMAGE_BYTES:
-        return _reject(blobs, name, data, "ErrorImageSize",
-                       f"image is {len(data)} bytes; the limit is {MAX_TRAINING_IMAGE_BYTES}")
-    outcome = ingest(repo, blobs, pool, project, [Candidate(source=name, data=data,
-                                                            tag_ids=[tag.id] if tag else [], origin="drop")])[0]
+        return _reject(
+            blobs,
+            name,
+            data,
+            "ErrorImageSize",
+            f"image is {len(data)} bytes; the limit is {MAX_TRAINING_IMAGE_BYTES}",
+        )
+    outcome = ingest(
+        repo,
+        blobs,
+        pool,
+        project,
+        [Candidate(source=name, data=data, tag_ids=[tag.id] if tag else [], origin="drop")],
+    )[0]
     if outcome.status in ("OK", "OKDuplicate"):
         blobs.delete(layout.UPLOADS, name)
         kind = "ingested" if outcome.status == "OK" else "duplicate"
@@ -84,36 +105,70 @@ def _tag_by_name(repo: MetadataRepository, project: Project, name: str) -> Tag:
         if tag.name.lower() == name.lower():
             return tag
     # the id follows from the name: two drops into a new folder at once upsert one tag, not two
-    tag = Tag(id=layout.tag_id_for(project.id, name), name=name, description="created by a dropped file",
-              type=REGULAR, created=utcnow())
+    tag = Tag(
+        id=layout.tag_id_for(project.id, name),
+        name=name,
+        description="created by a dropped file",
+        type=REGULAR,
+        created=utcnow(),
+    )
     repo.save_tag(project.id, tag)
     return tag
 
 
-def _coco_drop(repo: MetadataRepository, blobs: BlobStore, pool, project: Project, name: str, data: bytes,
-               blob_endpoint: str | None) -> DropResult:
+def _coco_drop(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    pool,
+    project: Project,
+    name: str,
+    data: bytes,
+    blob_endpoint: str | None,
+) -> DropResult:
     try:
         relative = safe_relative_path(name.split("/", 1)[1])
     except ValueError as exc:
         return _reject(blobs, name, data, "ErrorSource", f"path: {exc}")
     result = coco_import.import_drop(repo, blobs, pool, project, relative, data, blob_endpoint)
     if result.outcome == "rejected":
-        return _reject(blobs, name, data, "ErrorCocoValidation",
-                       f"the COCO file has {len(result.problems)} problems; nothing was imported",
-                       [p.to_json() for p in result.problems], {"summary": result.summary})
+        return _reject(
+            blobs,
+            name,
+            data,
+            "ErrorCocoValidation",
+            f"the COCO file has {len(result.problems)} problems; nothing was imported",
+            [p.to_json() for p in result.problems],
+            {"summary": result.summary},
+        )
     blobs.delete(layout.UPLOADS, name)
     return DropResult(result.outcome, result.detail)
 
 
-def _reject(blobs: BlobStore, name: str, data: bytes, status: str, message: str, errors: list[dict] | None = None,
-            extra: dict | None = None) -> DropResult:
+def _reject(
+    blobs: BlobStore,
+    name: str,
+    data: bytes,
+    status: str,
+    message: str,
+    errors: list[dict] | None = None,
+    extra: dict | None = None,
+) -> DropResult:
     """Move the drop to rejected/ beside a .error.json listing every problem ({path, code, message})."""
-    report = {"blob": f"{layout.UPLOADS}/{name}", "status": status, "message": message,
-              "errors": errors or [{"path": name, "code": status, "message": message}],
-              "rejectedAt": utcnow().isoformat(), **(extra or {})}
+    report = {
+        "blob": f"{layout.UPLOADS}/{name}",
+        "status": status,
+        "message": message,
+        "errors": errors or [{"path": name, "code": status, "message": message}],
+        "rejectedAt": utcnow().isoformat(),
+        **(extra or {}),
+    }
     blobs.put(layout.REJECTED, name, data, "application/octet-stream")
-    blobs.put(layout.REJECTED, layout.rejected_error_name(name), json.dumps(report, indent=2).encode(),
-              "application/json")
+    blobs.put(
+        layout.REJECTED,
+        layout.rejected_error_name(name),
+        json.dumps(report, indent=2).encode(),
+        "application/json",
+    )
     blobs.delete(layout.UPLOADS, name)
     log.warning("rejected drop %s: %s %s", name, status, message)
     return DropResult("rejected", f"{status}: {message}")

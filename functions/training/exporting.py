@@ -33,15 +33,26 @@ EDGE_REQUIREMENTS = ("onnxruntime", "numpy", "pillow", "urllib3")  # pinned to w
 
 def _task(project: Project) -> str:
     domain = domains.get(project.domain_id)
-    return artifacts.DETECTION if domain and domain.type == domains.OBJECT_DETECTION else artifacts.CLASSIFICATION
+    return (
+        artifacts.DETECTION
+        if domain and domain.type == domains.OBJECT_DETECTION
+        else artifacts.CLASSIFICATION
+    )
 
 
 def _json(blobs: BlobStore, target: exports.Target, status: str, name: str | None) -> dict:
-    return {"platform": target.platform, "status": status, "flavor": target.flavor or None,
-            "downloadUri": blobs.url(layout.MODELS, name) if name else None, "newerVersionAvailable": False}
+    return {
+        "platform": target.platform,
+        "status": status,
+        "flavor": target.flavor or None,
+        "downloadUri": blobs.url(layout.MODELS, name) if name else None,
+        "newerVersionAvailable": False,
+    }
 
 
-def _state(blobs: BlobStore, project_id: str, iteration_id: str, target: exports.Target) -> tuple[str, str | None]:
+def _state(
+    blobs: BlobStore, project_id: str, iteration_id: str, target: exports.Target
+) -> tuple[str, str | None]:
     """("Done", None) when the model the target packs exists; ("Failed", why) when it will not be made;
     else ("Exporting", None)."""
     if target.made == exports.PACKAGED:
@@ -52,8 +63,9 @@ def _state(blobs: BlobStore, project_id: str, iteration_id: str, target: exports
     if not blobs.exists(layout.MODELS, status_name):
         return "Exporting", None
     note = json.loads(blobs.get(layout.MODELS, status_name))
-    if note.get("status") == "Done" and blobs.exists(layout.MODELS, target.blob(project_id, iteration_id,
-                                                                                  target.artifact)):
+    if note.get("status") == "Done" and blobs.exists(
+        layout.MODELS, target.blob(project_id, iteration_id, target.artifact)
+    ):
         return "Done", None
     return "Failed", str(note.get("reason") or f"the {target.flavor or target.platform} export failed")
 
@@ -68,13 +80,24 @@ def exports_of(repo: MetadataRepository, blobs: BlobStore, project_id: str, iter
             found.append(_json(blobs, target, "Done", name))
         elif blobs.exists(layout.MODELS, name + REQUESTED):
             state, _ = _state(blobs, project.id, it.id, target)
-            found.append(_package(blobs, project, it, target)[0] if state == "Done"
-                         else _json(blobs, target, state, None))
+            found.append(
+                _package(blobs, project, it, target)[0]
+                if state == "Done"
+                else _json(blobs, target, state, None)
+            )
     return found
 
 
-def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, iteration_id: str,
-           platform: str | None, flavor: str | None, integration=None) -> dict:
+def export(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    jobs: JobQueue,
+    project_id: str,
+    iteration_id: str,
+    platform: str | None,
+    flavor: str | None,
+    integration=None,
+) -> dict:
     """Done at once for a PACKAGED target (and delivered: copied to the project's export container, an
     Export message on its queue); Exporting for a CONVERTED one until the trainer's ExportEvent (settled)."""
     project, it = _trained(repo, project_id, iteration_id)
@@ -83,17 +106,23 @@ def export(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_i
     except exports.ExportRefused as exc:
         raise BadRequest("BadRequestExportValidationFailed", str(exc)) from None
     if not it.exportable:
-        raise BadRequest("BadRequestExportValidationFailed",
-                         "this iteration was trained on a non-compact domain; switch the project to a compact "
-                         "domain and train again to export")
+        raise BadRequest(
+            "BadRequestExportValidationFailed",
+            "this iteration was trained on a non-compact domain; switch the project to a compact "
+            "domain and train again to export",
+        )
     state, reason = _state(blobs, project.id, it.id, target)
     if state == "Failed":
-        raise BadRequest("BadRequestExportValidationFailed",
-                         f"{target.platform} {target.flavor}".strip() + f" is not available for this iteration: {reason}")
+        raise BadRequest(
+            "BadRequestExportValidationFailed",
+            f"{target.platform} {target.flavor}".strip() + f" is not available for this iteration: {reason}",
+        )
     if state == "Exporting":
         marker = target.blob(project.id, it.id, target.zip_name) + REQUESTED
         if not blobs.exists(layout.MODELS, marker):
-            jobs.send(messages.dumps(messages.ExportJob(project.id, it.id, target.flavor, platform=target.platform)))
+            jobs.send(
+                messages.dumps(messages.ExportJob(project.id, it.id, target.flavor, platform=target.platform))
+            )
             blobs.put(layout.MODELS, marker, messages.now_iso().encode(), "text/plain")
         return _json(blobs, target, "Exporting", None)
     body, data = _package(blobs, project, it, target)
@@ -113,18 +142,26 @@ def settled(repo: MetadataRepository, blobs: BlobStore, integration, event: mess
         _deliver(integration, project, it, target, data, body["downloadUri"])
         return "delivered"
     if integration is not None:
-        integration.announce(project, integration_messages.export_message(
-            project.id, it.id, target, False, None, event.reason or "the export failed"))
+        integration.announce(
+            project,
+            integration_messages.export_message(
+                project.id, it.id, target, False, None, event.reason or "the export failed"
+            ),
+        )
     return "failed"
 
 
-def _deliver(integration, project: Project, it: Iteration, target: exports.Target, data: bytes, download_uri: str):
+def _deliver(
+    integration, project: Project, it: Iteration, target: exports.Target, data: bytes, download_uri: str
+):
     if integration is None:
         return
-    copied = integration.backup(project.export_model_container_uri,
-                                integration_messages.backup_name(project.id, it.id, target), data)
-    integration.announce(project, integration_messages.export_message(
-        project.id, it.id, target, True, copied or download_uri))
+    copied = integration.backup(
+        project.export_model_container_uri, integration_messages.backup_name(project.id, it.id, target), data
+    )
+    integration.announce(
+        project, integration_messages.export_message(project.id, it.id, target, True, copied or download_uri)
+    )
 
 
 # ---- packaging -------------------------------------------------------------------------------------------
@@ -132,13 +169,27 @@ def _labels(sidecar: dict) -> str:
     return "\n".join(lab["name"] for lab in sorted(sidecar["labels"], key=lambda lab: lab["index"])) + "\n"
 
 
-def _readme(project: Project, it: Iteration, target: exports.Target, sidecar: dict, sidecar_path: str,
-            usage: str) -> str:
+def _readme(
+    project: Project, it: Iteration, target: exports.Target, sidecar: dict, sidecar_path: str, usage: str
+) -> str:
     height, width = (list(sidecar.get("input_size") or ()) + ["?", "?"])[:2]
-    return (EDGE / "README.template.md").read_text().format(
-        name=it.name, platform=target.platform, flavor=target.flavor, project_id=project.id, iteration_id=it.id,
-        task=sidecar.get("task", "classification"), tags=", ".join(_labels(sidecar).split("\n")[:-1]) or "-",
-        width=width, height=height, sidecar_path=sidecar_path, usage=usage)
+    return (
+        (EDGE / "README.template.md")
+        .read_text()
+        .format(
+            name=it.name,
+            platform=target.platform,
+            flavor=target.flavor,
+            project_id=project.id,
+            iteration_id=it.id,
+            task=sidecar.get("task", "classification"),
+            tags=", ".join(_labels(sidecar).split("\n")[:-1]) or "-",
+            width=width,
+            height=height,
+            sidecar_path=sidecar_path,
+            usage=usage,
+        )
+    )
 
 
 # The image as the model wants it (the same steps as cvcore.artifacts.preprocess), for every usage example.
@@ -203,7 +254,9 @@ On Android / iOS, the same file runs with LiteRT (the XNNPACK delegate on CPU). 
 USAGE = {"OpenVino": OPENVINO_USAGE, "TensorFlowNormal": SAVEDMODEL_USAGE, "TensorFlowLite": TFLITE_USAGE}
 
 
-def _onnx_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:
+def _onnx_files(
+    blobs: BlobStore, project: Project, it: Iteration, target: exports.Target
+) -> dict[str, bytes]:
     """The model file(s), the sidecar (with, for a converted target, the trainer's agreement check under
     "export"), labels.txt and a README."""
     files = target.files if target.made == exports.CONVERTED else ((layout.MODEL_ONNX, "model.onnx"),)
@@ -213,28 +266,58 @@ def _onnx_files(blobs: BlobStore, project: Project, it: Iteration, target: expor
         sidecar["export"] = {"platform": target.platform, "flavor": target.flavor or None, **note}
     out = {inside: blobs.get(layout.MODELS, target.blob(project.id, it.id, name)) for name, inside in files}
     usage = USAGE.get(target.slug, ONNX_USAGE)
-    return {**out, "model.json": json.dumps(sidecar, indent=1).encode(), "labels.txt": _labels(sidecar).encode(),
-            "README.md": _readme(project, it, target, sidecar, "model.json", usage).encode()}
+    return {
+        **out,
+        "model.json": json.dumps(sidecar, indent=1).encode(),
+        "labels.txt": _labels(sidecar).encode(),
+        "README.md": _readme(project, it, target, sidecar, "model.json", usage).encode(),
+    }
 
 
-def _docker_files(blobs: BlobStore, project: Project, it: Iteration, target: exports.Target) -> dict[str, bytes]:
+def _docker_files(
+    blobs: BlobStore, project: Project, it: Iteration, target: exports.Target
+) -> dict[str, bytes]:
     arm = target.flavor == "ARM"
     image = f"customvision-{it.name.lower()}".replace(" ", "-")
     image = "".join(c for c in image if c.isalnum() or c in "-_.") or "customvision-model"
     model = _onnx_files(blobs, project, it, target)
     sidecar = json.loads(model["model.json"])
-    info = {"projectId": project.id, "iterationId": it.id, "iterationName": it.name, "platform": target.platform,
-            "flavor": target.flavor, "exportedAt": messages.now_iso()}
-    files = {"Dockerfile": (EDGE / "Dockerfile.template").read_text().format(
-                 name=it.name, flavor=target.flavor, image=image,
-                 platform_line="--platform=linux/arm64 " if arm else "").encode(),
-             "requirements.txt": "".join(f"{d}=={metadata.version(d)}\n" for d in EDGE_REQUIREMENTS).encode(),
-             "README.md": _readme(project, it, target, sidecar, "app/model.json", DOCKER_USAGE.format(
-                 image=image, arch="arm64 (build on an ARM host or with buildx --platform linux/arm64)" if arm
-                 else "x86-64")).encode(),
-             ".dockerignore": b"**/__pycache__\n",
-             "app/server.py": (EDGE / "server.py").read_bytes(),
-             "app/export.json": json.dumps(info, indent=2).encode()}
+    info = {
+        "projectId": project.id,
+        "iterationId": it.id,
+        "iterationName": it.name,
+        "platform": target.platform,
+        "flavor": target.flavor,
+        "exportedAt": messages.now_iso(),
+    }
+    files = {
+        "Dockerfile": (EDGE / "Dockerfile.template")
+        .read_text()
+        .format(
+            name=it.name,
+            flavor=target.flavor,
+            image=image,
+            platform_line="--platform=linux/arm64 " if arm else "",
+        )
+        .encode(),
+        "requirements.txt": "".join(f"{d}=={metadata.version(d)}\n" for d in EDGE_REQUIREMENTS).encode(),
+        "README.md": _readme(
+            project,
+            it,
+            target,
+            sidecar,
+            "app/model.json",
+            DOCKER_USAGE.format(
+                image=image,
+                arch="arm64 (build on an ARM host or with buildx --platform linux/arm64)"
+                if arm
+                else "x86-64",
+            ),
+        ).encode(),
+        ".dockerignore": b"**/__pycache__\n",
+        "app/server.py": (EDGE / "server.py").read_bytes(),
+        "app/export.json": json.dumps(info, indent=2).encode(),
+    }
     for name in ("model.onnx", "model.json", "labels.txt"):
         files[f"app/{name}"] = model[name]
     for module in EDGE_MODULES:

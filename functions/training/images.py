@@ -6,8 +6,8 @@ clients tagging the same image at once both land.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
 
 from cvcore import coco, layout, manifest
 from cvcore.errors import BadRequest, NotFound
@@ -37,8 +37,9 @@ def check_region(raw, path: str) -> tuple[str, float, float, float, float]:
         raise BadRequest("BadRequestImageRegions", str(exc)) from None
     for name in ("left", "top", "width", "height"):
         if not coco.is_number(raw.get(name)):
-            raise BadRequest("BadRequestImageRegions", f"{path}.{name}: a finite number is required, "
-                                                       f"got {raw.get(name)!r}")
+            raise BadRequest(
+                "BadRequestImageRegions", f"{path}.{name}: a finite number is required, got {raw.get(name)!r}"
+            )
     box = [float(raw[name]) for name in ("left", "top", "width", "height")]
     problem = coco.normalised_box_problem(box)  # the one region rule, shared with COCO and the manifest
     if problem:
@@ -55,13 +56,20 @@ def tag_problem(tags: dict[str, Tag], tag_ids: Iterable[str]) -> tuple[str, str]
     if len(tag_ids) > MAX_TAGS_PER_IMAGE:
         return "ErrorTagLimitExceed", f"an image has at most {MAX_TAGS_PER_IMAGE} tags, got {len(tag_ids)}"
     if any(tags[t].type == NEGATIVE for t in tag_ids) and len(tag_ids) > 1:
-        return ("ErrorNegativeAndRegularTagOnSameImage",
-                "the Negative tag cannot be on an image together with another tag")
+        return (
+            "ErrorNegativeAndRegularTagOnSameImage",
+            "the Negative tag cannot be on an image together with another tag",
+        )
     return None
 
 
-def update_images(repo: MetadataRepository, project_id: str, image_ids: Iterable[str],
-                  mutate: Callable[[ImageRecord], object], pool: ThreadPoolExecutor | None = None) -> dict:
+def update_images(
+    repo: MetadataRepository,
+    project_id: str,
+    image_ids: Iterable[str],
+    mutate: Callable[[ImageRecord], object],
+    pool: ThreadPoolExecutor | None = None,
+) -> dict:
     """Apply `mutate` to each existing image and save it when `mutate` returns truthy; ETag-checked and
     retried. Returns {imageId: mutate's result} for the images that exist."""
     ids = list(dict.fromkeys(image_ids))
@@ -96,7 +104,9 @@ def update_images(repo: MetadataRepository, project_id: str, image_ids: Iterable
 def _select(images: list[ImageRecord], tagging_status: str | None, tag_ids: list[str]) -> list[ImageRecord]:
     status = (tagging_status or "All").lower()
     if status not in ("all", "tagged", "untagged"):
-        raise BadRequest("BadRequestInvalid", f"taggingStatus must be All, Tagged or Untagged, got {tagging_status!r}")
+        raise BadRequest(
+            "BadRequestInvalid", f"taggingStatus must be All, Tagged or Untagged, got {tagging_status!r}"
+        )
     if status == "tagged":
         images = [im for im in images if im.is_tagged]
     elif status == "untagged":
@@ -114,12 +124,13 @@ def _order(images: list[ImageRecord], order_by: str | None) -> list[ImageRecord]
     return sorted(images, key=lambda im: (im.created, im.id), reverse=order == "newest")
 
 
-def _iteration_images(repo: MetadataRepository, blobs: BlobStore | None, project: Project,
-                      iteration_id: str | None) -> set[str] | None:
+def _iteration_images(
+    repo: MetadataRepository, blobs: BlobStore | None, project: Project, iteration_id: str | None
+) -> set[str] | None:
     """The image ids an iteration was trained on (from its frozen manifest), or None for "now"."""
     if not iteration_id:
         return None
-    from .iterations import require_iteration  # noqa: PLC0415 - iterations imports this module
+    from .iterations import require_iteration
 
     it = require_iteration(repo, project, iteration_id)
     data = blobs.get(layout.MODELS, layout.iteration_dataset(project.id, it.id))
@@ -130,19 +141,36 @@ def _in_iteration(images: list[ImageRecord], ids: set[str] | None) -> list[Image
     return images if ids is None else [im for im in images if im.id in ids]
 
 
-def query_images(repo: MetadataRepository, blobs: BlobStore, project_id: str, *, tagging_status: str | None = None,
-                 tag_ids: list[str] = (), order_by: str | None = None, take: int = 50, skip: int = 0,
-                 iteration_id: str | None = None) -> list[dict]:
+def query_images(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    *,
+    tagging_status: str | None = None,
+    tag_ids: list[str] = (),
+    order_by: str | None = None,
+    take: int = 50,
+    skip: int = 0,
+    iteration_id: str | None = None,
+) -> list[dict]:
     project = require_project(repo, project_id)
     ids = _iteration_images(repo, blobs, project, iteration_id)
     tags = {t.id: t for t in repo.list_tags(project.id)}
-    selected = _order(_select(_in_iteration(repo.list_images(project.id), ids), tagging_status, list(tag_ids)),
-                      order_by)
-    return [serialize.image_json(project.id, im, tags, blobs.url) for im in selected[skip:skip + take]]
+    selected = _order(
+        _select(_in_iteration(repo.list_images(project.id), ids), tagging_status, list(tag_ids)), order_by
+    )
+    return [serialize.image_json(project.id, im, tags, blobs.url) for im in selected[skip : skip + take]]
 
 
-def count_images(repo: MetadataRepository, project_id: str, *, tagging_status: str | None = None,
-                 tag_ids: list[str] = (), iteration_id: str | None = None, blobs: BlobStore | None = None) -> int:
+def count_images(
+    repo: MetadataRepository,
+    project_id: str,
+    *,
+    tagging_status: str | None = None,
+    tag_ids: list[str] = (),
+    iteration_id: str | None = None,
+    blobs: BlobStore | None = None,
+) -> int:
     project = require_project(repo, project_id)
     ids = _iteration_images(repo, blobs, project, iteration_id)
     status = (tagging_status or "All").lower()
@@ -154,17 +182,32 @@ def count_images(repo: MetadataRepository, project_id: str, *, tagging_status: s
     return len(_select(_in_iteration(repo.list_images(project.id), ids), tagging_status, list(tag_ids)))
 
 
-def images_by_ids(repo: MetadataRepository, blobs: BlobStore, project_id: str, image_ids: list[str],
-                  iteration_id: str | None = None) -> list[dict]:
+def images_by_ids(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    image_ids: list[str],
+    iteration_id: str | None = None,
+) -> list[dict]:
     project = require_project(repo, project_id)
     ids = _iteration_images(repo, blobs, project, iteration_id)
     tags = {t.id: t for t in repo.list_tags(project.id)}
     found = repo.get_images(project.id, [i for i in image_ids if ids is None or i in ids])
-    return [serialize.image_json(project.id, found[i], tags, blobs.url) for i in dict.fromkeys(image_ids) if i in found]
+    return [
+        serialize.image_json(project.id, found[i], tags, blobs.url)
+        for i in dict.fromkeys(image_ids)
+        if i in found
+    ]
 
 
-def delete_images(repo: MetadataRepository, blobs: BlobStore, project_id: str, image_ids: list[str],
-                  all_images: bool, pool: ThreadPoolExecutor) -> None:
+def delete_images(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    image_ids: list[str],
+    all_images: bool,
+    pool: ThreadPoolExecutor,
+) -> None:
     project = require_project(repo, project_id)
     if all_images:
         image_ids = [im.id for im in repo.list_images(project.id)]
@@ -186,7 +229,9 @@ def _entries(body, key: str, max_items: int) -> list:
         raise BadRequest("BadRequestInvalid", f"{key}: a list is required")
     entries = body[key]
     if len(entries) > max_items:
-        raise BadRequest("BadRequestExceededBatchSize", f"{key}: at most {max_items} entries, got {len(entries)}")
+        raise BadRequest(
+            "BadRequestExceededBatchSize", f"{key}: at most {max_items} entries, got {len(entries)}"
+        )
     return entries
 
 
@@ -205,12 +250,16 @@ def create_image_tags(repo: MetadataRepository, project_id: str, body, pool: Thr
         image_id = _guid(raw, "imageId", f"tags[{i}]", "BadRequestImageTags")
         tag_id = _guid(raw, "tagId", f"tags[{i}]", "BadRequestImageTags")
         if tag_id not in tags:
-            raise BadRequest("BadRequestImageTags", f"tags[{i}].tagId: tag {tag_id} does not exist in this project")
+            raise BadRequest(
+                "BadRequestImageTags", f"tags[{i}].tagId: tag {tag_id} does not exist in this project"
+            )
         pairs.append((image_id, tag_id))
     existing = repo.get_images(project.id, [p[0] for p in pairs])
     for i, (image_id, _) in enumerate(pairs):
         if image_id not in existing:
-            raise NotFound("NotFoundImage", f"tags[{i}].imageId: image {image_id} does not exist in this project")
+            raise NotFound(
+                "NotFoundImage", f"tags[{i}].imageId: image {image_id} does not exist in this project"
+            )
     wanted: dict[str, list[str]] = {}
     for image_id, tag_id in pairs:
         wanted.setdefault(image_id, []).append(tag_id)
@@ -224,8 +273,10 @@ def create_image_tags(repo: MetadataRepository, project_id: str, body, pool: Thr
                 continue
             problem = tag_problem(tags, im.tag_ids() | {tag_id})
             if problem and problem[0] == "ErrorNegativeAndRegularTagOnSameImage":
-                raise BadRequest("BadRequestNegativeAndRegularTagOnSameImage",
-                                 f"image {im.id}: the Negative tag cannot be combined with another tag")
+                raise BadRequest(
+                    "BadRequestNegativeAndRegularTagOnSameImage",
+                    f"image {im.id}: the Negative tag cannot be combined with another tag",
+                )
             if problem:
                 outcome["exceeded"].append(tag_id)
                 continue
@@ -251,8 +302,13 @@ class _NoSave:
         return False
 
 
-def delete_image_tags(repo: MetadataRepository, project_id: str, image_ids: list[str], tag_ids: list[str],
-                      pool: ThreadPoolExecutor) -> None:
+def delete_image_tags(
+    repo: MetadataRepository,
+    project_id: str,
+    image_ids: list[str],
+    tag_ids: list[str],
+    pool: ThreadPoolExecutor,
+) -> None:
     project = require_project(repo, project_id)
     if not image_ids or not tag_ids:
         raise BadRequest("BadRequestRequiredParamIsNull", "imageIds and tagIds are both required")
@@ -271,7 +327,9 @@ def delete_image_tags(repo: MetadataRepository, project_id: str, image_ids: list
 # ---- regions ----------------------------------------------------------------------------------------------
 def require_detection(project: Project, field: str) -> None:
     if not project.is_detection:
-        raise BadRequest("BadRequestImageRegions", f"{field}: regions are only accepted in object detection projects")
+        raise BadRequest(
+            "BadRequestImageRegions", f"{field}: regions are only accepted in object detection projects"
+        )
 
 
 def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: ThreadPoolExecutor) -> dict:
@@ -285,8 +343,12 @@ def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: 
         if tag_id not in tags:
             raise BadRequest("BadRequestImageRegions", f"regions[{i}].tagId: tag {tag_id} does not exist")
         if tags[tag_id].type == NEGATIVE:
-            raise BadRequest("BadRequestImageRegions", f"regions[{i}].tagId: a region cannot carry the Negative tag")
-        wanted.setdefault(image_id, []).append(Region(layout.new_id(), tag_id, left, top, width, height, utcnow()))
+            raise BadRequest(
+                "BadRequestImageRegions", f"regions[{i}].tagId: a region cannot carry the Negative tag"
+            )
+        wanted.setdefault(image_id, []).append(
+            Region(layout.new_id(), tag_id, left, top, width, height, utcnow())
+        )
     existing = repo.get_images(project.id, wanted)
     missing = [i for i in wanted if i not in existing]
     if missing:
@@ -308,15 +370,27 @@ def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: 
     summary = {"created": [], "duplicated": [], "exceeded": []}
     for image_id, outcome in update_images(repo, project.id, wanted, add, pool).items():
         outcome = outcome.value if isinstance(outcome, _NoSave) else outcome
-        summary["created"] += [{"imageId": image_id, **serialize.region_json(r, tags)} for r in outcome["created"]]
+        summary["created"] += [
+            {"imageId": image_id, **serialize.region_json(r, tags)} for r in outcome["created"]
+        ]
         for key in ("duplicated", "exceeded"):
-            summary[key] += [{"imageId": image_id, "tagId": r.tag_id, "left": r.left, "top": r.top,
-                              "width": r.width, "height": r.height} for r in outcome[key]]
+            summary[key] += [
+                {
+                    "imageId": image_id,
+                    "tagId": r.tag_id,
+                    "left": r.left,
+                    "top": r.top,
+                    "width": r.width,
+                    "height": r.height,
+                }
+                for r in outcome[key]
+            ]
     return summary
 
 
-def delete_image_regions(repo: MetadataRepository, project_id: str, region_ids: list[str],
-                         pool: ThreadPoolExecutor) -> None:
+def delete_image_regions(
+    repo: MetadataRepository, project_id: str, region_ids: list[str], pool: ThreadPoolExecutor
+) -> None:
     project = require_project(repo, project_id)
     if not region_ids:
         raise BadRequest("BadRequestRequiredParamIsNull", "regionIds is required")
@@ -340,17 +414,22 @@ def check_metadata(metadata, path: str = "metadata") -> dict[str, str]:
     out = {}
     for key, value in metadata.items():
         if not isinstance(key, str) or not key.strip() or len(key) > MAX_METADATA_KEY:
-            raise BadRequest("BadRequestImageMetadataKey", f"{path}: key {str(key)[:40]!r} must be 1 to "
-                                                           f"{MAX_METADATA_KEY} characters")
+            raise BadRequest(
+                "BadRequestImageMetadataKey",
+                f"{path}: key {str(key)[:40]!r} must be 1 to {MAX_METADATA_KEY} characters",
+            )
         if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE:
-            raise BadRequest("BadRequestImageMetadataValue", f"{path}.{key}: value must be a string of at most "
-                                                             f"{MAX_METADATA_VALUE} characters")
+            raise BadRequest(
+                "BadRequestImageMetadataValue",
+                f"{path}.{key}: value must be a string of at most {MAX_METADATA_VALUE} characters",
+            )
         out[key] = value
     return out
 
 
-def update_metadata(repo: MetadataRepository, project_id: str, image_ids: list[str], metadata,
-                    pool: ThreadPoolExecutor) -> dict:
+def update_metadata(
+    repo: MetadataRepository, project_id: str, image_ids: list[str], metadata, pool: ThreadPoolExecutor
+) -> dict:
     project = require_project(repo, project_id)
     if not image_ids:
         raise BadRequest("BadRequestRequiredParamIsNull", "imageIds is required")

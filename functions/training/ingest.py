@@ -53,9 +53,15 @@ def parse_regions(raw_regions, path: str) -> list[tuple[str, float, float, float
     return [check_region(r, f"{path}[{j}]") for j, r in enumerate(raw_regions)]
 
 
-def ingest(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, project: Project,
-           candidates: list[Candidate], metadata: dict[str, str] | None = None,
-           tags: dict[str, Tag] | None = None) -> list[Outcome]:
+def ingest(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    pool: ThreadPoolExecutor,
+    project: Project,
+    candidates: list[Candidate],
+    metadata: dict[str, str] | None = None,
+    tags: dict[str, Tag] | None = None,
+) -> list[Outcome]:
     """Hash first (ids are content addressed), find the duplicates in one lookup, then check and store
     each new image in one pooled task, and finally insert the rows of those that stored."""
     tags = {t.id: t for t in repo.list_tags(project.id)} if tags is None else tags
@@ -83,14 +89,23 @@ def ingest(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor,
             image = check_image(cand.data or b"")
         except ImageError as exc:
             return Outcome(cand.source, str(exc.status), exc.message)
-        record = ImageRecord(id=ids[i], created=utcnow(), width=image.width, height=image.height,
-                             content_type=image.content_type, source=cand.origin, camera=image.camera,
-                             source_format=image.source_format,
-                             tags={t: utcnow() for t in dict.fromkeys(cand.tag_ids)},
-                             regions=[Region(layout.new_id(), *r, utcnow()) for r in cand.regions],
-                             metadata=dict(metadata or {}))
+        record = ImageRecord(
+            id=ids[i],
+            created=utcnow(),
+            width=image.width,
+            height=image.height,
+            content_type=image.content_type,
+            source=cand.origin,
+            camera=image.camera,
+            source_format=image.source_format,
+            tags={t: utcnow() for t in dict.fromkeys(cand.tag_ids)},
+            regions=[Region(layout.new_id(), *r, utcnow()) for r in cand.regions],
+            metadata=dict(metadata or {}),
+        )
         error = _store(blobs, project.id, record.id, image)
-        return Outcome(cand.source, "ErrorStorage", error) if error else Outcome(cand.source, OK, record=record)
+        return (
+            Outcome(cand.source, "ErrorStorage", error) if error else Outcome(cand.source, OK, record=record)
+        )
 
     done = pool.map(check_and_store, work) if len(work) > 1 else map(check_and_store, work)
     for i, outcome in zip(work, done):
@@ -106,8 +121,11 @@ def ingest(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor,
             outcomes[i] = Outcome(candidates[i].source, DUPLICATE, record=existing[image_id])
         elif first_of[image_id] != i:
             first = outcomes[first_of[image_id]]
-            outcomes[i] = (Outcome(candidates[i].source, DUPLICATE, record=first.record) if first.status == OK
-                           else Outcome(candidates[i].source, first.status, first.message))
+            outcomes[i] = (
+                Outcome(candidates[i].source, DUPLICATE, record=first.record)
+                if first.status == OK
+                else Outcome(candidates[i].source, first.status, first.message)
+            )
     return outcomes
 
 
@@ -125,9 +143,11 @@ def _store(blobs: BlobStore, project_id: str, image_id: str, image: CheckedImage
     try:
         blobs.put(layout.IMAGES, layout.image_original(project_id, image_id), image.data, image.content_type)
         if image.thumbnail is not None:
-            blobs.put(layout.IMAGES, layout.image_thumbnail(project_id, image_id), image.thumbnail, "image/jpeg")
+            blobs.put(
+                layout.IMAGES, layout.image_thumbnail(project_id, image_id), image.thumbnail, "image/jpeg"
+            )
         return None
-    except Exception as exc:  # noqa: BLE001 - any storage failure is this image's ErrorStorage, not the batch's
+    except Exception as exc:
         return f"could not store the image: {type(exc).__name__}: {str(exc)[:200]}"
 
 
@@ -135,8 +155,11 @@ def summary(project: Project, outcomes: list[Outcome], tags: dict[str, Tag], url
     """ImageCreateSummary JSON."""
     images = []
     for out in outcomes:
-        entry = {"sourceUrl": out.source, "status": out.status,
-                 "image": serialize.image_json(project.id, out.record, tags, url_for) if out.record else None}
+        entry = {
+            "sourceUrl": out.source,
+            "status": out.status,
+            "image": serialize.image_json(project.id, out.record, tags, url_for) if out.record else None,
+        }
         if out.message:
             entry["message"] = out.message
         images.append(entry)

@@ -36,8 +36,10 @@ VERSION = "1.0"
 MAX_URI = 2048
 CONTAINER_FIELD, QUEUE_FIELD = "exportModelContainerUri", "notificationQueueUri"
 _NAME = re.compile(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}")
-_RESERVED = {"blob": set(layout.CONTAINERS), "queue": set(layout.ALL_QUEUES) | {
-    q + layout.POISON_SUFFIX for q in layout.ALL_QUEUES}}
+_RESERVED = {
+    "blob": set(layout.CONTAINERS),
+    "queue": set(layout.ALL_QUEUES) | {q + layout.POISON_SUFFIX for q in layout.ALL_QUEUES},
+}
 
 
 @dataclass(frozen=True)
@@ -70,21 +72,31 @@ def parse(uri, kind: str, services: tuple[str, ...], field: str) -> Place:
     if parts.username or parts.password:
         raise BadRequest("BadRequestInvalid", f"{field}: credentials in the URI are not accepted")
     if parts.query or parts.fragment:
-        raise BadRequest("BadRequestInvalid", f"{field}: remove the query (a SAS token is not needed: the service "
-                                              "reaches the account with its own identity)")
+        raise BadRequest(
+            "BadRequestInvalid",
+            f"{field}: remove the query (a SAS token is not needed: the service "
+            "reaches the account with its own identity)",
+        )
     base = _origin_path(uri)
     service = next((s for s in services if base.startswith(s + "/")), None)
     if service is None:
-        raise BadRequest("BadRequestInvalid", f"{field}: {uri!r} is not in this service's storage account "
-                                              f"({', '.join(services) or 'none configured'}); other accounts must "
-                                              "be allowed by the operator (CUSTOMVISION_INTEGRATION_ACCOUNTS)")
-    name = base[len(service) + 1:]
+        raise BadRequest(
+            "BadRequestInvalid",
+            f"{field}: {uri!r} is not in this service's storage account "
+            f"({', '.join(services) or 'none configured'}); other accounts must "
+            "be allowed by the operator (CUSTOMVISION_INTEGRATION_ACCOUNTS)",
+        )
+    name = base[len(service) + 1 :]
     if not _NAME.fullmatch(name):
-        raise BadRequest("BadRequestInvalid", f"{field}: {name!r} is not a {what} name (3-63 lower-case letters, "
-                                              "digits and single hyphens, one path segment)")
+        raise BadRequest(
+            "BadRequestInvalid",
+            f"{field}: {name!r} is not a {what} name (3-63 lower-case letters, "
+            "digits and single hyphens, one path segment)",
+        )
     if name in _RESERVED[kind] and service == services[0]:
-        raise BadRequest("BadRequestInvalid", f"{field}: {name!r} is one of the service's own {what}s; name one "
-                                              "of yours")
+        raise BadRequest(
+            "BadRequestInvalid", f"{field}: {name!r} is one of the service's own {what}s; name one of yours"
+        )
     return Place(kind, service, name)
 
 
@@ -93,16 +105,33 @@ def connection_test(project_id: str) -> dict:
 
 
 def training_message(project_id: str, iteration_id: str, completed: bool) -> dict:
-    return {"version": VERSION, "type": "Training", "Content": {
-        "projectId": project_id, "iterationId": iteration_id,
-        "trainingStatus": "TrainingCompleted" if completed else "TrainingFailed"}}
+    return {
+        "version": VERSION,
+        "type": "Training",
+        "Content": {
+            "projectId": project_id,
+            "iterationId": iteration_id,
+            "trainingStatus": "TrainingCompleted" if completed else "TrainingFailed",
+        },
+    }
 
 
-def export_message(project_id: str, iteration_id: str, target: exports.Target, completed: bool,
-                   model_uri: str | None, reason: str | None = None) -> dict:
-    content = {"projectId": project_id, "iterationId": iteration_id,
-               "exportStatus": "ExportCompleted" if completed else "ExportFailed", "modelUri": model_uri,
-               "platform": target.platform, "flavor": target.flavor}
+def export_message(
+    project_id: str,
+    iteration_id: str,
+    target: exports.Target,
+    completed: bool,
+    model_uri: str | None,
+    reason: str | None = None,
+) -> dict:
+    content = {
+        "projectId": project_id,
+        "iterationId": iteration_id,
+        "exportStatus": "ExportCompleted" if completed else "ExportFailed",
+        "modelUri": model_uri,
+        "platform": target.platform,
+        "flavor": target.flavor,
+    }
     if reason:
         content["reason"] = reason
     return {"version": VERSION, "type": "Export", "Content": content}
@@ -132,12 +161,14 @@ class StorageIntegration:
         if place.service == self.services["blob"][0]:
             return self._clients.blob
         from azure.storage.blob import BlobServiceClient
+
         return BlobServiceClient(place.service, credential=self._clients.credential)
 
     def _queue(self, place: Place):
         if place.service == self.services["queue"][0]:
             return self._clients.queue(place.name)
         from azure.storage.queue import QueueClient
+
         return base64_queue(QueueClient(place.service, place.name, credential=self._clients.credential))
 
     # ---- set up -----------------------------------------------------------------------------------------
@@ -154,15 +185,21 @@ class StorageIntegration:
         return out[0], out[1]
 
     def _test_container(self, place: Place, project_id: str, field: str) -> None:
-        blob = self._blob_service(place).get_blob_client(place.name, f"{TEST_FOLDER}/{project_id}-{uuid.uuid4()}")
+        blob = self._blob_service(place).get_blob_client(
+            place.name, f"{TEST_FOLDER}/{project_id}-{uuid.uuid4()}"
+        )
         try:
             blob.upload_blob(b"Custom Vision storage integration test", overwrite=True)
             blob.delete_blob()
         except ResourceNotFoundError:
-            raise BadRequest("BadRequestInvalid", f"{field}: container {place.name!r} does not exist") from None
+            raise BadRequest(
+                "BadRequestInvalid", f"{field}: container {place.name!r} does not exist"
+            ) from None
         except AzureError as exc:
-            raise BadRequest("BadRequestInvalid", f"{field}: cannot write to container {place.name!r}: "
-                                                  f"{type(exc).__name__}") from None
+            raise BadRequest(
+                "BadRequestInvalid",
+                f"{field}: cannot write to container {place.name!r}: {type(exc).__name__}",
+            ) from None
 
     def _test_queue(self, place: Place, project_id: str, field: str) -> None:
         try:
@@ -170,8 +207,9 @@ class StorageIntegration:
         except ResourceNotFoundError:
             raise BadRequest("BadRequestInvalid", f"{field}: queue {place.name!r} does not exist") from None
         except AzureError as exc:
-            raise BadRequest("BadRequestInvalid", f"{field}: cannot send to queue {place.name!r}: "
-                                                  f"{type(exc).__name__}") from None
+            raise BadRequest(
+                "BadRequestInvalid", f"{field}: cannot send to queue {place.name!r}: {type(exc).__name__}"
+            ) from None
 
     # ---- deliveries -------------------------------------------------------------------------------------
     def announce(self, project, body: dict) -> None:
@@ -179,10 +217,12 @@ class StorageIntegration:
         self.notify(project.notification_queue_uri, body)
         if project.webhook_uri and self._blobs is not None and self.webhook_queue is not None:
             from . import webhooks
+
             try:
                 webhooks.enqueue(self._blobs, self.webhook_queue, project, body)
             except AzureError as exc:
                 log.warning("webhook delivery of %s for %s not queued: %s", body.get("type"), project.id, exc)
+
     def notify(self, queue_uri: str, body: dict) -> bool:
         if not queue_uri:
             return False

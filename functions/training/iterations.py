@@ -28,7 +28,9 @@ def require_iteration(repo: MetadataRepository, project: Project, iteration_id: 
         iteration_id = None
     it = repo.get_iteration(project.id, iteration_id) if iteration_id else None
     if it is None:
-        raise NotFound("NotFoundIteration", f"iteration {iteration_id} does not exist in project {project.id}")
+        raise NotFound(
+            "NotFoundIteration", f"iteration {iteration_id} does not exist in project {project.id}"
+        )
     return it
 
 
@@ -63,7 +65,10 @@ def update_iteration(repo: MetadataRepository, project_id: str, iteration_id: st
     name = (body or {}).get("name") if isinstance(body, dict) else None
     if not name or not str(name).strip() or len(str(name)) > 256:
         raise BadRequest("BadRequestIterationName", "name must be 1 to 256 characters")
-    if any(o.name.lower() == str(name).strip().lower() and o.id != it.id for o in repo.list_iterations(project.id)):
+    if any(
+        o.name.lower() == str(name).strip().lower() and o.id != it.id
+        for o in repo.list_iterations(project.id)
+    ):
         raise BadRequest("BadRequestIterationNameNotUnique", f"an iteration named {name!r} already exists")
     it = _edit(repo, project.id, it, lambda i: setattr(i, "name", str(name).strip()))
     return serialize.iteration_json(project.id, it)
@@ -73,27 +78,41 @@ def delete_iteration(repo: MetadataRepository, blobs: BlobStore, project_id: str
     project = require_project(repo, project_id)
     it = require_iteration(repo, project, iteration_id)
     if it.publish_name:
-        raise BadRequest("BadRequestIterationIsPublished",
-                         f"iteration {it.name!r} is published as {it.publish_name!r}; unpublish it first")
+        raise BadRequest(
+            "BadRequestIterationIsPublished",
+            f"iteration {it.name!r} is published as {it.publish_name!r}; unpublish it first",
+        )
     repo.delete_iteration(project.id, it.id)  # row first: a trainer still running sees it gone and stops
     blobs.delete_prefix(layout.MODELS, layout.iteration_prefix(project.id, it.id))
     _evaluations.drop(project.id, it.id)
     publish_changed(project.id, [it.id])  # its stored predictions stay: they are the project's, not its
 
 
-def publish(repo: MetadataRepository, project_id: str, iteration_id: str, publish_name: str | None,
-            prediction_id: str | None, overwrite: bool) -> bool:
+def publish(
+    repo: MetadataRepository,
+    project_id: str,
+    iteration_id: str,
+    publish_name: str | None,
+    prediction_id: str | None,
+    overwrite: bool,
+) -> bool:
     project = require_project(repo, project_id)
     it = require_iteration(repo, project, iteration_id)
     if it.status != messages.COMPLETED:
-        raise BadRequest("BadRequestIterationIsNotTrained", f"iteration {it.name!r} is {it.status}, not Completed")
+        raise BadRequest(
+            "BadRequestIterationIsNotTrained", f"iteration {it.name!r} is {it.status}, not Completed"
+        )
     name = (publish_name or "").strip()
     if not name or len(name) > MAX_PUBLISH_NAME or "/" in name:
-        raise BadRequest("BadRequestInvalidPublishName", "publishName must be 1 to 256 characters without '/'")
+        raise BadRequest(
+            "BadRequestInvalidPublishName", "publishName must be 1 to 256 characters without '/'"
+        )
     holders = [o for o in repo.list_iterations(project.id) if o.publish_name == name and o.id != it.id]
     if holders and not overwrite:
-        raise BadRequest("BadRequestInvalidPublishName",
-                         f"{name!r} is already the publish name of {holders[0].name!r}; unpublish it or set overwrite")
+        raise BadRequest(
+            "BadRequestInvalidPublishName",
+            f"{name!r} is already the publish name of {holders[0].name!r}; unpublish it or set overwrite",
+        )
 
     def set_published(i: Iteration):
         i.publish_name, i.prediction_resource_id = name, prediction_id
@@ -132,8 +151,9 @@ class _EvaluationCache:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        value = json.loads(blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id,
-                                                                              layout.EVALUATION)))
+        value = json.loads(
+            blobs.get(layout.MODELS, layout.iteration_artifact(project_id, iteration_id, layout.EVALUATION))
+        )
         with self._lock:
             self._items[key] = value
             while len(self._items) > self._size:
@@ -152,7 +172,9 @@ def _trained(repo: MetadataRepository, project_id: str, iteration_id: str) -> tu
     project = require_project(repo, project_id)
     it = require_iteration(repo, project, iteration_id)
     if it.status != messages.COMPLETED:
-        raise NotFound("NotFoundIterationPerformance", f"iteration {it.name!r} is {it.status}; it has no performance")
+        raise NotFound(
+            "NotFoundIterationPerformance", f"iteration {it.name!r} is {it.status}; it has no performance"
+        )
     return project, it
 
 
@@ -164,15 +186,23 @@ def _unit(value: float | None, default: float, name: str) -> float:
     return value
 
 
-def performance(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str,
-                threshold: float | None, overlap: float | None) -> dict:
+def performance(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    iteration_id: str,
+    threshold: float | None,
+    overlap: float | None,
+) -> dict:
     project, it = _trained(repo, project_id, iteration_id)
     evaluation = _evaluations.get(blobs, project.id, it.id)
     threshold = _unit(threshold, 0.5, "threshold")
     if evaluation.get("task") == "detection":
         from cvcore.boxes import detection_performance
+
         return detection_performance(evaluation, threshold, _unit(overlap, 0.3, "overlapThreshold"))
     from cvcore.metrics import classification_performance
+
     return classification_performance(evaluation, threshold)
 
 
@@ -182,8 +212,11 @@ def advice(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteratio
     project, it = _trained(repo, project_id, iteration_id)
     name = layout.iteration_artifact(project.id, it.id, layout.ADVICE)
     if not blobs.exists(layout.MODELS, name):
-        raise NotFound("NotFoundIterationAdvice", f"iteration {it.name!r} has no advice: it was trained before "
-                                                  "the model doctor existed; train again to get it")
+        raise NotFound(
+            "NotFoundIterationAdvice",
+            f"iteration {it.name!r} has no advice: it was trained before "
+            "the model doctor existed; train again to get it",
+        )
     found = json.loads(blobs.get(layout.MODELS, name))
     page = layout.iteration_artifact(project.id, it.id, layout.REPORT_ADVICE)
     found["reportUri"] = blobs.url(layout.MODELS, page) if blobs.exists(layout.MODELS, page) else None
@@ -196,19 +229,41 @@ def _image_predictions(evaluation: dict, entry: dict, labels: dict) -> list[dict
     if evaluation.get("task") == "detection":
         for label, score, left, top, width, height in entry.get("detections", []):
             lab = labels[int(label)]
-            out.append({"probability": float(score), "tagId": lab["tag_id"], "tagName": lab["name"],
-                        "tagType": lab.get("type", "Regular"),
-                        "boundingBox": {"left": left, "top": top, "width": width, "height": height}})
+            out.append(
+                {
+                    "probability": float(score),
+                    "tagId": lab["tag_id"],
+                    "tagName": lab["name"],
+                    "tagType": lab.get("type", "Regular"),
+                    "boundingBox": {"left": left, "top": top, "width": width, "height": height},
+                }
+            )
     else:
         for index, score in enumerate(entry.get("scores", [])):
             lab = labels[index]
-            out.append({"probability": float(score), "tagId": lab["tag_id"], "tagName": lab["name"],
-                        "tagType": lab.get("type", "Regular"), "boundingBox": None})
+            out.append(
+                {
+                    "probability": float(score),
+                    "tagId": lab["tag_id"],
+                    "tagName": lab["name"],
+                    "tagType": lab.get("type", "Regular"),
+                    "boundingBox": None,
+                }
+            )
     return sorted(out, key=lambda p: -p["probability"])
 
 
-def image_performances(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str, *,
-                       tag_ids: list[str], order_by: str | None, take: int, skip: int) -> list[dict]:
+def image_performances(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    iteration_id: str,
+    *,
+    tag_ids: list[str],
+    order_by: str | None,
+    take: int,
+    skip: int,
+) -> list[dict]:
     """How each training image was predicted while held out (cross-validation), with its true tags."""
     project, it = _trained(repo, project_id, iteration_id)
     evaluation = _evaluations.get(blobs, project.id, it.id)
@@ -222,16 +277,27 @@ def image_performances(repo: MetadataRepository, blobs: BlobStore, project_id: s
     ordered = sorted(records.values(), key=lambda im: (im.created, im.id), reverse=order != "oldest")
     tags = {t.id: t for t in repo.list_tags(project.id)}
     out = []
-    for im in ordered[skip:skip + take]:
+    for im in ordered[skip : skip + take]:
         body = serialize.image_json(project.id, im, tags, blobs.url)
-        out.append({"id": im.id, "created": body["created"], "width": im.width, "height": im.height,
-                    "imageUri": body["originalImageUri"], "thumbnailUri": body["thumbnailUri"], "tags": body["tags"],
-                    "regions": body["regions"], "predictions": _image_predictions(evaluation, entries[im.id], labels)})
+        out.append(
+            {
+                "id": im.id,
+                "created": body["created"],
+                "width": im.width,
+                "height": im.height,
+                "imageUri": body["originalImageUri"],
+                "thumbnailUri": body["thumbnailUri"],
+                "tags": body["tags"],
+                "regions": body["regions"],
+                "predictions": _image_predictions(evaluation, entries[im.id], labels),
+            }
+        )
     return out
 
 
-def image_performance_count(repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str,
-                            tag_ids: list[str]) -> int:
+def image_performance_count(
+    repo: MetadataRepository, blobs: BlobStore, project_id: str, iteration_id: str, tag_ids: list[str]
+) -> int:
     project, it = _trained(repo, project_id, iteration_id)
     keys = [e["key"] for e in _evaluations.get(blobs, project.id, it.id).get("images", [])]
     records = repo.get_images(project.id, keys)

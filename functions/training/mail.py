@@ -16,10 +16,14 @@ from urllib.parse import unquote, urlsplit
 from cvcore.errors import BadRequest
 
 FIELD = "notificationEmailAddress"
-_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                      r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+")
-NOT_CONFIGURED = ("no mail transport is configured (set CUSTOMVISION_SMTP_URL); follow the iteration with "
-                  "get_iteration or a project notification queue instead")
+_ADDRESS = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+NOT_CONFIGURED = (
+    "no mail transport is configured (set CUSTOMVISION_SMTP_URL); follow the iteration with "
+    "get_iteration or a project notification queue instead"
+)
 PENDING, SENT, NOT_SENT, FAILED = "Pending", "Sent", "NotSent", "Failed"
 
 
@@ -46,8 +50,11 @@ class Mailer:
         message.set_content(body)
         secure = parts.scheme == "smtps"
         port = parts.port or (465 if secure else 587 if parts.username else 25)
-        client = (smtplib.SMTP_SSL(parts.hostname, port, timeout=self.timeout, context=ssl.create_default_context())
-                  if secure else smtplib.SMTP(parts.hostname, port, timeout=self.timeout))
+        client = (
+            smtplib.SMTP_SSL(parts.hostname, port, timeout=self.timeout, context=ssl.create_default_context())
+            if secure
+            else smtplib.SMTP(parts.hostname, port, timeout=self.timeout)
+        )
         with client:
             client.ehlo()
             if not secure and client.has_extn("starttls"):
@@ -58,7 +65,9 @@ class Mailer:
             client.send_message(message)
 
 
-def training_mail(project_name: str, iteration_name: str, status: str, details: str | None) -> tuple[str, str]:
+def training_mail(
+    project_name: str, iteration_name: str, status: str, details: str | None
+) -> tuple[str, str]:
     ended = "completed" if status == "Completed" else "failed"
     subject = f"Custom Vision: {project_name} {iteration_name} {ended}"
     body = f"Training of {iteration_name} in project {project_name} {ended}.\n"
@@ -80,8 +89,9 @@ def deliver_training_mail(repo, mailer: Mailer | None, project_id: str, iteratio
     if mailer is None or not mailer.configured:
         status, detail = NOT_SENT, NOT_CONFIGURED
     else:
-        subject, body = training_mail(project.name, it.name, it.status,
-                                      serialize.iteration_json(project.id, it)["trainingErrorDetails"])
+        subject, body = training_mail(
+            project.name, it.name, it.status, serialize.iteration_json(project.id, it)["trainingErrorDetails"]
+        )
         try:
             mailer.send(it.notification_email, subject, body)
             status, detail = SENT, ""

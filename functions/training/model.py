@@ -4,7 +4,7 @@ maps them to Custom Vision's JSON shapes."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from cvcore import domains
 
@@ -17,7 +17,7 @@ TAG_TYPES = (REGULAR, NEGATIVE, GENERAL_PRODUCT)
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 DELETING = "Deleting"  # Project.status while a background deletion runs
@@ -71,10 +71,14 @@ class Region:
     height: float
     created: datetime
 
-    def same_box(self, other: "Region", tolerance: float = 1e-6) -> bool:
+    def same_box(self, other: Region, tolerance: float = 1e-6) -> bool:
         return self.tag_id == other.tag_id and all(
-            abs(a - b) <= tolerance for a, b in zip((self.left, self.top, self.width, self.height),
-                                                    (other.left, other.top, other.width, other.height)))
+            abs(a - b) <= tolerance
+            for a, b in zip(
+                (self.left, self.top, self.width, self.height),
+                (other.left, other.top, other.width, other.height),
+            )
+        )
 
 
 @dataclass
@@ -129,8 +133,9 @@ class ImageCounts:
         per_tag = dict(self.per_tag)
         for t, n in other.per_tag.items():
             per_tag[t] = per_tag.get(t, 0) + n
-        return ImageCounts(self.images + other.images, self.tagged + other.tagged,
-                           {t: n for t, n in per_tag.items() if n})
+        return ImageCounts(
+            self.images + other.images, self.tagged + other.tagged, {t: n for t, n in per_tag.items() if n}
+        )
 
     def __neg__(self) -> ImageCounts:
         return ImageCounts(-self.images, -self.tagged, {t: -n for t, n in self.per_tag.items()})

@@ -4,7 +4,7 @@ the fakes in tests/unit/fakes.py."""
 from __future__ import annotations
 
 import abc
-from typing import Iterable
+from collections.abc import Iterable
 
 from .model import ImageCounts, ImageRecord, Iteration, Project, Tag
 
@@ -120,4 +120,4 @@ class BlobStore(abc.ABC):
     def get_capped(self, container: str, name: str, max_bytes: int) -> bytes:
         """At most the first `max_bytes + 1` bytes of the blob: enough to tell it is too large without
         holding all of it. Adapters read a range; this default reads the whole blob."""
-        return self.get(container, name)[:max_bytes + 1]
+        return self.get(container, name)[: max_bytes + 1]

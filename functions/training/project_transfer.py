@@ -44,7 +44,9 @@ INLINE_IMAGES = 500  # larger snapshots import in the background (12 ms an image
 IMPORTING, SUCCEEDED, FAILED = "Importing", "Succeeded", "Failed"
 MAX_SNAPSHOT_BYTES = 256 * 1024 * 1024
 FETCH_TIMEOUT_S = 30.0
-MS_PER_IMAGE = 15  # benchmarks/transfer.py on Azurite, 2 cores: 12 ms an image; an estimate, as Custom Vision's
+MS_PER_IMAGE = (
+    15  # benchmarks/transfer.py on Azurite, 2 cores: 12 ms an image; an estimate, as Custom Vision's
+)
 
 
 def export_project(repo: MetadataRepository, blobs: BlobStore, project_id: str) -> dict:
@@ -52,19 +54,31 @@ def export_project(repo: MetadataRepository, blobs: BlobStore, project_id: str) 
     tags = repo.list_tags(project.id)
     entries = coco_export.current_dataset(project, repo.list_images(project.id), image_tags=True)
     export_id = layout.new_id()
-    snapshot = coco_export.to_coco(project, tags, entries, blobs.url, coco_export.NORMALIZED,
-                                   {"export_id": export_id})
+    snapshot = coco_export.to_coco(
+        project, tags, entries, blobs.url, coco_export.NORMALIZED, {"export_id": export_id}
+    )
     name = layout.project_export(project.id, export_id)
     blobs.put(layout.MODELS, name, json.dumps(snapshot, separators=(",", ":")).encode(), "application/json")
     token = {"v": TOKEN_VERSION, "snapshot": blobs.url(layout.MODELS, name)}
-    return {"iterationCount": 0, "imageCount": len(entries), "tagCount": len(tags),
-            "regionCount": sum(1 for e in entries for _, box in e.annotations if box is not None),
-            "estimatedImportTimeInMS": 500 + MS_PER_IMAGE * len(entries),
-            "token": base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("=")}
+    return {
+        "iterationCount": 0,
+        "imageCount": len(entries),
+        "tagCount": len(tags),
+        "regionCount": sum(1 for e in entries for _, box in e.annotations if box is not None),
+        "estimatedImportTimeInMS": 500 + MS_PER_IMAGE * len(entries),
+        "token": base64.urlsafe_b64encode(json.dumps(token).encode()).decode().rstrip("="),
+    }
 
 
-def import_project(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, token: str | None,
-                   name: str | None, allow_origins=(), jobs: JobQueue | None = None) -> dict:
+def import_project(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    pool: ThreadPoolExecutor,
+    token: str | None,
+    name: str | None,
+    allow_origins=(),
+    jobs: JobQueue | None = None,
+) -> dict:
     """The project made from an export token: imported now, or (a large snapshot, when `jobs` is given)
     answered Importing and finished by run_import from the ImportJob sent to `jobs`."""
     url = _snapshot_url(token)
@@ -72,8 +86,10 @@ def import_project(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolE
     settings = _settings(data)
     domain = domains.get(settings.get("domainId"))
     if domain is None:
-        raise BadRequest("BadRequestInvalidImportToken", f"the snapshot's domain {settings.get('domainId')!r} "
-                                                         "is not known here")
+        raise BadRequest(
+            "BadRequestInvalidImportToken",
+            f"the snapshot's domain {settings.get('domainId')!r} is not known here",
+        )
     if jobs is not None and settings["images"] > INLINE_IMAGES:
         project = _create(repo, name, settings, domain, status=IMPORTING)
         try:
@@ -105,8 +121,15 @@ def parse_job(body: bytes | str) -> tuple[str, str]:
         raise ValueError(f"not an import job: {exc}") from None
 
 
-def run_import(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecutor, project_id: str,
-               snapshot_url: str, allow_origins=(), last_attempt: bool = False) -> str:
+def run_import(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    pool: ThreadPoolExecutor,
+    project_id: str,
+    snapshot_url: str,
+    allow_origins=(),
+    last_attempt: bool = False,
+) -> str:
     """Finish a background import; returns the project's status. Problems with the snapshot mark it Failed
     with every problem listed; anything else (storage, network) is raised for the queue to retry, except on
     the last attempt, which marks it Failed with that error."""
@@ -114,11 +137,21 @@ def run_import(repo: MetadataRepository, blobs: BlobStore, pool: ThreadPoolExecu
     if project is None or project.status != IMPORTING:
         return project.status if project else "deleted"  # deleted meanwhile, or a duplicate message
     try:
-        data = _read_snapshot(snapshot_url, tuple(allow_origins), CustomVisionError, "ErrorProjectImportRequestFailed")
+        data = _read_snapshot(
+            snapshot_url, tuple(allow_origins), CustomVisionError, "ErrorProjectImportRequestFailed"
+        )
         report, resolver = _validate(data, project.domain, tuple(allow_origins), pool)
         _refuse_if_bad(report)
-        import_report(repo, blobs, pool, project, report, resolver, origin="import",
-                      progress=lambda *_: _still_there(repo, project_id))
+        import_report(
+            repo,
+            blobs,
+            pool,
+            project,
+            report,
+            resolver,
+            origin="import",
+            progress=lambda *_: _still_there(repo, project_id),
+        )
         _refuse_if_bad(report)
         return _settle(repo, project_id, SUCCEEDED, "")
     except _ProjectDeleted:
@@ -162,23 +195,40 @@ def _settle(repo: MetadataRepository, project_id: str, status: str, message: str
 
 def _read_snapshot(url: str, allow_origins: tuple[str, ...], error, code: str) -> bytes:
     try:
-        return fetch(url, max_bytes=MAX_SNAPSHOT_BYTES, timeout=FETCH_TIMEOUT_S,
-                     allow_origins=UrlResolver(allow_origins).allow).data
+        return fetch(
+            url,
+            max_bytes=MAX_SNAPSHOT_BYTES,
+            timeout=FETCH_TIMEOUT_S,
+            allow_origins=UrlResolver(allow_origins).allow,
+        ).data
     except UrlFetchError as exc:
-        raise error(code, f"the token's project snapshot cannot be read (expired or deleted?): {exc.message}") \
-            from None
+        raise error(
+            code, f"the token's project snapshot cannot be read (expired or deleted?): {exc.message}"
+        ) from None
 
 
-def _validate(data: bytes, domain, allow_origins: tuple[str, ...], pool) -> tuple[coco.Report, "UrlResolver"]:
+def _validate(data: bytes, domain, allow_origins: tuple[str, ...], pool) -> tuple[coco.Report, UrlResolver]:
     resolver = UrlResolver(allow_origins)
-    rules = coco.Rules(task=coco.DETECTION if domain.type == domains.OBJECT_DETECTION else coco.CLASSIFICATION,
-                       multiclass=False, min_images_per_category=0, image_tags_in_detection=True)
+    rules = coco.Rules(
+        task=coco.DETECTION if domain.type == domains.OBJECT_DETECTION else coco.CLASSIFICATION,
+        multiclass=False,
+        min_images_per_category=0,
+        image_tags_in_detection=True,
+    )
     return coco.validate(data, resolver, rules, pool=pool), resolver
 
 
-def _create(repo: MetadataRepository, name: str | None, settings: dict, domain, status: str = SUCCEEDED) -> Project:
-    created = projects.create_project(repo, _name(repo, name, settings), settings.get("description"), domain.id,
-                                      settings.get("classificationType"), settings.get("targetExportPlatforms") or [])
+def _create(
+    repo: MetadataRepository, name: str | None, settings: dict, domain, status: str = SUCCEEDED
+) -> Project:
+    created = projects.create_project(
+        repo,
+        _name(repo, name, settings),
+        settings.get("description"),
+        domain.id,
+        settings.get("classificationType"),
+        settings.get("targetExportPlatforms") or [],
+    )
     project = repo.get_project(created["id"])
     project.use_negative_set = settings.get("useNegativeSet", True) is not False
     project.augmentation_methods = (settings.get("imageProcessingSettings") or {}).get("augmentationMethods")
@@ -195,8 +245,10 @@ def _snapshot_url(token: str | None) -> str:
             raise ValueError("unknown token version")
         return body["snapshot"]
     except (binascii.Error, ValueError, TypeError, AttributeError):
-        raise BadRequest("BadRequestInvalidImportToken", "token: not a project export token (GET "
-                                                         "/projects/{id}/export gives one)") from None
+        raise BadRequest(
+            "BadRequestInvalidImportToken",
+            "token: not a project export token (GET /projects/{id}/export gives one)",
+        ) from None
 
 
 def _settings(data: bytes) -> dict:
@@ -204,8 +256,12 @@ def _settings(data: bytes) -> dict:
         document = json.loads(data)
         project = document["info"]["custom_vision"]["project"]
         images = document.get("images")
-        return {**project.get("settings", {}), "name": project["name"], "description": project.get("description"),
-                "images": len(images) if isinstance(images, list) else 0}
+        return {
+            **project.get("settings", {}),
+            "name": project["name"],
+            "description": project.get("description"),
+            "images": len(images) if isinstance(images, list) else 0,
+        }
     except (ValueError, KeyError, TypeError):
         raise BadRequest("BadRequestInvalidImportToken", "the snapshot is not a project export") from None
 
@@ -223,8 +279,9 @@ def _refuse_if_bad(report: coco.Report) -> None:
     if not report.ok:
         listed = "; ".join(str(p) for p in report.problems[:20])
         more = f" (and {len(report.problems) - 20} more)" if len(report.problems) > 20 else ""
-        raise CustomVisionError("ErrorProjectImportRequestFailed",
-                                f"the exported project cannot be imported: {listed}{more}")
+        raise CustomVisionError(
+            "ErrorProjectImportRequestFailed", f"the exported project cannot be imported: {listed}{more}"
+        )
 
 
 class UrlResolver:
@@ -237,8 +294,9 @@ class UrlResolver:
     def locate(self, entry: dict) -> tuple[str, str]:
         url = entry.get("absolute_url")
         if not isinstance(url, str) or not url.strip():
-            raise coco.SourceError(coco.NO_SOURCE, "a project snapshot names every image by absolute_url",
-                                   "absolute_url")
+            raise coco.SourceError(
+                coco.NO_SOURCE, "a project snapshot names every image by absolute_url", "absolute_url"
+            )
         return url, "absolute_url"
 
     def read(self, ref: str, max_bytes: int) -> bytes:
@@ -250,4 +308,3 @@ class UrlResolver:
             if exc.status == 404:
                 raise FileNotFoundError(ref) from None
             raise coco.SourceError(coco.IMAGE_UNREADABLE, exc.message, "absolute_url") from None
-

@@ -60,7 +60,9 @@ def _check_name(repo: MetadataRepository, name: str | None, exclude_id: str | No
 def _check_description(description: str | None) -> str:
     description = description or ""
     if len(description) > MAX_DESCRIPTION:
-        raise BadRequest("BadRequestProjectDescription", f"description must be at most {MAX_DESCRIPTION} characters")
+        raise BadRequest(
+            "BadRequestProjectDescription", f"description must be at most {MAX_DESCRIPTION} characters"
+        )
     return description
 
 
@@ -69,17 +71,26 @@ def _check_settings(domain: domains.Domain, classification_type: str | None, pla
         classification_type = None
     else:
         classification_type = classification_type or MULTICLASS
-        match = {MULTICLASS.lower(): MULTICLASS, MULTILABEL.lower(): MULTILABEL}.get(classification_type.lower())
+        match = {MULTICLASS.lower(): MULTICLASS, MULTILABEL.lower(): MULTILABEL}.get(
+            classification_type.lower()
+        )
         if match is None:
-            raise BadRequest("BadRequestProjectUnknownClassification",
-                             f"classificationType must be Multiclass or Multilabel, got {classification_type!r}")
+            raise BadRequest(
+                "BadRequestProjectUnknownClassification",
+                f"classificationType must be Multiclass or Multilabel, got {classification_type!r}",
+            )
         classification_type = match
     for platform in platforms:
         if platform not in domain.export_platforms:
-            raise BadRequest("BadRequestProjectUnsupportedExportPlatform",
-                             f"targetExportPlatforms: {platform!r} is not supported for domain {domain.name!r}; "
-                             + (f"it exports {', '.join(domain.export_platforms)}" if domain.exportable else
-                                f"compact domains export {', '.join(domains.EXPORT_PLATFORMS)}"))
+            raise BadRequest(
+                "BadRequestProjectUnsupportedExportPlatform",
+                f"targetExportPlatforms: {platform!r} is not supported for domain {domain.name!r}; "
+                + (
+                    f"it exports {', '.join(domain.export_platforms)}"
+                    if domain.exportable
+                    else f"compact domains export {', '.join(domains.EXPORT_PLATFORMS)}"
+                ),
+            )
     return classification_type, platforms
 
 
@@ -105,9 +116,16 @@ def _integrate(integration, project: Project, container_uri, queue_uri) -> None:
         project.notification_queue_uri = queue
 
 
-def create_project(repo: MetadataRepository, name: str | None, description: str | None, domain_id: str | None,
-                   classification_type: str | None, target_export_platforms: list[str], options: dict | None = None,
-                   integration=None) -> dict:
+def create_project(
+    repo: MetadataRepository,
+    name: str | None,
+    description: str | None,
+    domain_id: str | None,
+    classification_type: str | None,
+    target_export_platforms: list[str],
+    options: dict | None = None,
+    integration=None,
+) -> dict:
     """`options`: CreateProjectOptions ({exportModelContainerUri, notificationQueueUri}), checked and tested
     by `integration` (training/integration.StorageIntegration) before the project is saved."""
     name = _check_name(repo, name)
@@ -117,11 +135,22 @@ def create_project(repo: MetadataRepository, name: str | None, description: str 
         raise BadRequest("BadRequestInvalid", "the body must be a CreateProjectOptions JSON object")
     options = options or {}
     now = utcnow()
-    project = Project(id=layout.new_id(), name=name, description=_check_description(description),
-                      domain_id=domain.id, classification_type=ctype, target_export_platforms=platforms,
-                      created=now, last_modified=now)
-    _integrate(integration, project, options.get("exportModelContainerUri") or None,
-               options.get("notificationQueueUri") or None)
+    project = Project(
+        id=layout.new_id(),
+        name=name,
+        description=_check_description(description),
+        domain_id=domain.id,
+        classification_type=ctype,
+        target_export_platforms=platforms,
+        created=now,
+        last_modified=now,
+    )
+    _integrate(
+        integration,
+        project,
+        options.get("exportModelContainerUri") or None,
+        options.get("notificationQueueUri") or None,
+    )
     repo.save_project(project)
     return serialize.project_json(project)
 
@@ -149,8 +178,10 @@ def update_project(repo: MetadataRepository, project_id: str, body: dict, integr
     if settings.get("domainId"):
         new_domain = _domain(settings["domainId"])
         if new_domain.type != domain.type:
-            raise BadRequest("BadRequestProjectUnsupportedDomainTypeChange",
-                             f"settings.domainId: cannot change a {domain.type} project to a {new_domain.type} domain")
+            raise BadRequest(
+                "BadRequestProjectUnsupportedDomainTypeChange",
+                f"settings.domainId: cannot change a {domain.type} project to a {new_domain.type} domain",
+            )
         domain = new_domain
     ctype = settings.get("classificationType") or project.classification_type
     platforms = settings.get("targetExportPlatforms")
@@ -162,24 +193,38 @@ def update_project(repo: MetadataRepository, project_id: str, body: dict, integr
     augmentation = (settings.get("imageProcessingSettings") or {}).get("augmentationMethods")
     if augmentation is not None:
         project.augmentation_methods = {str(k): bool(v) for k, v in augmentation.items()}
-    changed = {k: settings[k] or "" for k in ("exportModelContainerUri", "notificationQueueUri") if k in settings
-               and (settings[k] or "") != (project.export_model_container_uri if k.startswith("export")
-                                           else project.notification_queue_uri)}
+    changed = {
+        k: settings[k] or ""
+        for k in ("exportModelContainerUri", "notificationQueueUri")
+        if k in settings
+        and (settings[k] or "")
+        != (project.export_model_container_uri if k.startswith("export") else project.notification_queue_uri)
+    }
     if changed:
-        _integrate(integration, project, changed.get("exportModelContainerUri"), changed.get("notificationQueueUri"))
+        _integrate(
+            integration, project, changed.get("exportModelContainerUri"), changed.get("notificationQueueUri")
+        )
     if "webhookUri" in settings or "webhookSecret" in settings:
         if integration is None:
             raise BadRequest("BadRequestInvalid", "webhooks are not available in this deployment")
         project.webhook_uri, project.webhook_secret = webhooks.check(
-            project, settings.get("webhookUri", project.webhook_uri), settings.get("webhookSecret"),
-            integration.webhook_allow_origins)
+            project,
+            settings.get("webhookUri", project.webhook_uri),
+            settings.get("webhookSecret"),
+            integration.webhook_allow_origins,
+        )
     project.last_modified = utcnow()
     repo.save_project(project)
     return serialize.project_json(project)
 
 
-def delete_project(repo: MetadataRepository, blobs: BlobStore, project_id: str,
-                   predictions: PredictionStore | None = None, jobs: JobQueue | None = None) -> None:
+def delete_project(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    project_id: str,
+    predictions: PredictionStore | None = None,
+    jobs: JobQueue | None = None,
+) -> None:
     """Delete the project and everything it holds. With `jobs` (the project-imports queue) the project is
     marked Deleting (gone for the API at once) and the work runs in the background (deletion.py), so a
     project of 100,000 images never times out the request; without, it runs here."""

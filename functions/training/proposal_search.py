@@ -25,16 +25,16 @@ from PIL import Image
 
 from cvcore import boxes as boxops
 
-SIDE = 128            # working resolution (longer side, pixels)
-SCALES = (60, 160)    # superpixels per segmentation
+SIDE = 128  # working resolution (longer side, pixels)
+SCALES = (60, 160)  # superpixels per segmentation
 KMEANS_STEPS = 3
-COMPACTNESS = 0.15    # spatial weight: a grid step counts as much as this colour distance (0..1 units)
+COMPACTNESS = 0.15  # spatial weight: a grid step counts as much as this colour distance (0..1 units)
 COLOUR_BINS, ORIENT_BINS = 16, 8
-SPECK = 6             # pieces of a superpixel smaller than this (pixels) join a neighbour
-MIN_SIDE = 0.04       # smallest box side kept, as a fraction of the image side
+SPECK = 6  # pieces of a superpixel smaller than this (pixels) join a neighbour
+MIN_SIDE = 0.04  # smallest box side kept, as a fraction of the image side
 NMS_IOU = 0.6
 MIXES = ((1, 1, 1, 1),)  # similarity weights (colour, texture, size, fill) of each grouping
-CANDIDATES = 300      # the best-scored boxes that go through NMS
+CANDIDATES = 300  # the best-scored boxes that go through NMS
 MAX_PROPOSALS = 50
 
 
@@ -141,8 +141,12 @@ def _absorb_specks(labels: np.ndarray) -> np.ndarray:
         if not small.any():
             break
         out = labels.copy()
-        for here, there in ((np.s_[:, :-1], np.s_[:, 1:]), (np.s_[:, 1:], np.s_[:, :-1]),
-                            (np.s_[:-1], np.s_[1:]), (np.s_[1:], np.s_[:-1])):
+        for here, there in (
+            (np.s_[:, :-1], np.s_[:, 1:]),
+            (np.s_[:, 1:], np.s_[:, :-1]),
+            (np.s_[:-1], np.s_[1:]),
+            (np.s_[1:], np.s_[:-1]),
+        ):
             take = small[here] & ~small[there]
             out[here] = np.where(take, labels[there], out[here])
         labels = out
@@ -166,7 +170,9 @@ def _group(labels: np.ndarray, space: np.ndarray, texture, weights) -> np.ndarra
     """Boxes (xyxy, pixels, right/bottom exclusive) of every region of the hierarchy."""
     h, w = labels.shape
     k = int(labels.max()) + 1
-    colour = _histograms(labels, np.minimum((space * COLOUR_BINS).astype(np.int64), COLOUR_BINS - 1), COLOUR_BINS)
+    colour = _histograms(
+        labels, np.minimum((space * COLOUR_BINS).astype(np.int64), COLOUR_BINS - 1), COLOUR_BINS
+    )
     orient = _histograms(labels, texture[0], ORIENT_BINS, texture[1])
     size = np.bincount(labels.ravel(), minlength=k).astype(np.float64)
     yy, xx = np.mgrid[0:h, 0:w]
@@ -175,8 +181,12 @@ def _group(labels: np.ndarray, space: np.ndarray, texture, weights) -> np.ndarra
     np.minimum.at(box[:, 1], labels.ravel(), yy.ravel())
     np.maximum.at(box[:, 2], labels.ravel(), xx.ravel() + 1)
     np.maximum.at(box[:, 3], labels.ravel(), yy.ravel() + 1)
-    pairs = np.concatenate([np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
-                            np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1)])
+    pairs = np.concatenate(
+        [
+            np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], 1),
+            np.stack([labels[:-1].ravel(), labels[1:].ravel()], 1),
+        ]
+    )
     pairs = np.sort(pairs[pairs[:, 0] != pairs[:, 1]], 1)
     pairs = pairs[np.unique(pairs[:, 0] * k + pairs[:, 1], return_index=True)[1]]
     capacity = 2 * k
@@ -204,7 +214,9 @@ def _group(labels: np.ndarray, space: np.ndarray, texture, weights) -> np.ndarra
             s = s + wt / 3 * np.minimum(orients[a], orients[b]).sum(-1)
         return s
 
-    heap = list(zip((-similarity(pairs[:, 0], pairs[:, 1])).tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist()))
+    heap = list(
+        zip((-similarity(pairs[:, 0], pairs[:, 1])).tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist())
+    )
     heapq.heapify(heap)
     alive = np.zeros(capacity, dtype=bool)
     alive[:k] = True
@@ -270,13 +282,20 @@ def _contrast(rgb: np.ndarray, xyxy: np.ndarray, levels: int = 4) -> np.ndarray:
     h, w, _ = rgb.shape
     q = np.minimum((rgb * levels).astype(np.int64), levels - 1)
     code = (q[..., 0] * levels + q[..., 1]) * levels + q[..., 2]
-    onehot = np.zeros((levels ** 3, h, w), dtype=np.float32)
+    onehot = np.zeros((levels**3, h, w), dtype=np.float32)
     onehot[code, *np.indices((h, w))] = 1
     table = _integral(onehot)
     inner = _box_sums(table, xyxy)
     bw, bh = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
-    grown = np.stack([np.maximum(xyxy[:, 0] - bw // 4, 0), np.maximum(xyxy[:, 1] - bh // 4, 0),
-                      np.minimum(xyxy[:, 2] + bw // 4, w), np.minimum(xyxy[:, 3] + bh // 4, h)], 1)
+    grown = np.stack(
+        [
+            np.maximum(xyxy[:, 0] - bw // 4, 0),
+            np.maximum(xyxy[:, 1] - bh // 4, 0),
+            np.minimum(xyxy[:, 2] + bw // 4, w),
+            np.minimum(xyxy[:, 3] + bh // 4, h),
+        ],
+        1,
+    )
     ring = _box_sums(table, grown) - inner
     a = inner / np.maximum(inner.sum(0), 1)
     b = ring / np.maximum(ring.sum(0), 1)

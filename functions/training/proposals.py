@@ -40,8 +40,9 @@ MERGE_IOU = 0.5
 _ABOVE = float(np.nextafter(MERGE_IOU, 0.0))  # boxops.nms drops overlaps strictly above its threshold
 
 
-def region_proposals(repo: MetadataRepository, blobs: BlobStore, predictor: service.Predictor,
-                     project_id: str, image_id: str) -> dict:
+def region_proposals(
+    repo: MetadataRepository, blobs: BlobStore, predictor: service.Predictor, project_id: str, image_id: str
+) -> dict:
     project = require_project(repo, project_id)
     image_id = _require_image(repo, project, image_id)
     detector = latest_completed(repo, project, artifacts.DETECTION)
@@ -49,15 +50,23 @@ def region_proposals(repo: MetadataRepository, blobs: BlobStore, predictor: serv
     found: list[tuple[float, float, float, float, float]] = []
     if detector is not None:
         try:
-            found = _detections(service.load_model(predictor.models, Published(project, detector, artifacts.DETECTION)),
-                                image)
+            found = _detections(
+                service.load_model(predictor.models, Published(project, detector, artifacts.DETECTION)), image
+            )
         except NotFound as exc:  # the model cannot serve: the image alone still helps the labeller
-            log.warning("region proposals for project %s fall back to the image alone: %s", project.id, exc.message)
+            log.warning(
+                "region proposals for project %s fall back to the image alone: %s", project.id, exc.message
+            )
     if len(found) < MAX_PROPOSALS:
         found += _fill(found, propose(image, MAX_PROPOSALS))
-    return {"projectId": project.id, "imageId": image_id,
-            "proposals": [{"confidence": c, "boundingBox": {"left": x, "top": y, "width": w, "height": h}}
-                          for c, x, y, w, h in found[:MAX_PROPOSALS]]}
+    return {
+        "projectId": project.id,
+        "imageId": image_id,
+        "proposals": [
+            {"confidence": c, "boundingBox": {"left": x, "top": y, "width": w, "height": h}}
+            for c, x, y, w, h in found[:MAX_PROPOSALS]
+        ],
+    }
 
 
 def _require_image(repo: MetadataRepository, project: Project, image_id: str) -> str:

@@ -21,25 +21,40 @@ def completed_iteration(repo: MetadataRepository, project: Project, iteration_id
     if iteration_id:
         it = require_iteration(repo, project, iteration_id)
         if it.status != messages.COMPLETED:
-            raise BadRequest("BadRequestIterationIsNotTrained",
-                             f"iterationId: iteration {it.name!r} is {it.status}, not Completed")
+            raise BadRequest(
+                "BadRequestIterationIsNotTrained",
+                f"iterationId: iteration {it.name!r} is {it.status}, not Completed",
+            )
         return it
     it = latest_completed(repo, project)
     if it is None:
-        raise NotFound("NotFoundProjectDefaultIteration",
-                       "iterationId: the project has no Completed iteration; train one, or name one")
+        raise NotFound(
+            "NotFoundProjectDefaultIteration",
+            "iterationId: the project has no Completed iteration; train one, or name one",
+        )
     return it
 
 
 def latest_completed(repo: MetadataRepository, project: Project, task: str | None = None) -> Iteration | None:
     """The project's most recently trained Completed iteration (of `task`, when given), or None."""
-    done = [it for it in repo.list_iterations(project.id)
-            if it.status == messages.COMPLETED and task in (None, task_of(it))]
+    done = [
+        it
+        for it in repo.list_iterations(project.id)
+        if it.status == messages.COMPLETED and task in (None, task_of(it))
+    ]
     return max(done, key=lambda it: (it.trained_at or it.created, it.created)) if done else None
 
 
-def quick_test(predictor: service.Predictor, repo: MetadataRepository, project_id: str, iteration_id: str | None,
-               data: bytes | None = None, *, url=None, store: bool = True) -> dict:
+def quick_test(
+    predictor: service.Predictor,
+    repo: MetadataRepository,
+    project_id: str,
+    iteration_id: str | None,
+    data: bytes | None = None,
+    *,
+    url=None,
+    store: bool = True,
+) -> dict:
     """ImagePrediction for image bytes, or the image at `url` (the prediction route's SSRF-safe fetch)."""
     project = require_project(repo, project_id)
     it = completed_iteration(repo, project, iteration_id)
@@ -52,4 +67,3 @@ def quick_test(predictor: service.Predictor, repo: MetadataRepository, project_i
         if not exc.code.startswith("BadRequestImage") or exc.message.startswith(f"{field}:"):
             raise
         raise BadRequest(exc.code, f"{field}: {exc.message}") from None
-

@@ -106,29 +106,47 @@ class PredictionQuery:
         return all(lo <= got.get(tag, 0.0) <= hi for tag, lo, hi in self.tags)
 
     def fingerprint(self) -> str:
-        return continuation.fingerprint({"o": self.order, "t": self.tags, "i": self.iteration_id,
-                                         "s": self.start and iso(self.start), "e": self.end and iso(self.end),
-                                         "a": self.application})
+        return continuation.fingerprint(
+            {
+                "o": self.order,
+                "t": self.tags,
+                "i": self.iteration_id,
+                "s": self.start and iso(self.start),
+                "e": self.end and iso(self.end),
+                "a": self.application,
+            }
+        )
 
     def token(self, session: str | None, cont: str | None) -> dict:
         """The PredictionQueryToken of the reply: this query, with what continues it."""
-        return {"session": session, "continuation": cont, "maxCount": self.max_count, "orderBy": self.order,
-                "tags": [{"id": t, "minThreshold": lo, "maxThreshold": hi} for t, lo, hi in self.tags],
-                "iterationId": self.iteration_id, "startTime": self.start and iso(self.start),
-                "endTime": self.end and iso(self.end), "application": self.application}
+        return {
+            "session": session,
+            "continuation": cont,
+            "maxCount": self.max_count,
+            "orderBy": self.order,
+            "tags": [{"id": t, "minThreshold": lo, "maxThreshold": hi} for t, lo, hi in self.tags],
+            "iterationId": self.iteration_id,
+            "startTime": self.start and iso(self.start),
+            "endTime": self.end and iso(self.end),
+            "application": self.application,
+        }
 
 
 def parse_query(body, tags: dict[str, Tag]) -> PredictionQuery:
     b = lower_keys(body, "PredictionQueryToken", INVALID)
     order = {o.lower(): o for o in ORDERS}.get(str(b.get("orderby") or "Newest").lower())
     if order is None:
-        raise BadRequest(INVALID, f"orderBy: one of {', '.join(ORDERS)} is required, got {b.get('orderby')!r}")
+        raise BadRequest(
+            INVALID, f"orderBy: one of {', '.join(ORDERS)} is required, got {b.get('orderby')!r}"
+        )
     raw_tags = b.get("tags") or []
     if not isinstance(raw_tags, list):
         raise BadRequest(INVALID, "tags: a list of {id, minThreshold, maxThreshold} is required")
     if len(raw_tags) > MAX_QUERY_TAGS:
-        raise BadRequest("BadRequestPredictionTagsExceededCount",
-                         f"tags: a query combines at most {MAX_QUERY_TAGS} tags, got {len(raw_tags)}")
+        raise BadRequest(
+            "BadRequestPredictionTagsExceededCount",
+            f"tags: a query combines at most {MAX_QUERY_TAGS} tags, got {len(raw_tags)}",
+        )
     parsed = []
     for i, raw in enumerate(raw_tags):
         t = lower_keys(raw, "PredictionQueryTag", INVALID)
@@ -146,13 +164,27 @@ def parse_query(body, tags: dict[str, Tag]) -> PredictionQuery:
     iteration_id = guid(b["iterationid"], "iterationId") if b.get("iterationid") else None
     application = service.check_application(b.get("application")) or None
     cont = b.get("continuation") or None
-    return PredictionQuery(order, parsed, iteration_id, start, end, application,
-                           page_size(b.get("maxcount"), INVALID, "BadRequestPredictionResultsExceededCount"), cont)
+    return PredictionQuery(
+        order,
+        parsed,
+        iteration_id,
+        start,
+        end,
+        application,
+        page_size(b.get("maxcount"), INVALID, "BadRequestPredictionResultsExceededCount"),
+        cont,
+    )
 
 
 # ---- query_predictions --------------------------------------------------------------------------------------
-def query_predictions(repo: MetadataRepository, blobs: BlobStore, store: PredictionStore, project_id: str, body,
-                      now: datetime | None = None) -> dict:
+def query_predictions(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    store: PredictionStore,
+    project_id: str,
+    body,
+    now: datetime | None = None,
+) -> dict:
     """PredictionQueryResult: a page of the project's stored predictions and the token of the next one."""
     project = require_project(repo, project_id)
     q = parse_query(body, {t.id: t for t in repo.list_tags(project.id)})
@@ -162,15 +194,25 @@ def query_predictions(repo: MetadataRepository, blobs: BlobStore, store: Predict
     else:
         records, cont = _chronological(store, project, q)
     domains = {it.id: it.domain_id for it in repo.list_iterations(project.id)}
-    return {"token": q.token(session, cont),
-            "results": [stored_json(store, r, domains.get(r.iteration_id, project.domain_id)) for r in records]}
+    return {
+        "token": q.token(session, cont),
+        "results": [stored_json(store, r, domains.get(r.iteration_id, project.domain_id)) for r in records],
+    }
 
 
 def stored_json(store: PredictionStore, r: StoredPrediction, domain_id: str | None) -> dict:
     image = store.image_url(r.project_id, r.id)
-    return {"resizedImageUri": image, "thumbnailUri": store.thumbnail_url(r.project_id, r.id),
-            "originalImageUri": image, "domain": domain_id, "id": r.id, "project": r.project_id,
-            "iteration": r.iteration_id, "created": iso(r.created), "predictions": r.predictions}
+    return {
+        "resizedImageUri": image,
+        "thumbnailUri": store.thumbnail_url(r.project_id, r.id),
+        "originalImageUri": image,
+        "domain": domain_id,
+        "id": r.id,
+        "project": r.project_id,
+        "iteration": r.iteration_id,
+        "created": iso(r.created),
+        "predictions": r.predictions,
+    }
 
 
 def _scan(store: PredictionStore, project: Project, q: PredictionQuery, **kw):
@@ -183,12 +225,19 @@ def _chronological(store: PredictionStore, project: Project, q: PredictionQuery)
     if q.continuation:
         state = continuation.decode(q.continuation, project.id, q.fingerprint(), INVALID)
         after = guid(state.get("after"), "continuation")
-    rows = _scan(store, project, q, end=q.end, after=after, oldest_first=q.order == "Oldest",
-                 page=None if q.tags else q.max_count + 1)  # tag filters drop rows: read the default pages
+    rows = _scan(
+        store,
+        project,
+        q,
+        end=q.end,
+        after=after,
+        oldest_first=q.order == "Oldest",
+        page=None if q.tags else q.max_count + 1,
+    )  # tag filters drop rows: read the default pages
     page = list(islice(rows, q.max_count + 1))  # one more than asked: is there a next page?
     if len(page) <= q.max_count:
         return page, None
-    page = page[:q.max_count]
+    page = page[: q.max_count]
     return page, continuation.encode(project.id, q.fingerprint(), {"after": page[-1].id})
 
 
@@ -214,15 +263,30 @@ def _suggested(blobs: BlobStore, store: PredictionStore, project: Project, q: Pr
         return _with_tail(store, project, q, session, state, records)
     if not q.continuation:
         _write_session(blobs, project.id, session, ranked, now)
-    return records[:q.max_count], session, _next(project, q, {**state, "offset": position})
+    return records[: q.max_count], session, _next(project, q, {**state, "offset": position})
 
 
-def _by_uncertainty(store: PredictionStore, project: Project, q: PredictionQuery, end: datetime, page: int,
-                    after=None, brief: bool = False):
+def _by_uncertainty(
+    store: PredictionStore,
+    project: Project,
+    q: PredictionQuery,
+    end: datetime,
+    page: int,
+    after=None,
+    brief: bool = False,
+):
     """The window's matching records most uncertain first (the store's uncertainty index: a range scan).
     `brief` (only without tag filters, which need the predictions): records enough to rank."""
-    rows = store.scan_uncertain(project.id, start=q.start, end=end, after=after, iteration_id=q.iteration_id,
-                                application=q.application, page=None if q.tags else page, brief=brief and not q.tags)
+    rows = store.scan_uncertain(
+        project.id,
+        start=q.start,
+        end=end,
+        after=after,
+        iteration_id=q.iteration_id,
+        application=q.application,
+        page=None if q.tags else page,
+        brief=brief and not q.tags,
+    )
     return (r for r in rows if q.matches(r))
 
 
@@ -236,38 +300,55 @@ def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: dat
     boundary = list(_key(pool[-1])) if len(pool) == ranking.POOL else None
     order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
     state = {"session": session, "end": _ms(end), "offset": 0, "boundary": boundary}
-    known = {r.id: r for r in pool} if q.tags else None  # brief records (no tag filter) are read again in full
+    known = (
+        {r.id: r for r in pool} if q.tags else None
+    )  # brief records (no tag filter) are read again in full
     return session, [pool[i].id for i in order], known, state
 
 
-def _from_pool(store: PredictionStore, project_id: str, ranked: list[str], known: dict | None, offset: int | None,
-               n: int) -> tuple[list[StoredPrediction], int | None]:
+def _from_pool(
+    store: PredictionStore, project_id: str, ranked: list[str], known: dict | None, offset: int | None, n: int
+) -> tuple[list[StoredPrediction], int | None]:
     """Up to n records of `ranked` from `offset` (those deleted since are skipped), and the position of the
     n-th when there is one (where the next page starts)."""
     page: list[tuple[int, StoredPrediction]] = []
     i = len(ranked) if offset is None else offset
     while len(page) < n and i < len(ranked):
-        chunk = ranked[i:i + n - len(page)]
+        chunk = ranked[i : i + n - len(page)]
         found = known if known is not None else store.get(project_id, chunk)
         page += [(i + j, found[x]) for j, x in enumerate(chunk) if x in found]
         i += len(chunk)
     return [r for _, r in page], (page[n - 1][0] if len(page) == n else None)
 
 
-def _with_tail(store: PredictionStore, project: Project, q: PredictionQuery, session: str, state: dict,
-               records: list[StoredPrediction]):
+def _with_tail(
+    store: PredictionStore,
+    project: Project,
+    q: PredictionQuery,
+    session: str,
+    state: dict,
+    records: list[StoredPrediction],
+):
     """Past the ranked pool, the rest by plain uncertainty: after the pool's boundary, or the tail cursor."""
     after = state.get("boundary") if "offset" in state else state.get("after")
     pooled = len(records)
     if after is not None:
         end = datetime.fromtimestamp(state["end"] / 1000, UTC)
         cursor = (-float(after[0]), str(after[1]))  # _key: (-uncertainty, id)
-        records = records + list(islice(_by_uncertainty(store, project, q, end, q.max_count + 1 - pooled,
-                                                        after=cursor), q.max_count + 1 - pooled))
+        records = records + list(
+            islice(
+                _by_uncertainty(store, project, q, end, q.max_count + 1 - pooled, after=cursor),
+                q.max_count + 1 - pooled,
+            )
+        )
     if len(records) <= q.max_count:
         return records, session, None
     last = list(_key(records[q.max_count - 1])) if q.max_count > pooled else after
-    return records[:q.max_count], session, _next(project, q, {"session": session, "end": state["end"], "after": last})
+    return (
+        records[: q.max_count],
+        session,
+        _next(project, q, {"session": session, "end": state["end"], "after": last}),
+    )
 
 
 def _next(project: Project, q: PredictionQuery, state: dict) -> str:
@@ -292,8 +373,11 @@ def _read_session(blobs: BlobStore, project_id: str, session: str, now: datetime
         return json.loads(blobs.get(layout.PREDICTIONS, _session_blob(project_id, session)))["ids"]
     except MISSING:
         hours = int(SESSION_TTL.total_seconds() // 3600)
-        raise BadRequest(INVALID, f"continuation: this Suggested query session has expired (sessions last {hours} "
-                                  "hours); query again without a continuation") from None
+        raise BadRequest(
+            INVALID,
+            f"continuation: this Suggested query session has expired (sessions last {hours} "
+            "hours); query again without a continuation",
+        ) from None
 
 
 def purge_query_sessions(repo: MetadataRepository, blobs: BlobStore, now: datetime, days: int = 3) -> int:
@@ -302,23 +386,30 @@ def purge_query_sessions(repo: MetadataRepository, blobs: BlobStore, now: dateti
     for project in repo.list_projects():
         for back in range(2, 2 + days):
             day = (now - timedelta(days=back)).strftime("%Y%m%d")
-            removed += blobs.delete_prefix(layout.PREDICTIONS, f"{layout.project_prefix(project.id)}query-sessions/{day}/")
+            removed += blobs.delete_prefix(
+                layout.PREDICTIONS, f"{layout.project_prefix(project.id)}query-sessions/{day}/"
+            )
     return removed
 
 
 # ---- delete and promote -------------------------------------------------------------------------------------
-def delete_predictions(repo: MetadataRepository, store: PredictionStore, project_id: str, ids: list[str]) -> None:
+def delete_predictions(
+    repo: MetadataRepository, store: PredictionStore, project_id: str, ids: list[str]
+) -> None:
     project = require_project(repo, project_id)
     if not ids:
         raise BadRequest("BadRequestPredictionIdsMissing", "ids: name the predictions to delete")
     if len(ids) > MAX_IDS:
-        raise BadRequest("BadRequestPredictionIdsExceededCount",
-                         f"ids: at most {MAX_IDS} predictions at a time, got {len(ids)}")
+        raise BadRequest(
+            "BadRequestPredictionIdsExceededCount",
+            f"ids: at most {MAX_IDS} predictions at a time, got {len(ids)}",
+        )
     store.delete(project.id, [guid(x, f"ids[{i}]") for i, x in enumerate(ids)])
 
 
-def create_images_from_predictions(repo: MetadataRepository, blobs: BlobStore, store: PredictionStore, pool,
-                                   project_id: str, body) -> dict:
+def create_images_from_predictions(
+    repo: MetadataRepository, blobs: BlobStore, store: PredictionStore, pool, project_id: str, body
+) -> dict:
     """ImageCreateSummary: each stored prediction's image joins the training set (sourceUrl = its
     prediction id) with the batch's and its own tags (and regions, in a detection project)."""
     project = require_project(repo, project_id)
@@ -326,10 +417,16 @@ def create_images_from_predictions(repo: MetadataRepository, blobs: BlobStore, s
     wanted = []
     for i, entry in enumerate(entries):
         if not isinstance(entry, dict):
-            raise BadRequest("BadRequestImageBatch", f"images[{i}]: an object with the prediction's id is required")
-        wanted.append((guid(entry.get("id"), f"images[{i}].id"),
-                       batch_tags + uploads.tag_ids(entry.get("tagIds"), f"images[{i}].tagIds"),
-                       uploads._regions(entry, f"images[{i}].regions", project)))
+            raise BadRequest(
+                "BadRequestImageBatch", f"images[{i}]: an object with the prediction's id is required"
+            )
+        wanted.append(
+            (
+                guid(entry.get("id"), f"images[{i}].id"),
+                batch_tags + uploads.tag_ids(entry.get("tagIds"), f"images[{i}].tagIds"),
+                uploads._regions(entry, f"images[{i}].regions", project),
+            )
+        )
     stored = store.get(project.id, [w[0] for w in wanted])
 
     def candidate(item) -> ingest.Candidate:
@@ -340,8 +437,13 @@ def create_images_from_predictions(repo: MetadataRepository, blobs: BlobStore, s
                 raise KeyError(prediction_id)
             data = blobs.get(layout.PREDICTIONS, layout.prediction_image(project.id, prediction_id))
         except MISSING:
-            error = ("ErrorSource", (f"prediction {prediction_id} is not stored in this project (deleted, "
-                                     "already added, or older than 30 days)"))
+            error = (
+                "ErrorSource",
+                (
+                    f"prediction {prediction_id} is not stored in this project (deleted, "
+                    "already added, or older than 30 days)"
+                ),
+            )
         return ingest.Candidate(prediction_id, data, tag_ids, regions, error, origin="prediction")
 
     candidates = list(pool.map(candidate, wanted))

@@ -53,12 +53,15 @@ class Suggestion:
     uncertainty: float
 
     def to_json(self) -> bytes:
-        return json.dumps({"created": iso(self.created), "predictions": self.predictions,
-                           "uncertainty": self.uncertainty}, separators=(",", ":")).encode()
+        return json.dumps(
+            {"created": iso(self.created), "predictions": self.predictions, "uncertainty": self.uncertainty},
+            separators=(",", ":"),
+        ).encode()
 
 
-def suggest(predictor: service.Predictor, blobs: BlobStore, project: Project, it: Iteration,
-            images: list[ImageRecord]) -> dict[str, Suggestion]:
+def suggest(
+    predictor: service.Predictor, blobs: BlobStore, project: Project, it: Iteration, images: list[ImageRecord]
+) -> dict[str, Suggestion]:
     """Suggestions for `images` (image id -> Suggestion; an image that cannot be read has none)."""
     pool = predictor.pool
 
@@ -67,7 +70,9 @@ def suggest(predictor: service.Predictor, blobs: BlobStore, project: Project, it
             raw = json.loads(blobs.get(layout.MODELS, cache_name(project.id, it.id, im.id)))
         except MISSING:
             return None
-        return Suggestion(im.id, datetime.fromisoformat(raw["created"]), raw["predictions"], raw["uncertainty"])
+        return Suggestion(
+            im.id, datetime.fromisoformat(raw["created"]), raw["predictions"], raw["uncertainty"]
+        )
 
     found = {s.image_id: s for s in pool.map(cached, images) if s is not None}
     missing = [im for im in images if im.id not in found]
@@ -77,22 +82,30 @@ def suggest(predictor: service.Predictor, blobs: BlobStore, project: Project, it
     model = service.load_model(predictor.models, published)
     writes = []
     for first in range(0, len(missing), CHUNK):
-        chunk = missing[first:first + CHUNK]
+        chunk = missing[first : first + CHUNK]
         for im, image in zip(chunk, pool.map(lambda im: read_original(blobs, project.id, im.id), chunk)):
             if image is None:
                 continue
             predictions = predict_image(model, image)
             if published.task == artifacts.DETECTION:
                 predictions = [p for p in predictions if p["probability"] >= scoring.REGION_FLOOR]
-            uncertainty, _ = scoring.uncertainty_and_margin(published.task, model.sidecar.classification_type,
-                                                            predictions)
+            uncertainty, _ = scoring.uncertainty_and_margin(
+                published.task, model.sidecar.classification_type, predictions
+            )
             found[im.id] = s = Suggestion(im.id, utcnow(), predictions, uncertainty)
-            writes.append(pool.submit(blobs.put, layout.MODELS, cache_name(project.id, it.id, im.id), s.to_json(),
-                                      "application/json"))
+            writes.append(
+                pool.submit(
+                    blobs.put,
+                    layout.MODELS,
+                    cache_name(project.id, it.id, im.id),
+                    s.to_json(),
+                    "application/json",
+                )
+            )
     for write in writes:
         try:
             write.result()
-        except Exception:  # noqa: BLE001 - a cache entry that was not written is computed again next time
+        except Exception:
             log.warning("a suggestion of iteration %s could not be cached", it.id, exc_info=True)
     return found
 
@@ -101,22 +114,38 @@ def read_original(blobs: BlobStore, project_id: str, image_id: str, draft_size=N
     """A training image's stored original, upright (EXIF orientation applied), or None (logged) when it is
     missing or unreadable; `draft_size` lets a JPEG decode at a reduced scale."""
     try:
-        return decode_rgb(blobs.get(layout.IMAGES, layout.image_original(project_id, image_id)), max_bytes=None,
-                          draft_size=draft_size)
+        return decode_rgb(
+            blobs.get(layout.IMAGES, layout.image_original(project_id, image_id)),
+            max_bytes=None,
+            draft_size=draft_size,
+        )
     except (ImageError, *MISSING) as exc:
         log.warning("training image %s cannot be read: %s", image_id, exc)
         return None
 
 
-def suggestion_json(project: Project, it: Iteration, s: Suggestion, predictions: list[dict] | None = None) -> dict:
-    return {"id": s.image_id, "project": project.id, "iteration": it.id, "created": iso(s.created),
-            "predictions": s.predictions if predictions is None else predictions,
-            "predictionUncertainty": s.uncertainty}
+def suggestion_json(
+    project: Project, it: Iteration, s: Suggestion, predictions: list[dict] | None = None
+) -> dict:
+    return {
+        "id": s.image_id,
+        "project": project.id,
+        "iteration": it.id,
+        "created": iso(s.created),
+        "predictions": s.predictions if predictions is None else predictions,
+        "predictionUncertainty": s.uncertainty,
+    }
 
 
 # ---- the three operations -----------------------------------------------------------------------------------
-def suggest_tags_and_regions(repo: MetadataRepository, blobs: BlobStore, predictor: service.Predictor,
-                             project_id: str, iteration_id: str | None, image_ids: list[str]) -> list[dict]:
+def suggest_tags_and_regions(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    predictor: service.Predictor,
+    project_id: str,
+    iteration_id: str | None,
+    image_ids: list[str],
+) -> list[dict]:
     project = require_project(repo, project_id)
     it = completed_iteration(repo, project, iteration_id)
     if not image_ids:
@@ -156,8 +185,14 @@ def _untagged(repo, blobs, predictor, project, it, b):
     return tag_ids, threshold, hits
 
 
-def query_suggested_images(repo: MetadataRepository, blobs: BlobStore, predictor: service.Predictor,
-                           project_id: str, iteration_id: str | None, body) -> dict:
+def query_suggested_images(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    predictor: service.Predictor,
+    project_id: str,
+    iteration_id: str | None,
+    body,
+) -> dict:
     """SuggestedTagAndRegionQuery: a page of untagged images whose suggestions match, and the next token."""
     project = require_project(repo, project_id)
     it = completed_iteration(repo, project, iteration_id)
@@ -179,21 +214,51 @@ def query_suggested_images(repo: MetadataRepository, blobs: BlobStore, predictor
         after = (float(state["after"][0]), guid(state["after"][1], "continuation"))
     rows = sorted((h for h in hits if after is None or key(h) > after), key=key)
     page = rows[:max_count]
-    cont = continuation.encode(project.id, fingerprint, {"after": list(key(page[-1]))}) if len(rows) > max_count else None
-    results = [{"width": im.width, "height": im.height, **_uris(blobs, project.id, im.id), "domain": it.domain_id,
-                **suggestion_json(project, it, s, chosen)} for im, s, chosen in page]
-    return {"token": {"tagIds": tag_ids, "threshold": threshold, "session": None, "continuation": cont,
-                      "maxCount": max_count, "sortBy": sort}, "results": results}
+    cont = (
+        continuation.encode(project.id, fingerprint, {"after": list(key(page[-1]))})
+        if len(rows) > max_count
+        else None
+    )
+    results = [
+        {
+            "width": im.width,
+            "height": im.height,
+            **_uris(blobs, project.id, im.id),
+            "domain": it.domain_id,
+            **suggestion_json(project, it, s, chosen),
+        }
+        for im, s, chosen in page
+    ]
+    return {
+        "token": {
+            "tagIds": tag_ids,
+            "threshold": threshold,
+            "session": None,
+            "continuation": cont,
+            "maxCount": max_count,
+            "sortBy": sort,
+        },
+        "results": results,
+    }
 
 
 def _uris(blobs: BlobStore, project_id: str, image_id: str) -> dict:
     original = blobs.url(layout.IMAGES, layout.image_original(project_id, image_id))
-    return {"resizedImageUri": original, "originalImageUri": original,
-            "thumbnailUri": blobs.url(layout.IMAGES, layout.image_thumbnail(project_id, image_id))}
+    return {
+        "resizedImageUri": original,
+        "originalImageUri": original,
+        "thumbnailUri": blobs.url(layout.IMAGES, layout.image_thumbnail(project_id, image_id)),
+    }
 
 
-def query_suggested_image_count(repo: MetadataRepository, blobs: BlobStore, predictor: service.Predictor,
-                                project_id: str, iteration_id: str | None, body) -> dict[str, int]:
+def query_suggested_image_count(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    predictor: service.Predictor,
+    project_id: str,
+    iteration_id: str | None,
+    body,
+) -> dict[str, int]:
     """{tagId: how many untagged images have a suggestion for that tag at or above threshold}."""
     project = require_project(repo, project_id)
     it = completed_iteration(repo, project, iteration_id)

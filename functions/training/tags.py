@@ -33,8 +33,13 @@ def require_tag(repo: MetadataRepository, project: Project, tag_id: str) -> Tag:
     return tag
 
 
-def _check(tags: list[Tag], name: str | None, description: str | None, tag_type: str | None,
-           exclude_id: str | None = None) -> tuple[str, str, str]:
+def _check(
+    tags: list[Tag],
+    name: str | None,
+    description: str | None,
+    tag_type: str | None,
+    exclude_id: str | None = None,
+) -> tuple[str, str, str]:
     name = (name or "").strip()
     if not name or len(name) > MAX_NAME:
         raise BadRequest("BadRequestTagName", f"name must be 1 to {MAX_NAME} characters")
@@ -42,7 +47,9 @@ def _check(tags: list[Tag], name: str | None, description: str | None, tag_type:
         raise BadRequest("BadRequestTagNameNotUnique", f"a tag named {name!r} already exists in this project")
     description = description or ""
     if len(description) > MAX_DESCRIPTION:
-        raise BadRequest("BadRequestTagDescription", f"description must be at most {MAX_DESCRIPTION} characters")
+        raise BadRequest(
+            "BadRequestTagDescription", f"description must be at most {MAX_DESCRIPTION} characters"
+        )
     tag_type = tag_type or "Regular"
     match = {t.lower(): t for t in TAG_TYPES}.get(tag_type.lower())
     if match is None:
@@ -52,12 +59,15 @@ def _check(tags: list[Tag], name: str | None, description: str | None, tag_type:
     return name, description, match
 
 
-def create_tag(repo: MetadataRepository, project_id: str, name: str | None, description: str | None,
-               tag_type: str | None) -> dict:
+def create_tag(
+    repo: MetadataRepository, project_id: str, name: str | None, description: str | None, tag_type: str | None
+) -> dict:
     project = require_project(repo, project_id)
     tags = repo.list_tags(project.id)
     if len(tags) >= MAX_TAGS_PER_PROJECT:
-        raise BadRequest("BadRequestExceedTagPerProjectLimit", f"a project has at most {MAX_TAGS_PER_PROJECT} tags")
+        raise BadRequest(
+            "BadRequestExceedTagPerProjectLimit", f"a project has at most {MAX_TAGS_PER_PROJECT} tags"
+        )
     name, description, tag_type = _check(tags, name, description, tag_type)
     tag = Tag(id=layout.new_id(), name=name, description=description, type=tag_type, created=utcnow())
     repo.save_tag(project.id, tag)
@@ -82,8 +92,12 @@ def update_tag(repo: MetadataRepository, project_id: str, tag_id: str, body: dic
     if not isinstance(body, dict):
         raise BadRequest("BadRequestInvalid", "the body must be a Tag JSON object")
     tag.name, tag.description, tag.type = _check(
-        repo.list_tags(project.id), body.get("name", tag.name), body.get("description", tag.description),
-        body.get("type", tag.type), exclude_id=tag.id)
+        repo.list_tags(project.id),
+        body.get("name", tag.name),
+        body.get("description", tag.description),
+        body.get("type", tag.type),
+        exclude_id=tag.id,
+    )
     repo.save_tag(project.id, tag)
     return serialize.tag_json(tag, image_counts(repo, project.id)[tag.id])
 

@@ -27,8 +27,13 @@ def _training_type(value: str | None) -> str:
     return match
 
 
-def build_manifest(project: Project, iteration_id: str, tags: dict[str, Tag], images: list[ImageRecord],
-                   selected: set[str] | None) -> manifest.Manifest:
+def build_manifest(
+    project: Project,
+    iteration_id: str,
+    tags: dict[str, Tag],
+    images: list[ImageRecord],
+    selected: set[str] | None,
+) -> manifest.Manifest:
     """The dataset as of now: tagged images with the tags (and regions) that take part."""
     used = [t for t in tags.values() if selected is None or t.id in selected]
     cat_of = {t.id: i + 1 for i, t in enumerate(sorted(used, key=lambda t: t.created))}
@@ -53,10 +58,15 @@ def build_manifest(project: Project, iteration_id: str, tags: dict[str, Tag], im
             if box is not None:
                 ann["bbox"] = box
             annotations.append(ann)
-    return manifest.Manifest(project_id=project.id, iteration_id=iteration_id,
-                             task="detection" if project.is_detection else "classification",
-                             classification_type=project.classification_type, categories=categories,
-                             images=out_images, annotations=annotations)
+    return manifest.Manifest(
+        project_id=project.id,
+        iteration_id=iteration_id,
+        task="detection" if project.is_detection else "classification",
+        classification_type=project.classification_type,
+        categories=categories,
+        images=out_images,
+        annotations=annotations,
+    )
 
 
 def _validate(project: Project, m: manifest.Manifest) -> None:
@@ -68,48 +78,73 @@ def _validate(project: Project, m: manifest.Manifest) -> None:
         per_tag[c["id"]] = len(images_of_cat.get(c["id"], ()))
     used = [c for c in m.categories if per_tag[c["id"]] > 0]
     if project.is_detection and any(c["type"] == NEGATIVE for c in used):
-        raise BadRequest("BadRequestDetectionTrainingNotAllowNegativeTag",
-                         "object detection projects cannot train with a Negative tag; remove it from the images")
+        raise BadRequest(
+            "BadRequestDetectionTrainingNotAllowNegativeTag",
+            "object detection projects cannot train with a Negative tag; remove it from the images",
+        )
     minimum = MIN_IMAGES_DETECTION if project.is_detection else MIN_IMAGES_CLASSIFICATION
     short = [f"{c['name']!r} has {per_tag[c['id']]}" for c in used if per_tag[c["id"]] < minimum]
     if short:
-        raise BadRequest("BadRequestNotEnoughImagesPerTag",
-                         f"every tag needs at least {minimum} images to train; " + ", ".join(short))
+        raise BadRequest(
+            "BadRequestNotEnoughImagesPerTag",
+            f"every tag needs at least {minimum} images to train; " + ", ".join(short),
+        )
     if not project.is_detection and len(used) < 2:
-        raise BadRequest("BadRequestTrainingValidationFailed",
-                         "a classifier needs at least two tags with images (a Negative tag counts)")
+        raise BadRequest(
+            "BadRequestTrainingValidationFailed",
+            "a classifier needs at least two tags with images (a Negative tag counts)",
+        )
     if project.is_detection and not used:
         raise BadRequest("BadRequestTrainingValidationFailed", "no image has a region to train on")
     if project.classification_type == MULTICLASS:
         counts = Counter(a["image_id"] for a in m.annotations)
         multi = [im["image_id"] for im in m.images if counts[im["id"]] > 1]
         if multi:
-            raise BadRequest("BadRequestMultiClassClassificationTrainingValidationFailed",
-                             f"a Multiclass project allows one tag per image; {len(multi)} images have more, "
-                             f"e.g. {', '.join(multi[:5])}")
+            raise BadRequest(
+                "BadRequestMultiClassClassificationTrainingValidationFailed",
+                f"a Multiclass project allows one tag per image; {len(multi)} images have more, "
+                f"e.g. {', '.join(multi[:5])}",
+            )
 
 
-def train_project(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, project_id: str, *,
-                  training_type: str | None, budget_hours: int, force: bool, selected_tags: list[str] | None,
-                  notification_email: str | None = None, mailer=None) -> dict:
+def train_project(
+    repo: MetadataRepository,
+    blobs: BlobStore,
+    jobs: JobQueue,
+    project_id: str,
+    *,
+    training_type: str | None,
+    budget_hours: int,
+    force: bool,
+    selected_tags: list[str] | None,
+    notification_email: str | None = None,
+    mailer=None,
+) -> dict:
     """`notification_email`: mailed when the training ends through `mailer` (training/mail.py), or marked
     NotSent with the reason on the iteration when no mail transport is configured."""
     project = require_project(repo, project_id)
     notification_email = mail.check_address(notification_email)
     if project.status != "Succeeded":
-        raise BadRequest("BadRequestProjectImporting" if project.status == "Importing" else
-                         "ErrorProjectImportRequestFailed",
-                         f"project {project.id} is {project.status} (import_project); train once its status is "
-                         "Succeeded" + (f": {project.status_message}" if project.status_message else ""))
+        raise BadRequest(
+            "BadRequestProjectImporting"
+            if project.status == "Importing"
+            else "ErrorProjectImportRequestFailed",
+            f"project {project.id} is {project.status} (import_project); train once its status is "
+            "Succeeded" + (f": {project.status_message}" if project.status_message else ""),
+        )
     training_type = _training_type(training_type)
     if training_type == ADVANCED and budget_hours < 1:
-        raise BadRequest("BadRequestReservedBudgetInHoursNotEnoughForAdvancedTraining",
-                         f"reservedBudgetInHours: Advanced training needs at least 1 hour, got {budget_hours}")
+        raise BadRequest(
+            "BadRequestReservedBudgetInHoursNotEnoughForAdvancedTraining",
+            f"reservedBudgetInHours: Advanced training needs at least 1 hour, got {budget_hours}",
+        )
     iterations = repo.list_iterations(project.id)
     running = [it for it in iterations if it.status in ACTIVE]
     if running:
-        raise BadRequest("BadRequestTrainingAlreadyInProgress",
-                         f"iteration {running[0].name!r} is {running[0].status.lower()}; wait for it to finish")
+        raise BadRequest(
+            "BadRequestTrainingAlreadyInProgress",
+            f"iteration {running[0].name!r} is {running[0].status.lower()}; wait for it to finish",
+        )
     tags = {t.id: t for t in repo.list_tags(project.id)}
     selected = None
     if selected_tags:
@@ -123,31 +158,58 @@ def train_project(repo: MetadataRepository, blobs: BlobStore, jobs: JobQueue, pr
     dataset_hash = m.dataset_hash
     done = [it for it in iterations if it.status == messages.COMPLETED]
     if done and done[-1].dataset_hash == dataset_hash and not force:
-        raise BadRequest("BadRequestTrainingNotNeeded",
-                         f"nothing changed since {done[-1].name!r}; add or retag images, or set forceTrain=true")
+        raise BadRequest(
+            "BadRequestTrainingNotNeeded",
+            f"nothing changed since {done[-1].name!r}; add or retag images, or set forceTrain=true",
+        )
     m.info["dataset_hash"] = dataset_hash
     m.info["created"] = messages.now_iso()
-    blobs.put(layout.MODELS, layout.iteration_dataset(project.id, iteration_id), m.dumps(), "application/json")
+    blobs.put(
+        layout.MODELS, layout.iteration_dataset(project.id, iteration_id), m.dumps(), "application/json"
+    )
     now = utcnow()
-    number = 1 + max((int(it.name.split()[-1]) for it in iterations
-                      if it.name.startswith("Iteration ") and it.name.split()[-1].isdigit()), default=0)
-    iteration = Iteration(id=iteration_id, name=f"Iteration {number}", status=messages.QUEUED, created=now,
-                          last_modified=now, domain_id=project.domain_id,
-                          classification_type=project.classification_type, training_type=training_type,
-                          reserved_budget_hours=budget_hours, dataset_hash=dataset_hash, image_count=len(m.images),
-                          tag_ids=[c["tag_id"] for c in m.categories], exportable=project.domain.exportable)
+    number = 1 + max(
+        (
+            int(it.name.split()[-1])
+            for it in iterations
+            if it.name.startswith("Iteration ") and it.name.split()[-1].isdigit()
+        ),
+        default=0,
+    )
+    iteration = Iteration(
+        id=iteration_id,
+        name=f"Iteration {number}",
+        status=messages.QUEUED,
+        created=now,
+        last_modified=now,
+        domain_id=project.domain_id,
+        classification_type=project.classification_type,
+        training_type=training_type,
+        reserved_budget_hours=budget_hours,
+        dataset_hash=dataset_hash,
+        image_count=len(m.images),
+        tag_ids=[c["tag_id"] for c in m.categories],
+        exportable=project.domain.exportable,
+    )
     if notification_email:
         ready = mailer is not None and mailer.configured
         iteration.notification_email = notification_email
         iteration.notification_status = mail.PENDING if ready else mail.NOT_SENT
         iteration.notification_detail = "" if ready else mail.NOT_CONFIGURED
     repo.add_iteration(project.id, iteration)
-    job = messages.TrainingJob(project_id=project.id, iteration_id=iteration_id, task=m.task,
-                               classification_type=project.classification_type, domain_id=project.domain_id,
-                               backbone=project.domain.backbone, training_type=training_type,
-                               budget_hours=float(budget_hours),
-                               dataset_blob=layout.iteration_dataset(project.id, iteration_id),
-                               dataset_hash=dataset_hash, previous_iteration_id=done[-1].id if done else None)
+    job = messages.TrainingJob(
+        project_id=project.id,
+        iteration_id=iteration_id,
+        task=m.task,
+        classification_type=project.classification_type,
+        domain_id=project.domain_id,
+        backbone=project.domain.backbone,
+        training_type=training_type,
+        budget_hours=float(budget_hours),
+        dataset_blob=layout.iteration_dataset(project.id, iteration_id),
+        dataset_hash=dataset_hash,
+        previous_iteration_id=done[-1].id if done else None,
+    )
     try:
         jobs.send(messages.dumps(job))
     except Exception as exc:

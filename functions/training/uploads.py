@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Iterable
 
 from cvcore import layout
 from cvcore.errors import BadRequest
@@ -28,7 +28,9 @@ def _batch(body, project: Project) -> tuple[list, list[str], dict[str, str]]:
     if not isinstance(entries, list) or not entries:
         raise BadRequest("BadRequestImageBatch", "images: a non-empty list is required")
     if len(entries) > MAX_BATCH:
-        raise BadRequest("BadRequestImageBatch", f"images: a batch holds at most {MAX_BATCH} images, got {len(entries)}")
+        raise BadRequest(
+            "BadRequestImageBatch", f"images: a batch holds at most {MAX_BATCH} images, got {len(entries)}"
+        )
     batch_tags = tag_ids(body.get("tagIds"), "tagIds")
     return entries, batch_tags, check_metadata(body.get("metadata"))
 
@@ -70,16 +72,22 @@ def from_files(body, project: Project) -> tuple[list[Candidate], dict[str, str]]
     return candidates, metadata
 
 
-def from_urls(body, project: Project, pool: ThreadPoolExecutor,
-              allow_origins: Iterable[str] = ()) -> tuple[list[Candidate], dict[str, str]]:
+def from_urls(
+    body, project: Project, pool: ThreadPoolExecutor, allow_origins: Iterable[str] = ()
+) -> tuple[list[Candidate], dict[str, str]]:
     entries, batch_tags, metadata = _batch(body, project)
     parsed = []
     for i, entry in enumerate(entries):
         path = f"images[{i}]"
         if not isinstance(entry, dict) or not isinstance(entry.get("url"), str) or not entry["url"].strip():
             raise BadRequest("BadRequestImageUrl", f"{path}.url: a URL string is required")
-        parsed.append((entry["url"].strip(), batch_tags + tag_ids(entry.get("tagIds"), f"{path}.tagIds"),
-                       _regions(entry, f"{path}.regions", project)))
+        parsed.append(
+            (
+                entry["url"].strip(),
+                batch_tags + tag_ids(entry.get("tagIds"), f"{path}.tagIds"),
+                _regions(entry, f"{path}.regions", project),
+            )
+        )
     allow = tuple(allow_origins)
 
     def download(item) -> Candidate:
@@ -89,16 +97,21 @@ def from_urls(body, project: Project, pool: ThreadPoolExecutor,
             return Candidate(source=url, data=got.data, tag_ids=tags, regions=regions, origin="url")
         except UrlFetchError as exc:
             status = "ErrorImageSize" if exc.reason == "too-large" else "ErrorSource"
-            return Candidate(source=url, data=None, tag_ids=tags, regions=regions, origin="url",
-                             error=(status, str(exc)))
+            return Candidate(
+                source=url, data=None, tag_ids=tags, regions=regions, origin="url", error=(status, str(exc))
+            )
 
     return list(pool.map(download, parsed)), metadata
 
 
 def from_data(files: list[tuple[str, bytes]], query_tag_ids: list[str]) -> list[Candidate]:
     if not files:
-        raise BadRequest("BadRequestImageBatch", "the body holds no image: send multipart/form-data files or "
-                                                 "application/octet-stream bytes")
+        raise BadRequest(
+            "BadRequestImageBatch",
+            "the body holds no image: send multipart/form-data files or application/octet-stream bytes",
+        )
     if len(files) > MAX_BATCH:
-        raise BadRequest("BadRequestImageBatch", f"a batch holds at most {MAX_BATCH} images, got {len(files)}")
+        raise BadRequest(
+            "BadRequestImageBatch", f"a batch holds at most {MAX_BATCH} images, got {len(files)}"
+        )
     return [Candidate(source=name, data=data, tag_ids=list(query_tag_ids)) for name, data in files]

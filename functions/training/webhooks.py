@@ -45,17 +45,28 @@ def sign(secret: str, body: bytes) -> str:
 def _origin_allowed(uri: str, allow_origins: tuple[str, ...]) -> bool:
     try:
         parts = urlsplit(uri)
-        return normalise_origin(f"{parts.scheme}://{parts.netloc}") in {normalise_origin(o) for o in allow_origins}
-    except Exception:  # noqa: BLE001 - a malformed URI is refused by the caller
+        return normalise_origin(f"{parts.scheme}://{parts.netloc}") in {
+            normalise_origin(o) for o in allow_origins
+        }
+    except Exception:
         return False
 
 
 def send(uri: str, secret: str, event: dict, delivery_id: str, allow_origins: tuple[str, ...] = ()) -> int:
     """POST one signed event; returns the 2xx status or raises UrlFetchError with the reason."""
     body = json.dumps(event, separators=(",", ":")).encode()
-    reply = post(uri, body, {"Content-Type": "application/json", "X-CustomVision-Signature": sign(secret, body),
-                             "X-CustomVision-Delivery": delivery_id, "X-CustomVision-Event": str(event.get("type"))},
-                 timeout=TIMEOUT_S, allow_origins=allow_origins)
+    reply = post(
+        uri,
+        body,
+        {
+            "Content-Type": "application/json",
+            "X-CustomVision-Signature": sign(secret, body),
+            "X-CustomVision-Delivery": delivery_id,
+            "X-CustomVision-Event": str(event.get("type")),
+        },
+        timeout=TIMEOUT_S,
+        allow_origins=allow_origins,
+    )
     return reply.status
 
 
@@ -64,21 +75,32 @@ def check(project, uri, secret, allow_origins: tuple[str, ...] = ()) -> tuple[st
     if not uri:
         return "", ""
     if not isinstance(uri, str) or len(uri) > 2048:
-        raise BadRequest("BadRequestInvalid", f"{URI_FIELD}: an https URI of at most 2048 characters is required")
+        raise BadRequest(
+            "BadRequestInvalid", f"{URI_FIELD}: an https URI of at most 2048 characters is required"
+        )
     uri = uri.strip()
     scheme = urlsplit(uri).scheme.lower()
     if scheme != "https" and not (scheme == "http" and _origin_allowed(uri, allow_origins)):
         raise BadRequest("BadRequestInvalid", f"{URI_FIELD}: {uri[:100]!r} must be an https URI")
     secret = secret if isinstance(secret, str) else (project.webhook_secret or "")
     if len(secret) < MIN_SECRET:
-        raise BadRequest("BadRequestInvalid", f"{SECRET_FIELD}: a secret of at least {MIN_SECRET} characters "
-                                              "is required to sign the deliveries")
+        raise BadRequest(
+            "BadRequestInvalid",
+            f"{SECRET_FIELD}: a secret of at least {MIN_SECRET} characters "
+            "is required to sign the deliveries",
+        )
     try:
-        send(uri, secret, {"version": "1.0", "type": "ConnectionTest", "Content": {"projectId": project.id}},
-             layout.new_id(), allow_origins)
+        send(
+            uri,
+            secret,
+            {"version": "1.0", "type": "ConnectionTest", "Content": {"projectId": project.id}},
+            layout.new_id(),
+            allow_origins,
+        )
     except UrlFetchError as exc:
-        raise BadRequest("BadRequestInvalid", f"{URI_FIELD}: the ConnectionTest was not accepted: {exc.message}") \
-            from None
+        raise BadRequest(
+            "BadRequestInvalid", f"{URI_FIELD}: the ConnectionTest was not accepted: {exc.message}"
+        ) from None
     return uri, secret
 
 
@@ -91,9 +113,17 @@ def enqueue(blobs: BlobStore, queue: JobQueue, project, event: dict) -> str | No
     if not project.webhook_uri:
         return None
     delivery_id = layout.new_prediction_id(int(time.time() * 1000))  # names sort newest first
-    record = {"id": delivery_id, "event": event, "uri": project.webhook_uri, "status": "Pending", "attempts": [],
-              "created": messages.now_iso()}
-    blobs.put(layout.MODELS, _record_name(project.id, delivery_id), json.dumps(record).encode(), "application/json")
+    record = {
+        "id": delivery_id,
+        "event": event,
+        "uri": project.webhook_uri,
+        "status": "Pending",
+        "attempts": [],
+        "created": messages.now_iso(),
+    }
+    blobs.put(
+        layout.MODELS, _record_name(project.id, delivery_id), json.dumps(record).encode(), "application/json"
+    )
     queue.send(json.dumps({"project_id": project.id, "delivery_id": delivery_id}))
     return delivery_id
 
@@ -111,8 +141,13 @@ def attempt(repo, blobs: BlobStore, queue, body: str, allow_origins: tuple[str, 
         return record["status"]
     tried = {"at": messages.now_iso()}
     try:
-        tried["status"] = send(project.webhook_uri or record["uri"], project.webhook_secret, record["event"],
-                               record["id"], allow_origins)
+        tried["status"] = send(
+            project.webhook_uri or record["uri"],
+            project.webhook_secret,
+            record["event"],
+            record["id"],
+            allow_origins,
+        )
         record["status"] = "Delivered"
     except UrlFetchError as exc:
         tried.update(error=exc.message, status=exc.status)

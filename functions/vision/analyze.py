@@ -30,38 +30,60 @@ LEGACY_VERSION = "2022-10-12-preview"
 
 def _box(box: dict, width: int, height: int) -> dict:
     x, y = round(box["left"] * width), round(box["top"] * height)
-    return {"x": x, "y": y, "w": max(1, min(width - x, round(box["width"] * width))),
-            "h": max(1, min(height - y, round(box["height"] * height)))}
+    return {
+        "x": x,
+        "y": y,
+        "w": max(1, min(width - x, round(box["width"] * width))),
+        "h": max(1, min(height - y, round(box["height"] * height))),
+    }
 
 
 def result(found: list[dict], width: int, height: int, model_name: str, version: str) -> dict:
     """Predictions (Custom Vision's shape, normalised boxes) -> the Image Analysis result."""
     found = sorted(found, key=lambda p: -p["probability"])
-    tags = [{"name": p["tagName"], "confidence": p["probability"]} for p in found if p.get("boundingBox") is None]
-    objects = [{"boundingBox": _box(p["boundingBox"], width, height),
-                "tags": [{"name": p["tagName"], "confidence": p["probability"]}]}
-               for p in found if p.get("boundingBox") is not None]
+    tags = [
+        {"name": p["tagName"], "confidence": p["probability"]} for p in found if p.get("boundingBox") is None
+    ]
+    objects = [
+        {
+            "boundingBox": _box(p["boundingBox"], width, height),
+            "tags": [{"name": p["tagName"], "confidence": p["probability"]}],
+        }
+        for p in found
+        if p.get("boundingBox") is not None
+    ]
     metadata = {"width": width, "height": height}
     if version == LEGACY_VERSION:
-        return {"kind": "imageAnalysisResult", "metadata": metadata,
-                "customModelResult": {"classifications": [{"confidence": t["confidence"], "label": t["name"]}
-                                                          for t in tags],
-                                      "objects": objects, "imageMetadata": metadata}}
-    return {"modelVersion": model_name, "metadata": metadata,
-            "customModelResult": {"tagsResult": {"values": tags}, "objectsResult": {"values": objects}}}
+        return {
+            "kind": "imageAnalysisResult",
+            "metadata": metadata,
+            "customModelResult": {
+                "classifications": [{"confidence": t["confidence"], "label": t["name"]} for t in tags],
+                "objects": objects,
+                "imageMetadata": metadata,
+            },
+        }
+    return {
+        "modelVersion": model_name,
+        "metadata": metadata,
+        "customModelResult": {"tagsResult": {"values": tags}, "objectsResult": {"values": objects}},
+    }
 
 
 def analyze(s: Services, r: ApiRequest) -> dict:
     name = r.query("model-name")
     if not name:
-        raise errors.bad_request("Either 'features' or 'model-name' needs to be specified in the query "
-                                 "parameter; this service answers custom models (model-name) only",
-                                 "NotSupportedVisualFeature")
+        raise errors.bad_request(
+            "Either 'features' or 'model-name' needs to be specified in the query "
+            "parameter; this service answers custom models (model-name) only",
+            "NotSupportedVisualFeature",
+        )
     model = models.require(s, name)
     state = models.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]
     if state != "succeeded":
-        raise errors.bad_request(f"model {name!r} is {state}; only a trained model can analyze",
-                                 "ModelNotTrained")
+        raise errors.bad_request(
+            f"model {name!r} is {state}; only a trained model can analyze", "ModelNotTrained"
+        )
     if r.content_type == "application/json":
         data = service.fetch_image(image_url(r), s.url_allow_origins)
     else:

@@ -29,8 +29,12 @@ def require_record(registry, kind: str, name, code: str) -> dict:
 
 def check_name(value, what: str) -> str:
     if not is_name(value):
-        raise VisionError(400, INVALID_ARGUMENT, f"{what}: {str(value)[:80]!r} is not a valid name; use 1 to "
-                                                 f"{MAX_NAME} letters, digits, '_', '-' or '.'")
+        raise VisionError(
+            400,
+            INVALID_ARGUMENT,
+            f"{what}: {str(value)[:80]!r} is not a valid name; use 1 to "
+            f"{MAX_NAME} letters, digits, '_', '-' or '.'",
+        )
     return value
 
 

@@ -33,8 +33,10 @@ from .errors import VisionError
 from .registry import DATASET, ETAG, MODEL, AlreadyExists
 
 CLASSIFICATION, DETECTION = "imageClassification", "imageObjectDetection"
-DOMAINS = {CLASSIFICATION: "0732100f-1a38-4e49-a514-c9b44c697ab5",  # General (compact), classification
-           DETECTION: "a27d5ca5-bb19-49d8-a70a-fec086c47f5b"}  # General (compact), object detection
+DOMAINS = {
+    CLASSIFICATION: "0732100f-1a38-4e49-a514-c9b44c697ab5",  # General (compact), classification
+    DETECTION: "a27d5ca5-bb19-49d8-a70a-fec086c47f5b",
+}  # General (compact), object detection
 INTERNAL_CONTAINERS = (layout.MODELS, layout.PREDICTIONS, layout.REJECTED)
 MAX_ANNOTATION_FILES = 20
 MAX_COCO_BYTES = 64 * 1024 * 1024
@@ -44,10 +46,15 @@ JOB_VERSION, JOB_KIND = 1, "visionDataset"  # a registration job on the project-
 
 
 def to_json(record: dict) -> dict:
-    return {"name": record["name"], "annotationKind": record["annotationKind"],
-            "annotationFileUris": record["annotationFileUris"], "customProperties": record.get("customProperties")
-            or {}, "createdDateTime": record["created"], "updatedDateTime": record["updated"],
-            "eTag": record.get(ETAG)}
+    return {
+        "name": record["name"],
+        "annotationKind": record["annotationKind"],
+        "annotationFileUris": record["annotationFileUris"],
+        "customProperties": record.get("customProperties") or {},
+        "createdDateTime": record["created"],
+        "updatedDateTime": record["updated"],
+        "eTag": record.get(ETAG),
+    }
 
 
 def require(s: Services, name: str) -> dict:
@@ -59,17 +66,28 @@ def require_ready(s: Services, name: str) -> dict:
     record = require(s, name)
     state = record.get("state", READY)
     if state == IMPORTING:
-        raise VisionError(409, errors.DATASET_NOT_READY, f"dataset {name!r} is still being registered: its images "
-                                                         "are read and imported in the background; try again later")
+        raise VisionError(
+            409,
+            errors.DATASET_NOT_READY,
+            f"dataset {name!r} is still being registered: its images "
+            "are read and imported in the background; try again later",
+        )
     if state == FAILED:
-        raise VisionError(400, errors.DATASET_ANNOTATIONS_INVALID, record.get("message") or
-                          f"dataset {name!r} failed to register", record.get("problems"))
+        raise VisionError(
+            400,
+            errors.DATASET_ANNOTATIONS_INVALID,
+            record.get("message") or f"dataset {name!r} failed to register",
+            record.get("problems"),
+        )
     return record
 
 
 def readable_containers(s: Services) -> tuple[str, ...]:
-    names = ([c.name for c in s.clients.blob.list_containers()] if s.clients
-             else list(coco_import.READABLE_CONTAINERS))
+    names = (
+        [c.name for c in s.clients.blob.list_containers()]
+        if s.clients
+        else list(coco_import.READABLE_CONTAINERS)
+    )
     return tuple(n for n in names if n not in INTERNAL_CONTAINERS)
 
 
@@ -79,8 +97,11 @@ def _invalid_uri(index: int, message: str) -> VisionError:
 
 def _uris(value) -> list[str]:
     if not isinstance(value, list) or not value or len(value) > MAX_ANNOTATION_FILES:
-        raise VisionError(400, errors.DATASET_INVALID_ANNOTATION_URI,
-                          f"annotationFileUris must list 1 to {MAX_ANNOTATION_FILES} COCO file URIs")
+        raise VisionError(
+            400,
+            errors.DATASET_INVALID_ANNOTATION_URI,
+            f"annotationFileUris must list 1 to {MAX_ANNOTATION_FILES} COCO file URIs",
+        )
     for i, uri in enumerate(value):
         if not isinstance(uri, str) or not uri.strip():
             raise _invalid_uri(i, "a URI string is required")
@@ -95,10 +116,13 @@ def _read(s: Services, index: int, uri: str, endpoint: str | None, containers: t
         container, name = coco.account_blob(uri, endpoint)
         name = coco.safe_relative_path(name)
     except ValueError as exc:
-        raise _invalid_uri(index, f"{exc}; annotation files must be blobs of this deployment's storage account") \
-            from None
+        raise _invalid_uri(
+            index, f"{exc}; annotation files must be blobs of this deployment's storage account"
+        ) from None
     if container not in containers:
-        raise _invalid_uri(index, f"container {container!r} is not readable; use one of {', '.join(containers)}")
+        raise _invalid_uri(
+            index, f"container {container!r} is not readable; use one of {', '.join(containers)}"
+        )
     resolver = coco_import.blob_resolver(s.blobs, name.rpartition("/")[0], endpoint)
     # file_name is relative to the file's own folder; URLs may name any readable container
     resolver.container, resolver.containers = container, containers
@@ -107,8 +131,11 @@ def _read(s: Services, index: int, uri: str, endpoint: str | None, containers: t
     except FileNotFoundError:
         raise _invalid_uri(index, f"{container}/{name} does not exist") from None
     if len(data) > MAX_COCO_BYTES:
-        raise VisionError(400, errors.DATASET_ANNOTATIONS_INVALID, f"annotationFileUris[{index}] is larger than "
-                                                                   f"{MAX_COCO_BYTES} bytes")
+        raise VisionError(
+            400,
+            errors.DATASET_ANNOTATIONS_INVALID,
+            f"annotationFileUris[{index}] is larger than {MAX_COCO_BYTES} bytes",
+        )
     return data, resolver
 
 
@@ -118,15 +145,22 @@ def _custom(value) -> dict:
 
 
 def _problems(reports) -> list[dict]:
-    return [{"code": p.code, "message": p.message, "target": f"annotationFileUris[{i}]:{p.path}"}
-            for i, report in enumerate(reports) for p in report.problems]
+    return [
+        {"code": p.code, "message": p.message, "target": f"annotationFileUris[{i}]:{p.path}"}
+        for i, report in enumerate(reports)
+        for p in report.problems
+    ]
 
 
 def _refuse(reports) -> None:
     problems = _problems(reports)
     if problems:
-        raise VisionError(400, errors.DATASET_ANNOTATIONS_INVALID,
-                          f"the COCO files have {len(problems)} problems; nothing was registered", problems)
+        raise VisionError(
+            400,
+            errors.DATASET_ANNOTATIONS_INVALID,
+            f"the COCO files have {len(problems)} problems; nothing was registered",
+            problems,
+        )
     if not any(im.annotations for r in reports for im in r.images):
         raise VisionError(400, errors.DATASET_EMPTY, "the COCO files hold no annotation")
 
@@ -139,17 +173,22 @@ def _files(s: Services, uris: list[str]) -> list:
 def _validated(s: Services, project: Project, files: list) -> list[coco.Report]:
     """Every image of the files read and checked; problems raise datasetAnnotationsInvalid (or datasetEmpty),
     listing them all."""
-    reports = [coco.validate(data, resolver, coco_import.rules_for(project), pool=s.pool) for data, resolver in files]
+    reports = [
+        coco.validate(data, resolver, coco_import.rules_for(project), pool=s.pool) for data, resolver in files
+    ]
     _refuse(reports)
     return reports
 
 
-def _import(s: Services, name: str, project: Project, files: list, reports: list, progress=None) -> list[dict]:
+def _import(
+    s: Services, name: str, project: Project, files: list, reports: list, progress=None
+) -> list[dict]:
     """The validated files into `project`; the import summaries."""
     summary = []
     for report, (_, resolver) in zip(reports, files):
-        result = coco_import.import_report(s.repo, s.blobs, s.pool, project, report, resolver, progress=progress,
-                                           origin=f"ia-dataset:{name}")
+        result = coco_import.import_report(
+            s.repo, s.blobs, s.pool, project, report, resolver, progress=progress, origin=f"ia-dataset:{name}"
+        )
         if result.outcome == "rejected":
             # the project's own checks (coco_import.plan) added their problems to this report
             raise VisionError(400, errors.DATASET_ANNOTATIONS_INVALID, result.detail, _problems(reports))
@@ -162,25 +201,42 @@ def register(s: Services, name: str, body) -> tuple[dict, int]:
     b = fields(body, "the body")
     kind = {k.lower(): k for k in DOMAINS}.get(str(b.get("annotationkind", "")).lower())
     if kind is None:
-        raise VisionError(400, errors.INVALID_ARGUMENT, f"annotationKind must be {CLASSIFICATION} or "
-                                                        f"{DETECTION}, got {b.get('annotationkind')!r}")
+        raise VisionError(
+            400,
+            errors.INVALID_ARGUMENT,
+            f"annotationKind must be {CLASSIFICATION} or {DETECTION}, got {b.get('annotationkind')!r}",
+        )
     uris = _uris(b.get("annotationfileuris"))
     custom = _custom(b.get("customproperties"))
     if s.vision.get(DATASET, name) is not None:
         raise VisionError(409, errors.DATASET_ALREADY_EXISTS, f"a dataset named {name!r} exists")
     files = _files(s, uris)
     created = utcnow()
-    project = Project(id=layout.new_id(), name=PROJECT_PREFIX + name,
-                      description=f"Image Analysis dataset {name}", domain_id=DOMAINS[kind],
-                      classification_type=MULTICLASS if kind == CLASSIFICATION else None,
-                      target_export_platforms=[], created=created, last_modified=created)
+    project = Project(
+        id=layout.new_id(),
+        name=PROJECT_PREFIX + name,
+        description=f"Image Analysis dataset {name}",
+        domain_id=DOMAINS[kind],
+        classification_type=MULTICLASS if kind == CLASSIFICATION else None,
+        target_export_platforms=[],
+        created=created,
+        last_modified=created,
+    )
     structure = [coco.validate(data, None, coco_import.rules_for(project)) for data, _ in files]
     later = s.imports is not None and sum(len(r.images) for r in structure) > project_transfer.INLINE_IMAGES
     if later:
         _refuse(structure)  # what shows without reading an image, at once (inline: with the images' problems)
     del structure
-    record = {"name": name, "annotationKind": kind, "annotationFileUris": uris, "customProperties": custom,
-              "projectId": project.id, "created": now(), "updated": now(), "summary": []}
+    record = {
+        "name": name,
+        "annotationKind": kind,
+        "annotationFileUris": uris,
+        "customProperties": custom,
+        "projectId": project.id,
+        "created": now(),
+        "updated": now(),
+        "summary": [],
+    }
     if later:
         project.status, record["state"] = project_transfer.IMPORTING, IMPORTING
         _create(s, name, project, record)
@@ -192,7 +248,9 @@ def register(s: Services, name: str, body) -> tuple[dict, int]:
             raise
     else:
         reports = _validated(s, project, files)
-        _create(s, name, project, record, lambda: record.update(summary=_import(s, name, project, files, reports)))
+        _create(
+            s, name, project, record, lambda: record.update(summary=_import(s, name, project, files, reports))
+        )
     return to_json(s.vision.get(DATASET, name)), 201
 
 
@@ -232,7 +290,9 @@ def finish_registration(s: Services, name: str, last_attempt: bool = False) -> s
     retry, except on the last attempt, which marks it failed with that error."""
     record = s.vision.get(DATASET, name)
     if record is None or record.get("state") != IMPORTING:
-        return record.get("state", READY) if record else "deleted"  # deleted meanwhile, or a duplicate message
+        return (
+            record.get("state", READY) if record else "deleted"
+        )  # deleted meanwhile, or a duplicate message
     project_id = record["projectId"]
     project = s.repo.get_project(project_id)
     if project is None:
@@ -250,24 +310,33 @@ def finish_registration(s: Services, name: str, last_attempt: bool = False) -> s
         project_transfer.remove_remains(s.repo, s.blobs, project_id)
         return "deleted"
     except VisionError as exc:
-        return _settle(s, name, project_id, FAILED, f"registering dataset {name!r} failed: {exc.message}",
-                       exc.details)
+        return _settle(
+            s, name, project_id, FAILED, f"registering dataset {name!r} failed: {exc.message}", exc.details
+        )
     except Exception as exc:
         if not last_attempt:
             raise
-        return _settle(s, name, project_id, FAILED, f"the registration failed on its last attempt: "
-                                                    f"{type(exc).__name__}: {str(exc)[:1000]}")
+        return _settle(
+            s,
+            name,
+            project_id,
+            FAILED,
+            f"the registration failed on its last attempt: {type(exc).__name__}: {str(exc)[:1000]}",
+        )
     return _settle(s, name, project_id, READY, summary=summary)
 
 
-def _settle(s: Services, name: str, project_id: str, state: str, message: str = "", problems=(),
-            summary=None) -> str:
+def _settle(
+    s: Services, name: str, project_id: str, state: str, message: str = "", problems=(), summary=None
+) -> str:
     """The project's status first (a model may train once the record says ready), then the record's state."""
     project = s.repo.get_project(project_id)
     if project is None:
         return "deleted"
     project.status = project_transfer.SUCCEEDED if state == READY else project_transfer.FAILED
-    project.status_message = "; ".join([message] + [f"{p['target']}: {p['message']}" for p in problems])[:4000]
+    project.status_message = "; ".join([message] + [f"{p['target']}: {p['message']}" for p in problems])[
+        :4000
+    ]
     project.last_modified = utcnow()
     s.repo.save_project(project)
     for attempt in range(3):  # a PATCH of customProperties may come between
@@ -278,7 +347,7 @@ def _settle(s: Services, name: str, project_id: str, state: str, message: str = 
         if state == READY:
             record["summary"] = summary
         else:
-            record.update(message=message, problems=list(problems)[:errors.MAX_DETAILS])
+            record.update(message=message, problems=list(problems)[: errors.MAX_DETAILS])
         try:
             s.vision.replace(DATASET, name, record, record[ETAG])
             return state
@@ -292,8 +361,9 @@ def update(s: Services, name: str, body) -> dict:
     record, b = require(s, name), fields(body, "the body")
     for key, field in (("annotationkind", "annotationKind"), ("annotationfileuris", "annotationFileUris")):
         if key in b and b[key] != record[field]:
-            raise errors.bad_request(f"{field} of a registered dataset cannot change; register a new dataset",
-                                     "DatasetImmutable")
+            raise errors.bad_request(
+                f"{field} of a registered dataset cannot change; register a new dataset", "DatasetImmutable"
+            )
     if "customproperties" in b:
         record["customProperties"] = _custom(b["customproperties"])
         record["updated"] = now()

@@ -28,15 +28,27 @@ EVALUATION_NOT_FOUND = "evaluationNotFound"
 INVALID_REQUEST = "InvalidRequest"
 INVALID_ARGUMENT = "InvalidArgument"
 MAX_DETAILS = 100
-_GENERIC = {400: INVALID_REQUEST, 401: "401", 404: "NotFound", 405: "MethodNotAllowed", 409: "Conflict",
-            503: "ServiceUnavailable"}
+_GENERIC = {
+    400: INVALID_REQUEST,
+    401: "401",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    409: "Conflict",
+    503: "ServiceUnavailable",
+}
 
 
 class VisionError(CustomVisionError):
     """An error the Image Analysis API names; `details` are {code, message, target} objects."""
 
-    def __init__(self, status: int, code: str, message: str, details: list[dict] | None = None,
-                 inner: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: list[dict] | None = None,
+        inner: dict | None = None,
+    ):
         super().__init__(code, message)
         self.status, self.details, self.inner = status, list(details or [])[:MAX_DETAILS], inner
 
@@ -50,13 +62,19 @@ class VisionError(CustomVisionError):
 
 
 def bad_request(message: str, inner_code: str | None = None) -> VisionError:
-    return VisionError(400, INVALID_REQUEST, message, inner={"code": inner_code, "message": message}
-                       if inner_code else None)
+    return VisionError(
+        400, INVALID_REQUEST, message, inner={"code": inner_code, "message": message} if inner_code else None
+    )
 
 
 def envelope(err: CustomVisionError) -> dict:
     """The Image Analysis body of any core error."""
     if isinstance(err, VisionError):
         return err.body()
-    return {"error": {"code": _GENERIC.get(err.status, INVALID_REQUEST), "message": err.message,
-                      "innererror": {"code": err.code, "message": err.message}}}
+    return {
+        "error": {
+            "code": _GENERIC.get(err.status, INVALID_REQUEST),
+            "message": err.message,
+            "innererror": {"code": err.code, "message": err.message},
+        }
+    }

@@ -25,14 +25,18 @@ def load(s: Services, model: dict) -> LoadedModel:
     try:
         return s.predictor.models.get(model["projectId"], model["iterationId"])
     except ModelUnavailable as exc:
-        raise VisionError(404, errors.MODEL_NOT_FOUND,
-                          f"model {model['name']!r} cannot be loaded: {exc}") from None
+        raise VisionError(
+            404, errors.MODEL_NOT_FOUND, f"model {model['name']!r} cannot be loaded: {exc}"
+        ) from None
 
 
 def _truth(im: ImageRecord, detection: bool, tag_names: dict[str, str], index: dict[str, int]) -> list:
     if detection:
-        return [[index[tag_names[r.tag_id]], r.left, r.top, r.width, r.height] for r in im.regions
-                if tag_names.get(r.tag_id) in index]
+        return [
+            [index[tag_names[r.tag_id]], r.left, r.top, r.width, r.height]
+            for r in im.regions
+            if tag_names.get(r.tag_id) in index
+        ]
     return sorted({index[tag_names[t]] for t in im.tag_ids() if tag_names.get(t) in index})
 
 
@@ -44,15 +48,22 @@ def run(s: Services, model: dict, dataset: dict) -> dict:
     index = {lab.name.casefold(): lab.index for lab in sidecar.labels}
     of_tag = {lab.tag_id: lab.index for lab in sidecar.labels}
     tag_names = {t.id: t.name.casefold() for t in s.repo.list_tags(project_id)}
-    images = [(im, truth) for im in s.repo.list_images(project_id)
-              if (truth := _truth(im, detection, tag_names, index))]
+    images = [
+        (im, truth)
+        for im in s.repo.list_images(project_id)
+        if (truth := _truth(im, detection, tag_names, index))
+    ]
     if not images:
-        raise VisionError(400, errors.DATASET_EMPTY,
-                          f"dataset {dataset['name']!r} has no ground truth for the tags of model "
-                          f"{model['name']!r} ({', '.join(sorted(index))})")
+        raise VisionError(
+            400,
+            errors.DATASET_EMPTY,
+            f"dataset {dataset['name']!r} has no ground truth for the tags of model "
+            f"{model['name']!r} ({', '.join(sorted(index))})",
+        )
     if len(images) > MAX_TEST_IMAGES:
-        raise errors.bad_request(f"a test dataset holds at most {MAX_TEST_IMAGES} annotated images here",
-                                 "TestDatasetTooLarge")
+        raise errors.bad_request(
+            f"a test dataset holds at most {MAX_TEST_IMAGES} annotated images here", "TestDatasetTooLarge"
+        )
 
     def predict(pair):
         data = s.blobs.get(layout.IMAGES, layout.image_original(project_id, pair[0].id))
@@ -62,16 +73,29 @@ def run(s: Services, model: dict, dataset: dict) -> dict:
     for (im, truth), found in coco.bounded_map(s.pool, predict, images, WINDOW):
         row = {"key": im.id, "fold": 0, "truth": truth}
         if detection:
-            row["detections"] = [[of_tag[p["tagId"]], p["probability"], *(p["boundingBox"][k] for k in
-                                  ("left", "top", "width", "height"))] for p in found]
+            row["detections"] = [
+                [
+                    of_tag[p["tagId"]],
+                    p["probability"],
+                    *(p["boundingBox"][k] for k in ("left", "top", "width", "height")),
+                ]
+                for p in found
+            ]
         else:
             row["scores"] = [0.0] * len(sidecar.labels)
             for p in found:
                 row["scores"][of_tag[p["tagId"]]] = p["probability"]
         rows.append(row)
-    return {"task": sidecar.task, "classification_type": sidecar.classification_type, "folds": 1, "images": rows,
-            "labels": [{"index": lab.index, "tag_id": lab.tag_id, "name": lab.name, "type": lab.type}
-                       for lab in sidecar.labels]}
+    return {
+        "task": sidecar.task,
+        "classification_type": sidecar.classification_type,
+        "folds": 1,
+        "images": rows,
+        "labels": [
+            {"index": lab.index, "tag_id": lab.tag_id, "name": lab.name, "type": lab.type}
+            for lab in sidecar.labels
+        ],
+    }
 
 
 def model_performance(s: Services, model: dict) -> tuple[dict, dict | None]:

@@ -16,9 +16,14 @@ from .registry import AlreadyExists, evaluations_of
 
 
 def to_json(record: dict) -> dict:
-    body = {"name": record["name"], "modelName": record["modelName"],
-            "evaluationParameters": {"testDatasetName": record["testDatasetName"]}, "status": record["status"],
-            "createdDateTime": record["created"], "updatedDateTime": record["updated"]}
+    body = {
+        "name": record["name"],
+        "modelName": record["modelName"],
+        "evaluationParameters": {"testDatasetName": record["testDatasetName"]},
+        "status": record["status"],
+        "createdDateTime": record["created"],
+        "updatedDateTime": record["updated"],
+    }
     for key, field in (("performance", "modelPerformance"), ("error", "error")):
         if record.get(key) is not None:
             body[field] = record[key]
@@ -29,7 +34,9 @@ def require(s: Services, model_name: str, name: str) -> dict:
     models.require(s, model_name)
     record = s.vision.get(evaluations_of(model_name), name) if is_name(name) else None
     if record is None:
-        raise VisionError(404, errors.EVALUATION_NOT_FOUND, f"model {model_name!r} has no evaluation {name!r}")
+        raise VisionError(
+            404, errors.EVALUATION_NOT_FOUND, f"model {model_name!r} has no evaluation {name!r}"
+        )
     return record
 
 
@@ -38,15 +45,18 @@ def create(s: Services, model_name: str, name: str, body) -> tuple[dict, int]:
     parameters = fields(fields(body, "the body").get("evaluationparameters"), "evaluationParameters")
     model = models.require(s, model_name)
     if s.vision.get(evaluations_of(model_name), name) is not None:
-        raise VisionError(409, errors.EVALUATION_ALREADY_EXISTS,
-                          f"model {model_name!r} has an evaluation {name!r}")
-    dataset = datasets.require_ready(s, check_name(parameters.get("testdatasetname"),
-                                             "evaluationParameters.testDatasetName"))
+        raise VisionError(
+            409, errors.EVALUATION_ALREADY_EXISTS, f"model {model_name!r} has an evaluation {name!r}"
+        )
+    dataset = datasets.require_ready(
+        s, check_name(parameters.get("testdatasetname"), "evaluationParameters.testDatasetName")
+    )
     models.check_kind(model["modelKind"], dataset)
     state = models.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]
     if state != "succeeded":
-        raise errors.bad_request(f"model {model_name!r} is {state}; only a trained model can be evaluated",
-                                 "ModelNotTrained")
+        raise errors.bad_request(
+            f"model {model_name!r} is {state}; only a trained model can be evaluated", "ModelNotTrained"
+        )
     record = {"name": name, "modelName": model_name, "testDatasetName": dataset["name"], "created": now()}
     try:
         figures = performance.model_performance(evaluate.run(s, model, dataset))
@@ -57,8 +67,9 @@ def create(s: Services, model_name: str, name: str, body) -> tuple[dict, int]:
     try:
         s.vision.add(evaluations_of(model_name), name, record)
     except AlreadyExists:
-        raise VisionError(409, errors.EVALUATION_ALREADY_EXISTS,
-                          f"model {model_name!r} has an evaluation {name!r}") from None
+        raise VisionError(
+            409, errors.EVALUATION_ALREADY_EXISTS, f"model {model_name!r} has an evaluation {name!r}"
+        ) from None
     return to_json(record), 201
 
 

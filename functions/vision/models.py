@@ -29,8 +29,12 @@ CLASSIFIER, DETECTOR = "Generic-Classifier", "Generic-Detector"
 KINDS = {CLASSIFIER: datasets.CLASSIFICATION, DETECTOR: datasets.DETECTION}
 MAX_BUDGET_HOURS = 288
 CANCELLED = "cancelled"
-_STATUS = {messages.QUEUED: "notStarted", messages.TRAINING: "training", messages.COMPLETED: "succeeded",
-           messages.FAILED: "failed"}
+_STATUS = {
+    messages.QUEUED: "notStarted",
+    messages.TRAINING: "training",
+    messages.COMPLETED: "succeeded",
+    messages.FAILED: "failed",
+}
 _REASONS = {messages.ERR_INTERNAL: "unknown", messages.ERR_TOO_MANY_ATTEMPTS: "unknown"}
 
 
@@ -40,9 +44,12 @@ def require(s: Services, name: str) -> dict:
 
 def check_kind(model_kind: str, dataset: dict) -> None:
     if KINDS[model_kind] != dataset["annotationKind"]:
-        raise VisionError(400, errors.INCORRECT_MODEL_KIND,
-                          f"a {model_kind} model needs a {KINDS[model_kind]} dataset; {dataset['name']!r} is "
-                          f"{dataset['annotationKind']}")
+        raise VisionError(
+            400,
+            errors.INCORRECT_MODEL_KIND,
+            f"a {model_kind} model needs a {KINDS[model_kind]} dataset; {dataset['name']!r} is "
+            f"{dataset['annotationKind']}",
+        )
 
 
 def status(it: Iteration | None) -> tuple[str, dict | None]:
@@ -51,20 +58,28 @@ def status(it: Iteration | None) -> tuple[str, dict | None]:
     if it.status == messages.FAILED and it.error_code == CANCELLED:
         return CANCELLED, None
     if it.status == messages.FAILED:
-        return "failed", {"code": _REASONS.get(it.error_code, it.error_code or "unknown"),
-                          "message": it.error_message or ""}
+        return "failed", {
+            "code": _REASONS.get(it.error_code, it.error_code or "unknown"),
+            "message": it.error_message or "",
+        }
     return _STATUS[it.status], None
 
 
 def to_json(s: Services, record: dict) -> dict:
     it = s.repo.get_iteration(record["projectId"], record["iterationId"])
     state, error = status(it)
-    body = {"name": record["name"], "createdDateTime": record["created"],
-            "updatedDateTime": to_iso(it.last_modified) if it else record["created"], "status": state,
-            "trainingParameters": {"trainingDatasetName": record["trainingDatasetName"],
-                                   "timeBudgetInHours": record["timeBudgetInHours"],
-                                   "modelKind": record["modelKind"]},
-            "trainingCostInMinutes": math.ceil((it.training_seconds or 0) / 60) if it else 0}
+    body = {
+        "name": record["name"],
+        "createdDateTime": record["created"],
+        "updatedDateTime": to_iso(it.last_modified) if it else record["created"],
+        "status": state,
+        "trainingParameters": {
+            "trainingDatasetName": record["trainingDatasetName"],
+            "timeBudgetInHours": record["timeBudgetInHours"],
+            "modelKind": record["modelKind"],
+        },
+        "trainingCostInMinutes": math.ceil((it.training_seconds or 0) / 60) if it else 0,
+    }
     if record.get("testDatasetName"):
         body["evaluationParameters"] = {"testDatasetName": record["testDatasetName"]}
     if state == "succeeded":
@@ -87,14 +102,25 @@ def _parameters(body) -> tuple[str, float, str, str | None]:
     dataset, budget, kind = tp.get("trainingdatasetname"), tp.get("timebudgetinhours"), tp.get("modelkind")
     kind = {k.lower(): k for k in KINDS}.get(str(kind).lower())
     if kind is None:
-        raise VisionError(400, errors.INVALID_ARGUMENT, f"trainingParameters.modelKind must be {CLASSIFIER} or "
-                                                        f"{DETECTOR}, got {tp.get('modelkind')!r}")
+        raise VisionError(
+            400,
+            errors.INVALID_ARGUMENT,
+            f"trainingParameters.modelKind must be {CLASSIFIER} or {DETECTOR}, got {tp.get('modelkind')!r}",
+        )
     if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not 0 < budget <= MAX_BUDGET_HOURS:
-        raise VisionError(400, errors.INVALID_ARGUMENT, "trainingParameters.timeBudgetInHours must be a number "
-                                                        f"of hours above 0 and at most {MAX_BUDGET_HOURS}")
+        raise VisionError(
+            400,
+            errors.INVALID_ARGUMENT,
+            "trainingParameters.timeBudgetInHours must be a number "
+            f"of hours above 0 and at most {MAX_BUDGET_HOURS}",
+        )
     ep = fields(b.get("evaluationparameters"), "evaluationParameters", required=False)
-    return check_name(dataset, "trainingParameters.trainingDatasetName"), budget, kind, \
-        check_name(ep["testdatasetname"], "evaluationParameters.testDatasetName") if ep else None
+    return (
+        check_name(dataset, "trainingParameters.trainingDatasetName"),
+        budget,
+        kind,
+        check_name(ep["testdatasetname"], "evaluationParameters.testDatasetName") if ep else None,
+    )
 
 
 def create(s: Services, name: str, body) -> tuple[dict, int]:
@@ -107,16 +133,32 @@ def create(s: Services, name: str, body) -> tuple[dict, int]:
     if test_name:
         check_kind(kind, datasets.require_ready(s, test_name))
     hours = math.ceil(budget)
-    it = train.train_project(s.repo, s.blobs, s.jobs, dataset["projectId"],
-                             training_type=train.REGULAR if hours <= 1 else train.ADVANCED,
-                             budget_hours=0 if hours <= 1 else hours, force=True, selected_tags=None)
+    it = train.train_project(
+        s.repo,
+        s.blobs,
+        s.jobs,
+        dataset["projectId"],
+        training_type=train.REGULAR if hours <= 1 else train.ADVANCED,
+        budget_hours=0 if hours <= 1 else hours,
+        force=True,
+        selected_tags=None,
+    )
     try:
         iterations.update_iteration(s.repo, dataset["projectId"], it["id"], {"name": name})
     except CustomVisionError:
         pass  # the name is only a convenience for the Custom Vision API's view
-    record = {"name": name, "modelKind": kind, "trainingDatasetName": dataset_name, "timeBudgetInHours": budget,
-              "testDatasetName": test_name, "projectId": dataset["projectId"], "iterationId": it["id"],
-              "created": now(), "performance": None, "performanceError": None}
+    record = {
+        "name": name,
+        "modelKind": kind,
+        "trainingDatasetName": dataset_name,
+        "timeBudgetInHours": budget,
+        "testDatasetName": test_name,
+        "projectId": dataset["projectId"],
+        "iterationId": it["id"],
+        "created": now(),
+        "performance": None,
+        "performanceError": None,
+    }
     try:
         s.vision.add(MODEL, name, record)
     except AlreadyExists:
@@ -129,12 +171,21 @@ def cancel(s: Services, name: str) -> tuple[dict, int]:
     record = require(s, name)
     it = s.repo.get_iteration(record["projectId"], record["iterationId"])
     if it is not None and it.status in train.ACTIVE:
-        events.apply_event(s.repo, messages.TrainingEvent(
-            record["projectId"], record["iterationId"], messages.FAILED, error_code=CANCELLED,
-            error_message=f"cancelled by POST /computervision/models/{name}:cancel"))
+        events.apply_event(
+            s.repo,
+            messages.TrainingEvent(
+                record["projectId"],
+                record["iterationId"],
+                messages.FAILED,
+                error_code=CANCELLED,
+                error_message=f"cancelled by POST /computervision/models/{name}:cancel",
+            ),
+        )
     elif status(it)[0] != CANCELLED:
-        raise errors.bad_request(f"model {name!r} is {status(it)[0]}; only a model in training can be cancelled",
-                                 "ModelNotCancellable")
+        raise errors.bad_request(
+            f"model {name!r} is {status(it)[0]}; only a model in training can be cancelled",
+            "ModelNotCancellable",
+        )
     return to_json(s, require(s, name)), 202
 
 

@@ -54,16 +54,27 @@ def mean_average_precisions(evaluation: dict) -> dict[str, float]:
 
 
 def detection(evaluation: dict) -> dict:
-    maps = ({k: float(evaluation[k]) for k in OVERLAPS} if all(k in evaluation for k in OVERLAPS)
-            else mean_average_precisions(evaluation))
+    maps = (
+        {k: float(evaluation[k]) for k in OVERLAPS}
+        if all(k in evaluation for k in OVERLAPS)
+        else mean_average_precisions(evaluation)
+    )
     aps = _detection_aps(evaluation, 0.5)
     at_half = boxes.detection_performance(evaluation, 0.5, 0.5)["perTagPerformance"]
     recall = {t["id"]: t["recall"] for t in at_half}
-    tags = {lab["name"]: {"accuracy": recall.get(lab["tag_id"], 0.0),
-                          "averagePrecision50": aps.get(int(lab["index"]), 0.0)}
-            for lab in evaluation.get("labels", [])}
-    return {"meanAveragePrecision30": maps["map30"], "meanAveragePrecision50": maps["map50"],
-            "meanAveragePrecision75": maps["map75"], "tagPerformance": tags}
+    tags = {
+        lab["name"]: {
+            "accuracy": recall.get(lab["tag_id"], 0.0),
+            "averagePrecision50": aps.get(int(lab["index"]), 0.0),
+        }
+        for lab in evaluation.get("labels", [])
+    }
+    return {
+        "meanAveragePrecision30": maps["map30"],
+        "meanAveragePrecision50": maps["map50"],
+        "meanAveragePrecision75": maps["map75"],
+        "tagPerformance": tags,
+    }
 
 
 def classification(evaluation: dict) -> dict:
@@ -78,11 +89,17 @@ def classification(evaluation: dict) -> dict:
     ap = {t["id"]: t["averagePrecision"] for t in perf["perTagPerformance"]}
     for j in regular:
         mine = [k for k, truth in enumerate(truths) if j in truth]
-        tags[labels[j]["name"]] = {"accuracy": float(np.mean([best[k] == j for k in mine])) if mine else 0.0,
-                                   "averagePrecision": ap.get(labels[j].get("tag_id"), 0.0)}
-    return {"accuracyTop1": perf["top1"], "accuracyTop5": perf["top5"],
-            "averagePrecision": perf["averagePrecision"],
-            "calibrationECE": calibration_error(scores, truths, best), "tagPerformance": tags}
+        tags[labels[j]["name"]] = {
+            "accuracy": float(np.mean([best[k] == j for k in mine])) if mine else 0.0,
+            "averagePrecision": ap.get(labels[j].get("tag_id"), 0.0),
+        }
+    return {
+        "accuracyTop1": perf["top1"],
+        "accuracyTop5": perf["top5"],
+        "averagePrecision": perf["averagePrecision"],
+        "calibrationECE": calibration_error(scores, truths, best),
+        "tagPerformance": tags,
+    }
 
 
 def calibration_error(scores: np.ndarray, truths: list[set], best: list[int]) -> float:
@@ -92,8 +109,14 @@ def calibration_error(scores: np.ndarray, truths: list[set], best: list[int]) ->
     confidence = np.array([scores[k, j] if j >= 0 else 0.0 for k, j in enumerate(best)])
     correct = np.array([j in truth for j, truth in zip(best, truths)], dtype=np.float64)
     bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
-    return float(sum(abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.sum(bins == b)
-                     for b in range(ECE_BINS) if np.any(bins == b)) / len(best))
+    return float(
+        sum(
+            abs(correct[bins == b].mean() - confidence[bins == b].mean()) * np.sum(bins == b)
+            for b in range(ECE_BINS)
+            if np.any(bins == b)
+        )
+        / len(best)
+    )
 
 
 def model_performance(evaluation: dict) -> dict:

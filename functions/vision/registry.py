@@ -72,8 +72,9 @@ class TableVisionRegistry(VisionRegistry):
             return None
 
     def list(self, kind: str) -> list[dict]:
-        rows = self._table.query_entities("PartitionKey eq @pk",
-                                          parameters={"pk": layout.VISION_PARTITION_PREFIX + kind})
+        rows = self._table.query_entities(
+            "PartitionKey eq @pk", parameters={"pk": layout.VISION_PARTITION_PREFIX + kind}
+        )
         return [self._record(e) for e in rows]
 
     def add(self, kind: str, name: str, record: dict) -> None:
@@ -84,8 +85,12 @@ class TableVisionRegistry(VisionRegistry):
 
     def replace(self, kind: str, name: str, record: dict, etag: str | None) -> None:
         try:
-            self._table.update_entity(self._entity(kind, name, record), mode=UpdateMode.REPLACE, etag=etag,
-                                      match_condition=MatchConditions.IfNotModified)
+            self._table.update_entity(
+                self._entity(kind, name, record),
+                mode=UpdateMode.REPLACE,
+                etag=etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
         except (ResourceModifiedError, ResourceNotFoundError) as exc:
             raise ConcurrencyError(f"{kind} {name} changed meanwhile") from exc
 

@@ -60,7 +60,7 @@ def _model_action(s: Services, r: ApiRequest, name: str):
     """POST models/{name}:cancel (the router splits paths on '/', so the action arrives inside the name)."""
     if not name.lower().endswith(CANCEL):
         raise errors.bad_request(f"POST models/{name}: the only model action is {CANCEL}", "NotSupported")
-    return models.cancel(s, name[:-len(CANCEL)])
+    return models.cancel(s, name[: -len(CANCEL)])
 
 
 @delete("models/{name}")

@@ -13,8 +13,13 @@ SUBSCRIPTION_HEADER = "ocp-apim-subscription-key"
 def require_key(headers, header: str, expected: str) -> None:
     supplied = headers.get(header) or headers.get(SUBSCRIPTION_HEADER)
     if not supplied:
-        raise Unauthorized("Unauthorized", f"Access denied: the {header} header is missing. Send the key of this "
-                                           "deployment in it.")
+        raise Unauthorized(
+            "Unauthorized",
+            f"Access denied: the {header} header is missing. Send the key of this deployment in it.",
+        )
     if not hmac.compare_digest(supplied.encode(), expected.encode()):
-        raise Unauthorized("Unauthorized", f"Access denied due to an invalid {header}. Make sure to provide a valid "
-                                           "key for this deployment.")
+        raise Unauthorized(
+            "Unauthorized",
+            f"Access denied due to an invalid {header}. Make sure to provide a valid "
+            "key for this deployment.",
+        )

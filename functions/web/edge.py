@@ -5,7 +5,7 @@ traceback; the log has it)."""
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
@@ -20,14 +20,21 @@ from .router import Router
 log = logging.getLogger(__name__)
 
 
-def serve(req: func.HttpRequest, router: Router, versions: tuple[str, ...], key_header: str,
-          key: Callable[[bootstrap.Services], str]) -> func.HttpResponse:
+def serve(
+    req: func.HttpRequest,
+    router: Router,
+    versions: tuple[str, ...],
+    key_header: str,
+    key: Callable[[bootstrap.Services], str],
+) -> func.HttpResponse:
     try:
         services = bootstrap.services()
         require_key(req.headers, key_header, key(services))
         version = req.route_params.get("version", "")
         if version.lower() not in versions:
-            raise NotFound("NotFound", f"API version {version!r} is not served; use one of {', '.join(versions)}")
+            raise NotFound(
+                "NotFound", f"API version {version!r} is not served; use one of {', '.join(versions)}"
+            )
         handler, params = router.resolve(req.method, req.route_params.get("path", ""))
         result = handler(services, ApiRequest(req), **params)
         if isinstance(result, Binary):
@@ -38,7 +45,9 @@ def serve(req: func.HttpRequest, router: Router, versions: tuple[str, ...], key_
         return error_response(err)
     except AzureError as exc:
         log.exception("storage call failed")
-        return error_response(StorageUnavailable("ErrorUnknown", f"storage is unavailable: {type(exc).__name__}"))
-    except Exception:  # noqa: BLE001 - never leak a traceback to the client; the log has it
+        return error_response(
+            StorageUnavailable("ErrorUnknown", f"storage is unavailable: {type(exc).__name__}")
+        )
+    except Exception:
         log.exception("unhandled error in %s %s", req.method, req.url)
         return json_response({"code": "ErrorUnknown", "message": "internal error; see the function log"}, 500)

@@ -37,10 +37,13 @@ class ApiRequest:
         try:
             value = int(raw)
         except ValueError:
-            raise BadRequest("BadRequestInvalid", f"query parameter {name} must be an integer, got {raw!r}") from None
+            raise BadRequest(
+                "BadRequestInvalid", f"query parameter {name} must be an integer, got {raw!r}"
+            ) from None
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise BadRequest("BadRequestInvalid", f"query parameter {name} must be between {lo} and {hi}, "
-                                                  f"got {value}")
+            raise BadRequest(
+                "BadRequestInvalid", f"query parameter {name} must be between {lo} and {hi}, got {value}"
+            )
         return value
 
     def query_float(self, name: str, default: float | None = None) -> float | None:
@@ -50,7 +53,9 @@ class ApiRequest:
         try:
             return float(raw)
         except ValueError:
-            raise BadRequest("BadRequestInvalid", f"query parameter {name} must be a number, got {raw!r}") from None
+            raise BadRequest(
+                "BadRequestInvalid", f"query parameter {name} must be a number, got {raw!r}"
+            ) from None
 
     def query_bool(self, name: str, default: bool = False) -> bool:
         raw = self.query(name)
@@ -66,8 +71,10 @@ class ApiRequest:
         raw = self.query(name)
         items = [s.strip() for s in raw.split(",") if s.strip()] if raw else []
         if max_items is not None and len(items) > max_items:
-            raise BadRequest("BadRequestExceededBatchSize",
-                             f"query parameter {name} takes at most {max_items} values, got {len(items)}")
+            raise BadRequest(
+                "BadRequestExceededBatchSize",
+                f"query parameter {name} takes at most {max_items} values, got {len(items)}",
+            )
         return items
 
     def query_guids(self, name: str, max_items: int | None = None) -> list[str]:
@@ -80,7 +87,9 @@ class ApiRequest:
         data = self.body()
         if not data.strip():
             if required:
-                raise BadRequest("BadRequestRequiredParamIsNull", "the request body is empty; JSON was expected")
+                raise BadRequest(
+                    "BadRequestRequiredParamIsNull", "the request body is empty; JSON was expected"
+                )
             return None
         try:
             return json.loads(data)
@@ -102,6 +111,7 @@ def guid(value: Any, field: str) -> str:
 @dataclass(frozen=True)
 class Binary:
     """A handler's reply that is not JSON: the bytes as they are, with their content type."""
+
     data: bytes
     content_type: str
 
@@ -109,8 +119,12 @@ class Binary:
 def json_response(body: Any, status: int = 200) -> func.HttpResponse:
     if body is None:
         return func.HttpResponse(status_code=status if status != 200 else 204)
-    return func.HttpResponse(json.dumps(body, separators=(",", ":")), status_code=status,
-                             mimetype="application/json", charset="utf-8")
+    return func.HttpResponse(
+        json.dumps(body, separators=(",", ":")),
+        status_code=status,
+        mimetype="application/json",
+        charset="utf-8",
+    )
 
 
 def error_response(err: CustomVisionError) -> func.HttpResponse:

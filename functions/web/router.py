@@ -6,7 +6,7 @@ Templates use `{name}` segments; a literal segment beats a parameter at the same
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from cvcore.errors import CustomVisionError, NotFound
 
@@ -45,8 +45,10 @@ class Router:
                 best = (rank, fn, params)
         if best is None:
             if allowed:
-                raise MethodNotAllowed("BadRequestNotSupported",
-                                       f"{method} is not supported on /{path}; allowed: {', '.join(sorted(allowed))}")
+                raise MethodNotAllowed(
+                    "BadRequestNotSupported",
+                    f"{method} is not supported on /{path}; allowed: {', '.join(sorted(allowed))}",
+                )
             raise NotFound("NotFound", f"no operation at /{path}")
         return best[1], best[2]
 

@@ -57,12 +57,22 @@ def _projects(s: Services, r: ApiRequest):
 def _create_project(s: Services, r: ApiRequest):
     body = r.json(required=False)
     options = dict(body) if isinstance(body, dict) else body
-    for key in ("exportModelContainerUri", "notificationQueueUri"):  # also as query parameters (the docs' curl)
+    for key in (
+        "exportModelContainerUri",
+        "notificationQueueUri",
+    ):  # also as query parameters (the docs' curl)
         if r.query(key) and isinstance(options, (dict, type(None))):
             options = {**(options or {}), key: r.query(key)}
-    return projects.create_project(s.repo, r.query("name"), r.query("description"), r.query("domainId"),
-                                   r.query("classificationType"), r.query_list("targetExportPlatforms"), options,
-                                   s.integration)
+    return projects.create_project(
+        s.repo,
+        r.query("name"),
+        r.query("description"),
+        r.query("domainId"),
+        r.query("classificationType"),
+        r.query_list("targetExportPlatforms"),
+        options,
+        s.integration,
+    )
 
 
 @get("projects/{projectId}")
@@ -100,8 +110,9 @@ def _artifact(s: Services, r: ApiRequest, projectId: str):
 
 @post("projects/import")
 def _import_project(s: Services, r: ApiRequest):
-    return project_transfer.import_project(s.repo, s.blobs, s.pool, r.query("token"), r.query("name"),
-                                           s.url_allow_origins, jobs=s.imports)
+    return project_transfer.import_project(
+        s.repo, s.blobs, s.pool, r.query("token"), r.query("name"), s.url_allow_origins, jobs=s.imports
+    )
 
 
 @get("projects/{projectId}/coco")
@@ -145,16 +156,27 @@ def _delete_tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
 # ---- image queries --------------------------------------------------------------------------------------
 def _listing(s: Services, r: ApiRequest, projectId: str, status: str | None):
     return images.query_images(
-        s.repo, s.blobs, projectId, tagging_status=status if status else r.query("taggingStatus"),
-        tag_ids=r.query_guids("tagIds", 20) if status != "Untagged" else [], order_by=r.query("orderBy"),
-        take=r.query_int("take", 50, 0, images.MAX_TAKE), skip=r.query_int("skip", 0, 0),
-        iteration_id=r.query("iterationId"))
+        s.repo,
+        s.blobs,
+        projectId,
+        tagging_status=status if status else r.query("taggingStatus"),
+        tag_ids=r.query_guids("tagIds", 20) if status != "Untagged" else [],
+        order_by=r.query("orderBy"),
+        take=r.query_int("take", 50, 0, images.MAX_TAKE),
+        skip=r.query_int("skip", 0, 0),
+        iteration_id=r.query("iterationId"),
+    )
 
 
 def _count(s: Services, r: ApiRequest, projectId: str, status: str | None):
-    return images.count_images(s.repo, projectId, tagging_status=status if status else r.query("taggingStatus"),
-                               tag_ids=r.query_guids("tagIds") if status != "Untagged" else [],
-                               iteration_id=r.query("iterationId"), blobs=s.blobs)
+    return images.count_images(
+        s.repo,
+        projectId,
+        tagging_status=status if status else r.query("taggingStatus"),
+        tag_ids=r.query_guids("tagIds") if status != "Untagged" else [],
+        iteration_id=r.query("iterationId"),
+        blobs=s.blobs,
+    )
 
 
 get("projects/{projectId}/images")(partial(_listing, status=None))
@@ -167,13 +189,16 @@ get("projects/{projectId}/images/untagged/count")(partial(_count, status="Untagg
 
 @get("projects/{projectId}/images/id")
 def _images_by_ids(s: Services, r: ApiRequest, projectId: str):
-    return images.images_by_ids(s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query("iterationId"))
+    return images.images_by_ids(
+        s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query("iterationId")
+    )
 
 
 @delete("projects/{projectId}/images")
 def _delete_images(s: Services, r: ApiRequest, projectId: str):
-    images.delete_images(s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query_bool("allImages"),
-                         s.pool)
+    images.delete_images(
+        s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query_bool("allImages"), s.pool
+    )
 
 
 # ---- uploads ----------------------------------------------------------------------------------------------
@@ -197,8 +222,11 @@ def _create_from_data(s: Services, r: ApiRequest, projectId: str):
     elif r.content_type in ("application/octet-stream", "") or r.content_type.startswith("image/"):
         files = [("image", r.body())] if r.body() else []
     else:
-        raise BadRequest("UnsupportedMediaType", f"Content-Type {r.content_type!r} is not accepted; send "
-                                                 "multipart/form-data or application/octet-stream")
+        raise BadRequest(
+            "UnsupportedMediaType",
+            f"Content-Type {r.content_type!r} is not accepted; send "
+            "multipart/form-data or application/octet-stream",
+        )
     candidates = uploads.from_data(files, r.query_guids("tagIds", 20))
     return _ingest(s, project, candidates)
 
@@ -225,7 +253,9 @@ def _create_image_tags(s: Services, r: ApiRequest, projectId: str):
 
 @delete("projects/{projectId}/images/tags")
 def _delete_image_tags(s: Services, r: ApiRequest, projectId: str):
-    images.delete_image_tags(s.repo, projectId, r.query_guids("imageIds", 64), r.query_guids("tagIds", 20), s.pool)
+    images.delete_image_tags(
+        s.repo, projectId, r.query_guids("imageIds", 64), r.query_guids("tagIds", 20), s.pool
+    )
 
 
 @post("projects/{projectId}/images/regions")
@@ -241,9 +271,9 @@ def _delete_image_regions(s: Services, r: ApiRequest, projectId: str):
 
 @post("projects/{projectId}/images/metadata")
 def _update_metadata(s: Services, r: ApiRequest, projectId: str):
-    return multi_status(images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool))
-
-
+    return multi_status(
+        images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool)
+    )
 
 
 # ---- training and iterations ---------------------------------------------------------------------------
@@ -253,10 +283,18 @@ def _train(s: Services, r: ApiRequest, projectId: str):
     if not isinstance(body, dict):
         raise BadRequest("BadRequestInvalid", "the body must be a TrainingParameters object")
     selected = uploads.tag_ids(body.get("selectedTags"), "selectedTags")
-    return train.train_project(s.repo, s.blobs, s.jobs, projectId, training_type=r.query("trainingType"),
-                               budget_hours=r.query_int("reservedBudgetInHours", 0, 0, 24 * 7),
-                               force=r.query_bool("forceTrain"), selected_tags=selected or None,
-                               notification_email=r.query("notificationEmailAddress"), mailer=s.mailer)
+    return train.train_project(
+        s.repo,
+        s.blobs,
+        s.jobs,
+        projectId,
+        training_type=r.query("trainingType"),
+        budget_hours=r.query_int("reservedBudgetInHours", 0, 0, 24 * 7),
+        force=r.query_bool("forceTrain"),
+        selected_tags=selected or None,
+        notification_email=r.query("notificationEmailAddress"),
+        mailer=s.mailer,
+    )
 
 
 @get("projects/{projectId}/iterations")
@@ -281,8 +319,9 @@ def _delete_iteration(s: Services, r: ApiRequest, projectId: str, iterationId: s
 
 @get("projects/{projectId}/iterations/{iterationId}/performance")
 def _performance(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.performance(s.repo, s.blobs, projectId, iterationId, r.query_float("threshold"),
-                                  r.query_float("overlapThreshold"))
+    return iterations.performance(
+        s.repo, s.blobs, projectId, iterationId, r.query_float("threshold"), r.query_float("overlapThreshold")
+    )
 
 
 @get("projects/{projectId}/iterations/{iterationId}/advice")
@@ -293,8 +332,14 @@ def _advice(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 
 @post("projects/{projectId}/iterations/{iterationId}/publish")
 def _publish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.publish(s.repo, projectId, iterationId, r.query("publishName"), r.query("predictionId"),
-                              r.query_bool("overwrite"))
+    return iterations.publish(
+        s.repo,
+        projectId,
+        iterationId,
+        r.query("publishName"),
+        r.query("predictionId"),
+        r.query_bool("overwrite"),
+    )
 
 
 @delete("projects/{projectId}/iterations/{iterationId}/publish")
@@ -314,21 +359,30 @@ def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 
 @post("projects/{projectId}/iterations/{iterationId}/export")
 def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return exporting.export(s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"),
-                            s.integration)
+    return exporting.export(
+        s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"), s.integration
+    )
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images")
 def _image_performances(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.image_performances(s.repo, s.blobs, projectId, iterationId,
-                                         tag_ids=r.query_guids("tagIds", 20), order_by=r.query("orderBy"),
-                                         take=r.query_int("take", 50, 0, images.MAX_TAKE),
-                                         skip=r.query_int("skip", 0, 0))
+    return iterations.image_performances(
+        s.repo,
+        s.blobs,
+        projectId,
+        iterationId,
+        tag_ids=r.query_guids("tagIds", 20),
+        order_by=r.query("orderBy"),
+        take=r.query_int("take", 50, 0, images.MAX_TAKE),
+        skip=r.query_int("skip", 0, 0),
+    )
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images/count")
 def _image_performance_count(s: Services, r: ApiRequest, projectId: str, iterationId: str):
-    return iterations.image_performance_count(s.repo, s.blobs, projectId, iterationId, r.query_guids("tagIds", 20))
+    return iterations.image_performance_count(
+        s.repo, s.blobs, projectId, iterationId, r.query_guids("tagIds", 20)
+    )
 
 
 # ---- review: stored predictions, quick test, suggested tags (training/review, quicktest, suggestions) -----
@@ -344,14 +398,22 @@ def _delete_predictions(s: Services, r: ApiRequest, projectId: str):
 
 @post("projects/{projectId}/images/predictions")
 def _create_from_predictions(s: Services, r: ApiRequest, projectId: str):
-    return multi_status(review.create_images_from_predictions(s.repo, s.blobs, s.predictor.store, s.pool, projectId,
-                                                              r.json()))
+    return multi_status(
+        review.create_images_from_predictions(s.repo, s.blobs, s.predictor.store, s.pool, projectId, r.json())
+    )
 
 
 def _quick_test(s: Services, r: ApiRequest, projectId: str, source: str):
     data, url = (image_bytes(r), None) if source == "image" else (None, image_url(r))
-    return quicktest.quick_test(s.predictor, s.repo, projectId, r.query("iterationId"), data, url=url,
-                                store=r.query_bool("store", True))
+    return quicktest.quick_test(
+        s.predictor,
+        s.repo,
+        projectId,
+        r.query("iterationId"),
+        data,
+        url=url,
+        store=r.query_bool("store", True),
+    )
 
 
 post("projects/{projectId}/quicktest/image")(partial(_quick_test, source="image"))
@@ -360,20 +422,23 @@ post("projects/{projectId}/quicktest/url")(partial(_quick_test, source="url"))
 
 @post("projects/{projectId}/tagsandregions/suggestions")
 def _suggest_tags_and_regions(s: Services, r: ApiRequest, projectId: str):
-    return suggestions.suggest_tags_and_regions(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
-                                                r.query_guids("imageIds", 64))
+    return suggestions.suggest_tags_and_regions(
+        s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.query_guids("imageIds", 64)
+    )
 
 
 @post("projects/{projectId}/images/suggested")
 def _query_suggested_images(s: Services, r: ApiRequest, projectId: str):
-    return suggestions.query_suggested_images(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
-                                              r.json(required=False))
+    return suggestions.query_suggested_images(
+        s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.json(required=False)
+    )
 
 
 @post("projects/{projectId}/images/suggested/count")
 def _query_suggested_image_count(s: Services, r: ApiRequest, projectId: str):
-    return suggestions.query_suggested_image_count(s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"),
-                                                   r.json(required=False))
+    return suggestions.query_suggested_image_count(
+        s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.json(required=False)
+    )
 
 
 @post("projects/{projectId}/images/{imageId}/regionproposals")

@@ -18,8 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 PARTS = {
     "functions": ("function_app.py", "host.json", "requirements.txt", "functions/**/*.py", "cvcore/**/*.py"),
-    "trainer": ("requirements.txt", "gpu_trainer/Dockerfile", "gpu_trainer/requirements.txt",
-                "gpu_trainer/**/*.py", "cvcore/**/*.py"),
+    "trainer": (
+        "requirements.txt",
+        "gpu_trainer/Dockerfile",
+        "gpu_trainer/requirements.txt",
+        "gpu_trainer/**/*.py",
+        "cvcore/**/*.py",
+    ),
 }
 
 

@@ -20,4 +20,5 @@ def toy_env(azurite):
 @pytest.fixture(scope="module")
 def toy_app(toy_env):
     from devhost import load_app
+
     return load_app("toy_app:app", TOYAPP)

@@ -19,9 +19,27 @@ pytestmark = pytest.mark.integration
 
 def start(script_root, port, env):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "devhost", "--app", "toy_app:app", "--host", "127.0.0.1", "--port", str(port),
-         "--script-root", str(script_root), "--poll-interval", "0.2"],
-        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "devhost",
+            "--app",
+            "toy_app:app",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--script-root",
+            str(script_root),
+            "--poll-interval",
+            "0.2",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     lines: list[str] = []
     threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True).start()
     return proc, lines
@@ -31,16 +49,29 @@ def start(script_root, port, env):
 def test_cli_serves_the_app_and_stops_cleanly(azurite, tmp_path, sig):
     root = tmp_path / "app"
     shutil.copytree(TOYAPP, root, ignore=shutil.ignore_patterns("__pycache__"))
-    (root / "local.settings.json").write_text(json.dumps({"IsEncrypted": False, "Values": {
-        "AzureWebJobsStorage": "UseDevelopmentStorage=true", "TOY_FROM_FILE": "file", "TOY_BOTH": "file",
-        **TOY_ENV}}))
+    (root / "local.settings.json").write_text(
+        json.dumps(
+            {
+                "IsEncrypted": False,
+                "Values": {
+                    "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+                    "TOY_FROM_FILE": "file",
+                    "TOY_BOTH": "file",
+                    **TOY_ENV,
+                },
+            }
+        )
+    )
     env = {**os.environ, "AzureWebJobsStorage": azurite, "TOY_BOTH": "env", "PYTHONUNBUFFERED": "1"}
     env.pop("TOY_FROM_FILE", None)
     port = free_port()
     proc, lines = start(root, port, env)
     try:
-        wait_for(lambda: any("Host started" in line for line in lines) or proc.poll() is not None,
-                 timeout=30, what="the ready line")
+        wait_for(
+            lambda: any("Host started" in line for line in lines) or proc.poll() is not None,
+            timeout=30,
+            what="the ready line",
+        )
         assert proc.poll() is None, "".join(lines)
         text = "".join(lines)
         assert f"item_by_id: [GET] http://127.0.0.1:{port}/items/{{id:int}}" in text
@@ -49,8 +80,12 @@ def test_cli_serves_the_app_and_stops_cleanly(azurite, tmp_path, sig):
         assert requests.get(f"{base}/setting/TOY_FROM_FILE", timeout=10).text == "file"
         assert requests.get(f"{base}/setting/TOY_BOTH", timeout=10).text == "env"  # the environment wins
         assert requests.get(f"{base}/items/5", timeout=10).json()["fn"] == "item_by_id"
-        wait_for(lambda: any("Executed 'Functions.item_by_id' (Succeeded" in line and "Duration=" in line
-                             for line in lines), what="the invocation log line")
+        wait_for(
+            lambda: any(
+                "Executed 'Functions.item_by_id' (Succeeded" in line and "Duration=" in line for line in lines
+            ),
+            what="the invocation log line",
+        )
         slow = []  # a request in flight when the signal comes is answered before the host exits
         caller = threading.Thread(target=lambda: slow.append(requests.get(f"{base}/slow?s=0.8", timeout=10)))
         caller.start()

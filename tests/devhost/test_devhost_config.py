@@ -7,16 +7,23 @@ import azure.functions as func
 import pytest
 
 from devhost import Host, discover, load_app
-from devhost.blob_listener import blob_pattern
 from devhost.bindings import resolve
-from devhost.config import (DEV_KEY, HostConfig, connection_string, expand_settings, load_local_settings,
-                            parse_timespan)
+from devhost.blob_listener import blob_pattern
+from devhost.config import (
+    DEV_KEY,
+    HostConfig,
+    connection_string,
+    expand_settings,
+    load_local_settings,
+    parse_timespan,
+)
 from tests.devhost.helpers import TOYAPP
 
 
 def test_local_settings_fill_the_environment_without_overriding_it(tmp_path):
-    (tmp_path / "local.settings.json").write_text(json.dumps(
-        {"IsEncrypted": False, "Values": {"A": "from-file", "B": "from-file", "N": 3}}))
+    (tmp_path / "local.settings.json").write_text(
+        json.dumps({"IsEncrypted": False, "Values": {"A": "from-file", "B": "from-file", "N": 3}})
+    )
     env = {"B": "from-env"}
     assert sorted(load_local_settings(tmp_path, env)) == ["A", "N"]
     assert env == {"A": "from-file", "B": "from-env", "N": "3"}
@@ -42,8 +49,9 @@ def test_timespans_and_host_json(tmp_path):
     assert parse_timespan(None, 7) == 7 and parse_timespan(12, 0) == 12
     with pytest.raises(ValueError):
         parse_timespan("soon", 0)
-    assert HostConfig.from_host_json(tmp_path) == HostConfig(route_prefix="api", max_dequeue_count=5,
-                                                             visibility_timeout=0, batch_size=16)
+    assert HostConfig.from_host_json(tmp_path) == HostConfig(
+        route_prefix="api", max_dequeue_count=5, visibility_timeout=0, batch_size=16
+    )
     toy = HostConfig.from_host_json(TOYAPP, max_body=10)
     assert (toy.route_prefix, toy.max_dequeue_count, toy.batch_size, toy.max_body) == ("", 5, 8, 10)
 
@@ -83,7 +91,8 @@ def test_discovery_reads_the_decorators(monkeypatch):
     assert specs["default_route"].trigger["route"] == "default_route"
     assert specs["blob_copy"].trigger_type == "blobTrigger"
     assert [(b["type"], b["name"], b["path"]) for b in specs["blob_copy"].outputs] == [
-        ("blob", "copy", "dh-out/{name}.copy")]
+        ("blob", "copy", "dh-out/{name}.copy")
+    ]
     assert specs["blob_multi"].trigger["source"] == "EventGrid"
     assert specs["queue_to_blob"].trigger["queueName"] == "dh-q-json"  # %DH_JSON_QUEUE% resolved
     assert specs["queue_to_blob"].is_async and not specs["queue_echo"].is_async
@@ -95,5 +104,6 @@ def test_a_parameter_without_binding_is_refused():
     @app.route(route="x")
     def bad(req: func.HttpRequest, extra) -> func.HttpResponse:
         return func.HttpResponse("")
+
     with pytest.raises(TypeError, match="extra"):
         Host(app, port=0)

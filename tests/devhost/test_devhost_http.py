@@ -32,20 +32,26 @@ def get(host):
     return lambda path, **kw: session.get(host.base_url + path, timeout=10, **kw)
 
 
-@pytest.mark.parametrize("path,fn,route", [
-    ("/items/12", "item_by_id", {"id": "12"}),
-    ("/items/twelve", "item_by_name", {"name": "twelve"}),
-    ("/ITEMS/Special", "item_special", {}),
-    ("/files/a/b/c.txt", "files", {"path": "a/b/c.txt"}),
-    ("/files", "files", {}),
-    ("/files/a%2Fb/%C3%A9t%C3%A9.txt", "files", {"path": "a%2Fb/\u00e9t\u00e9.txt"}),  # %2F stays encoded
-    ("/files/docs/index", "files_index", {"dir": "docs"}),
-    ("/opt", "optional", {}),
-    ("/opt/given", "optional", {"a": "given"}),
-    ("/things/0f8fad5b-d9cb-469f-a165-70867728950e/abc", "things",
-     {"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "x": "abc"}),
-    ("/codes/123", "codes", {"v": "123"}),
-])
+@pytest.mark.parametrize(
+    "path,fn,route",
+    [
+        ("/items/12", "item_by_id", {"id": "12"}),
+        ("/items/twelve", "item_by_name", {"name": "twelve"}),
+        ("/ITEMS/Special", "item_special", {}),
+        ("/files/a/b/c.txt", "files", {"path": "a/b/c.txt"}),
+        ("/files", "files", {}),
+        ("/files/a%2Fb/%C3%A9t%C3%A9.txt", "files", {"path": "a%2Fb/\u00e9t\u00e9.txt"}),  # %2F stays encoded
+        ("/files/docs/index", "files_index", {"dir": "docs"}),
+        ("/opt", "optional", {}),
+        ("/opt/given", "optional", {"a": "given"}),
+        (
+            "/things/0f8fad5b-d9cb-469f-a165-70867728950e/abc",
+            "things",
+            {"id": "0f8fad5b-d9cb-469f-a165-70867728950e", "x": "abc"},
+        ),
+        ("/codes/123", "codes", {"v": "123"}),
+    ],
+)
 def test_routes_reach_the_most_specific_function(get, path, fn, route):
     r = get(path)
     assert r.status_code == 200, r.text
@@ -53,8 +59,16 @@ def test_routes_reach_the_most_specific_function(get, path, fn, route):
     assert r.headers["content-type"] == "application/json"
 
 
-@pytest.mark.parametrize("path", ["/things/not-a-guid/abc", "/things/0f8fad5b-d9cb-469f-a165-70867728950e/a1",
-                                  "/codes/1234", "/nothing", "/opt/a/b"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/things/not-a-guid/abc",
+        "/things/0f8fad5b-d9cb-469f-a165-70867728950e/a1",
+        "/codes/1234",
+        "/nothing",
+        "/opt/a/b",
+    ],
+)
 def test_paths_no_route_matches_are_404(get, path):
     assert get(path).status_code == 404
 
@@ -72,9 +86,13 @@ def test_wrong_method_is_405_with_allow(host, get):
 
 
 def test_request_is_built_like_the_host_builds_it(host):
-    body = json.dumps({"k%d" % i: "v" * 40 for i in range(5)}).encode()
-    r = requests.put(host.base_url + "/echo?a=1&a=2&empty=", data=body, timeout=10,
-                     headers={"Content-Type": "application/json", "X-TOKEN": "secret"})
+    body = json.dumps({f"k{i}": "v" * 40 for i in range(5)}).encode()
+    r = requests.put(
+        host.base_url + "/echo?a=1&a=2&empty=",
+        data=body,
+        timeout=10,
+        headers={"Content-Type": "application/json", "X-TOKEN": "secret"},
+    )
     assert r.status_code == 200
     got = r.json()
     assert got["method"] == "PUT" and got["params"] == {"a": "1,2", "empty": ""}
@@ -85,11 +103,12 @@ def test_request_is_built_like_the_host_builds_it(host):
 
 
 def test_a_5_mb_json_post_is_quick(host):
-    body = json.dumps({"k%d" % i: "x" * 40 for i in range(100_000)}).encode()
+    body = json.dumps({f"k{i}": "x" * 40 for i in range(100_000)}).encode()
     assert len(body) > 5_000_000
     started = time.perf_counter()
-    r = requests.post(host.base_url + "/echo", data=body, headers={"Content-Type": "application/json"},
-                      timeout=30)
+    r = requests.post(
+        host.base_url + "/echo", data=body, headers={"Content-Type": "application/json"}, timeout=30
+    )
     elapsed = time.perf_counter() - started
     assert r.status_code == 200 and r.json()["sha256"] == hashlib.sha256(body).hexdigest()
     assert r.json()["keys"] == 100_000
@@ -102,8 +121,11 @@ def test_responses_keep_status_headers_mimetype_and_charset(get):
     assert r.headers["content-type"] == "text/html; charset=latin-1"
     assert r.headers["x-custom"] == "yes" and r.headers["location"] == "/items/7"
     r = get("/default_route")  # a plain str return and the function name as the default route
-    assert (r.status_code, r.text, r.headers["content-type"]) == (200, "plain text from GET",
-                                                                  "text/plain; charset=utf-8")
+    assert (r.status_code, r.text, r.headers["content-type"]) == (
+        200,
+        "plain text from GET",
+        "text/plain; charset=utf-8",
+    )
 
 
 def test_async_functions_are_awaited_and_get_a_context(get):

@@ -40,7 +40,9 @@ def test_precedence_is_decided_left_to_right():
 def test_literals_match_without_case_and_values_keep_theirs():
     r = router("CustomVision/{version}/training/{*path}")
     assert hit(r, "/customvision/V3.3/TRAINING/Projects/AbC") == (
-        "CustomVision/{version}/training/{*path}", {"version": "V3.3", "path": "Projects/AbC"})
+        "CustomVision/{version}/training/{*path}",
+        {"version": "V3.3", "path": "Projects/AbC"},
+    )
 
 
 def test_catch_all_may_be_empty_and_is_then_absent():
@@ -59,19 +61,25 @@ def test_optional_and_default_parameters():
     assert hit(r, "/def/3") == ("def/{n=7}", {"n": "3"})
 
 
-@pytest.mark.parametrize("template,good,bad", [
-    ("{v:int}", ["0", "-12", "2147483647"], ["x", "1.5", "2147483648", ""]),
-    ("{v:long}", ["9223372036854775807"], ["9223372036854775808"]),
-    ("{v:guid}", ["0f8fad5b-d9cb-469f-a165-70867728950e", "0F8FAD5BD9CB469FA16570867728950E"],
-     ["0f8fad5b-d9cb-469f-a165", "not-a-guid"]),
-    ("{v:alpha}", ["abcXYZ"], ["abc1", "a-b"]),
-    ("{v:bool}", ["true", "False"], ["yes"]),
-    ("{v:int:min(10)}", ["10", "99"], ["9", "x"]),
-    ("{v:int:range(1,3)}", ["1", "3"], ["0", "4"]),
-    ("{v:length(2,3)}", ["ab", "abc"], ["a", "abcd"]),
-    ("{v:regex(^\\d{{3}}$)}", ["123"], ["12", "1234", "abc"]),
-    ("{v:regex(^(a|b)+$)}", ["abba", "ABBA"], ["abc"]),
-])
+@pytest.mark.parametrize(
+    "template,good,bad",
+    [
+        ("{v:int}", ["0", "-12", "2147483647"], ["x", "1.5", "2147483648", ""]),
+        ("{v:long}", ["9223372036854775807"], ["9223372036854775808"]),
+        (
+            "{v:guid}",
+            ["0f8fad5b-d9cb-469f-a165-70867728950e", "0F8FAD5BD9CB469FA16570867728950E"],
+            ["0f8fad5b-d9cb-469f-a165", "not-a-guid"],
+        ),
+        ("{v:alpha}", ["abcXYZ"], ["abc1", "a-b"]),
+        ("{v:bool}", ["true", "False"], ["yes"]),
+        ("{v:int:min(10)}", ["10", "99"], ["9", "x"]),
+        ("{v:int:range(1,3)}", ["1", "3"], ["0", "4"]),
+        ("{v:length(2,3)}", ["ab", "abc"], ["a", "abcd"]),
+        ("{v:regex(^\\d{{3}}$)}", ["123"], ["12", "1234", "abc"]),
+        ("{v:regex(^(a|b)+$)}", ["abba", "ABBA"], ["abc"]),
+    ],
+)
 def test_constraints(template, good, bad):
     r = router("c/" + template)
     for value in good:

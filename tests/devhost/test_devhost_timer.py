@@ -2,7 +2,7 @@
 the admin API's "run this function now" (POST /admin/functions/{name})."""
 
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import azure.functions as func
 import pytest
@@ -14,28 +14,32 @@ from tests.devhost.helpers import wait_for
 
 
 def at(text: str) -> datetime:
-    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
 
 
-@pytest.mark.parametrize("expression, now, expected", [
-    ("0 17 3 * * *", "2024-05-01T03:17:00", "2024-05-02T03:17:00"),
-    ("0 17 3 * * *", "2024-05-01T03:16:59", "2024-05-01T03:17:00"),
-    ("*/15 * * * * *", "2024-05-01T10:00:14.5", "2024-05-01T10:00:15"),
-    ("0 */5 * * * *", "2024-05-01T10:58:00", "2024-05-01T11:00:00"),
-    ("0 30 9 * * Mon-Fri", "2024-05-03T10:00:00", "2024-05-06T09:30:00"),  # Friday after 9:30 -> Monday
-    ("0 0 0 29 Feb *", "2024-03-01T00:00:00", "2028-02-29T00:00:00"),
-    ("0 0 12 1 * 0", "2024-01-01T00:00:00", "2024-09-01T12:00:00"),  # the 1st AND a Sunday, as NCrontab
-    ("5,10 0 0 * * *", "2024-05-01T00:00:05", "2024-05-01T00:00:10"),
-    ("10-20/5 0 0 * * *", "2024-05-01T00:00:11", "2024-05-01T00:00:15"),
-    ("0 * * * *", "2024-05-01T00:00:00", "2024-05-01T01:00:00"),  # five fields: seconds are 0
-    ("00:10:00", "2024-05-01T00:00:03", "2024-05-01T00:10:03"),
-])
+@pytest.mark.parametrize(
+    "expression, now, expected",
+    [
+        ("0 17 3 * * *", "2024-05-01T03:17:00", "2024-05-02T03:17:00"),
+        ("0 17 3 * * *", "2024-05-01T03:16:59", "2024-05-01T03:17:00"),
+        ("*/15 * * * * *", "2024-05-01T10:00:14.5", "2024-05-01T10:00:15"),
+        ("0 */5 * * * *", "2024-05-01T10:58:00", "2024-05-01T11:00:00"),
+        ("0 30 9 * * Mon-Fri", "2024-05-03T10:00:00", "2024-05-06T09:30:00"),  # Friday after 9:30 -> Monday
+        ("0 0 0 29 Feb *", "2024-03-01T00:00:00", "2028-02-29T00:00:00"),
+        ("0 0 12 1 * 0", "2024-01-01T00:00:00", "2024-09-01T12:00:00"),  # the 1st AND a Sunday, as NCrontab
+        ("5,10 0 0 * * *", "2024-05-01T00:00:05", "2024-05-01T00:00:10"),
+        ("10-20/5 0 0 * * *", "2024-05-01T00:00:11", "2024-05-01T00:00:15"),
+        ("0 * * * *", "2024-05-01T00:00:00", "2024-05-01T01:00:00"),  # five fields: seconds are 0
+        ("00:10:00", "2024-05-01T00:00:03", "2024-05-01T00:10:03"),
+    ],
+)
 def test_schedules(expression, now, expected):
     assert Schedule(expression).next_after(at(now)) == at(expected)
 
 
-@pytest.mark.parametrize("expression", ["", "* * *", "61 * * * * *", "* * * * 13 *", "*/0 * * * * *", "x * * * * *",
-                                        "00:00:00"])
+@pytest.mark.parametrize(
+    "expression", ["", "* * *", "61 * * * * *", "* * * * 13 *", "*/0 * * * * *", "x * * * * *", "00:00:00"]
+)
 def test_invalid_schedules_are_refused(expression):
     with pytest.raises(ValueError):
         Schedule(expression)

@@ -77,7 +77,8 @@ def test_blob_output_once_per_etag_across_restarts(toy_app, blobs, calls):
         etag = blobs.get_blob_client("dh-in", name).get_blob_properties().etag.strip('"')
     assert runs(calls, "blob_copy", path) == 1
     receipts = blobs.get_container_client("azure-webjobs-hosts").list_blobs(
-        name_starts_with=f"blobreceipts/{host_id()}/Host.Functions.blob_copy/{etag}/dh-in/{name}")
+        name_starts_with=f"blobreceipts/{host_id()}/Host.Functions.blob_copy/{etag}/dh-in/{name}"
+    )
     assert len(list(receipts)) == 1
 
     with host(toy_app):  # a restarted host: the receipt says it is done
@@ -86,8 +87,10 @@ def test_blob_output_once_per_etag_across_restarts(toy_app, blobs, calls):
         wait_for(lambda: runs(calls, "blob_copy", f"dh-in/{marker}"), what="a full scan after the restart")
         assert runs(calls, "blob_copy", path) == 1
         blobs.get_blob_client("dh-in", name).upload_blob(b"second", overwrite=True)  # a new ETag
-        wait_for(lambda: blob_text(blobs, "dh-out", f"{name}.copy") == f"SECOND len=6 name={path}",
-                 what="the changed blob to be processed")
+        wait_for(
+            lambda: blob_text(blobs, "dh-out", f"{name}.copy") == f"SECOND len=6 name={path}",
+            what="the changed blob to be processed",
+        )
         assert runs(calls, "blob_copy", path) == 2
 
 
@@ -105,13 +108,22 @@ def test_a_failing_blob_is_tried_five_times_then_poisoned(toy_app, blobs, queues
     def poison():
         found = map(json.loads, messages(queues, "webjobs-blobtrigger-poison"))
         return [m for m in found if m["BlobName"] == name]
+
     with host(toy_app):
         blobs.get_blob_client("dh-fail", name).upload_blob(b"bad")
         etag = blobs.get_blob_client("dh-fail", name).get_blob_properties().etag.strip('"')
         found = wait_for(poison, what="the poison message")
-        assert found == [{"Type": "BlobTrigger", "FunctionId": "Host.Functions.blob_fail",
-                          "FunctionName": "blob_fail", "BlobType": "BlockBlob", "ContainerName": "dh-fail",
-                          "BlobName": name, "ETag": etag}]
+        assert found == [
+            {
+                "Type": "BlobTrigger",
+                "FunctionId": "Host.Functions.blob_fail",
+                "FunctionName": "blob_fail",
+                "BlobType": "BlockBlob",
+                "ContainerName": "dh-fail",
+                "BlobName": name,
+                "ETag": etag,
+            }
+        ]
     assert runs(calls, "blob_fail", f"dh-fail/{name}") == 5
     with host(toy_app):  # neither a running nor a restarted host tries it again
         marker = f"{uuid.uuid4()}.txt"
@@ -150,8 +162,9 @@ def test_a_failing_message_goes_to_poison_after_five_dequeues(toy_app, queues, c
     body = f"fail-{uuid.uuid4().hex}"
     with host(toy_app):
         queues.get_queue_client("dh-q-fail").send_message(b64(body))
-        wait_for(lambda: b64(body) in messages(queues, "dh-q-fail-poison", decode=False),
-                 what="the poison message")
+        wait_for(
+            lambda: b64(body) in messages(queues, "dh-q-fail-poison", decode=False), what="the poison message"
+        )
     assert [c for b, c in calls["queue_fail"] if b == body] == [1, 2, 3, 4, 5]
     assert queues.get_queue_client("dh-q-fail").get_queue_properties().approximate_message_count == 0
 

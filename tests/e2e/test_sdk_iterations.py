@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from azure.cognitiveservices.vision.customvision.training import CustomVisionTrainingClient
 from azure.cognitiveservices.vision.customvision.training.models import (
-    CustomVisionErrorException, ImageFileCreateBatch, ImageFileCreateEntry)
+    CustomVisionErrorException,
+    ImageFileCreateBatch,
+    ImageFileCreateEntry,
+)
 from msrest.authentication import ApiKeyCredentials
 
 from cvcore import artifacts
@@ -30,7 +33,9 @@ def photo(kind: int, n: int) -> bytes:
 @pytest.fixture(scope="module")
 def trainer(azurite):
     with running_host(azurite) as url, running_trainer(azurite) as worker:
-        client = CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY}))
+        client = CustomVisionTrainingClient(
+            url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY})
+        )
         client.worker = worker
         yield client
 
@@ -42,7 +47,9 @@ def wait_for(trainer, project_id, iteration_id, seconds=240):
         if it.status in ("Completed", "Failed"):
             return it
         time.sleep(0.5)
-    raise AssertionError(f"iteration still {it.status} after {seconds} s:\n" + open(trainer.worker.log_path).read()[-3000:])
+    raise AssertionError(
+        f"iteration still {it.status} after {seconds} s:\n" + open(trainer.worker.log_path).read()[-3000:]
+    )
 
 
 def test_train_evaluate_publish_export(trainer):
@@ -50,8 +57,10 @@ def test_train_evaluate_publish_export(trainer):
     try:
         cat, cup = trainer.create_tag(project.id, "cat"), trainer.create_tag(project.id, "cup")
         for tag, kind in ((cat, CAT), (cup, CUP)):
-            batch = ImageFileCreateBatch(images=[ImageFileCreateEntry(name=f"{n}.jpg", contents=photo(kind, n))
-                                                 for n in range(6)], tag_ids=[tag.id])
+            batch = ImageFileCreateBatch(
+                images=[ImageFileCreateEntry(name=f"{n}.jpg", contents=photo(kind, n)) for n in range(6)],
+                tag_ids=[tag.id],
+            )
             assert trainer.create_images_from_files(project.id, batch).is_batch_successful
         iteration = trainer.train_project(project.id)
         assert iteration.status == "Queued"
@@ -85,8 +94,10 @@ def test_train_evaluate_publish_export(trainer):
         with urllib.request.urlopen(export.download_uri, timeout=10) as resp:
             package = zipfile.ZipFile(io.BytesIO(resp.read()))
         import json
+
         import onnxruntime as ort
         from PIL import Image
+
         sidecar = artifacts.ModelSidecar.from_json(json.loads(package.read("model.json")))
         session = ort.InferenceSession(package.read("model.onnx"), providers=["CPUExecutionProvider"])
         held_out = [Image.open(io.BytesIO(photo(k, 50))).convert("RGB") for k in (CAT, CUP)]
@@ -98,8 +109,9 @@ def test_train_evaluate_publish_export(trainer):
         asked = trainer.export_iteration(project.id, iteration.id, "ONNX", flavor="ONNXInt8")
         assert asked.status == "Exporting" and asked.download_uri is None
         deadline = time.monotonic() + 60
-        while (state := {e.flavor: e for e in trainer.get_exports(project.id, iteration.id)})["ONNXInt8"].status \
-                == "Exporting" and time.monotonic() < deadline:
+        while (state := {e.flavor: e for e in trainer.get_exports(project.id, iteration.id)})[
+            "ONNXInt8"
+        ].status == "Exporting" and time.monotonic() < deadline:
             time.sleep(0.5)
         assert state["ONNXInt8"].status == "Done", state["ONNXInt8"].status
         with urllib.request.urlopen(state["ONNXInt8"].download_uri, timeout=10) as resp:
@@ -107,7 +119,8 @@ def test_train_evaluate_publish_export(trainer):
         q_session = ort.InferenceSession(quantised, providers=["CPUExecutionProvider"])
         (q_probs,) = q_session.run(["probabilities"], {"image": artifacts.preprocess(held_out, sidecar)})
         assert [names[i] for i in np.argmax(q_probs, axis=1)] == ["cat", "cup"] and len(quantised) < len(
-            package.read("model.onnx")) / 2
+            package.read("model.onnx")
+        ) / 2
     finally:
         for it in trainer.get_iterations(project.id):
             if it.publish_name:

@@ -30,7 +30,7 @@ class Receiver:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
+            def do_POST(self):
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 outer.got.append((dict(self.headers), body))
                 code = 500 if outer.fail > 0 else 204
@@ -41,6 +41,7 @@ class Receiver:
 
             def log_message(self, *args):
                 pass
+
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
@@ -51,9 +52,18 @@ def notifying(azurite):
     """One stack for the module (two would both poll the same queues), with SMTP and the receiver's origin."""
     receiver = Receiver()
     origin = receiver.url.rsplit("/", 1)[0]
-    with smtp_server() as (smtp_url, inbox), local_stack(azurite, cpu_seconds=15, host_env={
-            settings.SMTP_URL: smtp_url, settings.MAIL_FROM: "vision@example.test",
-            settings.WEBHOOK_ALLOW_ORIGINS: origin}) as (url, trainer, _):
+    with (
+        smtp_server() as (smtp_url, inbox),
+        local_stack(
+            azurite,
+            cpu_seconds=15,
+            host_env={
+                settings.SMTP_URL: smtp_url,
+                settings.MAIL_FROM: "vision@example.test",
+                settings.WEBHOOK_ALLOW_ORIGINS: origin,
+            },
+        ) as (url, trainer, _),
+    ):
         yield url, trainer, inbox, receiver
     receiver.server.shutdown()
 
@@ -79,8 +89,9 @@ def test_the_mail_arrives_when_training_ends_and_the_iteration_says_sent(mailing
         raw = f"{url}/customvision/v3.3/Training/projects/{project.id}/iterations/{it.id}"
         headers = {"Training-Key": settings.LOCAL_TRAINING_KEY}
         deadline = time.monotonic() + 60
-        while (note := requests.get(raw, headers=headers, timeout=10).json()["notificationEmail"])["status"] \
-                == "Pending":
+        while (note := requests.get(raw, headers=headers, timeout=10).json()["notificationEmail"])[
+            "status"
+        ] == "Pending":
             assert time.monotonic() < deadline
             time.sleep(0.3)
         assert note == {"address": "owner@example.test", "status": "Sent", "detail": None}
@@ -112,22 +123,36 @@ def test_webhook_is_tested_signed_retried_and_its_deliveries_are_visible(hooked)
     secret = "s3cret-for-signing-0123"
 
     def patch(**values):
-        return requests.patch(base, headers=headers, timeout=30, json={"name": project.name, "settings": values})
+        return requests.patch(
+            base, headers=headers, timeout=30, json={"name": project.name, "settings": values}
+        )
+
     try:
-        for values, words in (({"webhookUri": "http://example.com/hook", "webhookSecret": secret}, "https"),
-                              ({"webhookUri": receiver.url, "webhookSecret": "short"}, "webhookSecret"),
-                              ({"webhookUri": "https://127.0.0.1:9/hook", "webhookSecret": secret}, "ConnectionTest")):
+        for values, words in (
+            ({"webhookUri": "http://example.com/hook", "webhookSecret": secret}, "https"),
+            ({"webhookUri": receiver.url, "webhookSecret": "short"}, "webhookSecret"),
+            ({"webhookUri": "https://127.0.0.1:9/hook", "webhookSecret": secret}, "ConnectionTest"),
+        ):
             refused = patch(**values)
             assert refused.status_code == 400 and words in refused.json()["message"], refused.text
         assert receiver.got == []
         reply = patch(webhookUri=receiver.url, webhookSecret=secret)
         assert reply.status_code == 200, reply.text
-        assert reply.json()["settings"]["webhookUri"] == receiver.url and reply.json()["settings"]["webhookSecretSet"]
+        assert (
+            reply.json()["settings"]["webhookUri"] == receiver.url
+            and reply.json()["settings"]["webhookSecretSet"]
+        )
         assert secret not in reply.text and secret not in requests.get(base, headers=headers, timeout=10).text
-        (sent, body), = receiver.got
-        assert json.loads(body) == {"version": "1.0", "type": "ConnectionTest", "Content": {"projectId": project.id}}
+        ((sent, body),) = receiver.got
+        assert json.loads(body) == {
+            "version": "1.0",
+            "type": "ConnectionTest",
+            "Content": {"projectId": project.id},
+        }
         expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        assert sent["X-CustomVision-Signature"] == expected and sent["X-CustomVision-Event"] == "ConnectionTest"
+        assert (
+            sent["X-CustomVision-Signature"] == expected and sent["X-CustomVision-Event"] == "ConnectionTest"
+        )
 
         receiver.fail = 1  # the first delivery of the Training event fails: it is retried after a back-off
         add_cats_and_cups(trainer, project.id, per_tag=5)
@@ -138,8 +163,14 @@ def test_webhook_is_tested_signed_retried_and_its_deliveries_are_visible(hooked)
             time.sleep(0.3)
         (_, first), (sent, second) = receiver.got[1:3]
         assert first == second and json.loads(second)["Content"] == {
-            "projectId": project.id, "iterationId": it.id, "trainingStatus": "TrainingCompleted"}
-        assert sent["X-CustomVision-Signature"] == "sha256=" + hmac.new(secret.encode(), second, hashlib.sha256).hexdigest()
+            "projectId": project.id,
+            "iterationId": it.id,
+            "trainingStatus": "TrainingCompleted",
+        }
+        assert (
+            sent["X-CustomVision-Signature"]
+            == "sha256=" + hmac.new(secret.encode(), second, hashlib.sha256).hexdigest()
+        )
         (delivery,) = requests.get(f"{base}/webhook/deliveries", headers=headers, timeout=10).json()
         assert delivery["status"] == "Delivered" and [a["status"] for a in delivery["attempts"]] == [500, 204]
         assert delivery["event"]["type"] == "Training" and "HTTP 500" in delivery["attempts"][0]["error"]

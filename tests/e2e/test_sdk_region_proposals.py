@@ -23,7 +23,9 @@ DETECTION = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
 @pytest.fixture(scope="module")
 def trainer(azurite):
     with running_host(azurite) as url:
-        yield CustomVisionTrainingClient(url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY}))
+        yield CustomVisionTrainingClient(
+            url, ApiKeyCredentials(in_headers={"Training-key": LOCAL_TRAINING_KEY})
+        )
 
 
 def turned_jpeg(image: Image.Image) -> bytes:
@@ -44,9 +46,15 @@ def test_region_proposals_through_the_sdk(trainer):
         assert got.project_id == project.id and got.image_id == image_id
         conf = [p.confidence for p in got.proposals]
         assert 0 < len(conf) <= 50 and conf == sorted(conf, reverse=True)
-        b = np.array([[p.bounding_box.left, p.bounding_box.top, p.bounding_box.width, p.bounding_box.height]
-                      for p in got.proposals])
-        assert (b >= 0).all() and (b[:, 0] + b[:, 2] <= 1 + 1e-9).all() and (b[:, 1] + b[:, 3] <= 1 + 1e-9).all()
+        b = np.array(
+            [
+                [p.bounding_box.left, p.bounding_box.top, p.bounding_box.width, p.bounding_box.height]
+                for p in got.proposals
+            ]
+        )
+        assert (
+            (b >= 0).all() and (b[:, 0] + b[:, 2] <= 1 + 1e-9).all() and (b[:, 1] + b[:, 3] <= 1 + 1e-9).all()
+        )
         # boxes are in the upright image's frame: each object of the scene is found
         assert (boxops.iou([x[1:] for x in scene.boxes], b).max(1) >= 0.5).all()
         with pytest.raises(CustomVisionErrorException) as err:

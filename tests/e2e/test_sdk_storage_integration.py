@@ -24,9 +24,15 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(azurite):
     with local_stack(azurite, cpu_seconds=15) as (_, trainer, _):
-        blobs, queues = BlobServiceClient.from_connection_string(azurite), QueueServiceClient.from_connection_string(azurite)
+        blobs, queues = (
+            BlobServiceClient.from_connection_string(azurite),
+            QueueServiceClient.from_connection_string(azurite),
+        )
         suffix = layout.new_id()[:8]
-        container, queue = blobs.create_container(f"backups-{suffix}"), queues.create_queue(f"notify-{suffix}")
+        container, queue = (
+            blobs.create_container(f"backups-{suffix}"),
+            queues.create_queue(f"notify-{suffix}"),
+        )
         yield trainer, container, base64_queue(queue), blobs.url.rstrip("/"), queues.url.rstrip("/")
 
 
@@ -52,10 +58,17 @@ def error_of(call) -> tuple[str, str]:
 def test_uris_are_checked_and_tested_then_training_and_exports_are_delivered(stack):
     trainer, container, queue, blob_url, queue_url = stack
     c_uri, q_uri = f"{blob_url}/{container.container_name}", f"{queue_url}/{queue.queue_name}"
-    project = trainer.create_project(f"integrated-{layout.new_id()[:8]}", domain_id=COMPACT,
-                                     export_model_container_uri=c_uri, notification_queue_uri=q_uri)
+    project = trainer.create_project(
+        f"integrated-{layout.new_id()[:8]}",
+        domain_id=COMPACT,
+        export_model_container_uri=c_uri,
+        notification_queue_uri=q_uri,
+    )
     try:
-        assert (project.settings.export_model_container_uri, project.settings.notification_queue_uri) == (c_uri, q_uri)
+        assert (project.settings.export_model_container_uri, project.settings.notification_queue_uri) == (
+            c_uri,
+            q_uri,
+        )
         (test,) = drain(queue)
         assert test == {"version": "1.0", "type": "ConnectionTest", "Content": {"projectId": project.id}}
         assert list(container.list_blobs(name_starts_with="CustomVision-TestPermission/")) == []  # temporary
@@ -64,7 +77,11 @@ def test_uris_are_checked_and_tested_then_training_and_exports_are_delivered(sta
         it = wait_trained(trainer, project.id, trainer.train_project(project.id).id)
         assert it.status == "Completed"
         (done,) = [m for m in drain(queue, kind="Training") if m["type"] == "Training"]
-        assert done["Content"] == {"projectId": project.id, "iterationId": it.id, "trainingStatus": "TrainingCompleted"}
+        assert done["Content"] == {
+            "projectId": project.id,
+            "iterationId": it.id,
+            "trainingStatus": "TrainingCompleted",
+        }
 
         # A packaged export: copied at once, and announced with the copy's URL.
         export = trainer.export_iteration(project.id, it.id, "ONNX")
@@ -91,17 +108,40 @@ def test_bad_uris_are_refused_naming_the_field_and_nothing_is_saved(stack):
     trainer, container, queue, blob_url, queue_url = stack
     name = f"refused-{layout.new_id()[:8]}"
     cases = [
-        ({"export_model_container_uri": f"https://evil.blob.core.windows.net/{container.container_name}"},
-         "exportModelContainerUri", "not in this service's storage account"),
+        (
+            {"export_model_container_uri": f"https://evil.blob.core.windows.net/{container.container_name}"},
+            "exportModelContainerUri",
+            "not in this service's storage account",
+        ),
         ({"notification_queue_uri": f"{queue_url}/no-such-queue"}, "notificationQueueUri", "does not exist"),
-        ({"export_model_container_uri": f"{blob_url}/no-such-container"}, "exportModelContainerUri", "does not exist"),
-        ({"notification_queue_uri": f"{queue_url}/{layout.TRAINING_JOBS}"}, "notificationQueueUri", "service's own"),
-        ({"export_model_container_uri": f"{blob_url}/{layout.MODELS}"}, "exportModelContainerUri", "service's own"),
-        ({"notification_queue_uri": f"{queue_url}/{queue.queue_name}?sv=2020&sig=x"}, "notificationQueueUri", "SAS"),
-        ({"notification_queue_uri": "http://169.254.169.254/latest"}, "notificationQueueUri", "storage account"),
+        (
+            {"export_model_container_uri": f"{blob_url}/no-such-container"},
+            "exportModelContainerUri",
+            "does not exist",
+        ),
+        (
+            {"notification_queue_uri": f"{queue_url}/{layout.TRAINING_JOBS}"},
+            "notificationQueueUri",
+            "service's own",
+        ),
+        (
+            {"export_model_container_uri": f"{blob_url}/{layout.MODELS}"},
+            "exportModelContainerUri",
+            "service's own",
+        ),
+        (
+            {"notification_queue_uri": f"{queue_url}/{queue.queue_name}?sv=2020&sig=x"},
+            "notificationQueueUri",
+            "SAS",
+        ),
+        (
+            {"notification_queue_uri": "http://169.254.169.254/latest"},
+            "notificationQueueUri",
+            "storage account",
+        ),
     ]
     for options, field, words in cases:
-        code, message = error_of(lambda: trainer.create_project(name, **options))
+        code, message = error_of(lambda options=options: trainer.create_project(name, **options))
         assert code == "BadRequestInvalid" and field in message and words in message, (options, message)
     assert name not in {p.name for p in trainer.get_projects()}
 
@@ -114,8 +154,16 @@ def test_update_project_sets_and_clears_the_queue(stack):
     headers = {"Training-key": settings.LOCAL_TRAINING_KEY}
 
     def patch(uri):
-        return requests.patch(url, headers=headers, timeout=30, json={
-            "name": project.name, "settings": {"domainId": project.settings.domain_id, "notificationQueueUri": uri}})
+        return requests.patch(
+            url,
+            headers=headers,
+            timeout=30,
+            json={
+                "name": project.name,
+                "settings": {"domainId": project.settings.domain_id, "notificationQueueUri": uri},
+            },
+        )
+
     try:
         q_uri = f"{queue_url}/{queue.queue_name}"
         reply = patch(q_uri)

@@ -62,8 +62,7 @@ TERRAFORM_TO_ARM = {tf: arm for arm, tf in ARM_TO_TERRAFORM.items()}
 # ARM child resources that azurerm folds into an argument of the parent resource.
 FOLDED_IN_TERRAFORM = {
     "Microsoft.Storage/storageAccounts/blobServices": "azurerm_storage_account.blob_properties",
-    "Microsoft.Web/sites/basicPublishingCredentialsPolicies":
-        "azurerm_function_app_flex_consumption.webdeploy_publish_basic_authentication_enabled",
+    "Microsoft.Web/sites/basicPublishingCredentialsPolicies": "azurerm_function_app_flex_consumption.webdeploy_publish_basic_authentication_enabled",
 }
 # Terraform resources with no Bicep counterpart, because azd does that part.
 TERRAFORM_ONLY = {
@@ -71,7 +70,9 @@ TERRAFORM_ONLY = {
     "terraform_data": "azd deploy builds and deploys both services; its postdeploy hook subscribes Event Grid",
 }
 # azurerm arguments that write an app setting (the provider owns these setting names).
-TERRAFORM_SITE_CONFIG_SETTINGS = {"application_insights_connection_string": "APPLICATIONINSIGHTS_CONNECTION_STRING"}
+TERRAFORM_SITE_CONFIG_SETTINGS = {
+    "application_insights_connection_string": "APPLICATIONINSIGHTS_CONNECTION_STRING"
+}
 
 
 def camel_to_snake(name: str) -> str:
@@ -96,6 +97,7 @@ def walk(obj: Any) -> Iterator[tuple[str, Any]]:
 
 
 # ---------------------------------------------------------------------------------------------------- Bicep
+
 
 @dataclass(frozen=True)
 class BicepResource:
@@ -127,7 +129,9 @@ class Bicep:
                     config, conditional = config["config"], config["condition"] is not None
                 if deployed_only and res["existing"]:
                     continue
-                out.append(BicepResource(path, symbol, res["type"], res["existing"], config, loop, conditional))
+                out.append(
+                    BicepResource(path, symbol, res["type"], res["existing"], config, loop, conditional)
+                )
         return out
 
     def of_type(self, arm_type: str) -> list[BicepResource]:
@@ -144,6 +148,7 @@ def load_bicep() -> Bicep:
 
 
 # ------------------------------------------------------------------------------------------------ Terraform
+
 
 @dataclass(frozen=True)
 class TerraformResource:
@@ -169,10 +174,12 @@ class Terraform:
                 yield path, block
 
     def resources(self) -> list[TerraformResource]:
-        return [TerraformResource(path, rtype, name, body)
-                for path, block in self.blocks("resource")
-                for rtype, named in block.items()
-                for name, body in named.items()]
+        return [
+            TerraformResource(path, rtype, name, body)
+            for path, block in self.blocks("resource")
+            for rtype, named in block.items()
+            for name, body in named.items()
+        ]
 
     def resource(self, rtype: str, name: str) -> TerraformResource:
         [found] = [r for r in self.resources() if r.type == rtype and r.name == name]
@@ -217,6 +224,7 @@ def bicep_text() -> str:
 
 # -------------------------------------------------------------------------------------------------- checkov
 
+
 def checkov_available() -> bool:
     return CHECKOV.exists()
 
@@ -226,9 +234,24 @@ def run_checkov() -> dict[str, dict]:
     """One checkov run over infra/ for both flavours: {"bicep": report, "terraform": report}."""
     env = dict(os.environ, LOG_LEVEL="WARNING")
     proc = subprocess.run(
-        [str(CHECKOV), "--directory", str(INFRA), "--framework", "bicep", "terraform", "--output", "json",
-         "--compact", "--skip-download"],
-        capture_output=True, text=True, env=env, timeout=300, check=False)
+        [
+            str(CHECKOV),
+            "--directory",
+            str(INFRA),
+            "--framework",
+            "bicep",
+            "terraform",
+            "--output",
+            "json",
+            "--compact",
+            "--skip-download",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     if not proc.stdout.strip().startswith(("[", "{")):
         raise RuntimeError(f"checkov gave no JSON (rc={proc.returncode}):\n{proc.stderr[-3000:]}")
     reports = json.loads(proc.stdout)
@@ -241,5 +264,7 @@ def load_yaml(path: Path) -> Any:
     if not IAC_PYTHON.exists():
         raise RuntimeError(f"{IAC_PYTHON} is missing: `make install` creates it (infra/requirements-iac.txt)")
     code = "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))"
-    proc = subprocess.run([str(IAC_PYTHON), "-c", code, str(path)], capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        [str(IAC_PYTHON), "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
     return json.loads(proc.stdout)

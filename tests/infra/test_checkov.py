@@ -30,8 +30,10 @@ def test_checkov_parses_and_scans(reports, flavour):
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_no_failed_checks(reports, flavour):
-    failed = [f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
-              for c in reports[flavour]["results"].get("failed_checks", [])]
+    failed = [
+        f"{c['check_id']} {c['resource']} ({c['file_path']}): {c['check_name']}"
+        for c in reports[flavour]["results"].get("failed_checks", [])
+    ]
     assert not failed, "\n".join(failed)
 
 

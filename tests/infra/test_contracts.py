@@ -18,11 +18,15 @@ def _bicep_var(name: str, path=MAIN):
     return load_bicep().variable(path, name)
 
 
-@pytest.mark.parametrize(("bicep_var", "tf_local", "expected"), [
-    ("containers", "containers", layout.CONTAINERS),
-    ("queues", "queues", layout.ALL_QUEUES),
-    ("tables", "tables", layout.TABLES),
-], ids=["containers", "queues", "tables"])
+@pytest.mark.parametrize(
+    ("bicep_var", "tf_local", "expected"),
+    [
+        ("containers", "containers", layout.CONTAINERS),
+        ("queues", "queues", layout.ALL_QUEUES),
+        ("tables", "tables", layout.TABLES),
+    ],
+    ids=["containers", "queues", "tables"],
+)
 def test_every_layout_name_exists_in_both(bicep_var, tf_local, expected):
     assert sorted(_bicep_var(bicep_var)) == sorted(expected)
     assert sorted(load_terraform().locals[tf_local]) == sorted(expected)
@@ -36,15 +40,20 @@ def test_poison_queues_are_declared():
 
 def test_layout_lists_reach_the_storage_resources():
     storage = load_bicep().files[INFRA / "app" / "storage.bicep"]["resources"]
-    loops = {sym: res["config"]["loop_type"]["detail"]["array_name"]
-             for sym, res in storage.items() if "loop_type" in res["config"]}
+    loops = {
+        sym: res["config"]["loop_type"]["detail"]["array_name"]
+        for sym, res in storage.items()
+        if "loop_type" in res["config"]
+    }
     assert sorted(loops.values()) == ["containers", "queues", "tables"]
     main_text = MAIN.read_text()
     assert "containers: concat(containers, [names.deploymentContainer])" in main_text
     assert "queues: queues" in main_text and "tables: tables" in main_text
     tf = load_terraform()
-    assert tf.resource("azurerm_storage_container", "main").body["for_each"] == \
-        "${toset(concat(local.containers, [local.names.deployment_container]))}"
+    assert (
+        tf.resource("azurerm_storage_container", "main").body["for_each"]
+        == "${toset(concat(local.containers, [local.names.deployment_container]))}"
+    )
     assert tf.resource("azurerm_storage_queue", "main").body["for_each"] == "${toset(local.queues)}"
     assert tf.resource("azurerm_storage_table", "main").body["for_each"] == "${toset(local.tables)}"
 
@@ -57,10 +66,16 @@ def test_every_setting_the_code_reads_is_set_in_both():
     from .test_parity import _bicep_app_settings, _terraform_app_settings
 
     # The API keys are Key Vault references (built in keyvault.bicep / keyvault.tf, checked below).
-    references = {"bicep": {settings.TRAINING_KEY: "trainingKeyReference",
-                            settings.PREDICTION_KEY: "predictionKeyReference"},
-                  "terraform": {settings.TRAINING_KEY: "${local.training_key_reference}",
-                                settings.PREDICTION_KEY: "${local.prediction_key_reference}"}}
+    references = {
+        "bicep": {
+            settings.TRAINING_KEY: "trainingKeyReference",
+            settings.PREDICTION_KEY: "predictionKeyReference",
+        },
+        "terraform": {
+            settings.TRAINING_KEY: "${local.training_key_reference}",
+            settings.PREDICTION_KEY: "${local.prediction_key_reference}",
+        },
+    }
     for name, flavour in (("bicep", _bicep_app_settings()), ("terraform", _terraform_app_settings())):
         missing = set(settings.APP_SETTINGS) - set(flavour)
         assert not missing, f"{name}: app settings missing {missing}"
@@ -90,7 +105,11 @@ def test_trainer_job_gets_the_storage_settings_the_trainer_reads():
 
     # The trainer calls settings.load_storage(): storage only, never the API keys; in Azure the identity-based form.
     assert "settings.load_storage()" in (ROOT / "gpu_trainer" / "__main__.py").read_text()
-    trainer_reads = set(settings.APP_SETTINGS) - {settings.STORAGE, settings.TRAINING_KEY, settings.PREDICTION_KEY}
+    trainer_reads = set(settings.APP_SETTINGS) - {
+        settings.STORAGE,
+        settings.TRAINING_KEY,
+        settings.PREDICTION_KEY,
+    }
     for job in (_bicep_job(), _terraform_job()):
         env = {e["name"]: e["value"] for e in job["properties"]["template"]["containers"][0]["env"]}
         assert trainer_reads <= set(env), f"job env lacks {trainer_reads - set(env)}"
@@ -139,9 +158,13 @@ def test_event_grid_subscription_targets_the_uploads_blob_trigger():
     assert params["uploadsContainer"]["default"] == container
     [bicep_sub] = load_bicep().of_type("Microsoft.EventGrid/systemTopics/eventSubscriptions")
     url = bicep_sub.body["properties"]["destination"]["properties"]["endpointUrl"]
-    assert "/runtime/webhooks/blobs?functionName=Host.Functions.${functionName}&code=${blobsExtensionKey}" in url
-    assert bicep_sub.body["properties"]["filter"]["subjectBeginsWith"] == \
-        "/blobServices/default/containers/${uploadsContainer}/blobs/"
+    assert (
+        "/runtime/webhooks/blobs?functionName=Host.Functions.${functionName}&code=${blobsExtensionKey}" in url
+    )
+    assert (
+        bicep_sub.body["properties"]["filter"]["subjectBeginsWith"]
+        == "/blobServices/default/containers/${uploadsContainer}/blobs/"
+    )
     key = str(subscription["variables"]["blobsExtensionKey"]["value"])
     assert "listKeys" in key and "/host/default" in key and "blobs_extension" in key
 
@@ -150,11 +173,18 @@ def test_event_grid_subscription_targets_the_uploads_blob_trigger():
     assert tf.locals["uploads_container"] == container
     tf_sub = tf.resource("azurerm_eventgrid_system_topic_event_subscription", "uploads")
     tf_url = tf_sub.body["webhook_endpoint"][0]["url"]
-    assert ("/runtime/webhooks/blobs?functionName=Host.Functions.${local.upload_function_name}"
-            "&code=${data.azurerm_function_app_host_keys.api.blobs_extension_key}") in tf_url
-    assert tf_sub.body["subject_filter"][0]["subject_begins_with"] == \
-        "/blobServices/default/containers/${local.uploads_container}/blobs/"
-    for flavour in (bicep_sub.body["properties"]["filter"]["includedEventTypes"], tf_sub.body["included_event_types"]):
+    assert (
+        "/runtime/webhooks/blobs?functionName=Host.Functions.${local.upload_function_name}"
+        "&code=${data.azurerm_function_app_host_keys.api.blobs_extension_key}"
+    ) in tf_url
+    assert (
+        tf_sub.body["subject_filter"][0]["subject_begins_with"]
+        == "/blobServices/default/containers/${local.uploads_container}/blobs/"
+    )
+    for flavour in (
+        bicep_sub.body["properties"]["filter"]["includedEventTypes"],
+        tf_sub.body["included_event_types"],
+    ):
         assert flavour == ["Microsoft.Storage.BlobCreated"]
 
 
@@ -203,7 +233,7 @@ def _role_blocks(text: str, start: re.Pattern) -> list[tuple[str, str]]:
     for i, line in enumerate(lines):
         if start.match(line):
             end = next(j for j in range(i + 1, len(lines)) if lines[j] == "}")
-            out.append((lines[i - 1], "\n".join(lines[i:end + 1])))
+            out.append((lines[i - 1], "\n".join(lines[i : end + 1])))
     return out
 
 
@@ -223,12 +253,14 @@ def test_role_assignments_are_named_deterministically_with_the_role_name_in_a_co
     blocks = _role_blocks(tf_text, re.compile(r'resource "azurerm_role_assignment" "\w+" \{'))
     assert len(blocks) == sum(r.type == "azurerm_role_assignment" for r in load_terraform().resources())
     for comment, block in blocks:
-        key = re.search(r'name += uuidv5\("url", "\$\{(\w+\.\w+)\.id\}/\$\{local\.(\w+)\}/\$\{local\.roles\.(\w+)\}"\)',
-                        block)
+        key = re.search(
+            r'name += uuidv5\("url", "\$\{(\w+\.\w+)\.id\}/\$\{local\.(\w+)\}/\$\{local\.roles\.(\w+)\}"\)',
+            block,
+        )
         assert key, f"not named uuidv5(scope, principal, role):\n{block}"
         assert re.search(rf"scope += {re.escape(key.group(1))}\.id\n", block)
         assert re.search(rf"principal_id += local\.{key.group(2)}\n", block)
-        assert f"roles.{key.group(3)}}}\"\n" in block
+        assert f'roles.{key.group(3)}}}"\n' in block
         assert comment.startswith("# " + ROLE_NAMES[tf_roles[key.group(3)]]), (comment, block)
     for roles in (bicep_roles, tf_roles):
         for line in (bicep_text + tf_text).splitlines():

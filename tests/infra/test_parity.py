@@ -63,10 +63,14 @@ def test_terraform_only_resources_are_what_azd_does_itself():
 def test_same_resource_names():
     bicep_names = load_bicep().variable(INFRA / "main.bicep", "names")
     tf_names = load_terraform().locals["names"]
-    normalized = {camel_to_snake(k): v.replace("${token}", "<token>").replace("${environmentName}", "<env>")
-                  for k, v in bicep_names.items()}
-    tf_normalized = {k: v.replace("${local.token}", "<token>").replace("${var.environment_name}", "<env>")
-                     for k, v in tf_names.items()}
+    normalized = {
+        camel_to_snake(k): v.replace("${token}", "<token>").replace("${environmentName}", "<env>")
+        for k, v in bicep_names.items()
+    }
+    tf_normalized = {
+        k: v.replace("${local.token}", "<token>").replace("${var.environment_name}", "<env>")
+        for k, v in tf_names.items()
+    }
     assert normalized == tf_normalized
     # Both derive the token from the subscription, the environment name and the region.
     bicep_token = str(load_bicep().variable(INFRA / "main.bicep", "token"))
@@ -137,8 +141,11 @@ def test_same_gpu_sizes_and_profiles():
     bicep_sizes = load_bicep().variable(INFRA / "app" / "trainer.bicep", "gpuSizes")
     tf_sizes = load_terraform().locals["gpu_sizes"]
     assert {unquote(k): v for k, v in bicep_sizes.items()} == tf_sizes
-    allowed = next(d["argument"] for d in load_bicep().main["parameters"]["gpuProfileType"]["decorators"]
-                   if d["type"] == "allowed")
+    allowed = next(
+        d["argument"]
+        for d in load_bicep().main["parameters"]["gpuProfileType"]["decorators"]
+        if d["type"] == "allowed"
+    )
     assert set(allowed) == set(tf_sizes)
     validation = load_terraform().variables["gpu_profile_type"]["validation"][0]["condition"]
     assert all(profile in validation for profile in allowed)
@@ -179,5 +186,9 @@ def test_same_role_assignments():
     assert bicep == terraform
     assert {role for role, _, _ in bicep} <= set(ROLE_NAMES)
     granted = {ROLE_NAMES[role] for role, _, principal in bicep if principal == "identity"}
-    assert {"Storage Blob Data Owner", "Storage Queue Data Contributor", "Storage Table Data Contributor",
-            "AcrPull"} <= granted
+    assert {
+        "Storage Blob Data Owner",
+        "Storage Queue Data Contributor",
+        "Storage Table Data Contributor",
+        "AcrPull",
+    } <= granted

@@ -21,7 +21,9 @@ def test_deploy_section_names_every_parameter_in_both_flavours():
     for name in load_terraform().variables:
         assert f"`{name}`" in section, f"Terraform variable {name}"
     given = json.loads((INFRA / "main.parameters.json").read_text())["parameters"].values()
-    for variable in {m for p in given for m in re.findall(r"\$\{(\w+)", p["value"])} - {"AZURE_KEY_VAULT_NAME"}:
+    for variable in {m for p in given for m in re.findall(r"\$\{(\w+)", p["value"])} - {
+        "AZURE_KEY_VAULT_NAME"
+    }:
         assert f"`{variable}`" in section, f"azd variable {variable}"
 
 

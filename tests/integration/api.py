@@ -17,17 +17,29 @@ class Api:
     def __init__(self, key: str = LOCAL_TRAINING_KEY, version: str = "v3.4-preview"):
         self.key, self.version = key, version
 
-    def call(self, method: str, path: str, params: dict | None = None, json=None, body: bytes | None = None,
-             headers: dict | None = None):
+    def call(
+        self,
+        method: str,
+        path: str,
+        params: dict | None = None,
+        json=None,
+        body: bytes | None = None,
+        headers: dict | None = None,
+    ):
         hdrs = {"Training-key": self.key} if self.key else {}
         hdrs.update(headers or {})
         if json is not None:
             body = jsonlib.dumps(json).encode()
             hdrs.setdefault("Content-Type", "application/json")
         params = {k: (",".join(v) if isinstance(v, list) else str(v)) for k, v in (params or {}).items()}
-        req = func.HttpRequest(method=method, url=BASE + path + ("?" + urlencode(params) if params else ""),
-                               headers=hdrs, params=params, body=body or b"",
-                               route_params={"version": self.version, "path": path})
+        req = func.HttpRequest(
+            method=method,
+            url=BASE + path + ("?" + urlencode(params) if params else ""),
+            headers=hdrs,
+            params=params,
+            body=body or b"",
+            route_params={"version": self.version, "path": path},
+        )
         resp = http_training.handle(req)
         raw = resp.get_body()
         return resp.status_code, (jsonlib.loads(raw) if raw else None)

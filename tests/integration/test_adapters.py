@@ -13,13 +13,22 @@ pytestmark = pytest.mark.integration
 
 def _project(name="p"):
     now = utcnow()
-    return Project(id=layout.new_id(), name=name, description="d", domain_id="ee85a74c-405e-4adc-bb47-ffa8ca0c9f31",
-                   classification_type="Multiclass", target_export_platforms=[], created=now, last_modified=now)
+    return Project(
+        id=layout.new_id(),
+        name=name,
+        description="d",
+        domain_id="ee85a74c-405e-4adc-bb47-ffa8ca0c9f31",
+        classification_type="Multiclass",
+        target_export_platforms=[],
+        created=now,
+        last_modified=now,
+    )
 
 
 def _image(i: int, **kw):
-    return ImageRecord(id=layout.new_id(), created=utcnow(), width=640 + i, height=480, content_type="image/jpeg",
-                       **kw)
+    return ImageRecord(
+        id=layout.new_id(), created=utcnow(), width=640 + i, height=480, content_type="image/jpeg", **kw
+    )
 
 
 def test_project_round_trip_and_listing(services):
@@ -74,7 +83,9 @@ def test_delete_project_rows_leaves_other_projects(services):
     p, other = _project(), _project()
     for proj in (p, other):
         repo.save_project(proj)
-        repo.save_tag(proj.id, Tag(id=layout.new_id(), name="t", description="", type="Regular", created=utcnow()))
+        repo.save_tag(
+            proj.id, Tag(id=layout.new_id(), name="t", description="", type="Regular", created=utcnow())
+        )
         repo.add_images(proj.id, [_image(i) for i in range(3)])
     repo.delete_project(p.id)
     assert repo.get_project(p.id) is None and repo.list_images(p.id) == [] and repo.list_tags(p.id) == []
@@ -99,6 +110,7 @@ def test_blob_store_put_get_signed_url_and_prefix_delete(services):
 
 # --- image counters and the listing cache (functions/adapters/image_rows.py) -------------------------------
 
+
 def _tagged(tag_ids, **kw):
     return _image(0, tags={t: utcnow() for t in tag_ids}, **kw)
 
@@ -106,15 +118,21 @@ def _tagged(tag_ids, **kw):
 def _other_process(azurite):
     from cvcore import settings
     from functions import bootstrap
+
     return bootstrap.build(settings.load({"AzureWebJobsStorage": azurite}))
 
 
 def test_counts_follow_every_write_and_agree_with_the_rows(services):
     from functions.training.model import ImageCounts
+
     repo = services.repo
     p = _project()
     a, b = layout.new_id(), layout.new_id()
-    images = [_tagged([a]) for _ in range(150)] + [_tagged([a, b]) for _ in range(20)] + [_image(1) for _ in range(7)]
+    images = (
+        [_tagged([a]) for _ in range(150)]
+        + [_tagged([a, b]) for _ in range(20)]
+        + [_image(1) for _ in range(7)]
+    )
     repo.add_images(p.id, images)
     got = repo.image_counts(p.id)
     assert (got.images, got.tagged, got.untagged, got.per_tag) == (177, 170, 7, {a: 170, b: 20})
@@ -130,6 +148,7 @@ def test_counts_follow_every_write_and_agree_with_the_rows(services):
 
 def test_a_project_from_before_the_counters_is_counted_once_from_its_rows(services):
     from functions.adapters.entities import image_entity
+
     repo = services.repo
     p, t = _project(), layout.new_id()
     table = services.clients.table.get_table_client(layout.IMAGES_TABLE)
@@ -143,7 +162,9 @@ def test_a_project_from_before_the_counters_is_counted_once_from_its_rows(servic
 
 def test_concurrent_writers_leave_exact_counts(services, azurite):
     from concurrent.futures import ThreadPoolExecutor
+
     from functions.training.model import ImageCounts
+
     other = _other_process(azurite)
     p, t = _project(), layout.new_id()
     services.repo.add_images(p.id, [_image(0) for _ in range(40)])
@@ -175,6 +196,7 @@ def test_concurrent_writers_leave_exact_counts(services, azurite):
 
 def test_listings_come_from_memory_until_someone_else_writes(services, azurite, monkeypatch):
     from functions.adapters.image_rows import ImageRows
+
     repo, other = services.repo, _other_process(azurite)
     p, t = _project(), layout.new_id()
     repo.add_images(p.id, [_image(i) for i in range(30)])

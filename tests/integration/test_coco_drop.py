@@ -38,7 +38,9 @@ def endpoint(services):
 def put_images(services, p, names, size=(80, 60), first=0):
     def put(k_name):
         k, name = k_name
-        services.blobs.put(layout.UPLOADS, f"{p}/_coco/{name}", imgs.photo_jpeg(first + k, size), "image/jpeg")
+        services.blobs.put(
+            layout.UPLOADS, f"{p}/_coco/{name}", imgs.photo_jpeg(first + k, size), "image/jpeg"
+        )
 
     list(services.pool.map(put, enumerate(names)))
 
@@ -46,15 +48,27 @@ def put_images(services, p, names, size=(80, 60), first=0):
 def drop(services, p, doc, name="set.coco.json"):
     data = json.dumps(doc).encode()
     services.blobs.put(layout.UPLOADS, f"{p}/_coco/{name}", data, "application/json")
-    return ingest_drop(services.repo, services.blobs, services.pool, f"{p}/_coco/{name}", data,
-                       blob_endpoint=endpoint(services))
+    return ingest_drop(
+        services.repo,
+        services.blobs,
+        services.pool,
+        f"{p}/_coco/{name}",
+        data,
+        blob_endpoint=endpoint(services),
+    )
 
 
 def document(names, size=(80, 60), box=(8, 6, 40, 30)):
-    return {"images": [{"id": i + 1, "file_name": n, "width": size[0], "height": size[1]} for i, n in enumerate(names)],
-            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": list(box)}
-                            for i in range(len(names))],
-            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+    return {
+        "images": [
+            {"id": i + 1, "file_name": n, "width": size[0], "height": size[1]} for i, n in enumerate(names)
+        ],
+        "annotations": [
+            {"id": i + 1, "image_id": i + 1, "category_id": 1 + i % 2, "bbox": list(box)}
+            for i in range(len(names))
+        ],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
 
 
 def test_ranged_reads_of_the_blob_adapter(services, project):
@@ -72,14 +86,18 @@ def test_ranged_reads_of_the_blob_adapter(services, project):
 def test_drop_with_images_beside_it_and_by_url(services, project):
     put_images(services, project, ["a.jpg", "b.jpg", "sub/c.jpg", "d.jpg"])
     doc = document(["a.jpg", "b.jpg", "sub/c.jpg", "d.jpg"])
-    doc["images"][3]["absolute_url"] = f"{endpoint(services)}/{layout.UPLOADS}/{project}/_coco/d.jpg?sv=x&sig=y"
+    doc["images"][3]["absolute_url"] = (
+        f"{endpoint(services)}/{layout.UPLOADS}/{project}/_coco/d.jpg?sv=x&sig=y"
+    )
     doc["images"][3]["file_name"] = "elsewhere/ignored.jpg"
     result = drop(services, project, doc)
     assert result.outcome == "imported", result.detail
     images = services.repo.list_images(project)
     assert len(images) == 4 and all(len(im.regions) == 1 for im in images)
     assert sorted({t.name for t in services.repo.list_tags(project)}) == ["cat", "dog"]
-    status = json.loads(services.blobs.get(layout.MODELS, layout.coco_import_status(project, "_coco/set.coco.json")))
+    status = json.loads(
+        services.blobs.get(layout.MODELS, layout.coco_import_status(project, "_coco/set.coco.json"))
+    )
     assert status["state"] == "completed" and status["summary"]["imagesCreated"] == 4
     assert not services.blobs.exists(layout.UPLOADS, f"{project}/_coco/set.coco.json")
     again = drop(services, project, doc)
@@ -90,15 +108,19 @@ def test_bad_file_goes_to_rejected_with_every_problem(services, project, api):
     put_images(services, project, ["a.jpg", "b.jpg"])
     doc = document(["a.jpg", "b.jpg", "../../../etc/passwd", "missing.jpg"])
     doc["images"][0]["width"] = 99
-    doc["images"].append({"id": 9, "absolute_url": "http://169.254.169.254/latest/meta-data", "width": 80,
-                          "height": 60})
+    doc["images"].append(
+        {"id": 9, "absolute_url": "http://169.254.169.254/latest/meta-data", "width": 80, "height": 60}
+    )
     result = drop(services, project, doc)
     assert result.outcome == "rejected"
     name = f"{project}/_coco/set.coco.json"
     report = json.loads(services.blobs.get(layout.REJECTED, layout.rejected_error_name(name)))
     assert [(e["code"], e["path"]) for e in report["errors"]] == [
-        ("UnsafePath", "images[2].file_name"), ("UrlOutsideStorageAccount", "images[4].absolute_url"),
-        ("SizeMismatch", "images[0].width"), ("ImageNotFound", "images[3].file_name")]
+        ("UnsafePath", "images[2].file_name"),
+        ("UrlOutsideStorageAccount", "images[4].absolute_url"),
+        ("SizeMismatch", "images[0].width"),
+        ("ImageNotFound", "images[3].file_name"),
+    ]
     assert services.repo.list_images(project) == [] and services.repo.list_tags(project) == []
     status = api.ok("GET", f"projects/{project}/coco/import", params={"name": "_coco/set.coco.json"})
     assert status["state"] == "rejected" and status["rejectedTo"] == f"rejected/{name}"
@@ -119,17 +141,22 @@ def test_export_routes_and_token_round_trip(services, project, api, tmp_path):
 
     exported = api.ok("GET", f"projects/{project}/export")
     assert exported["imageCount"] == 4 and exported["regionCount"] == 4 and exported["tagCount"] == 2
-    made = api.ok("POST", "projects/import", params={"token": exported["token"], "name": f"moved-{project[:8]}"})
+    made = api.ok(
+        "POST", "projects/import", params={"token": exported["token"], "name": f"moved-{project[:8]}"}
+    )
     try:
         assert made["settings"]["domainId"] == DETECTION
         images = api.ok("GET", f"projects/{made['id']}/images")
         assert len(images) == 4 and sorted(r["tagName"] for im in images for r in im["regions"]) == [
-            "cat", "cat", "dog", "dog"]
+            "cat",
+            "cat",
+            "dog",
+            "dog",
+        ]
     finally:
         api.call("DELETE", f"projects/{made['id']}")
     status, body = api.call("POST", "projects/import", params={"token": "garbage"})
     assert status == 400 and body["code"] == "BadRequestInvalidImportToken"
-
 
 
 def test_a_large_import_goes_through_the_real_queue_and_its_trigger(services, project, api, monkeypatch):
@@ -144,20 +171,27 @@ def test_a_large_import_goes_through_the_real_queue_and_its_trigger(services, pr
     monkeypatch.setattr(project_transfer, "INLINE_IMAGES", 3)
     made = api.ok("POST", "projects/import", params={"token": exported["token"], "name": f"bg-{project[:8]}"})
     try:
-        assert made["status"] == "Importing" and api.ok("GET", f"projects/{made['id']}")["status"] == "Importing"
-        queue, message = queued_message(services, layout.PROJECT_IMPORTS,
-                                        lambda job: "kind" not in job and job.get("projectId") == made["id"])
+        assert (
+            made["status"] == "Importing" and api.ok("GET", f"projects/{made['id']}")["status"] == "Importing"
+        )
+        queue, message = queued_message(
+            services,
+            layout.PROJECT_IMPORTS,
+            lambda job: "kind" not in job and job.get("projectId") == made["id"],
+        )
         assert project_transfer.parse_job(message.content)[0] == made["id"]
         mine = [message]
         # as the Functions worker hands it over (the api fixture points bootstrap at these services)
-        queue_imports.project_imports(QueueMessage(id=mine[0].id, body=mine[0].content.encode(),
-                                                   dequeue_count=mine[0].dequeue_count))
+        queue_imports.project_imports(
+            QueueMessage(id=mine[0].id, body=mine[0].content.encode(), dequeue_count=mine[0].dequeue_count)
+        )
         queue.delete_message(mine[0])
         assert api.ok("GET", f"projects/{made['id']}")["status"] == "Succeeded"
         images = api.ok("GET", f"projects/{made['id']}/images")
         assert sorted(r["tagName"] for im in images for r in im["regions"]) == ["cat", "cat", "dog", "dog"]
     finally:
         api.call("DELETE", f"projects/{made['id']}")
+
 
 def rss_mb() -> float:
     with open("/proc/self/status") as f:
@@ -213,6 +247,8 @@ def test_a_couple_of_thousand_images_import_with_progress_and_bounded_memory(own
     assert len(services.repo.list_images(project)) == SCALE
     assert seen[0] == "validating" and "importing" in seen and seen[-1] == "completed"
     with capsys.disabled():
-        print(f"\nCOCO drop of {SCALE} images on Azurite: {seconds:.1f} s, {SCALE / seconds:.0f} images/s "
-              f"(upload {uploaded:.1f} s), resident memory +{peak['mb'] - before:.0f} MB")
+        print(
+            f"\nCOCO drop of {SCALE} images on Azurite: {seconds:.1f} s, {SCALE / seconds:.0f} images/s "
+            f"(upload {uploaded:.1f} s), resident memory +{peak['mb'] - before:.0f} MB"
+        )
     assert peak["mb"] - before < 200

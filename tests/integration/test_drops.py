@@ -49,9 +49,14 @@ def test_untagged_folder_and_redelivery_ingests_once(services, project):
     assert not services.repo.list_images(project)[0].is_tagged
 
 
-@pytest.mark.parametrize("make, status", [(imgs.truncated_jpeg, "ErrorImageFormat"),
-                                          (imgs.not_an_image, "ErrorImageFormat"),
-                                          (lambda: imgs.tiny_image(side=40), "ErrorImageDimensions")])
+@pytest.mark.parametrize(
+    "make, status",
+    [
+        (imgs.truncated_jpeg, "ErrorImageFormat"),
+        (imgs.not_an_image, "ErrorImageFormat"),
+        (lambda: imgs.tiny_image(side=40), "ErrorImageDimensions"),
+    ],
+)
 def test_bad_drop_moves_to_rejected_with_a_report(services, project, make, status):
     name = f"{project}/Cats/bad.bin"
     result = drop(services, name, make())
@@ -82,11 +87,22 @@ def test_coco_files_go_to_the_coco_importer(services, project):
 def test_concurrent_drops_into_a_new_folder_create_one_tag(services):
     """Two blobs of one new tag folder handled at once (the host runs triggers in parallel) make one tag."""
     from concurrent.futures import ThreadPoolExecutor
+
     p = projects.create_project(services.repo, f"race-{layout.new_id()[:8]}", None, None, None, [])["id"]
     try:
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda i: ingest_drop(services.repo, services.blobs, services.pool, f"{p}/Mugs/{i}.jpg",
-                                                imgs.photo_jpeg(600 + i)), range(4)))
+            list(
+                pool.map(
+                    lambda i: ingest_drop(
+                        services.repo,
+                        services.blobs,
+                        services.pool,
+                        f"{p}/Mugs/{i}.jpg",
+                        imgs.photo_jpeg(600 + i),
+                    ),
+                    range(4),
+                )
+            )
         assert [t.name for t in services.repo.list_tags(p)] == ["Mugs"]
     finally:
         projects.delete_project(services.repo, services.blobs, p)

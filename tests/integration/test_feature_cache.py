@@ -31,7 +31,9 @@ def test_entries_survive_in_one_blob_per_feature(store):
     cache.put(("net-ms9", 160, ids[0]), rows[ids[0]][:8])
     cache.flush()
     names = sorted(b.name for b in store._models.list_blobs(name_starts_with=layout.project_prefix(project)))
-    assert names == sorted([layout.embedding_pack(project, "net-ms9g", 224), layout.embedding_pack(project, "net-ms9", 160)])
+    assert names == sorted(
+        [layout.embedding_pack(project, "net-ms9g", 224), layout.embedding_pack(project, "net-ms9", 160)]
+    )
     again = BlobFeatureCache(store, project)
     for i in ids:
         np.testing.assert_array_equal(again.get(("net-ms9g", 224, i)), rows[i])

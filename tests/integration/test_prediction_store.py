@@ -4,10 +4,11 @@ windows, continuation, filters, deletion and the 30-day purge; images and thumbn
 import io
 import json
 import urllib.request
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
 import pytest
+from azure.core.exceptions import ResourceNotFoundError
 from PIL import Image
 
 from cvcore import layout
@@ -19,17 +20,37 @@ from tests.support import images as imgs
 from tests.support.tiny_models import published_project
 
 pytestmark = pytest.mark.integration
-T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def record(project_id, when, iteration="i1", application="", n=2):
     pid = layout.new_prediction_id(int(when.timestamp() * 1000))
-    preds = [{"probability": 1 / (k + 2), "tagId": f"tag{k}", "tagName": f"n{k}", "tagType": "Regular",
-              "boundingBox": {"left": 0.1, "top": 0.1, "width": 0.2, "height": 0.2}} for k in range(n)]
-    return StoredPrediction(id=pid, project_id=project_id, iteration_id=iteration, publish_name="prod",
-                            application=application, created=when, task="detection", predictions=preds,
-                            uncertainty=0.5, margin=0.3, signature="00ff00ff00ff00ff", width=64, height=48,
-                            content_type="image/png")
+    preds = [
+        {
+            "probability": 1 / (k + 2),
+            "tagId": f"tag{k}",
+            "tagName": f"n{k}",
+            "tagType": "Regular",
+            "boundingBox": {"left": 0.1, "top": 0.1, "width": 0.2, "height": 0.2},
+        }
+        for k in range(n)
+    ]
+    return StoredPrediction(
+        id=pid,
+        project_id=project_id,
+        iteration_id=iteration,
+        publish_name="prod",
+        application=application,
+        created=when,
+        task="detection",
+        predictions=preds,
+        uncertainty=0.5,
+        margin=0.3,
+        signature="00ff00ff00ff00ff",
+        width=64,
+        height=48,
+        content_type="image/png",
+    )
 
 
 @pytest.fixture
@@ -39,8 +60,12 @@ def store(services):
 
 def test_orders_windows_continuation_and_filters(store):
     p = layout.new_id()
-    made = [record(p, T0 + timedelta(minutes=m), iteration="a" if m % 2 else "b", application="cam" if m < 3 else "")
-            for m in range(6)]
+    made = [
+        record(
+            p, T0 + timedelta(minutes=m), iteration="a" if m % 2 else "b", application="cam" if m < 3 else ""
+        )
+        for m in range(6)
+    ]
     for r in made:
         store.add(r)
     newest = [r.id for r in made[::-1]]
@@ -66,17 +91,23 @@ def test_most_uncertain_first_with_windows_filters_and_cursor(store):
         store.add(r)
     expected = sorted(made, key=lambda r: (-r.uncertainty, r.id))
     assert [r.id for r in store.scan_uncertain(p)] == [r.id for r in expected]
-    assert [r.id for r in store.scan(p)] == sorted(r.id for r in made)  # the other orders do not see the index
+    assert [r.id for r in store.scan(p)] == sorted(
+        r.id for r in made
+    )  # the other orders do not see the index
     assert len(list(store.scan(p, oldest_first=True))) == 8
     cursor = (expected[2].uncertainty, expected[2].id)
     assert [r.id for r in store.scan_uncertain(p, after=cursor)] == [r.id for r in expected[3:]]
     window = {"start": T0 + timedelta(minutes=2), "end": T0 + timedelta(minutes=6)}
     assert [r.id for r in store.scan_uncertain(p, **window)] == [
-        r.id for r in expected if window["start"] <= r.created < window["end"]]
-    assert [r.id for r in store.scan_uncertain(p, iteration_id="a")] == [r.id for r in expected if r.iteration_id == "a"]
+        r.id for r in expected if window["start"] <= r.created < window["end"]
+    ]
+    assert [r.id for r in store.scan_uncertain(p, iteration_id="a")] == [
+        r.id for r in expected if r.iteration_id == "a"
+    ]
     brief = list(store.scan_uncertain(p, brief=True, page=3))  # pages of 3 rows, only what ranking needs
     assert [(r.id, r.uncertainty, r.signature, r.created) for r in brief] == [
-        (r.id, r.uncertainty, r.signature, r.created) for r in expected]
+        (r.id, r.uncertainty, r.signature, r.created) for r in expected
+    ]
     assert all(r.predictions == [] for r in brief) and expected[0].predictions
     store.delete(p, [expected[0].id])
     assert [r.id for r in store.scan_uncertain(p)] == [r.id for r in expected[1:]]
@@ -94,11 +125,13 @@ def test_predictions_stored_before_the_uncertainty_index_are_indexed_once(store,
     for r in old:  # as the store wrote them before: no uncertain row, no INDEX row
         for e in adapter.entities(r)[:2]:
             table.create_entity(e)
-    fresh = adapter.TablePredictionStore(services.clients.table, services.blobs, services.pool)  # a new process
+    fresh = adapter.TablePredictionStore(
+        services.clients.table, services.blobs, services.pool
+    )  # a new process
     newer = record(p, T0 + timedelta(hours=1))
     newer.uncertainty = 0.6
     fresh.add(newer)  # adding leaves the legacy rows to the first scan
-    with pytest.raises(Exception):
+    with pytest.raises(ResourceNotFoundError):
         table.get_entity(p, adapter.INDEX)
     ranked = [r.id for r in fresh.scan_uncertain(p)]
     assert ranked == [old[1].id, newer.id, old[2].id, old[0].id]
@@ -120,11 +153,14 @@ def test_large_results_round_trip_and_delete_removes_rows_and_blobs(store, servi
 
 
 def test_purge_removes_what_is_older_than_the_retention_in_every_project(store, services):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     kept, gone = [], []
     for _ in range(2):
         p = layout.new_id()
-        old, new = record(p, now - RETENTION - timedelta(hours=1)), record(p, now - RETENTION + timedelta(hours=1))
+        old, new = (
+            record(p, now - RETENTION - timedelta(hours=1)),
+            record(p, now - RETENTION + timedelta(hours=1)),
+        )
         for r in (old, new):
             store.put_images(p, r.id, b"img", "image/png", b"thumb")
             store.add(r)
@@ -146,10 +182,14 @@ def test_http_prediction_on_real_storage_stores_image_and_thumbnail(services):
     try:
         red = io.BytesIO()
         Image.new("RGB", (120, 90), (250, 10, 10)).save(red, "JPEG")
-        req = func.HttpRequest("POST", f"http://localhost/customvision/v3.1/Prediction/{p}/classify/iterations/prod/image",
-                               headers={"prediction-key": LOCAL_PREDICTION_KEY, "Content-Type": "application/octet-stream"},
-                               params={}, route_params={"version": "v3.1", "path": f"{p}/classify/iterations/prod/image"},
-                               body=red.getvalue())
+        req = func.HttpRequest(
+            "POST",
+            f"http://localhost/customvision/v3.1/Prediction/{p}/classify/iterations/prod/image",
+            headers={"prediction-key": LOCAL_PREDICTION_KEY, "Content-Type": "application/octet-stream"},
+            params={},
+            route_params={"version": "v3.1", "path": f"{p}/classify/iterations/prod/image"},
+            body=red.getvalue(),
+        )
         resp = http_prediction.handle(req)
         body = json.loads(resp.get_body())
         assert resp.status_code == 200 and body["predictions"][0]["tagName"] == "red"
@@ -173,11 +213,18 @@ def test_a_published_detector_reads_back_and_answers_with_boxes(services):
     p, it, _ = published_project(services.repo, services.blobs, detection=True, publish_name="boxes")
     try:
         assert services.repo.get_iteration(p, it).classification_type is None  # a detector has none
-        req = func.HttpRequest("POST", "http://localhost/", headers={"Prediction-Key": LOCAL_PREDICTION_KEY},
-                               params={}, route_params={"version": "v3.0", "path": f"{p}/detect/iterations/boxes/image/nostore"},
-                               body=imgs.photo_png(1))
+        req = func.HttpRequest(
+            "POST",
+            "http://localhost/",
+            headers={"Prediction-Key": LOCAL_PREDICTION_KEY},
+            params={},
+            route_params={"version": "v3.0", "path": f"{p}/detect/iterations/boxes/image/nostore"},
+            body=imgs.photo_png(1),
+        )
         resp = http_prediction.handle(req)
-        assert resp.status_code == 200 and all(x["boundingBox"] for x in json.loads(resp.get_body())["predictions"])
+        assert resp.status_code == 200 and all(
+            x["boundingBox"] for x in json.loads(resp.get_body())["predictions"]
+        )
         assert list(services.predictor.store.scan(p)) == []
     finally:
         bootstrap.override(None)
@@ -185,8 +232,10 @@ def test_a_published_detector_reads_back_and_answers_with_boxes(services):
 
 
 def test_deleting_a_project_deletes_its_stored_predictions_only(services, store):
-    gone, kept = (projects.create_project(services.repo, f"p-{layout.new_id()}", None, None, None, [])["id"]
-                  for _ in range(2))
+    gone, kept = (
+        projects.create_project(services.repo, f"p-{layout.new_id()}", None, None, None, [])["id"]
+        for _ in range(2)
+    )
     doomed = [record(gone, T0 + timedelta(minutes=m)) for m in range(3)]
     survivor = record(kept, T0)
     for r in [*doomed, survivor]:

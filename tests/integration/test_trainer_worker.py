@@ -13,8 +13,8 @@ from functions.training.events import apply_event
 from gpu_trainer import job as jobmod
 from gpu_trainer import worker
 from gpu_trainer.store import TrainerStore
-from tests.support import images as imgs
 from tests.integration.api import Api
+from tests.support import images as imgs
 
 pytestmark = pytest.mark.integration
 
@@ -28,18 +28,33 @@ def store(services):
 def queued(services, store):
     """A project with two tags x 5 real photos, trained: one Queued iteration and one job message."""
     from functions import bootstrap
+
     bootstrap.override(services)
     api = Api()
     p = projects.create_project(services.repo, f"w-{layout.new_id()[:8]}", None, None, None, [])["id"]
     for t in range(2):
         tag = tags.create_tag(services.repo, p, f"t{t}", None, None)["id"]
         import base64
-        body = {"images": [{"name": f"{i}", "contents": base64.b64encode(imgs.photo_jpeg(300 + 10 * t + i)).decode()}
-                           for i in range(5)], "tagIds": [tag]}
+
+        body = {
+            "images": [
+                {"name": f"{i}", "contents": base64.b64encode(imgs.photo_jpeg(300 + 10 * t + i)).decode()}
+                for i in range(5)
+            ],
+            "tagIds": [tag],
+        }
         assert api.ok("POST", f"projects/{p}/images/files", json=body)["isBatchSuccessful"]
     drain(store)
-    it = train.train_project(services.repo, services.blobs, services.jobs, p, training_type=None, budget_hours=0,
-                             force=False, selected_tags=None)
+    it = train.train_project(
+        services.repo,
+        services.blobs,
+        services.jobs,
+        p,
+        training_type=None,
+        budget_hours=0,
+        force=False,
+        selected_tags=None,
+    )
     yield p, it["id"]
     bootstrap.override(None)
     projects.delete_project(services.repo, services.blobs, p)
@@ -68,8 +83,12 @@ def test_malformed_and_unknown_version_messages_go_to_poison(store):
     jobs.send_message("not json")
     jobs.send_message(json.dumps({"version": 99, "kind": "TrainingJob"}))
     assert worker.poll(store, once=True) == 1 and worker.poll(store, once=True) == 1
-    poison = [json.loads(m.content) for m in store.clients.queue(
-        layout.TRAINING_JOBS + layout.POISON_SUFFIX).receive_messages(max_messages=10)]
+    poison = [
+        json.loads(m.content)
+        for m in store.clients.queue(layout.TRAINING_JOBS + layout.POISON_SUFFIX).receive_messages(
+            max_messages=10
+        )
+    ]
     assert sorted(p["reason"].split(":")[0] for p in poison) == ["not JSON", "version"]
     assert jobs.peek_messages() == []
 
@@ -135,7 +154,11 @@ def test_crashing_job_is_retried_then_failed_with_the_reason(services, store, qu
         assert worker.handle(message, jobs, store) == ("retry" if expected < 5 else "failed")
     apply_all(services, store)
     got = services.repo.get_iteration(p, it)
-    assert got.status == "Failed" and got.error_code == "internalError" and "boom on attempt 5" in got.error_message
+    assert (
+        got.status == "Failed"
+        and got.error_code == "internalError"
+        and "boom on attempt 5" in got.error_message
+    )
     assert calls == [1, 2, 3, 4, 5]
 
 
@@ -152,8 +175,12 @@ def test_message_back_a_sixth_time_fails_the_iteration(services, store, queued):
 
 def test_duplicated_message_after_completion_trains_nothing(services, store, queued, monkeypatch):
     p, it = queued
-    store.write_json(p, it, layout.COMPLETED_MARKER, {"skipped_image_ids": [], "training_seconds": 4.2,
-                                                     "metrics": {"precision": 1.0}})
+    store.write_json(
+        p,
+        it,
+        layout.COMPLETED_MARKER,
+        {"skipped_image_ids": [], "training_seconds": 4.2, "metrics": {"precision": 1.0}},
+    )
     monkeypatch.setattr(jobmod, "train", lambda *a, **k: pytest.fail("must not train again"))
     worker.poll(store, once=True)
     apply_all(services, store)
@@ -165,12 +192,14 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     """Real training twice: the second job reuses the first's recipe, reads the cached embeddings (one pack
     per feature) and decodes only the added images plus the export samples."""
     import base64
+
     p, first = queued
     worker.poll(store, once=True)
     apply_all(services, store)
     assert services.repo.get_iteration(p, first).status == "Completed"
     # the model doctor's advice is beside the artifacts, served by the API with its page
     from functions.training import iterations
+
     advice = iterations.advice(services.repo, services.blobs, p, first)
     assert advice["task"] == "classification" and advice["images"] == 10
     assert "quantity" in {f["kind"] for f in advice["findings"]} and advice["reportUri"]
@@ -181,46 +210,75 @@ def test_quick_retraining_decodes_and_embeds_only_the_new_images(services, store
     status_name = layout.iteration_artifact(p, first, layout.MODEL_INT8_STATUS)
     assert not store.exists(status_name)
     from functions.training import exporting
+
     it_row = services.repo.get_iteration(p, first)
     it_row.exportable = True
     services.repo.update_iteration(p, it_row)
-    assert exporting.export(services.repo, services.blobs, services.jobs, p, first, "ONNX",
-                             "ONNXInt8")["status"] == "Exporting"
+    assert (
+        exporting.export(services.repo, services.blobs, services.jobs, p, first, "ONNX", "ONNXInt8")["status"]
+        == "Exporting"
+    )
     assert worker.poll(store, once=True) == 1
     status = json.loads(store.read_model_blob(status_name))
     assert status["status"] == "Done" or status["reason"]
-    assert (status["status"] == "Done") == store.exists(layout.iteration_artifact(p, first, layout.MODEL_INT8_ONNX))
+    assert (status["status"] == "Done") == store.exists(
+        layout.iteration_artifact(p, first, layout.MODEL_INT8_ONNX)
+    )
     if status["status"] == "Done":
         assert status["agreement"] == 1.0  # calibrated on the dataset's first images and checked on them
-        assert [e["status"] for e in exporting.exports_of(services.repo, services.blobs, p, first)] == ["Done"]
+        assert [e["status"] for e in exporting.exports_of(services.repo, services.blobs, p, first)] == [
+            "Done"
+        ]
     api = Api()
     for t, tag in enumerate(sorted(services.repo.list_tags(p), key=lambda tag: tag.name)):
-        body = {"images": [{"name": "more", "contents": base64.b64encode(imgs.photo_jpeg(400 + t)).decode()}],
-                "tagIds": [tag.id]}
+        body = {
+            "images": [{"name": "more", "contents": base64.b64encode(imgs.photo_jpeg(400 + t)).decode()}],
+            "tagIds": [tag.id],
+        }
         assert api.ok("POST", f"projects/{p}/images/files", json=body)["isBatchSuccessful"]
-    second = train.train_project(services.repo, services.blobs, services.jobs, p, training_type=None,
-                                 budget_hours=0, force=False, selected_tags=None)["id"]
+    second = train.train_project(
+        services.repo,
+        services.blobs,
+        services.jobs,
+        p,
+        training_type=None,
+        budget_hours=0,
+        force=False,
+        selected_tags=None,
+    )["id"]
     worker.poll(store, once=True)
     apply_all(services, store)
     assert services.repo.get_iteration(p, second).status == "Completed"
     config = json.loads(store.read_model_blob(layout.iteration_artifact(p, second, layout.TRAINING_CONFIG)))
-    assert config["warm_start"] == {"iteration_id": first, "reused": True, "note": config["warm_start"]["note"]}
+    assert config["warm_start"] == {
+        "iteration_id": first,
+        "reused": True,
+        "note": config["warm_start"]["note"],
+    }
     assert config["embedded_images"] == 2 and config["images"] == 12
     assert config["decoded_images"] <= 2 + jobmod.SAMPLES
-    assert len(json.loads(store.read_model_blob(layout.iteration_artifact(p, second, layout.EVALUATION)))
-               ["images"]) == 12
+    assert (
+        len(
+            json.loads(store.read_model_blob(layout.iteration_artifact(p, second, layout.EVALUATION)))[
+                "images"
+            ]
+        )
+        == 12
+    )
 
 
 def test_a_dataset_too_large_to_hold_decoded_is_streamed_and_still_skips_what_is_unreadable(
-        services, store, queued, monkeypatch):
+    services, store, queued, monkeypatch
+):
     """Real training with the decoded-image memory limit below this dataset's size: every image is checked
     by decoding it and dropping it, training reads and decodes each image whenever it needs it, nothing is
     held, and an unreadable image is skipped as when the images are held."""
     from cvcore import settings
+
     p, it = queued
     m = jobmod.load_dataset(store, p, it)
-    assert jobmod.holds_decoded(m) and not jobmod.holds_decoded(m, limit_mb=jobmod.decoded_bytes(m) / 2 ** 21)
-    monkeypatch.setenv(settings.TRAINER_DECODED_MB, str(jobmod.decoded_bytes(m) / 2 ** 21))  # half of it
+    assert jobmod.holds_decoded(m) and not jobmod.holds_decoded(m, limit_mb=jobmod.decoded_bytes(m) / 2**21)
+    monkeypatch.setenv(settings.TRAINER_DECODED_MB, str(jobmod.decoded_bytes(m) / 2**21))  # half of it
     doomed = [im.id for im in services.repo.list_images(p)][0]
     store.clients.blob.get_blob_client(layout.IMAGES, layout.image_original(p, doomed)).delete_blob()
     worker.poll(store, once=True)
@@ -238,22 +296,32 @@ def test_export_job_that_keeps_failing_is_settled_failed_not_stuck(services, sto
     p, it = queued  # never trained: no model to quantise
     drain(store)
     monkeypatch.setattr(worker, "retry_delay", lambda attempt: 0)
-    store.clients.queue(layout.TRAINING_JOBS).send_message(messages.dumps(messages.ExportJob(p, it, "ONNXInt8")))
-    outcomes = [worker.handle(m, store.clients.queue(layout.TRAINING_JOBS), store)
-                for _ in range(worker.MAX_ATTEMPTS)
-                for m in store.clients.queue(layout.TRAINING_JOBS).receive_messages(max_messages=1)]
+    store.clients.queue(layout.TRAINING_JOBS).send_message(
+        messages.dumps(messages.ExportJob(p, it, "ONNXInt8"))
+    )
+    outcomes = [
+        worker.handle(m, store.clients.queue(layout.TRAINING_JOBS), store)
+        for _ in range(worker.MAX_ATTEMPTS)
+        for m in store.clients.queue(layout.TRAINING_JOBS).receive_messages(max_messages=1)
+    ]
     assert outcomes == ["retry"] * (worker.MAX_ATTEMPTS - 1) + ["export-failed"]
     status = json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS)))
     assert status["status"] == "Failed" and "ResourceNotFoundError" in status["reason"]
     assert store.clients.queue(layout.TRAINING_JOBS).peek_messages() == []
     (settled,) = events(store)  # the Functions app learns it from an ExportEvent, not by polling
-    assert isinstance(settled, messages.ExportEvent) and settled.status == "Failed" and settled.reason == status["reason"]
+    assert (
+        isinstance(settled, messages.ExportEvent)
+        and settled.status == "Failed"
+        and settled.reason == status["reason"]
+    )
 
 
 def test_a_converter_crash_fails_the_export_with_the_reason_and_the_iteration_stays_usable(
-        services, store, queued, monkeypatch):
+    services, store, queued, monkeypatch
+):
     from functions.training import exporting
     from gpu_trainer import converters
+
     p, it = queued
     worker.poll(store, once=True)
     apply_all(services, store)
@@ -263,13 +331,18 @@ def test_a_converter_crash_fails_the_export_with_the_reason_and_the_iteration_st
 
     def crash(*args, **kwargs):
         raise RuntimeError("converter crashed: segfault in the IR writer")
+
     monkeypatch.setattr(converters, "to_openvino", crash)
     monkeypatch.setattr(worker, "retry_delay", lambda attempt: 0)
-    assert exporting.export(services.repo, services.blobs, services.jobs, p, it, "OpenVino", None)["status"] == \
-        "Exporting"
-    outcomes = [worker.handle(m, store.clients.queue(layout.TRAINING_JOBS), store)
-                for _ in range(worker.MAX_ATTEMPTS)
-                for m in store.clients.queue(layout.TRAINING_JOBS).receive_messages(max_messages=1)]
+    assert (
+        exporting.export(services.repo, services.blobs, services.jobs, p, it, "OpenVino", None)["status"]
+        == "Exporting"
+    )
+    outcomes = [
+        worker.handle(m, store.clients.queue(layout.TRAINING_JOBS), store)
+        for _ in range(worker.MAX_ATTEMPTS)
+        for m in store.clients.queue(layout.TRAINING_JOBS).receive_messages(max_messages=1)
+    ]
     assert outcomes == ["retry"] * (worker.MAX_ATTEMPTS - 1) + ["export-failed"]
     (settled,) = [e for e in events(store) if isinstance(e, messages.ExportEvent)]
     assert settled.status == "Failed" and "converter crashed" in settled.reason
@@ -280,11 +353,15 @@ def test_a_converter_crash_fails_the_export_with_the_reason_and_the_iteration_st
         exporting.export(services.repo, services.blobs, services.jobs, p, it, "OpenVino", None)
     # The iteration is untouched: still Completed, and its ONNX export works.
     assert services.repo.get_iteration(p, it).status == "Completed"
-    assert exporting.export(services.repo, services.blobs, services.jobs, p, it, "ONNX", None)["status"] == "Done"
+    assert (
+        exporting.export(services.repo, services.blobs, services.jobs, p, it, "ONNX", None)["status"]
+        == "Done"
+    )
 
 
 def test_long_job_keeps_its_message_invisible(services, store, queued, monkeypatch):
     import time
+
     p, it = queued
     monkeypatch.setattr(worker, "RENEW_EVERY_S", 0.5)
     monkeypatch.setattr(worker, "VISIBILITY_S", 2)

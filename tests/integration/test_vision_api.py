@@ -32,7 +32,10 @@ def s(services):
 def test_registry_rows(s):
     registry = TableVisionRegistry(s.clients.table)
     name = f"r-{layout.new_id()[:8]}"
-    big = {"name": name, "performance": {"tagPerformance": {f"tag{i}": {"accuracy": 0.5} for i in range(2000)}}}
+    big = {
+        "name": name,
+        "performance": {"tagPerformance": {f"tag{i}": {"accuracy": 0.5} for i in range(2000)}},
+    }
     registry.add("model", name, big)
     with pytest.raises(AlreadyExists):
         registry.add("model", name, {"name": name})
@@ -60,18 +63,33 @@ def test_a_dataset_from_a_customer_container_with_absolute_urls_and_pixel_boxes(
     name = f"d-{layout.new_id()[:8]}"
     endpoint = s.settings.storage.endpoints["blob"]
     container = s.clients.blob.get_container_client(CONTAINER)
-    doc = {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cup"}]}
+    doc = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cup"}],
+    }
     for k in range(4):
         blob = f"{name}/images/{k}.jpg"
         container.upload_blob(blob, _jpeg((40 * k, 200, 90)), overwrite=True)
-        doc["images"].append({"id": k + 1, "width": 120, "height": 90, "file_name": f"{k}.jpg",
-                              "absolute_url": f"{endpoint}/{CONTAINER}/{blob}"})
-        doc["annotations"].append({"id": k + 1, "image_id": k + 1, "category_id": 1 + k % 2,
-                                   "bbox": [12, 9, 60, 45]})  # pixels
+        doc["images"].append(
+            {
+                "id": k + 1,
+                "width": 120,
+                "height": 90,
+                "file_name": f"{k}.jpg",
+                "absolute_url": f"{endpoint}/{CONTAINER}/{blob}",
+            }
+        )
+        doc["annotations"].append(
+            {"id": k + 1, "image_id": k + 1, "category_id": 1 + k % 2, "bbox": [12, 9, 60, 45]}
+        )  # pixels
     container.upload_blob(f"{name}/train.json", json.dumps(doc).encode(), overwrite=True)
     annotation_uri = f"{endpoint}/{CONTAINER}/{name}/train.json"
-    status, body = call("PUT", f"datasets/{name}", {"annotationKind": "imageObjectDetection",
-                                                    "annotationFileUris": [annotation_uri]})
+    status, body = call(
+        "PUT",
+        f"datasets/{name}",
+        {"annotationKind": "imageObjectDetection", "annotationFileUris": [annotation_uri]},
+    )
     assert status == 201, body
     record = s.vision.get("dataset", name)
     images = s.repo.list_images(record["projectId"])
@@ -80,8 +98,11 @@ def test_a_dataset_from_a_customer_container_with_absolute_urls_and_pixel_boxes(
     assert record["summary"][0]["bboxFormat"] == "pixels"
     assert call("GET", f"datasets/{name}")[1]["eTag"] == record[ETAG]
     internal = f"{endpoint}/{layout.MODELS}/{record['projectId']}/x.json"
-    status, body = call("PUT", f"datasets/{name}-2", {"annotationKind": "imageObjectDetection",
-                                                      "annotationFileUris": [internal]})
+    status, body = call(
+        "PUT",
+        f"datasets/{name}-2",
+        {"annotationKind": "imageObjectDetection", "annotationFileUris": [internal]},
+    )
     assert status == 400 and body["error"]["code"] == "DatasetInvalidAnnotationUri"
     assert call("DELETE", f"datasets/{name}") == (204, None)
     assert s.repo.get_project(record["projectId"]) is None and s.vision.get("dataset", name) is None

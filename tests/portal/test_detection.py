@@ -6,7 +6,10 @@ import time
 
 import pytest
 from azure.cognitiveservices.vision.customvision.training.models import (
-    ImageFileCreateBatch, ImageFileCreateEntry, Region)
+    ImageFileCreateBatch,
+    ImageFileCreateEntry,
+    Region,
+)
 
 from cvcore import layout
 from tests.portal.test_workflow import wait_until
@@ -27,9 +30,17 @@ def jpeg(image) -> bytes:
 def detector(sdk):
     project = sdk.create_project(f"boxes-{layout.new_id()[:8]}", domain_id=DETECTION)
     tags = {name: sdk.create_tag(project.id, name) for name in TAGS}
-    entries = [ImageFileCreateEntry(name=s.key, contents=jpeg(s.image), regions=[
-        Region(tag_id=tags[TAGS[b[0]]].id, left=b[1], top=b[2], width=b[3], height=b[4]) for b in s.boxes])
-        for s in scenes.dataset(TAGS, 15, seed=21)]
+    entries = [
+        ImageFileCreateEntry(
+            name=s.key,
+            contents=jpeg(s.image),
+            regions=[
+                Region(tag_id=tags[TAGS[b[0]]].id, left=b[1], top=b[2], width=b[3], height=b[4])
+                for b in s.boxes
+            ],
+        )
+        for s in scenes.dataset(TAGS, 15, seed=21)
+    ]
     assert sdk.create_images_from_files(project.id, ImageFileCreateBatch(images=entries)).is_batch_successful
     iteration = sdk.train_project(project.id)
     deadline = time.monotonic() + 300
@@ -65,7 +76,8 @@ def test_draw_move_resize_delete_and_accept_a_proposal(page, sdk, detector, shot
     [r] = regions_of(sdk, project.id, added.id)
     assert r.tag_id == tags["cup"]
     assert (round(r.left, 2), round(r.top, 2), round(r.width, 2), round(r.height, 2)) == pytest.approx(
-        (0.1, 0.1, 0.4, 0.5), abs=0.02)
+        (0.1, 0.1, 0.4, 0.5), abs=0.02
+    )
     # Move: drag the box's middle by +20% x.
     box = page.locator("dialog[open] .box.editable")
     bb = box.bounding_box()
@@ -73,7 +85,9 @@ def test_draw_move_resize_delete_and_accept_a_proposal(page, sdk, detector, shot
     page.mouse.down()
     page.mouse.move(bb["x"] + bb["width"] / 2 + 0.2 * b["width"], bb["y"] + bb["height"] / 2, steps=6)
     page.mouse.up()
-    wait_until(lambda: (rs := regions_of(sdk, project.id, added.id)) and abs(rs[0].left - 0.3) < 0.02, timeout=10)
+    wait_until(
+        lambda: (rs := regions_of(sdk, project.id, added.id)) and abs(rs[0].left - 0.3) < 0.02, timeout=10
+    )
     # Resize: drag the bottom-right handle back by 10% in both directions.
     handle = page.locator("dialog[open] .box.editable .handle.se")
     hb = handle.bounding_box()
@@ -82,8 +96,15 @@ def test_draw_move_resize_delete_and_accept_a_proposal(page, sdk, detector, shot
     page.mouse.down()
     page.mouse.move(cx - 0.1 * b["width"], cy - 0.1 * b["height"], steps=6)
     page.mouse.up()
-    wait_until(lambda: (rs := regions_of(sdk, project.id, added.id)) and abs(rs[0].width - 0.3) < 0.02
-               and abs(rs[0].height - 0.4) < 0.02 and abs(rs[0].left - 0.3) < 0.02, timeout=10)
+    wait_until(
+        lambda: (
+            (rs := regions_of(sdk, project.id, added.id))
+            and abs(rs[0].width - 0.3) < 0.02
+            and abs(rs[0].height - 0.4) < 0.02
+            and abs(rs[0].left - 0.3) < 0.02
+        ),
+        timeout=10,
+    )
     # Keyboard: the selected box moves with the arrow keys.
     page.locator("dialog[open] .box.editable").focus()
     for _ in range(5):
@@ -106,13 +127,18 @@ def test_draw_move_resize_delete_and_accept_a_proposal(page, sdk, detector, shot
     page.locator("dialog[open]").get_by_role("button", name="Close").click()
 
 
-def test_overlap_slider_quick_test_boxes_and_promoting_corrected_boxes(page, sdk, detector, stack, tmp_path, shot):
+def test_overlap_slider_quick_test_boxes_and_promoting_corrected_boxes(
+    page, sdk, detector, stack, tmp_path, shot
+):
     project, tags, it = detector
     page.goto(page.url.split("#")[0] + f"#/p/{project.id}/performance/{it.id}")
     page.locator(".metric-ap").wait_for(timeout=30_000)
 
     def shown():
-        return [page.locator(f".{m} .metric-value").inner_text() for m in ("metric-precision", "metric-recall", "metric-ap")]
+        return [
+            page.locator(f".{m} .metric-value").inner_text()
+            for m in ("metric-precision", "metric-recall", "metric-ap")
+        ]
 
     def expected(t, o):
         perf = sdk.get_iteration_performance(project.id, it.id, threshold=t, overlap_threshold=o)

@@ -67,7 +67,9 @@ def test_the_grid_is_virtualised_and_scrolls_to_the_last_image(page, sdk):
         # Thumbnails, not originals.
         src = page.locator(".tile img").first.get_attribute("src")
         assert "thumbnail" in src.lower() or "thumb" in src.lower(), src
-        page.evaluate("() => { const s = document.querySelector('.grid-scroll'); s.scrollTop = s.scrollHeight; }")
+        page.evaluate(
+            "() => { const s = document.querySelector('.grid-scroll'); s.scrollTop = s.scrollHeight; }"
+        )
         page.locator(".tile[data-index='639']").wait_for(timeout=15_000)
         assert page.locator(".tile").count() <= 150
         assert page.locator(".tile[data-index='0']").count() == 0
@@ -85,10 +87,13 @@ def test_drop_files_with_progress_per_batch_then_untag_and_delete_selected(page,
         tag = sdk.create_tag(project.id, "dropped")
         page.goto(page.url.split("#")[0] + f"#/p/{project.id}/images")
         page.get_by_label("dropped", exact=True).check()
-        files = [{"name": f"d{i}.jpg", "data": base64.b64encode(imgs.photo_jpeg(2_000 + i, (120, 90))).decode()}
-                 for i in range(70)]
+        files = [
+            {"name": f"d{i}.jpg", "data": base64.b64encode(imgs.photo_jpeg(2_000 + i, (120, 90))).decode()}
+            for i in range(70)
+        ]
         # A real drop event carrying File objects, as the browser makes when files are dragged in.
-        page.evaluate("""(files) => {
+        page.evaluate(
+            """(files) => {
             const dt = new DataTransfer();
             for (const f of files) {
                 const bytes = Uint8Array.from(atob(f.data), (c) => c.charCodeAt(0));
@@ -97,10 +102,15 @@ def test_drop_files_with_progress_per_batch_then_untag_and_delete_selected(page,
             const target = document.querySelector(".images-main");
             target.dispatchEvent(new DragEvent("dragover", { dataTransfer: dt, bubbles: true, cancelable: true }));
             target.dispatchEvent(new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true }));
-        }""", files)
+        }""",
+            files,
+        )
         page.locator(".upload-summary", has_text="70 uploaded").wait_for(timeout=60_000)
         assert page.locator(".upload .batch").count() == 2  # 64 + 6: one bar per batch
-        assert page.locator(".upload .batch progress").evaluate_all("(bars) => bars.map((b) => b.value)") == [100, 100]
+        assert page.locator(".upload .batch progress").evaluate_all("(bars) => bars.map((b) => b.value)") == [
+            100,
+            100,
+        ]
         assert page.locator(".upload .batch .batch-state").all_inner_texts() == ["done", "done"]
         assert sdk.get_tagged_image_count(project.id, tag_ids=[tag.id]) == 70
         # Select three tiles, remove the tag from them, then delete them.

@@ -50,7 +50,10 @@ def test_export_a_compact_iteration_and_download_a_model_that_runs(page, sdk, cl
     got.value.save_as(tmp_path / "edge.zip")
     with zipfile.ZipFile(tmp_path / "edge.zip") as z:
         assert {"Dockerfile", "app/server.py", "app/model.onnx"} <= set(z.namelist())
-    assert {(e.platform, e.status) for e in sdk.get_exports(project.id, it.id)} == {("ONNX", "Done"), ("DockerFile", "Done")}
+    assert {(e.platform, e.status) for e in sdk.get_exports(project.id, it.id)} == {
+        ("ONNX", "Done"),
+        ("DockerFile", "Done"),
+    }
 
 
 def test_a_general_domain_iteration_offers_no_export_and_says_why(page, sdk):
@@ -100,6 +103,7 @@ def test_settings_set_the_notification_queue_and_show_a_refusal(page, sdk, stack
     from azure.storage.queue import QueueServiceClient
 
     from cvcore.storage import base64_queue
+
     queues = QueueServiceClient.from_connection_string(stack.conn)
     queue = base64_queue(queues.create_queue(f"portal-{layout.new_id()[:8]}"))
     project = sdk.create_project(f"integr-{layout.new_id()[:8]}")
@@ -126,6 +130,7 @@ def test_performance_shows_the_model_doctors_findings(page, sdk, classifier):
     import requests
 
     from cvcore import settings
+
     project, tags, it = classifier
     page.goto(page.url.split("#")[0] + f"#/p/{project.id}/performance/{it.id}")
     advice = page.get_by_role("region", name="How to improve this model")
@@ -133,6 +138,9 @@ def test_performance_shows_the_model_doctors_findings(page, sdk, classifier):
     finding.wait_for()
     assert "fewer than the 50 images per tag" in finding.inner_text() and "'left' (6)" in finding.inner_text()
     assert finding.locator(".badge").inner_text() == "medium"  # 6 per tag: under 50, above the minimum of 5
-    api = requests.get(f"{sdk.config.endpoint}/customvision/v3.3/training/projects/{project.id}/iterations/{it.id}/"
-                       "advice", headers={"Training-Key": settings.LOCAL_TRAINING_KEY}, timeout=10).json()
+    api = requests.get(
+        f"{sdk.config.endpoint}/customvision/v3.3/training/projects/{project.id}/iterations/{it.id}/advice",
+        headers={"Training-Key": settings.LOCAL_TRAINING_KEY},
+        timeout=10,
+    ).json()
     assert advice.locator("li.finding").count() == len(api["findings"])

@@ -39,7 +39,10 @@ def test_a_key_revoked_mid_session_returns_to_sign_in(page):
     # Navigating once the key was refused (a late request's 401 can land first) still says why.
     page.evaluate("location.hash = '#/'")
     page.wait_for_function("document.querySelector('.login') && location.hash === '#/'")
-    assert page.locator(".login [role=alert]").inner_text() == "Your training key is no longer accepted. Sign in again."
+    assert (
+        page.locator(".login [role=alert]").inner_text()
+        == "Your training key is no longer accepted. Sign in again."
+    )
 
 
 def test_create_configure_and_delete_a_project(page, sdk, shot):
@@ -100,8 +103,9 @@ def test_every_control_is_reachable_by_keyboard_and_labelled(page, shot):
     dlg = page.locator("dialog[open]")
     # Every input in the dialog has an accessible name.
     for el in dlg.locator("input, select, textarea").all():
-        assert page.evaluate("(e) => !!(e.labels && e.labels.length) || !!e.getAttribute('aria-label')",
-                             el.element_handle())
+        assert page.evaluate(
+            "(e) => !!(e.labels && e.labels.length) || !!e.getAttribute('aria-label')", el.element_handle()
+        )
     # Tab walks through every control of the dialog, and each focused control draws a visible outline.
     seen = set()
     for _ in range(12):
@@ -109,7 +113,9 @@ def test_every_control_is_reachable_by_keyboard_and_labelled(page, shot):
         info = page.evaluate("""() => { const e = document.activeElement; const s = getComputedStyle(e);
             return [e.tagName + ':' + (e.getAttribute('value') || e.textContent.trim().slice(0, 20)),
                     s.outlineStyle, s.outlineWidth]; }""")
-        if info[0].startswith("BODY:"):  # past the last control the modal hands focus to the browser, then back
+        if info[0].startswith(
+            "BODY:"
+        ):  # past the last control the modal hands focus to the browser, then back
             continue
         seen.add(info[0])
         assert info[1] != "none" and info[2] != "0px", info
@@ -120,6 +126,7 @@ def test_every_control_is_reachable_by_keyboard_and_labelled(page, shot):
 
 def test_axe_finds_no_unlabelled_controls_on_the_list_and_dialog(page):
     from tests.portal.conftest import accessibility_problems
+
     page.get_by_role("button", name="New project").wait_for()
     assert accessibility_problems(page) == []
     page.get_by_role("button", name="New project").click()

@@ -44,7 +44,11 @@ def project(sdk):
 
 def test_upload_of_64_files_with_3_broken_shows_61_ok_and_3_reasons(page, sdk, project, tmp_path, shot):
     files = photos(tmp_path, 300, 61)
-    broken = {"truncated.jpg": imgs.truncated_jpeg(), "noise.jpg": imgs.corrupt_bytes(), "notes.png": imgs.not_an_image()}
+    broken = {
+        "truncated.jpg": imgs.truncated_jpeg(),
+        "noise.jpg": imgs.corrupt_bytes(),
+        "notes.png": imgs.not_an_image(),
+    }
     for name, data in broken.items():
         (tmp_path / name).write_bytes(data)
         files.insert(len(files) // 2, str(tmp_path / name))
@@ -84,6 +88,7 @@ def test_classification_workflow_end_to_end(page, sdk, stack, project, tmp_path,
         p.write_bytes(imgs.photo_jpeg(10_000 + i, (320, 240)))
         coffee_files.append(str(p))
     from PIL import Image
+
     for i, f in enumerate(coffee_files):  # a different subject: the coffee photo, shifted crops
         im = imgs._scaled("coffee.png", (360, 270), 0).crop((i * 6, i * 4, i * 6 + 320, i * 4 + 240))
         im.save(f, quality=90)
@@ -114,7 +119,10 @@ def test_classification_workflow_end_to_end(page, sdk, stack, project, tmp_path,
 
     # The threshold slider recomputes through get_iteration_performance.
     def shown():
-        return [page.locator(f".{m} .metric-value").inner_text() for m in ("metric-precision", "metric-recall", "metric-ap")]
+        return [
+            page.locator(f".{m} .metric-value").inner_text()
+            for m in ("metric-precision", "metric-recall", "metric-ap")
+        ]
 
     def expected(t):
         perf = sdk.get_iteration_performance(project.id, iteration.id, threshold=t)
@@ -157,8 +165,12 @@ def test_classification_workflow_end_to_end(page, sdk, stack, project, tmp_path,
     assert "curl -X POST" in page.locator("dialog[open] pre").first.inner_text()
     shot(page, "prediction-url")
     page.locator("dialog[open]").get_by_role("button", name="Close").click()
-    reply = requests.post(url, headers={"Prediction-Key": stack.prediction_key, "Content-Type": "application/octet-stream"},
-                          data=imgs.photo_jpeg(41, (320, 240)), timeout=30)
+    reply = requests.post(
+        url,
+        headers={"Prediction-Key": stack.prediction_key, "Content-Type": "application/octet-stream"},
+        data=imgs.photo_jpeg(41, (320, 240)),
+        timeout=30,
+    )
     assert reply.status_code == 200 and reply.json()["predictions"][0]["tagName"] in tags
 
     # Quick test a photo: the table shows what the API returns.

@@ -52,10 +52,27 @@ def running_azurite():
         raise RuntimeError("azurite is not installed: run `npm ci` (make test does)")
     ports = {svc: free_port() for svc in ("blob", "queue", "table")}
     workdir = tempfile.mkdtemp(prefix="azurite-")
-    cmd = [str(binary), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--loose",
-           "--location", workdir, "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1",
-           "--tableHost", "127.0.0.1", "--blobPort", str(ports["blob"]), "--queuePort", str(ports["queue"]),
-           "--tablePort", str(ports["table"])]
+    cmd = [
+        str(binary),
+        "--silent",
+        "--disableTelemetry",
+        "--skipApiVersionCheck",
+        "--loose",
+        "--location",
+        workdir,
+        "--blobHost",
+        "127.0.0.1",
+        "--queueHost",
+        "127.0.0.1",
+        "--tableHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(ports["blob"]),
+        "--queuePort",
+        str(ports["queue"]),
+        "--tablePort",
+        str(ports["table"]),
+    ]
     log = open(os.path.join(workdir, "azurite.log"), "wb")
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:

@@ -22,8 +22,15 @@ import zlib
 from PIL import Image
 
 # Colour photos bundled with scikit-image (no download needed).
-PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png", "ihc.png",
-          "hubble_deep_field.jpg")
+PHOTOS = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "motorcycle_left.png",
+    "ihc.png",
+    "hubble_deep_field.jpg",
+)
 GREY_PHOTO = "camera.png"
 
 # Crop placements per photo and zoom level in photo_image(index): 16 x 16 offsets x 2 mirrorings.
@@ -43,7 +50,7 @@ _TO_STORED = {
 MARKER = (255, 0, 0)  # exif_rotated_jpeg and animated_* paint the top-left corner of the upright/first image
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _source(name: str) -> Image.Image:
     import skimage.data
 
@@ -52,11 +59,16 @@ def _source(name: str) -> Image.Image:
         with Image.open(path) as im:
             im.load()
             return im.convert("RGB") if name != GREY_PHOTO else im.convert("L")
-    loaders = {"astronaut.png": skimage.data.astronaut, "chelsea.png": skimage.data.chelsea,
-               "coffee.png": skimage.data.coffee, "rocket.jpg": skimage.data.rocket,
-               "motorcycle_left.png": lambda: skimage.data.stereo_motorcycle()[0],
-               "ihc.png": skimage.data.immunohistochemistry,
-               "hubble_deep_field.jpg": skimage.data.hubble_deep_field, GREY_PHOTO: skimage.data.camera}
+    loaders = {
+        "astronaut.png": skimage.data.astronaut,
+        "chelsea.png": skimage.data.chelsea,
+        "coffee.png": skimage.data.coffee,
+        "rocket.jpg": skimage.data.rocket,
+        "motorcycle_left.png": lambda: skimage.data.stereo_motorcycle()[0],
+        "ihc.png": skimage.data.immunohistochemistry,
+        "hubble_deep_field.jpg": skimage.data.hubble_deep_field,
+        GREY_PHOTO: skimage.data.camera,
+    }
     return Image.fromarray(loaders[name]())
 
 
@@ -68,8 +80,10 @@ def _scaled(name: str, size: tuple[int, int], zoom: int = 0) -> Image.Image:
     need_w = round(size[0] * (1 + 0.15 * zoom)) + 2 * _STEPS
     need_h = round(size[1] * (1 + 0.15 * zoom)) + 2 * _STEPS
     scale = max(need_w / im.width, need_h / im.height)
-    return im.resize((max(need_w, round(im.width * scale)), max(need_h, round(im.height * scale))),
-                     Image.Resampling.BILINEAR)
+    return im.resize(
+        (max(need_w, round(im.width * scale)), max(need_h, round(im.height * scale))),
+        Image.Resampling.BILINEAR,
+    )
 
 
 @functools.lru_cache(maxsize=512)
@@ -113,19 +127,19 @@ def photo_png(index: int = 0, size: tuple[int, int] = (320, 240)) -> bytes:
     return _save(photo_image(index, size), "PNG", compress_level=1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cmyk_jpeg(size: tuple[int, int] = (320, 240)) -> bytes:
     """An Adobe CMYK JPEG (Pillow writes inverted CMYK with an Adobe marker, like Photoshop)."""
     return _save(photo_image(1, size).convert("CMYK"), "JPEG", quality=90)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grey_jpeg(size: tuple[int, int] = (320, 240)) -> bytes:
     """A single-channel (L) JPEG of a real photo."""
     return _save(_source(GREY_PHOTO).resize(size), "JPEG", quality=90)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def palette_png(size: tuple[int, int] = (320, 240), transparent: bool = False) -> bytes:
     """A palette (P) PNG; with `transparent`, palette index of the top-left pixel is transparent."""
     im = photo_image(2, size).quantize(colors=64)
@@ -134,7 +148,7 @@ def palette_png(size: tuple[int, int] = (320, 240), transparent: bool = False) -
     return _save(im, "PNG")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def rgba_png(size: tuple[int, int] = (320, 240)) -> bytes:
     """RGBA PNG: the left half fully transparent (so it must come out white), the right half opaque."""
     im = photo_image(3, size).convert("RGBA")
@@ -144,7 +158,7 @@ def rgba_png(size: tuple[int, int] = (320, 240)) -> bytes:
     return _save(im, "PNG")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def la_png(size: tuple[int, int] = (200, 150)) -> bytes:
     """Grey + alpha PNG, the top half transparent."""
     im = _source(GREY_PHOTO).resize(size).convert("LA")
@@ -154,21 +168,26 @@ def la_png(size: tuple[int, int] = (200, 150)) -> bytes:
     return _save(im, "PNG")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grey16_image(size: tuple[int, int] = (256, 192)) -> Image.Image:
     """The 8-bit grey photo that grey16_png() holds, as 16-bit (v * 257): scaling back must give this."""
     return _source(GREY_PHOTO).resize(size)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def grey16_png(size: tuple[int, int] = (256, 192)) -> bytes:
     """A 16-bit greyscale PNG (Pillow mode I;16) whose values use the whole 0..65535 range."""
     grey = grey16_image(size)
     raw = bytearray()
     for v in grey.tobytes():
         raw += struct.pack(">H", v * 257)
-    return _png_bytes(size[0], size[1], bit_depth=16, colour_type=0, rows=(
-        bytes(raw[y * size[0] * 2:(y + 1) * size[0] * 2]) for y in range(size[1])))
+    return _png_bytes(
+        size[0],
+        size[1],
+        bit_depth=16,
+        colour_type=0,
+        rows=(bytes(raw[y * size[0] * 2 : (y + 1) * size[0] * 2]) for y in range(size[1])),
+    )
 
 
 def exif_upright_size(orientation: int, size: tuple[int, int] = (640, 480)) -> tuple[int, int]:
@@ -181,7 +200,7 @@ def exif_stored_size(orientation: int, size: tuple[int, int] = (640, 480)) -> tu
     return (size[1], size[0]) if orientation in (5, 6, 7, 8) else size
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def exif_upright_image(size: tuple[int, int] = (640, 480)) -> Image.Image:
     """What exif_rotated_jpeg(o, size) must look like once its orientation is applied: a photo with a
     red MARKER block in the top-left corner."""
@@ -190,9 +209,10 @@ def exif_upright_image(size: tuple[int, int] = (640, 480)) -> Image.Image:
     return im
 
 
-@functools.lru_cache(maxsize=None)
-def exif_rotated_jpeg(orientation: int = 6, size: tuple[int, int] = (640, 480),
-                      camera: tuple[str, str] | None = None) -> bytes:
+@functools.cache
+def exif_rotated_jpeg(
+    orientation: int = 6, size: tuple[int, int] = (640, 480), camera: tuple[str, str] | None = None
+) -> bytes:
     """A JPEG whose stored pixels, shown with EXIF `orientation`, are exif_upright_image(size), optionally
     with an EXIF camera (make, model).
 
@@ -212,62 +232,62 @@ def _frames(n: int, size: tuple[int, int]) -> list[Image.Image]:
     return frames
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def animated_gif(frames: int = 3, size: tuple[int, int] = (160, 120)) -> bytes:
     """An animated GIF; only the first frame has the red MARKER in its top-left corner."""
     ims = [f.quantize(colors=128) for f in _frames(frames, size)]
     return _save(ims[0], "GIF", save_all=True, append_images=ims[1:], duration=100, loop=0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def animated_png(frames: int = 3, size: tuple[int, int] = (160, 120)) -> bytes:
     """An APNG; only the first frame has the red MARKER."""
     ims = _frames(frames, size)
     return _save(ims[0], "PNG", save_all=True, append_images=ims[1:], duration=100, compress_level=1)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def animated_webp(frames: int = 3, size: tuple[int, int] = (160, 120)) -> bytes:
     """An animated WebP; only the first frame has the red MARKER."""
     ims = _frames(frames, size)
     return _save(ims[0], "WEBP", save_all=True, append_images=ims[1:], duration=100, lossless=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mpo(frames: int = 2, size: tuple[int, int] = (320, 240)) -> bytes:
     """A multi-picture (MPO) file, as stereo cameras write; the first picture has the MARKER."""
     ims = _frames(frames, size)
     return _save(ims[0], "MPO", save_all=True, append_images=ims[1:], quality=90)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def webp(size: tuple[int, int] = (320, 240), lossless: bool = False) -> bytes:
     return _save(photo_image(5, size), "WEBP", quality=85, lossless=lossless)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def bmp(size: tuple[int, int] = (200, 150)) -> bytes:
     return _save(photo_image(6, size), "BMP")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiff(size: tuple[int, int] = (200, 150), compression: str | None = "tiff_deflate") -> bytes:
     return _save(photo_image(7, size), "TIFF", compression=compression)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def ico(side: int = 64) -> bytes:
     return _save(photo_image(8, (side, side)), "ICO", sizes=[(side, side)])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def truncated_jpeg() -> bytes:
     """A real-photo JPEG cut off in the middle of its scan."""
     data = photo_jpeg(0)
     return data[: len(data) // 2]
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def corrupt_bytes() -> bytes:
     """A PNG whose header is valid but whose compressed pixel data is garbage (the decode must fail)."""
     width, height = 120, 90
@@ -286,26 +306,26 @@ def empty() -> bytes:
     return b""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def unsupported_format() -> bytes:
     """A PPM: Pillow reads it, Custom Vision does not accept it."""
     return _save(photo_image(9, (120, 90)), "PPM")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def tiny_image(side: int = 40, fmt: str = "PNG") -> bytes:
     """A real-photo image `side` pixels square (below MIN_SIDE = 50 by default)."""
     return _save(photo_image(0, (side, side)), fmt)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def huge_dimensions_png(width: int = 10241, height: int = 60) -> bytes:
     """A small file declaring one side above MAX_SIDE = 10240 (pixel count well within Pillow's limit)."""
     row = b"\x00" + b"\x00" * ((width + 7) // 8)
     return _png(width, height, 1, 0, zlib.compress(row * height, 9))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def decompression_bomb_png(side: int = 10000) -> bytes:
     """A genuinely decodable all-black 1-bit PNG of side x side pixels in a few KB.
 
@@ -320,7 +340,7 @@ def decompression_bomb_png(side: int = 10000) -> bytes:
     return _png(side, side, 1, 0, b"".join(chunks))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def oversized_jpeg(n_bytes: int = 6 * 1024 * 1024 + 1) -> bytes:
     """A valid real-photo JPEG of at least `n_bytes`, padded with COM segments after SOI."""
     data = photo_jpeg(0)

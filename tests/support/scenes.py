@@ -27,8 +27,18 @@ OBJECTS = {
 }
 DEFAULT_TAGS = ("cat", "cup", "face")
 # real backgrounds that show none of the objects
-BACKGROUNDS = ("grass.png", "gravel.png", "brick.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg",
-               "moon.png", "coins.png", "color.png", "motorcycle_right.png")
+BACKGROUNDS = (
+    "grass.png",
+    "gravel.png",
+    "brick.png",
+    "hubble_deep_field.jpg",
+    "ihc.png",
+    "retina.jpg",
+    "moon.png",
+    "coins.png",
+    "color.png",
+    "motorcycle_right.png",
+)
 
 
 @dataclass
@@ -38,7 +48,7 @@ class Scene:
     key: str
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _photo(name: str) -> Image.Image:
     try:
         return _source(name).convert("RGB")
@@ -48,7 +58,7 @@ def _photo(name: str) -> Image.Image:
         return Image.fromarray(getattr(skimage.data, name.split(".")[0])()).convert("RGB")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def object_photo(name: str) -> Image.Image:
     photo, box = OBJECTS[name]
     return _photo(photo).crop(box)
@@ -80,9 +90,12 @@ def _jittered(name: str, rng: random.Random, jitter: float) -> Image.Image:
     photo, (x0, y0, x1, y1) = OBJECTS[name]
     im = _photo(photo)
     w, h = x1 - x0, y1 - y0
-    box = (max(0, x0 + rng.uniform(-jitter, jitter) * w), max(0, y0 + rng.uniform(-jitter, jitter) * h),
-           min(im.width, x1 + rng.uniform(-jitter, jitter) * w),
-           min(im.height, y1 + rng.uniform(-jitter, jitter) * h))
+    box = (
+        max(0, x0 + rng.uniform(-jitter, jitter) * w),
+        max(0, y0 + rng.uniform(-jitter, jitter) * h),
+        min(im.width, x1 + rng.uniform(-jitter, jitter) * w),
+        min(im.height, y1 + rng.uniform(-jitter, jitter) * h),
+    )
     return im.crop(tuple(round(v) for v in box))
 
 
@@ -93,9 +106,16 @@ def _feathered_mask(w: int, h: int) -> Image.Image:
     return mask.filter(ImageFilter.GaussianBlur(1))
 
 
-def scene(seed: int, tags=DEFAULT_TAGS, size: tuple[int, int] = (320, 240), first: int | None = None,
-          objects: tuple[int, int] = (1, 3), scale: tuple[float, float] = (0.18, 0.5), distractors: int = 1,
-          jitter: float = 0.08) -> Scene:
+def scene(
+    seed: int,
+    tags=DEFAULT_TAGS,
+    size: tuple[int, int] = (320, 240),
+    first: int | None = None,
+    objects: tuple[int, int] = (1, 3),
+    scale: tuple[float, float] = (0.18, 0.5),
+    distractors: int = 1,
+    jitter: float = 0.08,
+) -> Scene:
     """One scene: a background and between objects[0] and objects[1] pasted objects (the first of tag
     index `first` when given, the others drawn from `tags`) plus up to `distractors` unlabelled objects
     of other kinds (OBJECTS not in `tags`); each a freshly framed crop (`jitter`) with its longer side
@@ -140,8 +160,9 @@ def scene(seed: int, tags=DEFAULT_TAGS, size: tuple[int, int] = (320, 240), firs
     return Scene(image=canvas, boxes=boxes, key=f"scene-{seed}-{first}")
 
 
-def dataset(tags=DEFAULT_TAGS, per_tag: int = 15, seed: int = 0, size: tuple[int, int] = (320, 240),
-            **options) -> list[Scene]:
+def dataset(
+    tags=DEFAULT_TAGS, per_tag: int = 15, seed: int = 0, size: tuple[int, int] = (320, 240), **options
+) -> list[Scene]:
     """per_tag scenes for each tag, each with at least one object of that tag (others may join);
     `options` go to scene()."""
     out = []

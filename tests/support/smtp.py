@@ -33,8 +33,9 @@ class _Handler(socketserver.StreamRequestHandler):
                 data = b""
                 while (chunk := self.rfile.readline()) not in (b".\r\n", b""):
                     data += chunk[1:] if chunk.startswith(b"..") else chunk
-                self.server.messages.append({**envelope, "message": email.message_from_bytes(
-                    data, policy=email.policy.default)})
+                self.server.messages.append(
+                    {**envelope, "message": email.message_from_bytes(data, policy=email.policy.default)}
+                )
                 self._say("250 queued")
             elif verb == "QUIT":
                 self._say("221 bye")

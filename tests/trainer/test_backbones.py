@@ -37,8 +37,13 @@ def _chelsea(size=224):
     return Image.fromarray(skimage.data.chelsea()).resize((size, size), Image.BILINEAR)
 
 
-@pytest.mark.parametrize("name,imagenet", [("mobilenet_v2", backbones.mobilenet_v2_imagenet),
-                                           ("efficientnet_lite0", backbones.efficientnet_lite0_imagenet)])
+@pytest.mark.parametrize(
+    "name,imagenet",
+    [
+        ("mobilenet_v2", backbones.mobilenet_v2_imagenet),
+        ("efficientnet_lite0", backbones.efficientnet_lite0_imagenet),
+    ],
+)
 def test_pretrained_weights_recognise_a_cat(name, imagenet):
     spec = backbones.create(name, pretrained=False).spec
     net = imagenet(pretrained=True).eval()  # strict=True inside: every key matches the layout
@@ -81,7 +86,9 @@ def test_embed_uses_the_cache_and_only_computes_missing_keys():
     first = embed(b, images[:2], ["a", "b"], cache, resolution=64)
     assert first.shape[0] == 2 and len(cache) == 2
     calls = []
-    more = embed(b, images, ["a", "b", "c"], cache, resolution=64, progress=lambda done, total: calls.append(total))
+    more = embed(
+        b, images, ["a", "b", "c"], cache, resolution=64, progress=lambda done, total: calls.append(total)
+    )
     assert calls == [1]  # only "c" was computed
     assert np.allclose(more[:2], first, atol=1e-6)
     assert len(cache) == 3

@@ -50,8 +50,9 @@ def test_nms_is_class_wise_and_greedy():
 
 
 def test_postprocess_drops_padding_clips_and_sorts():
-    boxes = np.array([[0.5, 0.5, 0.7, 0.7], [0.1, 0.1, 0.2, 0.2], [0.1, 0.1, 0.2, 0.2], [0, 0, 0, 0]],
-                     np.float32)
+    boxes = np.array(
+        [[0.5, 0.5, 0.7, 0.7], [0.1, 0.1, 0.2, 0.2], [0.1, 0.1, 0.2, 0.2], [0, 0, 0, 0]], np.float32
+    )
     scores = np.array([0.4, 0.9, 0.85, 0.0], np.float32)
     labels = np.array([2, 1, 1, 0])
     out = B.postprocess(boxes, scores, labels, nms_iou=0.5)
@@ -77,27 +78,63 @@ def test_average_precision():
 
 
 def _evaluation():
-    labels = [{"index": 0, "tag_id": "t0", "name": "cat", "type": "Regular"},
-              {"index": 1, "tag_id": "t1", "name": "cup", "type": "Regular"}]
-    images = [
-        {"key": "a", "fold": 0, "width": 100, "height": 100, "truth": [[0, 0.1, 0.1, 0.3, 0.3]],
-         "detections": [[0, 0.9, 0.1, 0.1, 0.3, 0.3], [1, 0.6, 0.5, 0.5, 0.2, 0.2]]},  # hit, false cup
-        {"key": "b", "fold": 1, "width": 100, "height": 100,
-         "truth": [[0, 0.5, 0.5, 0.4, 0.4], [1, 0.0, 0.0, 0.2, 0.2]],
-         # a hit below the threshold, a shifted cup
-         "detections": [[0, 0.4, 0.52, 0.5, 0.4, 0.4], [1, 0.8, 0.05, 0.0, 0.2, 0.2]]},
+    labels = [
+        {"index": 0, "tag_id": "t0", "name": "cat", "type": "Regular"},
+        {"index": 1, "tag_id": "t1", "name": "cup", "type": "Regular"},
     ]
-    return {"task": "detection", "labels": labels, "folds": 2, "images": images,
-            "map30": 0.7, "map50": 0.6, "map75": 0.5}
+    images = [
+        {
+            "key": "a",
+            "fold": 0,
+            "width": 100,
+            "height": 100,
+            "truth": [[0, 0.1, 0.1, 0.3, 0.3]],
+            "detections": [[0, 0.9, 0.1, 0.1, 0.3, 0.3], [1, 0.6, 0.5, 0.5, 0.2, 0.2]],
+        },  # hit, false cup
+        {
+            "key": "b",
+            "fold": 1,
+            "width": 100,
+            "height": 100,
+            "truth": [[0, 0.5, 0.5, 0.4, 0.4], [1, 0.0, 0.0, 0.2, 0.2]],
+            # a hit below the threshold, a shifted cup
+            "detections": [[0, 0.4, 0.52, 0.5, 0.4, 0.4], [1, 0.8, 0.05, 0.0, 0.2, 0.2]],
+        },
+    ]
+    return {
+        "task": "detection",
+        "labels": labels,
+        "folds": 2,
+        "images": images,
+        "map30": 0.7,
+        "map50": 0.6,
+        "map75": 0.5,
+    }
 
 
 def test_detection_performance_shape_and_values():
     perf = B.detection_performance(_evaluation(), threshold=0.5, overlap=0.3)
-    assert set(perf) >= {"perTagPerformance", "precision", "precisionStdDeviation", "recall",
-                         "recallStdDeviation", "averagePrecision", "map30", "map50", "map75"}
+    assert set(perf) >= {
+        "perTagPerformance",
+        "precision",
+        "precisionStdDeviation",
+        "recall",
+        "recallStdDeviation",
+        "averagePrecision",
+        "map30",
+        "map50",
+        "map75",
+    }
     cat, cup = perf["perTagPerformance"]
-    assert set(cat) == {"id", "name", "precision", "precisionStdDeviation", "recall", "recallStdDeviation",
-                        "averagePrecision"}
+    assert set(cat) == {
+        "id",
+        "name",
+        "precision",
+        "precisionStdDeviation",
+        "recall",
+        "recallStdDeviation",
+        "averagePrecision",
+    }
     assert (cat["id"], cat["name"]) == ("t0", "cat")
     assert cat["precision"] == 1.0 and cat["recall"] == 0.5  # the 0.4 detection is below the threshold
     assert cat["averagePrecision"] == pytest.approx(1.0)  # AP ignores the probability threshold
@@ -107,7 +144,12 @@ def test_detection_performance_shape_and_values():
     assert perf["precision"] == pytest.approx(2 / 3) and perf["recall"] == pytest.approx(2 / 3)
     assert perf["averagePrecision"] == pytest.approx((cat["averagePrecision"] + cup["averagePrecision"]) / 2)
     assert (perf["map30"], perf["map50"], perf["map75"]) == (0.7, 0.6, 0.5)
-    assert (perf["threshold"], perf["overlapThreshold"], perf["imageCount"], perf["folds"]) == (0.5, 0.3, 2, 2)
+    assert (perf["threshold"], perf["overlapThreshold"], perf["imageCount"], perf["folds"]) == (
+        0.5,
+        0.3,
+        2,
+        2,
+    )
 
 
 def test_detection_performance_thresholds():
@@ -138,11 +180,20 @@ def test_average_precision_agrees_with_pycocotools():
         images.append({"fold": 0, "truth": truth, "detections": found})
         gt["images"].append({"id": n + 1, "width": 100, "height": 100})
         for t in truth:
-            gt["annotations"].append({"id": len(gt["annotations"]) + 1, "image_id": n + 1, "category_id": 1,
-                                      "bbox": [v * 100 for v in t[1:]], "area": t[3] * t[4] * 1e4,
-                                      "iscrowd": 0})
-        dets += [{"image_id": n + 1, "category_id": 1, "score": d[1], "bbox": [v * 100 for v in d[2:]]}
-                 for d in found]
+            gt["annotations"].append(
+                {
+                    "id": len(gt["annotations"]) + 1,
+                    "image_id": n + 1,
+                    "category_id": 1,
+                    "bbox": [v * 100 for v in t[1:]],
+                    "area": t[3] * t[4] * 1e4,
+                    "iscrowd": 0,
+                }
+            )
+        dets += [
+            {"image_id": n + 1, "category_id": 1, "score": d[1], "bbox": [v * 100 for v in d[2:]]}
+            for d in found
+        ]
     with contextlib.redirect_stdout(io.StringIO()):
         coco = COCO()
         coco.dataset = gt

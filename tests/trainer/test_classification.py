@@ -37,7 +37,7 @@ def probs(result, images) -> np.ndarray:
         return result.model(torch.from_numpy(preprocess(images, result.sidecar))).numpy()
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def trained_two_photos():
     """astronaut vs coffee, 6 images each (shared with test_export)."""
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
@@ -109,7 +109,9 @@ def test_multilabel_uses_independent_sigmoids():
     for j in range(5):  # placements spread over the photos, so the pairs vary as much as new ones will
         examples.append(Example(photo(ASTRONAUT, 7 * j), (0,), f"a{j}"))
         examples.append(Example(photo(COFFEE, 7 * j), (1,), f"c{j}"))
-        examples.append(Example(_side_by_side(photo(ASTRONAUT, 7 * j + 3), photo(COFFEE, 7 * j + 3)), (0, 1), f"b{j}"))
+        examples.append(
+            Example(_side_by_side(photo(ASTRONAUT, 7 * j + 3), photo(COFFEE, 7 * j + 3)), (0, 1), f"b{j}")
+        )
     result = train_classifier(examples, labels, multilabel=True, negative_index=None, **FAST)
     assert result.sidecar.classification_type == "Multilabel"
     p = probs(result, [_side_by_side(photo(ASTRONAUT, 12), photo(COFFEE, 12)), photo(ASTRONAUT, 33)])
@@ -122,10 +124,14 @@ def test_multilabel_uses_independent_sigmoids():
 def test_retraining_after_adding_images_only_embeds_the_new_ones():
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
     cache = MemoryFeatureCache()
-    first = [Example(photo(c, j), (t,), f"k{c}-{j}") for j in range(4) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    first = [
+        Example(photo(c, j), (t,), f"k{c}-{j}") for j in range(4) for t, c in enumerate((ASTRONAUT, COFFEE))
+    ]
     r1 = train_classifier(first, labels, multilabel=False, negative_index=None, cache=cache, **FAST)
     assert r1.config["embedded_images"] == 8
-    more = first + [Example(photo(c, j), (t,), f"k{c}-{j}") for j in (4, 5) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    more = first + [
+        Example(photo(c, j), (t,), f"k{c}-{j}") for j in (4, 5) for t, c in enumerate((ASTRONAUT, COFFEE))
+    ]
     r2 = train_classifier(more, labels, multilabel=False, negative_index=None, cache=cache, **FAST)
     assert r2.config["embedded_images"] == 4
     assert len(r2.evaluation["images"]) == 12
@@ -134,45 +140,67 @@ def test_retraining_after_adding_images_only_embeds_the_new_ones():
 def test_quick_retraining_reuses_the_previous_recipe_and_embeds_only_new_images():
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
     cache = MemoryFeatureCache()
-    first = [Example(photo(c, j), (t,), f"w{c}-{j}") for j in range(5) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    first = [
+        Example(photo(c, j), (t,), f"w{c}-{j}") for j in range(5) for t, c in enumerate((ASTRONAUT, COFFEE))
+    ]
     r1 = train_classifier(first, labels, multilabel=False, negative_index=None, cache=cache, **FAST)
     previous = {**r1.config, "iteration_id": "previous"}
     more = first + [Example(photo(c, 5), (t,), f"w{c}-5") for t, c in enumerate((ASTRONAUT, COFFEE))]
-    r2 = train_classifier(more, labels, multilabel=False, negative_index=None, cache=cache, warm_start=previous,
-                          **FAST)
+    r2 = train_classifier(
+        more, labels, multilabel=False, negative_index=None, cache=cache, warm_start=previous, **FAST
+    )
     assert r2.config["warm_start"]["reused"] is True
     assert [(c["backbone"], c["features"]) for c in r2.config["candidates"]] == [
-        (r1.config["backbone"], r1.config["features"])]
+        (r1.config["backbone"], r1.config["features"])
+    ]
     assert r2.config["embedded_images"] == 2
     tried = {float(c) for c in r2.config["candidates"][0]["scores_by_c"]}
     assert tried == {r1.config["c"]} == {r2.config["c"]}
     assert len(r2.evaluation["images"]) == 12  # the evaluation still covers every image
 
 
-@pytest.mark.parametrize("change, reused", [
-    ({}, True),
-    ({"advanced": True}, False),
-    ({"n": 200}, False),  # the set doubled: search again
-    ({"n": 50}, False),
-    ({"tags": 3}, False),
-    ({"multilabel": True}, False),
-])
+@pytest.mark.parametrize(
+    "change, reused",
+    [
+        ({}, True),
+        ({"advanced": True}, False),
+        ({"n": 200}, False),  # the set doubled: search again
+        ({"n": 50}, False),
+        ({"tags": 3}, False),
+        ({"multilabel": True}, False),
+    ],
+)
 def test_recipe_reuse_only_when_little_changed(change, reused):
-    previous = {"recipe": "linear", "backbone": backbones.names()[0], "features": "grid", "resolution": 224,
-                "c": 0.03, "images": 100, "tags": 2, "multilabel": False, "iteration_id": "x"}
+    previous = {
+        "recipe": "linear",
+        "backbone": backbones.names()[0],
+        "features": "grid",
+        "resolution": 224,
+        "c": 0.03,
+        "images": 100,
+        "tags": 2,
+        "multilabel": False,
+        "iteration_id": "x",
+    }
     args = {"advanced": False, "n": 110, "tags": 2, "multilabel": False, **change}
     recipe, why = classification.reusable_recipe(previous, **args)
     assert (recipe is not None) is reused, why
     if reused:
         assert recipe["features"] == "grid" and recipe["grid"] == (0.03,)
-    assert classification.reusable_recipe({**previous, "recipe": "finetune"}, advanced=False, n=110, tags=2,
-                                          multilabel=False)[0] is None
+    assert (
+        classification.reusable_recipe(
+            {**previous, "recipe": "finetune"}, advanced=False, n=110, tags=2, multilabel=False
+        )[0]
+        is None
+    )
     assert classification.reusable_recipe(None, advanced=False, n=110, tags=2, multilabel=False)[0] is None
 
 
 def test_non_finite_features_raise_training_diverged(monkeypatch):
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
-    examples = [Example(photo(c, j), (t,), f"n{c}-{j}") for j in range(3) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    examples = [
+        Example(photo(c, j), (t,), f"n{c}-{j}") for j in range(3) for t, c in enumerate((ASTRONAUT, COFFEE))
+    ]
 
     def broken(*args, **kwargs):
         return np.full((len(examples), 8), np.nan, dtype=np.float32)
@@ -195,24 +223,31 @@ def test_folds_are_stratified_and_shrink_for_rare_tags():
 
 def test_finetune_keeps_batchnorm_statistics_and_learns():
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
-    examples = [Example(photo(c, j), (t,), f"f{c}-{j}") for j in range(4) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    examples = [
+        Example(photo(c, j), (t,), f"f{c}-{j}") for j in range(4) for t, c in enumerate((ASTRONAUT, COFFEE))
+    ]
     problem = classification.make_problem(examples, labels, False, None)
     b = backbones.create("mobilenet_v2")
     split = classification._Split(b, unfreeze=2)
     from gpu_trainer.features import images_to_tensor
+
     base = images_to_tensor([ex.image for ex in examples], b, 64)
     views = classification._prefix_views(split, base, 2, "cpu", seed=0)
     before = {k: v.clone() for k, v in b.state_dict().items()}
-    tail = classification.finetune_fit(split, views, np.arange(len(examples)), problem, c=0.03, epochs=2, lr=1e-3,
-                                       device="cpu", seed=0)
+    tail = classification.finetune_fit(
+        split, views, np.arange(len(examples)), problem, c=0.03, epochs=2, lr=1e-3, device="cpu", seed=0
+    )
     tuned = tail.state_dict()
     assert any("running_mean" in k for k in tuned)
     for key, value in tuned.items():
         original = before[f"stages.{split.split + int(key.split('.')[0])}.{key.split('.', 1)[1]}"]
         if "running_" in key or "num_batches" in key:
             assert torch.equal(value, original), key  # BN statistics untouched (eval-mode BN)
-    assert any(not torch.equal(v, before[f"stages.{split.split + int(k.split('.')[0])}.{k.split('.', 1)[1]}"])
-               for k, v in tuned.items() if "weight" in k)
+    assert any(
+        not torch.equal(v, before[f"stages.{split.split + int(k.split('.')[0])}.{k.split('.', 1)[1]}"])
+        for k, v in tuned.items()
+        if "weight" in k
+    )
     for key, value in b.state_dict().items():
         assert torch.equal(value, before[key])  # the shared backbone itself is never modified
 
@@ -221,10 +256,19 @@ def test_advanced_search_stays_within_its_budget():
     import time
 
     labels = [tag(0, "astronaut"), tag(1, "coffee")]
-    examples = [Example(photo(c, j), (t,), f"s{c}-{j}") for j in range(3) for t, c in enumerate((ASTRONAUT, COFFEE))]
+    examples = [
+        Example(photo(c, j), (t,), f"s{c}-{j}") for j in range(3) for t, c in enumerate((ASTRONAUT, COFFEE))
+    ]
     t = time.monotonic()
-    result = train_classifier(examples, labels, multilabel=False, negative_index=None, advanced=True,
-                              budget_seconds=6.0, resolution=96)
+    result = train_classifier(
+        examples,
+        labels,
+        multilabel=False,
+        negative_index=None,
+        advanced=True,
+        budget_seconds=6.0,
+        resolution=96,
+    )
     assert time.monotonic() - t < 40
     assert len(result.config["candidates"]) >= 1 and result.config["training_type"] == "Advanced"
 
@@ -243,7 +287,10 @@ def test_score_gain_is_paired_and_its_error_shrinks_with_more_images():
         idx = np.arange(n)
         a = rng.normal(size=(n, 3))
         a[idx, y] += 1.0
-        assert classification.score_gain(a, a.copy(), idx, problem) == (0.0, 0.0)  # the same candidate: no gain
+        assert classification.score_gain(a, a.copy(), idx, problem) == (
+            0.0,
+            0.0,
+        )  # the same candidate: no gain
         noisy = a + rng.normal(scale=0.8, size=a.shape)  # worse on average, with per-image noise
         gain, se = classification.score_gain(a, noisy, idx, problem)
         assert gain < 0 and se > 0
@@ -252,9 +299,14 @@ def test_score_gain_is_paired_and_its_error_shrinks_with_more_images():
         gain, se_better = classification.score_gain(a, better, idx, problem)
         assert gain > 3 * se_better > 0
     # ten times the images: the error of the same kind of difference drops by about sqrt(10)
-    small, large = (classification.score_gain(*(np.eye(3)[y] * 2 + rng.normal(size=(len(y), 3)) for _ in range(2)),
-                                              np.arange(len(y)), _multiclass_problem(y))[1]
-                    for y in (rng.integers(0, 3, 60), rng.integers(0, 3, 6000)))
+    small, large = (
+        classification.score_gain(
+            *(np.eye(3)[y] * 2 + rng.normal(size=(len(y), 3)) for _ in range(2)),
+            np.arange(len(y)),
+            _multiclass_problem(y),
+        )[1]
+        for y in (rng.integers(0, 3, 60), rng.integers(0, 3, 6000))
+    )
     assert 5 < small / large < 20
 
 

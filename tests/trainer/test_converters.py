@@ -20,8 +20,11 @@ def test_classifier_outputs_must_match_and_keep_top1():
 
 def _detections(rows):
     boxes = np.array([[r[2:] for r in rows]], np.float32)
-    return {"boxes": boxes, "scores": np.array([[r[1] for r in rows]], np.float32),
-            "labels": np.array([[r[0] for r in rows]], np.int64)}
+    return {
+        "boxes": boxes,
+        "scores": np.array([[r[1] for r in rows]], np.float32),
+        "labels": np.array([[r[0] for r in rows]], np.int64),
+    }
 
 
 def test_detections_may_swap_places_but_must_pair_up():

@@ -21,8 +21,9 @@ from gpu_trainer.detection_model import Decode, regression_boxes, targets
 from tests.support import scenes
 
 TAGS = ("cat", "cup")
-LABELS = [Label(index=i, tag_id=f"00000000-0000-0000-0000-00000000000{i}", name=t)
-          for i, t in enumerate(TAGS)]
+LABELS = [
+    Label(index=i, tag_id=f"00000000-0000-0000-0000-00000000000{i}", name=t) for i, t in enumerate(TAGS)
+]
 
 
 @pytest.fixture(autouse=True)
@@ -41,8 +42,14 @@ def _examples(per_tag: int, seed: int, size=(160, 120)):
 def trained():
     torch.set_num_threads(1)
     seen = []
-    result = train_detector(_examples(6, seed=3), LABELS, input_size=128, steps=150, dataset_hash="abc",
-                            progress=lambda f, m: seen.append((f, m)))
+    result = train_detector(
+        _examples(6, seed=3),
+        LABELS,
+        input_size=128,
+        steps=150,
+        dataset_hash="abc",
+        progress=lambda f, m: seen.append((f, m)),
+    )
     return result, seen
 
 
@@ -82,8 +89,9 @@ def test_decode_recovers_boxes_from_perfect_outputs():
     assert torch.allclose(regression_boxes(reg)[0, :, weight > 0][2:], (box_t[2:] - box_t[:2])[:, weight > 0])
     boxes, scores, labels = Decode(top_k=10, nms_iou=0.5)(logits, reg)
     assert boxes.shape == (1, 10, 4) and scores.shape == (1, 10) and labels.dtype == torch.int64
-    got = sorted((int(lab), *np.round(b.tolist(), 4))
-                 for b, s, lab in zip(boxes[0], scores[0], labels[0]) if s > 0.01)
+    got = sorted(
+        (int(lab), *np.round(b.tolist(), 4)) for b, s, lab in zip(boxes[0], scores[0], labels[0]) if s > 0.01
+    )
     assert got == [(0, 0.1, 0.2, 0.3, 0.25), (1, 0.55, 0.5, 0.4, 0.45)]
     assert torch.all(boxes[0][scores[0] == 0] == 0) and torch.all(labels[0][scores[0] == 0] == 0)
     assert int((scores[0] > 0).sum()) < 10  # off-peak cells are zeroed
@@ -111,8 +119,12 @@ def test_augment_keeps_boxes_on_the_object():
         if not boxes:
             continue
         ys, xs = np.nonzero(red)
-        found = (xs.min() / out.width, ys.min() / out.height, (xs.max() + 1 - xs.min()) / out.width,
-                 (ys.max() + 1 - ys.min()) / out.height)
+        found = (
+            xs.min() / out.width,
+            ys.min() / out.height,
+            (xs.max() + 1 - xs.min()) / out.width,
+            (ys.max() + 1 - ys.min()) / out.height,
+        )
         assert B.iou([found], [boxes[0][1:]])[0, 0] > 0.9, (found, boxes)
         checked += 1
     assert checked > 30
@@ -171,8 +183,14 @@ def test_model_outputs_and_fit(trained):
     images = []
     for e, b, s, lab in zip(examples, boxes.numpy(), scores.numpy(), labels.numpy()):
         dets = B.postprocess(b, s, lab, nms_iou=result.sidecar.nms_iou, min_score=0.01)
-        images.append({"width": 160, "height": 120, "truth": [list(x) for x in e.boxes],
-                       "detections": [list(d) for d in dets]})
+        images.append(
+            {
+                "width": 160,
+                "height": 120,
+                "truth": [list(x) for x in e.boxes],
+                "detections": [list(d) for d in dets],
+            }
+        )
     assert detection.coco_maps(images, 2)["map50"] > 0.7
 
 
@@ -220,14 +238,18 @@ def test_folds_are_balanced_by_tag():
     folds = detection.assign_folds(examples, 3, seed=0)
     assert sorted(np.bincount(folds).tolist()) == [4, 4, 4]
     for tag in range(2):
-        assert sorted(np.bincount(folds[[i for i, e in enumerate(examples) if e.boxes[0][0] == tag]],
-                                  minlength=3).tolist()) == [2, 2, 2]
+        assert sorted(
+            np.bincount(
+                folds[[i for i, e in enumerate(examples) if e.boxes[0][0] == tag]], minlength=3
+            ).tolist()
+        ) == [2, 2, 2]
 
 
 def test_coco_maps_and_calibration():
     truth = [[0, 0.1, 0.1, 0.3, 0.3], [1, 0.5, 0.5, 0.3, 0.3]]
-    perfect = [{"width": 100, "height": 80, "truth": truth,
-                "detections": [[t[0], 0.9, *t[1:]] for t in truth]}]
+    perfect = [
+        {"width": 100, "height": 80, "truth": truth, "detections": [[t[0], 0.9, *t[1:]] for t in truth]}
+    ]
     assert detection.coco_maps(perfect, 2) == pytest.approx({"map30": 1.0, "map50": 1.0, "map75": 1.0})
     shifted = [{**perfect[0], "detections": [[0, 0.9, 0.2, 0.1, 0.3, 0.3]]}]  # IoU 0.5 with the cat, no cup
     maps = detection.coco_maps(shifted, 2)
@@ -263,10 +285,19 @@ def test_decode_graph_is_deterministic_with_saturated_scores(tmp_path):
     torch.manual_seed(0)
     heat, reg = torch.randn(3, 2, 6, 6) * 4, torch.randn(3, 4, 6, 6) * 0.3
     path = str(tmp_path / "decode.onnx")
-    torch.onnx.export(Only(), (heat, reg), path, input_names=["heat", "reg"], output_names=["b", "s", "l"],
-                      opset_version=17, dynamo=False, dynamic_axes={"heat": {0: "n"}, "reg": {0: "n"}})
-    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(None, {"heat": heat.numpy(),
-                                                                                    "reg": reg.numpy()})
+    torch.onnx.export(
+        Only(),
+        (heat, reg),
+        path,
+        input_names=["heat", "reg"],
+        output_names=["b", "s", "l"],
+        opset_version=17,
+        dynamo=False,
+        dynamic_axes={"heat": {0: "n"}, "reg": {0: "n"}},
+    )
+    got = ort.InferenceSession(path, providers=["CPUExecutionProvider"]).run(
+        None, {"heat": heat.numpy(), "reg": reg.numpy()}
+    )
     want = [t.numpy() for t in Only()(heat, reg)]
     assert (want[1] == 1.0).sum() > 3  # saturated: ties in the scores
     assert np.array_equal(got[2], want[2]) and np.allclose(got[0], want[0], atol=1e-6)
@@ -290,9 +321,13 @@ def test_advanced_tries_recipes_and_keeps_the_best():
 
 
 def test_calibration_survives_separable_scores():
-    images = [{"truth": [[0, 0.1, 0.1, 0.3, 0.3]],
-               "detections": [[0, s, *([0.1, 0.1, 0.3, 0.3] if s > 0.5 else [0.6, 0.6, 0.3, 0.3])]]}
-              for s in np.linspace(0.05, 0.95, 40)]
+    images = [
+        {
+            "truth": [[0, 0.1, 0.1, 0.3, 0.3]],
+            "detections": [[0, s, *([0.1, 0.1, 0.3, 0.3] if s > 0.5 else [0.6, 0.6, 0.3, 0.3])]],
+        }
+        for s in np.linspace(0.05, 0.95, 40)
+    ]
     a, b = detection.fit_calibration(images)
     assert 0 < a <= 8 and abs(b) <= 10
     assert detection._calibrate(0.9, (a, b)) > 0.9 and detection._calibrate(0.1, (a, b)) < 0.1

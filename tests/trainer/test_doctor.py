@@ -45,9 +45,21 @@ def evidence(y, oof=None, features=None, k=3, stats=None, **kw) -> doctor.Eviden
         oof = np.full((n, len(NAMES)), 0.05)
         oof[np.arange(n), np.minimum(y, len(NAMES) - 1)] = 0.9
     folds = np.arange(n) % k
-    return doctor.Evidence(features=np.asarray(features, float), folds=folds, k=k, y=y, regular_names=list(NAMES),
-                           multilabel=False, oof=np.asarray(oof, float), c=0.1, gate=(0.0, 0.05), gate_dims=16,
-                           has_negative=False, stats=stats, **kw)
+    return doctor.Evidence(
+        features=np.asarray(features, float),
+        folds=folds,
+        k=k,
+        y=y,
+        regular_names=list(NAMES),
+        multilabel=False,
+        oof=np.asarray(oof, float),
+        c=0.1,
+        gate=(0.0, 0.05),
+        gate_dims=16,
+        has_negative=False,
+        stats=stats,
+        **kw,
+    )
 
 
 def test_quantity_and_balance_follow_custom_visions_guidance():
@@ -102,9 +114,12 @@ def test_a_tag_on_its_own_background_is_a_shortcut_and_varied_backgrounds_are_no
 
     def border(tag):
         return (200, 30, 30) if tag == 1 else tuple(int(v) for v in rng.integers(60, 200, 3))
+
     stats = np.stack([doctor.image_stats(noise_image(100 + i, border(t))) for i, t in enumerate(y)])
     (found,) = doctor.shortcuts(evidence(y), stats, [f"i{i}" for i in range(len(y))])
-    assert found.tags == ["citrus"] and found.numbers["view"] == "background" and found.numbers["recall"] >= 0.9
+    assert (
+        found.tags == ["citrus"] and found.numbers["view"] == "background" and found.numbers["recall"] >= 0.9
+    )
     plain = np.stack([doctor.image_stats(noise_image(200 + i, border(0))) for i in range(len(y))])
     assert doctor.shortcuts(evidence(y), plain, [f"i{i}" for i in range(len(y))]) == []
 
@@ -124,10 +139,15 @@ def test_a_background_told_apart_only_by_its_layout_is_a_shortcut():
     # (grass): the band's colour statistics are alike, the blurred object-masked view is not.
     blue, green = (40, 90, 220), (40, 170, 50)
     y = np.repeat([0, 1, 2], 12)
-    stats = np.stack([doctor.image_stats(layered(300 + i, *((blue, green) if t == 1 else (green, blue))))
-                      for i, t in enumerate(y)])
-    assert np.allclose(stats[y == 1][:, doctor.BACKGROUND].mean(0), stats[y != 1][:, doctor.BACKGROUND].mean(0),
-                       atol=0.02)
+    stats = np.stack(
+        [
+            doctor.image_stats(layered(300 + i, *((blue, green) if t == 1 else (green, blue))))
+            for i, t in enumerate(y)
+        ]
+    )
+    assert np.allclose(
+        stats[y == 1][:, doctor.BACKGROUND].mean(0), stats[y != 1][:, doctor.BACKGROUND].mean(0), atol=0.02
+    )
     found = doctor.shortcuts(evidence(y), stats, [f"i{i}" for i in range(len(y))])
     assert [f.tags for f in found] == [["citrus"]] and found[0].numbers["view"] == "background"
 
@@ -137,8 +157,12 @@ def test_a_tag_taken_with_its_own_camera_is_a_shortcut_and_mixed_cameras_are_not
     ids = [f"i{i}" for i in range(len(y))]
     stats = np.stack([doctor.image_stats(noise_image(400 + i, (90, 90, 90))) for i in range(len(y))])
     phones = ["Google Pixel 7", "Apple iPhone 13"]
-    by_tag = [{"camera": "Canon EOS 5D", "format": "JPEG"} if t == 1 else {"camera": phones[i % 2], "format": "JPEG"}
-              for i, t in enumerate(y)]
+    by_tag = [
+        {"camera": "Canon EOS 5D", "format": "JPEG"}
+        if t == 1
+        else {"camera": phones[i % 2], "format": "JPEG"}
+        for i, t in enumerate(y)
+    ]
     (found,) = doctor.shortcuts(evidence(y), stats, ids, by_tag)
     assert found.tags == ["citrus"] and found.numbers["view"] == "camera"
     assert found.numbers["cameras"] == {"Canon EOS 5D": 12} and "camera" in found.message
@@ -176,20 +200,26 @@ def test_the_learning_curve_rises_on_learnable_data_and_predicts_a_gain():
 def test_unseen_look_alikes_scored_confidently_call_for_a_negative_tag():
     rng = np.random.default_rng(1)
     y = np.repeat([0, 1, 2], 15)
-    centres = rng.normal(size=(3, 16)) * 0.3  # close tags: a left-out one is taken for another with confidence
+    centres = (
+        rng.normal(size=(3, 16)) * 0.3
+    )  # close tags: a left-out one is taken for another with confidence
     features = centres[y] + 0.05 * rng.normal(size=(45, 16))
     (found,) = doctor.out_of_set(evidence(y, features=features), [f"i{i}" for i in range(45)])
     assert found.kind == "out_of_set" and "Negative tag" in found.message
 
 
 def test_detector_regions_tiny_huge_cut_and_drawn_twice():
-    images = [{"id": "a", "boxes": [(0, 0.4, 0.4, 0.005, 0.005), (1, 0.02, 0.02, 0.97, 0.97)]},
-              {"id": "b", "boxes": [(0, 0.0, 0.3, 0.2, 0.2), (0, 0.001, 0.301, 0.2, 0.2)]},
-              {"id": "c", "boxes": [(1, 0.3, 0.3, 0.3, 0.3)]}]
+    images = [
+        {"id": "a", "boxes": [(0, 0.4, 0.4, 0.005, 0.005), (1, 0.02, 0.02, 0.97, 0.97)]},
+        {"id": "b", "boxes": [(0, 0.0, 0.3, 0.2, 0.2), (0, 0.001, 0.301, 0.2, 0.2)]},
+        {"id": "c", "boxes": [(1, 0.3, 0.3, 0.3, 0.3)]},
+    ]
     advice = doctor.diagnose_detector(images, ["cup", "cat"])
     kinds = {f["kind"]: f for f in advice["findings"]}
     assert kinds["tiny_boxes"]["image_ids"] == ["a"] and kinds["huge_boxes"]["image_ids"] == ["a"]
-    assert kinds["duplicate_boxes"]["image_ids"] == ["b"] and kinds["boxes_cut_by_border"]["image_ids"] == ["b"]
+    assert kinds["duplicate_boxes"]["image_ids"] == ["b"] and kinds["boxes_cut_by_border"]["image_ids"] == [
+        "b"
+    ]
     assert kinds["quantity"]["severity"] == "high" and advice["regions_per_tag"] == {"cup": 3, "cat": 2}
     assert advice["findings"][0]["severity"] == "high"  # most severe first
 
@@ -200,17 +230,35 @@ def test_a_failing_check_is_reported_and_the_others_still_run(monkeypatch):
 
     def broken(*a, **k):
         raise RuntimeError("boom")
+
     monkeypatch.setattr(doctor, "shortcuts", broken)
     advice = doctor.diagnose_classifier(examples, evidence(y))
     assert advice["checks"]["shortcuts"] == "failed: RuntimeError: boom"
-    assert advice["checks"]["quantity"].startswith("ran") and advice["checks"]["learning_curve"].startswith("ran")
+    assert advice["checks"]["quantity"].startswith("ran") and advice["checks"]["learning_curve"].startswith(
+        "ran"
+    )
     json.dumps(advice)  # advice.json is plain JSON
 
 
 def test_the_page_escapes_what_people_typed():
-    page = advice_page({"task": "classification", "images": 3, "seconds": 0.1, "checks": {"quantity": "ran"},
-                        "findings": [{"kind": "quantity", "severity": "high", "message": "'<script>x</script>'",
-                                      "tags": [], "image_ids": ["<b>"], "numbers": {}}]})
+    page = advice_page(
+        {
+            "task": "classification",
+            "images": 3,
+            "seconds": 0.1,
+            "checks": {"quantity": "ran"},
+            "findings": [
+                {
+                    "kind": "quantity",
+                    "severity": "high",
+                    "message": "'<script>x</script>'",
+                    "tags": [],
+                    "image_ids": ["<b>"],
+                    "numbers": {},
+                }
+            ],
+        }
+    )
     assert "<script>" not in page and "&lt;script&gt;" in page and "&lt;b&gt;" in page
 
 
@@ -252,12 +300,16 @@ def test_the_drift_check_embeds_stored_predictions_through_the_training_embeddin
         seen["keys"] = keys
         seen["sizes"] = [load(i).size for i in range(len(keys))]
         return np.tile(5.0 * np.eye(16)[12], (len(keys), 1))  # along none of the training clusters
+
     ev.embed = embed
     jpeg = io.BytesIO()
     noise_image(99).save(jpeg, "JPEG")
-    field = [(f"pred{i}", lambda data=jpeg.getvalue(): data) for i in range(9)] + [("broken", lambda: b"nope")]
+    data = jpeg.getvalue()
+    field = [(f"pred{i}", lambda: data) for i in range(9)] + [("broken", lambda: b"nope")]
     advice = doctor.diagnose_classifier(examples, ev, field=field)
     assert seen["keys"] == [f"prediction-pred{i}" for i in range(9)] and seen["sizes"][0] == (96, 96)
     (found,) = [f for f in advice["findings"] if f["kind"] == "drift"]
     assert found["prediction_ids"][0].startswith("pred") and advice["checks"]["drift"].startswith("ran")
-    assert doctor.diagnose_classifier(examples, evidence(y), field=field[:3])["checks"]["drift"].startswith("not run")
+    assert doctor.diagnose_classifier(examples, evidence(y), field=field[:3])["checks"]["drift"].startswith(
+        "not run"
+    )

@@ -56,7 +56,9 @@ def test_onnxruntime_matches_torch_on_new_images_and_any_batch(exported):
 def test_export_refuses_a_graph_that_does_not_match(tmp_path):
     result, examples = trained_two_photos()
     with pytest.raises(export.ExportMismatch):
-        export.export_onnx(result.model, result.sidecar, tmp_path / "m.onnx", [examples[0].image], tolerance=-1.0)
+        export.export_onnx(
+            result.model, result.sidecar, tmp_path / "m.onnx", [examples[0].image], tolerance=-1.0
+        )
 
 
 def test_int8_quantisation_loads_and_agrees(exported, tmp_path):
@@ -76,10 +78,22 @@ def test_generic_outputs_for_other_tasks(tmp_path):
             pooled = x.mean(dim=(2, 3))
             return pooled * 2, pooled.sum(dim=1, keepdim=True)
 
-    sidecar = ModelSidecar(task="detection", labels=[], input_size=(32, 32), mean=(0.5,) * 3, std=(0.5,) * 3,
-                           backbone="none", dataset_hash="")
-    check = export.export_onnx(TwoOutputs(), sidecar, tmp_path / "two.onnx", [photo_image(1, (40, 30))],
-                               output_names=("boxes", "scores"))
+    sidecar = ModelSidecar(
+        task="detection",
+        labels=[],
+        input_size=(32, 32),
+        mean=(0.5,) * 3,
+        std=(0.5,) * 3,
+        backbone="none",
+        dataset_hash="",
+    )
+    check = export.export_onnx(
+        TwoOutputs(),
+        sidecar,
+        tmp_path / "two.onnx",
+        [photo_image(1, (40, 30))],
+        output_names=("boxes", "scores"),
+    )
     assert check["outputs"] == ["boxes", "scores"]
     info = export.quantize_int8(tmp_path / "two.onnx", tmp_path / "two.int8.onnx", check=None)
     assert info["agreement"] is None and (tmp_path / "two.int8.onnx").exists()
@@ -96,9 +110,14 @@ def test_report_images(tmp_path):
 def test_detection_report_curves_follow_the_overlap_rule(tmp_path):
     labels = [{"index": 0, "name": "cup"}, {"index": 1, "name": "cat"}, {"index": 2, "name": "none"}]
     images = [  # truth [label, l, t, w, h]; detections [label, score, l, t, w, h]
-        {"truth": [[0, 0.1, 0.1, 0.2, 0.2]], "detections": [[0, 0.9, 0.1, 0.1, 0.2, 0.2], [0, 0.8, 0.6, 0.6, 0.2, 0.2]]},
-        {"truth": [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.0, 0.0, 0.5, 0.5]],
-         "detections": [[0, 0.7, 0.52, 0.5, 0.2, 0.2], [1, 0.6, 0.3, 0.3, 0.5, 0.5]]},
+        {
+            "truth": [[0, 0.1, 0.1, 0.2, 0.2]],
+            "detections": [[0, 0.9, 0.1, 0.1, 0.2, 0.2], [0, 0.8, 0.6, 0.6, 0.2, 0.2]],
+        },
+        {
+            "truth": [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.0, 0.0, 0.5, 0.5]],
+            "detections": [[0, 0.7, 0.52, 0.5, 0.2, 0.2], [1, 0.6, 0.3, 0.3, 0.5, 0.5]],
+        },
     ]
     evaluation = {"task": "detection", "labels": labels, "images": images, "folds": 2}
     curves = {legend.split(" ")[0]: (legend, r, p) for legend, r, p in detection_curves(evaluation, 0.5)}
@@ -132,7 +151,10 @@ def test_prediction_decodes_a_large_jpeg_at_a_reduced_scale_within_a_resave_of_i
             draft = inference.decode(data, sidecar)
             if draft.size != full.size:
                 reduced += 1
-                assert draft.width >= inference.DRAFT_FACTOR * width and draft.height >= inference.DRAFT_FACTOR * height
+                assert (
+                    draft.width >= inference.DRAFT_FACTOR * width
+                    and draft.height >= inference.DRAFT_FACTOR * height
+                )
             exact, fast = probabilities(full), probabilities(draft)
             resave = probabilities(decode_rgb(photo_jpeg(3 * i + 1, size, quality=80)))
             assert exact.argmax() == fast.argmax(), (size, i)

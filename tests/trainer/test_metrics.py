@@ -11,9 +11,11 @@ import pytest
 
 from cvcore import metrics
 
-LABELS = [{"index": 0, "tag_id": "t-cat", "name": "cat", "type": "Regular"},
-          {"index": 1, "tag_id": "t-dog", "name": "dog", "type": "Regular"},
-          {"index": 2, "tag_id": "t-neg", "name": "Negative", "type": "Negative"}]
+LABELS = [
+    {"index": 0, "tag_id": "t-cat", "name": "cat", "type": "Regular"},
+    {"index": 1, "tag_id": "t-dog", "name": "dog", "type": "Regular"},
+    {"index": 2, "tag_id": "t-neg", "name": "Negative", "type": "Negative"},
+]
 
 
 def _evaluation():
@@ -27,8 +29,13 @@ def _evaluation():
         {"key": "e", "fold": 1, "truth": [0], "scores": [0.8, 0.2, 0.0]},
         {"key": "f", "fold": 1, "truth": [2], "scores": [0.55, 0.1, 0.35]},  # a Negative image
     ]
-    return {"task": "classification", "classification_type": "Multiclass", "labels": LABELS, "folds": 2,
-            "images": images}
+    return {
+        "task": "classification",
+        "classification_type": "Multiclass",
+        "labels": LABELS,
+        "folds": 2,
+        "images": images,
+    }
 
 
 def _tag(perf, name):
@@ -60,7 +67,9 @@ def test_average_precision_is_the_area_under_the_pr_curve():
     assert _tag(perf, "dog")["averagePrecision"] == pytest.approx(1.0)
     assert perf["averagePrecision"] == pytest.approx(((1 + 1 + 0.75) / 3 + 1) / 2)
     # AP does not depend on the threshold
-    assert metrics.classification_performance(_evaluation(), 0.9)["averagePrecision"] == perf["averagePrecision"]
+    assert (
+        metrics.classification_performance(_evaluation(), 0.9)["averagePrecision"] == perf["averagePrecision"]
+    )
 
 
 def test_threshold_moves_precision_and_recall():
@@ -79,7 +88,8 @@ def test_image_performances():
     assert not by_key["f"]["correct"]  # a Negative image for which "cat" was predicted
     assert by_key["a"]["predictions"][0] == {"tagId": "t-cat", "tagName": "cat", "probability": 0.9}
     assert [p["probability"] for p in by_key["d"]["predictions"]] == sorted(
-        [p["probability"] for p in by_key["d"]["predictions"]], reverse=True)
+        [p["probability"] for p in by_key["d"]["predictions"]], reverse=True
+    )
     assert metrics.image_performances(_evaluation(), 0.6)[5]["correct"]  # f: nothing predicted is right
 
 
@@ -115,8 +125,15 @@ def test_fast_for_ten_thousand_images():
     rng = np.random.default_rng(0)
     labels = [{"index": i, "tag_id": f"t{i}", "name": f"n{i}", "type": "Regular"} for i in range(10)]
     scores = rng.dirichlet(np.ones(10), 10_000)
-    images = [{"key": str(i), "fold": i % 5, "truth": [int(np.argmax(s)) if i % 3 else int(i % 10)],
-               "scores": s.tolist()} for i, s in enumerate(scores)]
+    images = [
+        {
+            "key": str(i),
+            "fold": i % 5,
+            "truth": [int(np.argmax(s)) if i % 3 else int(i % 10)],
+            "scores": s.tolist(),
+        }
+        for i, s in enumerate(scores)
+    ]
     ev = {"task": "classification", "labels": labels, "folds": 5, "images": images}
     t = time.perf_counter()
     perf = metrics.classification_performance(ev, 0.3)
@@ -129,6 +146,11 @@ def test_fast_for_ten_thousand_images():
 
 def test_metrics_does_not_import_torch():
     code = "import sys; import cvcore.metrics; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]))
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=str(__import__("pathlib").Path(__file__).resolve().parents[2]),
+    )
     assert out.stdout.strip() == "False"

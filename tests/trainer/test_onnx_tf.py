@@ -35,10 +35,15 @@ def test_savedmodel_is_checked_on_real_images_and_its_files_are_the_catalogues(e
 
     result, path, sample = exported
     found = converters.to_savedmodel(path, tmp_path, sample, "classification")
-    assert found["samples"] == len(sample) and found["max_abs_diff"] <= 1e-5 and found["top1_agreement"] == 1.0
+    assert (
+        found["samples"] == len(sample) and found["max_abs_diff"] <= 1e-5 and found["top1_agreement"] == 1.0
+    )
     assert found["runtime"].startswith("tensorflow ")
-    written = {str(p.relative_to(tmp_path / "saved_model")) for p in (tmp_path / "saved_model").rglob("*")
-               if p.is_file()}
+    written = {
+        str(p.relative_to(tmp_path / "saved_model"))
+        for p in (tmp_path / "saved_model").rglob("*")
+        if p.is_file()
+    }
     assert written == set(exports.SAVEDMODEL_FILES)  # what the export's zip will carry, file for file
     serve = tf.saved_model.load(str(tmp_path / "saved_model")).signatures["serving_default"]
     x = _unseen(result)
@@ -57,8 +62,8 @@ def test_tflite_runs_in_litert_like_onnx_on_images_it_was_not_checked_on(exporte
     x = _unseen(result)
     want = export.session(path).run(["probabilities"], {"image": x})[0]
     for i in range(len(x)):
-        got = run(image=x[i:i + 1])["probabilities"]
-        assert np.abs(got - want[i:i + 1]).max() <= 1e-4 and got.argmax() == want[i].argmax()
+        got = run(image=x[i : i + 1])["probabilities"]
+        assert np.abs(got - want[i : i + 1]).max() <= 1e-4 and got.argmax() == want[i].argmax()
 
 
 class Layouts(torch.nn.Module):
@@ -86,9 +91,16 @@ def test_layout_tracking_matches_onnxruntime_on_a_graph_with_every_form(tmp_path
     import tensorflow as tf
 
     path = tmp_path / "layouts.onnx"
-    torch.onnx.export(Layouts().eval(), (torch.zeros(1, 3, 32, 40),), str(path), input_names=["image"],
-                      output_names=["probabilities"], dynamic_axes={"image": {0: "batch"}}, opset_version=17,
-                      dynamo=False)
+    torch.onnx.export(
+        Layouts().eval(),
+        (torch.zeros(1, 3, 32, 40),),
+        str(path),
+        input_names=["image"],
+        output_names=["probabilities"],
+        dynamic_axes={"image": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )
     x = np.random.default_rng(1).normal(size=(3, 3, 32, 40)).astype(np.float32)
     want = export.session(path).run(["probabilities"], {"image": x})[0]
     got = to_module(path).serve(tf.constant(x))["probabilities"].numpy()
@@ -98,8 +110,12 @@ def test_layout_tracking_matches_onnxruntime_on_a_graph_with_every_form(tmp_path
 def test_a_graph_with_an_operator_it_does_not_translate_is_refused_by_name(tmp_path):
     x = onnx.helper.make_tensor_value_info("image", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])
     y = onnx.helper.make_tensor_value_info("out", onnx.TensorProto.FLOAT, ["batch", 3, 8, 8])
-    graph = onnx.helper.make_graph([onnx.helper.make_node("Erf", ["image"], ["e"]),
-                                    onnx.helper.make_node("Hardmax", ["e"], ["out"])], "g", [x], [y])
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Erf", ["image"], ["e"]), onnx.helper.make_node("Hardmax", ["e"], ["out"])],
+        "g",
+        [x],
+        [y],
+    )
     path = tmp_path / "odd.onnx"
     onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(UnsupportedGraph, match="Erf, Hardmax"):
@@ -112,4 +128,6 @@ def test_detectors_and_coreml_are_refused_with_the_reason():
     with pytest.raises(exports.ExportRefused, match="no CoreML runtime exists off Apple hardware"):
         exports.resolve("CoreML", None, "classification")
     assert exports.resolve("TensorFlow", None, "classification").slug == "TensorFlowNormal"
-    assert "TensorFlow" in exports.platforms("classification") and "TensorFlow" not in exports.platforms("detection")
+    assert "TensorFlow" in exports.platforms("classification") and "TensorFlow" not in exports.platforms(
+        "detection"
+    )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import itertools
-from typing import Iterable
+from collections.abc import Iterable
 
 from cvcore import layout
 from functions.prediction.ports import PredictionStore, StoredPrediction
@@ -44,7 +44,9 @@ class FakeRepository(MetadataRepository):
         return copy.deepcopy(getattr(self, "deletions", {}).get(project_id))
 
     def list_tags(self, project_id):
-        return sorted((copy.deepcopy(t) for t in self.tags.get(project_id, {}).values()), key=lambda t: t.created)
+        return sorted(
+            (copy.deepcopy(t) for t in self.tags.get(project_id, {}).values()), key=lambda t: t.created
+        )
 
     def save_tag(self, project_id, tag):
         self.tags.setdefault(project_id, {})[tag.id] = copy.deepcopy(tag)
@@ -85,9 +87,10 @@ class FakeRepository(MetadataRepository):
         for i in image_ids:
             self.images.get(project_id, {}).pop(i, None)
 
-
     def list_iterations(self, project_id):
-        return sorted((copy.deepcopy(i) for i in self.iterations.get(project_id, {}).values()), key=lambda i: i.created)
+        return sorted(
+            (copy.deepcopy(i) for i in self.iterations.get(project_id, {}).values()), key=lambda i: i.created
+        )
 
     def get_iteration(self, project_id, iteration_id):
         return copy.deepcopy(self.iterations.get(project_id, {}).get(iteration_id))
@@ -114,7 +117,7 @@ class FakeJobQueue(JobQueue):
 
     def send(self, message, delay_s=0):
         if self.fail:
-            raise IOError("queue is down")
+            raise OSError("queue is down")
         self.sent.append(message)
         self.delays.append(delay_s)
 
@@ -126,7 +129,7 @@ class FakeBlobStore(BlobStore):
 
     def put(self, container, name, data, content_type):
         if self.fail_puts:
-            raise IOError("storage is down")
+            raise OSError("storage is down")
         self.blobs[(container, name)] = (bytes(data), content_type)
 
     def get(self, container, name):
@@ -159,9 +162,15 @@ class FakePredictionStore(PredictionStore):
         self.records: dict[str, dict[str, StoredPrediction]] = {}
 
     def put_images(self, project_id, prediction_id, image, content_type, thumbnail):
-        self.blobs.put(layout.PREDICTIONS, layout.prediction_image(project_id, prediction_id), image, content_type)
-        self.blobs.put(layout.PREDICTIONS, layout.prediction_thumbnail(project_id, prediction_id), thumbnail,
-                       "image/jpeg")
+        self.blobs.put(
+            layout.PREDICTIONS, layout.prediction_image(project_id, prediction_id), image, content_type
+        )
+        self.blobs.put(
+            layout.PREDICTIONS,
+            layout.prediction_thumbnail(project_id, prediction_id),
+            thumbnail,
+            "image/jpeg",
+        )
 
     def add(self, record):
         part = self.records.setdefault(record.project_id, {})
@@ -173,8 +182,18 @@ class FakePredictionStore(PredictionStore):
         part = self.records.get(project_id, {})
         return {i: copy.deepcopy(part[i]) for i in prediction_ids if i in part}
 
-    def scan(self, project_id, *, oldest_first=False, start=None, end=None, after=None, iteration_id=None,
-             application=None, page=None):
+    def scan(
+        self,
+        project_id,
+        *,
+        oldest_first=False,
+        start=None,
+        end=None,
+        after=None,
+        iteration_id=None,
+        application=None,
+        page=None,
+    ):
         def key(r):
             return (layout.prediction_time_ms(r.id), r.id) if oldest_first else (r.id,)
 
@@ -183,19 +202,37 @@ class FakePredictionStore(PredictionStore):
             mark = key(StoredPrediction(after, project_id, "", "", "", None, "", []))
             rows = [r for r in rows if key(r) > mark]
         for r in rows:
-            if ((start is None or r.created >= start) and (end is None or r.created < end)
-                    and iteration_id in (None, r.iteration_id) and application in (None, r.application)):
+            if (
+                (start is None or r.created >= start)
+                and (end is None or r.created < end)
+                and iteration_id in (None, r.iteration_id)
+                and application in (None, r.application)
+            ):
                 yield copy.deepcopy(r)
 
-    def scan_uncertain(self, project_id, *, start=None, end=None, after=None, iteration_id=None,
-                       application=None, page=None, brief=False):
+    def scan_uncertain(
+        self,
+        project_id,
+        *,
+        start=None,
+        end=None,
+        after=None,
+        iteration_id=None,
+        application=None,
+        page=None,
+        brief=False,
+    ):
         def key(r):
             return -r.uncertainty, r.id
 
         for r in sorted(self.records.get(project_id, {}).values(), key=key):
-            if ((after is None or key(r) > (-after[0], after[1])) and (start is None or r.created >= start)
-                    and (end is None or r.created < end) and iteration_id in (None, r.iteration_id)
-                    and application in (None, r.application)):
+            if (
+                (after is None or key(r) > (-after[0], after[1]))
+                and (start is None or r.created >= start)
+                and (end is None or r.created < end)
+                and iteration_id in (None, r.iteration_id)
+                and application in (None, r.application)
+            ):
                 yield dataclasses.replace(r, predictions=[], extra={}) if brief else copy.deepcopy(r)
 
     def delete(self, project_id, prediction_ids):

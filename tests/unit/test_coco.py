@@ -73,7 +73,9 @@ def test_unused_category_is_skipped_with_a_note_but_kept_when_moving_a_project()
     assert report.ok and [c.name for c in report.categories] == ["cat", "dog"]
     assert any("'bird' has no annotations" in n for n in report.notes)
     kept = validate(doc, coco.Rules(min_images_per_category=0))
-    assert [c.name for c in kept.categories] == ["cat", "dog", "bird"] and kept.categories[2].extra["type"] == "Negative"
+    assert [c.name for c in kept.categories] == ["cat", "dog", "bird"] and kept.categories[2].extra[
+        "type"
+    ] == "Negative"
 
 
 def test_same_bytes_twice_are_one_image_with_a_note():
@@ -93,8 +95,10 @@ def test_coco_url_elsewhere_falls_back_to_file_name_and_urls_inside_the_account_
     report = validate(doc)
     assert report.ok, report.problems
     assert [(im.ref, im.field) for im in report.images[:3]] == [
-        ("uploads/p/_coco/a.jpg", "file_name"), ("uploads/p/_coco/b.jpg", "absolute_url"),
-        ("uploads/p/_coco/c.jpg", "coco_url")]
+        ("uploads/p/_coco/a.jpg", "file_name"),
+        ("uploads/p/_coco/b.jpg", "absolute_url"),
+        ("uploads/p/_coco/c.jpg", "coco_url"),
+    ]
 
 
 def test_every_problem_is_listed_in_file_order_with_paths():
@@ -104,15 +108,32 @@ def test_every_problem_is_listed_in_file_order_with_paths():
     doc["annotations"][1]["bbox"] = [70, 0, 40, 30]
     report = validate(doc)
     assert [(p.code, p.path) for p in report.problems] == [
-        (coco.BBOX_OUTSIDE_IMAGE, "annotations[1].bbox"), (coco.SIZE_MISMATCH, "images[0].width"),
-        (coco.IMAGE_NOT_FOUND, "images[3].file_name")]
+        (coco.BBOX_OUTSIDE_IMAGE, "annotations[1].bbox"),
+        (coco.SIZE_MISMATCH, "images[0].width"),
+        (coco.IMAGE_NOT_FOUND, "images[3].file_name"),
+    ]
     assert report.summary()["problemCount"] == 3
 
 
-@pytest.mark.parametrize("name, ok", [
-    ("a.jpg", "a.jpg"), ("sub/dir/a.jpg", "sub/dir/a.jpg"), ("sub//a.jpg", "sub/a.jpg"), ("../a.jpg", None),
-    ("a/../../b", None), ("./a.jpg", None), ("/abs.jpg", None), ("a\\b.jpg", None), ("C:/x.jpg", None),
-    ("http://x/y.jpg", None), ("", None), (7, None), ("a\x00.jpg", None), ("..", None)])
+@pytest.mark.parametrize(
+    "name, ok",
+    [
+        ("a.jpg", "a.jpg"),
+        ("sub/dir/a.jpg", "sub/dir/a.jpg"),
+        ("sub//a.jpg", "sub/a.jpg"),
+        ("../a.jpg", None),
+        ("a/../../b", None),
+        ("./a.jpg", None),
+        ("/abs.jpg", None),
+        ("a\\b.jpg", None),
+        ("C:/x.jpg", None),
+        ("http://x/y.jpg", None),
+        ("", None),
+        (7, None),
+        ("a\x00.jpg", None),
+        ("..", None),
+    ],
+)
 def test_safe_relative_path(name, ok):
     if ok is None:
         with pytest.raises(ValueError):
@@ -121,14 +142,21 @@ def test_safe_relative_path(name, ok):
         assert coco.safe_relative_path(name) == ok
 
 
-@pytest.mark.parametrize("url, expected", [
-    ("http://127.0.0.1:10000/devstoreaccount1/uploads/p/a.jpg", ("uploads", "p/a.jpg")),
-    ("http://127.0.0.1:10000/devstoreaccount1/images/p/originals/x?se=1&sig=2", ("images", "p/originals/x")),
-    ("http://127.0.0.1:10001/devstoreaccount1/uploads/p/a.jpg", None),  # the queue port
-    ("http://127.0.0.1:10000/otheraccount/uploads/p/a.jpg", None),
-    ("https://127.0.0.1:10000/devstoreaccount1/uploads/p/a.jpg", None),
-    ("http://user@127.0.0.1:10000/devstoreaccount1/uploads/p/a.jpg", None),
-    ("http://127.0.0.1:10000/devstoreaccount1/uploads", None)])
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("http://127.0.0.1:10000/devstoreaccount1/uploads/p/a.jpg", ("uploads", "p/a.jpg")),
+        (
+            "http://127.0.0.1:10000/devstoreaccount1/images/p/originals/x?se=1&sig=2",
+            ("images", "p/originals/x"),
+        ),
+        ("http://127.0.0.1:10001/devstoreaccount1/uploads/p/a.jpg", None),  # the queue port
+        ("http://127.0.0.1:10000/otheraccount/uploads/p/a.jpg", None),
+        ("https://127.0.0.1:10000/devstoreaccount1/uploads/p/a.jpg", None),
+        ("http://user@127.0.0.1:10000/devstoreaccount1/uploads/p/a.jpg", None),
+        ("http://127.0.0.1:10000/devstoreaccount1/uploads", None),
+    ],
+)
 def test_account_blob_accepts_only_the_configured_endpoint(url, expected):
     endpoint = "http://127.0.0.1:10000/devstoreaccount1"
     if expected is None:
@@ -142,8 +170,13 @@ def test_validating_20000_images_holds_a_window_of_them_not_all(monkeypatch):
     """Scale without the decode cost: every read is a fresh 64 KiB buffer; if the validator kept them,
     20,000 would be 1.3 GB. Decoding itself is covered by the corpus and the Azurite scale test."""
     n, size = 20_000, 64 * 1024
-    monkeypatch.setattr(coco, "check_image", lambda data, **kw: SimpleNamespace(
-        width=80, height=60, sha256=hashlib.sha256(data).hexdigest(), notes=()))
+    monkeypatch.setattr(
+        coco,
+        "check_image",
+        lambda data, **kw: SimpleNamespace(
+            width=80, height=60, sha256=hashlib.sha256(data).hexdigest(), notes=()
+        ),
+    )
 
     class Fresh:
         def locate(self, entry):
@@ -152,10 +185,13 @@ def test_validating_20000_images_holds_a_window_of_them_not_all(monkeypatch):
         def read(self, ref, max_bytes):
             return bytes(size)
 
-    doc = {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 80, "height": 60} for i in range(n)],
-           "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
-           "annotations": [{"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [0.1, 0.1, 0.5, 0.5]}
-                           for i in range(n)]}
+    doc = {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 80, "height": 60} for i in range(n)],
+        "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}],
+        "annotations": [
+            {"id": i, "image_id": i, "category_id": 1 + i % 2, "bbox": [0.1, 0.1, 0.5, 0.5]} for i in range(n)
+        ],
+    }
     data = json.dumps(doc).encode()
     del doc
     seen = []
@@ -191,20 +227,32 @@ def test_bounded_map_never_has_more_than_the_window_in_flight():
 
 
 def test_manifest_uses_the_shared_checks():
-    good = manifest.Manifest(project_id="6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a10",
-                             iteration_id="6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a11", task="detection",
-                             classification_type=None,
-                             categories=[{"id": 1, "name": "a", "tag_id": "6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a12"}],
-                             images=[{"id": 1, "file_name": "x", "image_id": "6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a13",
-                                      "width": 80, "height": 60}],
-                             annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0.1, 0.1, 0.5, 0.5]}])
+    good = manifest.Manifest(
+        project_id="6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a10",
+        iteration_id="6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a11",
+        task="detection",
+        classification_type=None,
+        categories=[{"id": 1, "name": "a", "tag_id": "6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a12"}],
+        images=[
+            {
+                "id": 1,
+                "file_name": "x",
+                "image_id": "6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a13",
+                "width": 80,
+                "height": 60,
+            }
+        ],
+        annotations=[{"id": 1, "image_id": 1, "category_id": 1, "bbox": [0.1, 0.1, 0.5, 0.5]}],
+    )
     assert manifest.loads(good.dumps()).images == good.images
     bad = good.to_coco()
     bad["annotations"].append({"id": 2, "image_id": 9, "category_id": 1, "bbox": [0.6, 0, 0.5, 1]})
     with pytest.raises(manifest.ManifestError) as err:
         manifest.loads(json.dumps(bad))
-    assert err.value.problems == ["annotations[1].image_id: 9 is not an image id",
-                                  "annotations[1].bbox: left + width = 1.1 exceeds 1"]
+    assert err.value.problems == [
+        "annotations[1].image_id: 9 is not an image id",
+        "annotations[1].bbox: left + width = 1.1 exceeds 1",
+    ]
     with pytest.raises(manifest.ManifestError, match="not JSON"):
         manifest.loads(b"{")
 

@@ -13,25 +13,33 @@ CORPUS = Path(__file__).resolve().parents[1] / "data" / "coco_malformed"
 INDEX = json.loads((CORPUS / "cases.json").read_text())
 ENDPOINT = "https://acct.blob.core.windows.net"
 FOLDER = "p/_coco"
-RULES = {"detection": coco.Rules(task=coco.DETECTION),
-         "multiclass": coco.Rules(task=coco.CLASSIFICATION, multiclass=True),
-         "multilabel": coco.Rules(task=coco.CLASSIFICATION)}
+RULES = {
+    "detection": coco.Rules(task=coco.DETECTION),
+    "multiclass": coco.Rules(task=coco.CLASSIFICATION, multiclass=True),
+    "multilabel": coco.Rules(task=coco.CLASSIFICATION),
+}
 
 
 @functools.cache
 def harness() -> dict[str, bytes]:
     """The images the corpus names, as blobs of uploads/p/_coco/."""
     files = {f"{n}.jpg": imgs.photo_jpeg(i, (80, 60)) for i, n in enumerate("abcd")}
-    files.update({"rotated.jpg": imgs.exif_rotated_jpeg(6, (80, 60)), "truncated.jpg": imgs.truncated_jpeg(),
-                  "document.jpg": imgs.not_an_image(), "tiny.png": imgs.tiny_image(40),
-                  "bomb.png": imgs.decompression_bomb_png()})
+    files.update(
+        {
+            "rotated.jpg": imgs.exif_rotated_jpeg(6, (80, 60)),
+            "truncated.jpg": imgs.truncated_jpeg(),
+            "document.jpg": imgs.not_an_image(),
+            "tiny.png": imgs.tiny_image(40),
+            "bomb.png": imgs.decompression_bomb_png(),
+        }
+    )
     return {f"uploads/{FOLDER}/{name}": data for name, data in files.items()}
 
 
 def resolver() -> coco.StorageResolver:
     def read(container, name, max_bytes):
         try:
-            return harness()[f"{container}/{name}"][:max_bytes + 1]
+            return harness()[f"{container}/{name}"][: max_bytes + 1]
         except KeyError:
             raise FileNotFoundError(name) from None
 
@@ -40,10 +48,16 @@ def resolver() -> coco.StorageResolver:
 
 def base_document() -> dict:
     """What every detection case starts from (a valid file)."""
-    return {"images": [{"id": i + 1, "file_name": f"{n}.jpg", "width": 80, "height": 60} for i, n in enumerate("abcd")],
-            "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": 1 if i < 2 else 2, "bbox": [8, 6, 40, 30]}
-                            for i in range(4)],
-            "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}]}
+    return {
+        "images": [
+            {"id": i + 1, "file_name": f"{n}.jpg", "width": 80, "height": 60} for i, n in enumerate("abcd")
+        ],
+        "annotations": [
+            {"id": i + 1, "image_id": i + 1, "category_id": 1 if i < 2 else 2, "bbox": [8, 6, 40, 30]}
+            for i in range(4)
+        ],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
 
 
 def test_the_corpus_is_complete():

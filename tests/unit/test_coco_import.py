@@ -50,8 +50,13 @@ def status(blobs, p, name="set.coco.json"):
 
 def regions_by_image(repo, p):
     names = {t.id: t.name for t in repo.list_tags(p)}
-    return {im.id: sorted((names[r.tag_id], round(r.left, 6), round(r.top, 6), round(r.width, 6), round(r.height, 6))
-                          for r in im.regions) for im in repo.list_images(p)}
+    return {
+        im.id: sorted(
+            (names[r.tag_id], round(r.left, 6), round(r.top, 6), round(r.width, 6), round(r.height, 6))
+            for r in im.regions
+        )
+        for im in repo.list_images(p)
+    }
 
 
 def test_drop_imports_tags_images_and_regions_and_keeps_a_receipt(pool):
@@ -62,7 +67,10 @@ def test_drop_imports_tags_images_and_regions_and_keeps_a_receipt(pool):
     images = repo.list_images(p)
     assert len(images) == 4 and all(im.source == "coco" and im.content_type == "image/jpeg" for im in images)
     assert all(blobs.exists(layout.IMAGES, layout.image_thumbnail(p, im.id)) for im in images)
-    assert sorted(regions_by_image(repo, p).values()) == [[("cat", 0.1, 0.1, 0.5, 0.5)]] * 2 + [[("dog", 0.1, 0.1, 0.5, 0.5)]] * 2
+    assert (
+        sorted(regions_by_image(repo, p).values())
+        == [[("cat", 0.1, 0.1, 0.5, 0.5)]] * 2 + [[("dog", 0.1, 0.1, 0.5, 0.5)]] * 2
+    )
     assert not blobs.exists(layout.UPLOADS, f"{p}/_coco/set.coco.json")  # imported: the drop is gone
     assert blobs.exists(layout.UPLOADS, f"{p}/_coco/a.jpg")  # the dataset's images stay for other files
     receipt = status(blobs, p)
@@ -76,7 +84,9 @@ def test_the_same_file_twice_imports_once(pool):
     assert drop(repo, blobs, pool, p, base_document()).outcome == "imported"
     before = regions_by_image(repo, p)
     assert drop(repo, blobs, pool, p, base_document()).outcome == "duplicate"  # same name, same bytes
-    again = drop(repo, blobs, pool, p, base_document(), name="copy.coco.json")  # another name: merged, no new rows
+    again = drop(
+        repo, blobs, pool, p, base_document(), name="copy.coco.json"
+    )  # another name: merged, no new rows
     assert again.outcome == "imported" and again.detail == "0 images created, 4 merged"
     assert regions_by_image(repo, p) == before and len(repo.list_tags(p)) == 2
 
@@ -91,16 +101,22 @@ def test_a_rejected_file_lists_every_problem_and_nothing_is_written(pool):
     report = json.loads(blobs.get(layout.REJECTED, layout.rejected_error_name(name)))
     assert report["status"] == "ErrorCocoValidation" and len(report["errors"]) >= 5
     assert {(e["code"], e["path"]) for e in report["errors"]} >= {
-        ("UnknownImage", "annotations[0].image_id"), ("BadBbox", "annotations[1].bbox"),
-        ("UnsafePath", "images[2].file_name"), ("ImageNotFound", "images[3].file_name"),
-        ("DuplicateId", "categories[2].id")}
+        ("UnknownImage", "annotations[0].image_id"),
+        ("BadBbox", "annotations[1].bbox"),
+        ("UnsafePath", "images[2].file_name"),
+        ("ImageNotFound", "images[3].file_name"),
+        ("DuplicateId", "categories[2].id"),
+    }
     assert repo.list_tags(p) == [] and repo.list_images(p) == []
     assert status(blobs, p)["state"] == "rejected"
 
 
 def test_images_kept_for_coco_files_are_not_ingested_alone(pool):
     repo, blobs, p = setup()
-    assert drops.ingest_drop(repo, blobs, pool, f"{p}/_coco/a.jpg", imgs.photo_jpeg(0, (80, 60))).outcome == "skipped"
+    assert (
+        drops.ingest_drop(repo, blobs, pool, f"{p}/_coco/a.jpg", imgs.photo_jpeg(0, (80, 60))).outcome
+        == "skipped"
+    )
     assert repo.list_images(p) == [] and blobs.exists(layout.UPLOADS, f"{p}/_coco/a.jpg")
 
 
@@ -125,13 +141,21 @@ def test_import_merges_into_an_image_the_project_already_has(pool):
 def test_multiclass_image_already_tagged_otherwise_is_rejected_before_any_write(pool):
     repo, blobs, p = setup(domain=None, ctype="Multiclass")
     other = tags.create_tag(repo, p, "other", None, None)["id"]
-    ingest(repo, blobs, pool, repo.get_project(p), [Candidate("a.jpg", imgs.photo_jpeg(0, (80, 60)), tag_ids=[other])])
+    ingest(
+        repo,
+        blobs,
+        pool,
+        repo.get_project(p),
+        [Candidate("a.jpg", imgs.photo_jpeg(0, (80, 60)), tag_ids=[other])],
+    )
     doc = base_document()
     for a in doc["annotations"]:
         del a["bbox"]
     result = drop(repo, blobs, pool, p, doc)
     assert result.outcome == "rejected"
-    errors = json.loads(blobs.get(layout.REJECTED, layout.rejected_error_name(f"{p}/_coco/set.coco.json")))["errors"]
+    errors = json.loads(blobs.get(layout.REJECTED, layout.rejected_error_name(f"{p}/_coco/set.coco.json")))[
+        "errors"
+    ]
     assert [(e["code"], e["path"]) for e in errors] == [("MultipleCategoriesOnImage", "images[0]")]
     assert [t.name for t in repo.list_tags(p)] == ["other"] and len(repo.list_images(p)) == 1
 
@@ -141,9 +165,13 @@ def test_a_category_named_like_the_negative_tag_cannot_take_regions(pool):
     tags.create_tag(repo, p, "Cat", None, "Negative")
     result = drop(repo, blobs, pool, p, base_document())
     assert result.outcome == "rejected" and repo.list_images(p) == []
-    errors = json.loads(blobs.get(layout.REJECTED, layout.rejected_error_name(f"{p}/_coco/set.coco.json")))["errors"]
-    assert [(e["code"], e["path"]) for e in errors] == [("NegativeTagRegion", "images[0]"),
-                                                         ("NegativeTagRegion", "images[1]")]
+    errors = json.loads(blobs.get(layout.REJECTED, layout.rejected_error_name(f"{p}/_coco/set.coco.json")))[
+        "errors"
+    ]
+    assert [(e["code"], e["path"]) for e in errors] == [
+        ("NegativeTagRegion", "images[0]"),
+        ("NegativeTagRegion", "images[1]"),
+    ]
 
 
 class FlakyBlobs(AccountBlobs):
@@ -169,8 +197,14 @@ def test_a_write_failing_half_way_is_completed_by_running_it_again(pool):
     assert status(blobs, p)["state"] == "failed"
     assert blobs.exists(layout.UPLOADS, f"{p}/_coco/set.coco.json")  # kept for the retry
     blobs.budget = 10**6
-    result = drops.ingest_drop(repo, blobs, pool, f"{p}/_coco/set.coco.json",
-                               json.dumps(base_document()).encode(), blob_endpoint=ENDPOINT)
+    result = drops.ingest_drop(
+        repo,
+        blobs,
+        pool,
+        f"{p}/_coco/set.coco.json",
+        json.dumps(base_document()).encode(),
+        blob_endpoint=ENDPOINT,
+    )
     assert result.outcome == "imported"
     regions = regions_by_image(repo, p)
     assert len(regions) == 4 and all(len(r) == 1 for r in regions.values())
@@ -203,11 +237,16 @@ def test_export_pixels_and_normalized_load_in_pycocotools_and_round_trip(pool, t
 
     pixels = coco_export.export_coco(repo, blobs, p)
     api = load_with_pycocotools(pixels, tmp_path)
-    assert len(api.getImgIds()) == 4 and sorted(c["name"] for c in api.loadCats(api.getCatIds())) == ["cat", "dog"]
+    assert len(api.getImgIds()) == 4 and sorted(c["name"] for c in api.loadCats(api.getCatIds())) == [
+        "cat",
+        "dog",
+    ]
     boxes = sorted(tuple(a["bbox"]) for a in api.loadAnns(api.getAnnIds()))
     assert boxes[0] == pytest.approx((4.5, 3, 20, 15.5)) and all(b == (8, 6, 40, 30) for b in boxes[1:])
-    assert all(a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3]) and a["iscrowd"] == 0
-               for a in api.loadAnns(api.getAnnIds()))
+    assert all(
+        a["area"] == pytest.approx(a["bbox"][2] * a["bbox"][3]) and a["iscrowd"] == 0
+        for a in api.loadAnns(api.getAnnIds())
+    )
 
     normalized = coco_export.export_coco(repo, blobs, p, boxes="normalized")
     assert normalized["info"]["bbox_format"] == "normalized_ltwh"
@@ -228,13 +267,22 @@ def test_iteration_export_reads_the_frozen_dataset(pool, tmp_path):
         blobs.put(layout.UPLOADS, f"{p}/_coco/x{i}.jpg", imgs.photo_jpeg(20 + i, (80, 60)), "image/jpeg")
     doc = base_document()
     doc["images"] += [{"id": 10 + i, "file_name": f"x{i}.jpg", "width": 80, "height": 60} for i in range(8)]
-    doc["annotations"] += [{"id": 10 + i, "image_id": 10 + i, "category_id": 1 + i % 2, "bbox": [0, 0, 80, 60]}
-                           for i in range(8)]
+    doc["annotations"] += [
+        {"id": 10 + i, "image_id": 10 + i, "category_id": 1 + i % 2, "bbox": [0, 0, 80, 60]} for i in range(8)
+    ]
     assert drop(repo, blobs, pool, p, doc).outcome == "imported"
     train.MIN_IMAGES_DETECTION, saved = 1, train.MIN_IMAGES_DETECTION
     try:
-        it = train.train_project(repo, blobs, FakeJobQueue(), p, training_type=None, budget_hours=0, force=False,
-                                 selected_tags=None)
+        it = train.train_project(
+            repo,
+            blobs,
+            FakeJobQueue(),
+            p,
+            training_type=None,
+            budget_hours=0,
+            force=False,
+            selected_tags=None,
+        )
     finally:
         train.MIN_IMAGES_DETECTION = saved
     ingest(repo, blobs, pool, repo.get_project(p), [Candidate("late.jpg", imgs.photo_jpeg(50, (80, 60)))])
@@ -252,7 +300,7 @@ def fetch_from(source: FakeBlobStore):
         container, name = coco.account_blob(url, ENDPOINT)
         if not source.exists(container, name):
             raise UrlFetchError("http-status", "404 Not Found", url, 404)
-        return Fetched(source.get(container, name)[:max_bytes + 1], "application/octet-stream", url)
+        return Fetched(source.get(container, name)[: max_bytes + 1], "application/octet-stream", url)
 
     return fetch
 
@@ -263,13 +311,31 @@ def test_export_token_moves_a_project_to_another_deployment(pool, monkeypatch):
     cat = tags.create_tag(repo, p, "cat", "small felines", None)["id"]
     none = tags.create_tag(repo, p, "none", None, "Negative")["id"]
     tags.create_tag(repo, p, "unused", None, None)
-    ingest(repo, blobs, pool, project, [Candidate("a", imgs.photo_jpeg(0, (80, 60)), tag_ids=[cat])],
-           metadata={"camera": "front"})
-    ingest(repo, blobs, pool, project, [Candidate("b", imgs.photo_png(1, (80, 60)), tag_ids=[none]),
-                                        Candidate("c", imgs.photo_jpeg(2, (80, 60)))])
+    ingest(
+        repo,
+        blobs,
+        pool,
+        project,
+        [Candidate("a", imgs.photo_jpeg(0, (80, 60)), tag_ids=[cat])],
+        metadata={"camera": "front"},
+    )
+    ingest(
+        repo,
+        blobs,
+        pool,
+        project,
+        [
+            Candidate("b", imgs.photo_png(1, (80, 60)), tag_ids=[none]),
+            Candidate("c", imgs.photo_jpeg(2, (80, 60))),
+        ],
+    )
     exported = project_transfer.export_project(repo, blobs, p)
     assert {k: exported[k] for k in ("iterationCount", "imageCount", "tagCount", "regionCount")} == {
-        "iterationCount": 0, "imageCount": 3, "tagCount": 3, "regionCount": 0}
+        "iterationCount": 0,
+        "imageCount": 3,
+        "tagCount": 3,
+        "regionCount": 0,
+    }
 
     monkeypatch.setattr(project_transfer, "fetch", fetch_from(blobs))
     dest_repo, dest_blobs = FakeRepository(), AccountBlobs()
@@ -277,7 +343,10 @@ def test_export_token_moves_a_project_to_another_deployment(pool, monkeypatch):
     assert made["name"] == "p" and made["settings"]["classificationType"] == "Multilabel"
     moved = {t.name: t for t in dest_repo.list_tags(made["id"])}
     assert {n: (t.type, t.description) for n, t in moved.items()} == {
-        "cat": ("Regular", "small felines"), "none": ("Negative", ""), "unused": ("Regular", "")}
+        "cat": ("Regular", "small felines"),
+        "none": ("Negative", ""),
+        "unused": ("Regular", ""),
+    }
     images = dest_repo.list_images(made["id"])
     by_tag = sorted(tuple(sorted(moved[n].name for n in moved if moved[n].id in im.tags)) for im in images)
     assert by_tag == [(), ("cat",), ("none",)]
@@ -286,8 +355,10 @@ def test_export_token_moves_a_project_to_another_deployment(pool, monkeypatch):
 
     renamed = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "second")
     assert renamed["name"] == "second"
-    assert project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], None)["name"] == \
-        "p (imported)"
+    assert (
+        project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], None)["name"]
+        == "p (imported)"
+    )
 
 
 def test_bad_tokens_and_broken_snapshots_leave_nothing_behind(pool, monkeypatch):
@@ -325,24 +396,40 @@ def test_a_large_import_answers_importing_and_the_queued_job_finishes_it(pool, m
     made = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "big", jobs=jobs)
     assert made["status"] == "Importing" and dest_repo.list_images(made["id"]) == [] and len(jobs.sent) == 1
     with pytest.raises(CustomVisionError) as err:  # no training on half a project
-        train.train_project(dest_repo, dest_blobs, jobs, made["id"], training_type=None, budget_hours=0,
-                            force=False, selected_tags=None)
+        train.train_project(
+            dest_repo,
+            dest_blobs,
+            jobs,
+            made["id"],
+            training_type=None,
+            budget_hours=0,
+            force=False,
+            selected_tags=None,
+        )
     assert err.value.code == "BadRequestProjectImporting"
     project_id, snapshot = project_transfer.parse_job(jobs.sent[0])
     assert project_id == made["id"]
     assert project_transfer.run_import(dest_repo, dest_blobs, pool, project_id, snapshot) == "Succeeded"
     assert dest_repo.get_project(made["id"]).status == "Succeeded"
     moved = dest_repo.list_images(made["id"])
-    assert len(moved) == 4 and sum(len(im.regions) for im in moved) == sum(len(im.regions)
-                                                                            for im in repo.list_images(p))
+    assert len(moved) == 4 and sum(len(im.regions) for im in moved) == sum(
+        len(im.regions) for im in repo.list_images(p)
+    )
     # the same message again (a duplicate delivery) changes nothing
     assert project_transfer.run_import(dest_repo, dest_blobs, pool, project_id, snapshot) == "Succeeded"
-    assert len(dest_repo.list_images(made["id"])) == 4 and len(dest_repo.list_tags(made["id"])) == \
-        len(repo.list_tags(p))
+    assert len(dest_repo.list_images(made["id"])) == 4 and len(dest_repo.list_tags(made["id"])) == len(
+        repo.list_tags(p)
+    )
     # small snapshots, or no queue: inline as before
     monkeypatch.setattr(project_transfer, "INLINE_IMAGES", 500)
-    inline = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "small", jobs=jobs)
-    assert inline["status"] == "Succeeded" and len(dest_repo.list_images(inline["id"])) == 4 and len(jobs.sent) == 1
+    inline = project_transfer.import_project(
+        dest_repo, dest_blobs, pool, exported["token"], "small", jobs=jobs
+    )
+    assert (
+        inline["status"] == "Succeeded"
+        and len(dest_repo.list_images(inline["id"])) == 4
+        and len(jobs.sent) == 1
+    )
 
 
 def test_a_background_import_that_cannot_finish_ends_failed_with_the_reason(pool, monkeypatch):
@@ -351,18 +438,25 @@ def test_a_background_import_that_cannot_finish_ends_failed_with_the_reason(pool
     repo, blobs, p, exported = _exported(pool, monkeypatch)
     dest_repo, dest_blobs, jobs = FakeRepository(), AccountBlobs(), FakeJobQueue()
     # a snapshot whose image vanished before the job ran: Failed, every problem named, nothing retried
-    broken = project_transfer.import_project(dest_repo, dest_blobs, pool, exported["token"], "broken", jobs=jobs)
+    broken = project_transfer.import_project(
+        dest_repo, dest_blobs, pool, exported["token"], "broken", jobs=jobs
+    )
     blobs.delete(layout.IMAGES, layout.image_original(p, repo.list_images(p)[0].id))
-    assert project_transfer.run_import(dest_repo, dest_blobs, pool, *project_transfer.parse_job(jobs.sent[0])) == \
-        "Failed"
+    assert (
+        project_transfer.run_import(dest_repo, dest_blobs, pool, *project_transfer.parse_job(jobs.sent[0]))
+        == "Failed"
+    )
     failed = dest_repo.get_project(broken["id"])
     assert failed.status == "Failed" and "does not exist" in failed.status_message
     from functions.training import serialize
+
     assert serialize.project_json(failed)["statusMessage"] == failed.status_message
 
     # storage trouble: raised for the queue to retry, until the last attempt marks it Failed
     repo2, blobs2, p2, exported2 = _exported(pool, monkeypatch)
-    flaky = project_transfer.import_project(dest_repo, dest_blobs, pool, exported2["token"], "flaky", jobs=jobs)
+    flaky = project_transfer.import_project(
+        dest_repo, dest_blobs, pool, exported2["token"], "flaky", jobs=jobs
+    )
     job = project_transfer.parse_job(jobs.sent[1])
 
     def down(*args, **kwargs):
@@ -392,8 +486,10 @@ def test_a_project_deleted_during_its_background_import_leaves_nothing(pool, mon
         return real(repo_, blobs_, pool_, project, *args, **kwargs)
 
     monkeypatch.setattr(project_transfer, "import_report", deleted_first)
-    assert project_transfer.run_import(dest_repo, dest_blobs, pool, *project_transfer.parse_job(jobs.sent[0])) == \
-        "deleted"
+    assert (
+        project_transfer.run_import(dest_repo, dest_blobs, pool, *project_transfer.parse_job(jobs.sent[0]))
+        == "deleted"
+    )
     assert dest_repo.get_project(made["id"]) is None
     assert dest_repo.list_images(made["id"]) == [] and dest_repo.list_tags(made["id"]) == []
     assert not [k for k in dest_blobs.blobs if made["id"] in str(k)]

@@ -6,21 +6,32 @@ from cvcore import exports, layout, messages
 from cvcore.artifacts import CLASSIFICATION, DETECTION
 
 
-@pytest.mark.parametrize("platform, flavor, expected", [
-    ("ONNX", None, ("ONNX", "ONNX12")), ("onnx", "onnxint8", ("ONNX", "ONNXInt8")),
-    ("DockerFile", None, ("DockerFile", "Linux")), ("dockerfile", "ARM", ("DockerFile", "ARM")),
-])
+@pytest.mark.parametrize(
+    "platform, flavor, expected",
+    [
+        ("ONNX", None, ("ONNX", "ONNX12")),
+        ("onnx", "onnxint8", ("ONNX", "ONNXInt8")),
+        ("DockerFile", None, ("DockerFile", "Linux")),
+        ("dockerfile", "ARM", ("DockerFile", "ARM")),
+    ],
+)
 def test_pairs_resolve_case_insensitively_with_defaults(platform, flavor, expected):
     target = exports.resolve(platform, flavor, CLASSIFICATION)
     assert (target.platform, target.flavor) == expected
     assert exports.resolve(platform, flavor, DETECTION) == target
 
 
-@pytest.mark.parametrize("platform, flavor, words", [
-    ("DockerFile", "Windows", "Windows containers"), ("ONNX", "ONNX10", "opset"), ("VAIDK", None, "discontinued"),
-    ("Nope", None, "platform: 'Nope' is not supported"), ("DockerFile", "TensorFlowLite", "not supported for DockerFile"),
-    (None, None, "platform"),
-])
+@pytest.mark.parametrize(
+    "platform, flavor, words",
+    [
+        ("DockerFile", "Windows", "Windows containers"),
+        ("ONNX", "ONNX10", "opset"),
+        ("VAIDK", None, "discontinued"),
+        ("Nope", None, "platform: 'Nope' is not supported"),
+        ("DockerFile", "TensorFlowLite", "not supported for DockerFile"),
+        (None, None, "platform"),
+    ],
+)
 def test_refusals_say_why(platform, flavor, words):
     with pytest.raises(exports.ExportRefused, match=words):
         exports.resolve(platform, flavor, CLASSIFICATION)

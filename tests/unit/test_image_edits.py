@@ -15,20 +15,24 @@ IMG = [f"00000000-0000-0000-0000-00000000000{i}" for i in range(6)]
 def setup(domain=None, ctype="Multilabel"):
     repo = FakeRepository()
     p = projects.create_project(repo, "p", None, domain, ctype, [])["id"]
-    repo.add_images(p, [ImageRecord(id=i, created=utcnow(), width=100, height=80, content_type="image/jpeg")
-                        for i in IMG])
+    repo.add_images(
+        p, [ImageRecord(id=i, created=utcnow(), width=100, height=80, content_type="image/jpeg") for i in IMG]
+    )
     return repo, p
 
 
-@pytest.mark.parametrize("region, field", [
-    ({"left": -0.1, "top": 0, "width": .5, "height": .5}, "left"),
-    ({"left": 0, "top": 1.0, "width": .5, "height": .5}, "top"),
-    ({"left": 0, "top": 0, "width": 0, "height": .5}, "width"),
-    ({"left": .6, "top": 0, "width": .5, "height": .5}, "left + width"),
-    ({"left": 0, "top": .7, "width": .5, "height": .5}, "top + height"),
-    ({"left": "0", "top": 0, "width": .5, "height": .5}, "left"),
-    ({"left": float("nan"), "top": 0, "width": .5, "height": .5}, "left"),
-])
+@pytest.mark.parametrize(
+    "region, field",
+    [
+        ({"left": -0.1, "top": 0, "width": 0.5, "height": 0.5}, "left"),
+        ({"left": 0, "top": 1.0, "width": 0.5, "height": 0.5}, "top"),
+        ({"left": 0, "top": 0, "width": 0, "height": 0.5}, "width"),
+        ({"left": 0.6, "top": 0, "width": 0.5, "height": 0.5}, "left + width"),
+        ({"left": 0, "top": 0.7, "width": 0.5, "height": 0.5}, "top + height"),
+        ({"left": "0", "top": 0, "width": 0.5, "height": 0.5}, "left"),
+        ({"left": float("nan"), "top": 0, "width": 0.5, "height": 0.5}, "left"),
+    ],
+)
 def test_regions_outside_unit_square_are_refused_naming_the_field(region, field):
     repo, p = setup(DETECTION, None)
     t = tags.create_tag(repo, p, "a", None, None)["id"]
@@ -41,7 +45,7 @@ def test_regions_outside_unit_square_are_refused_naming_the_field(region, field)
 def test_regions_add_dedupe_and_delete():
     repo, p = setup(DETECTION, None)
     t = tags.create_tag(repo, p, "a", None, None)["id"]
-    box = {"imageId": IMG[0], "tagId": t, "left": .1, "top": .2, "width": .3, "height": .4}
+    box = {"imageId": IMG[0], "tagId": t, "left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4}
     first = images.create_image_regions(repo, p, {"regions": [box]}, POOL)
     assert len(first["created"]) == 1 and first["created"][0]["tagName"] == "a"
     again = images.create_image_regions(repo, p, {"regions": [box]}, POOL)
@@ -55,16 +59,21 @@ def test_regions_refused_in_classification_projects():
     repo, p = setup()
     t = tags.create_tag(repo, p, "a", None, None)["id"]
     with pytest.raises(BadRequest, match="object detection"):
-        images.create_image_regions(repo, p, {"regions": [{"imageId": IMG[0], "tagId": t, "left": 0, "top": 0,
-                                                           "width": 1, "height": 1}]}, POOL)
+        images.create_image_regions(
+            repo,
+            p,
+            {"regions": [{"imageId": IMG[0], "tagId": t, "left": 0, "top": 0, "width": 1, "height": 1}]},
+            POOL,
+        )
 
 
 def test_image_tags_created_duplicated_and_negative_rules():
     repo, p = setup()
     a = tags.create_tag(repo, p, "a", None, None)["id"]
     neg = tags.create_tag(repo, p, "neg", None, "Negative")["id"]
-    out = images.create_image_tags(repo, p, {"tags": [{"imageId": IMG[0], "tagId": a},
-                                                      {"imageId": IMG[1], "tagId": a}]}, POOL)
+    out = images.create_image_tags(
+        repo, p, {"tags": [{"imageId": IMG[0], "tagId": a}, {"imageId": IMG[1], "tagId": a}]}, POOL
+    )
     assert len(out["created"]) == 2 and out["duplicated"] == []
     out = images.create_image_tags(repo, p, {"tags": [{"imageId": IMG[0], "tagId": a}]}, POOL)
     assert out["created"] == [] and out["duplicated"] == [{"imageId": IMG[0], "tagId": a}]
@@ -100,7 +109,9 @@ class _Blobs:
 
 def test_metadata_merge_limits_and_missing_images():
     repo, p = setup()
-    out = images.update_metadata(repo, p, [IMG[0], "00000000-0000-0000-0000-0000000000ff"], {"camera": "a"}, POOL)
+    out = images.update_metadata(
+        repo, p, [IMG[0], "00000000-0000-0000-0000-0000000000ff"], {"camera": "a"}, POOL
+    )
     assert [e["status"] for e in out["images"]] == ["OK", "ErrorImageNotFound"]
     assert not out["isBatchSuccessful"]
     many = {f"k{i}": "v" for i in range(10)}

@@ -15,8 +15,18 @@ import pytest
 from PIL import Image, ImageChops, ImageFile, ImageStat
 
 from cvcore import imaging
-from cvcore.imaging import (MAX_PREDICTION_IMAGE_BYTES, MAX_SIDE, MAX_TRAINING_IMAGE_BYTES, MIN_SIDE,
-                            THUMBNAIL_SIDE, CheckedImage, ImageError, ImageStatus, check_image, decode_rgb)
+from cvcore.imaging import (
+    MAX_PREDICTION_IMAGE_BYTES,
+    MAX_SIDE,
+    MAX_TRAINING_IMAGE_BYTES,
+    MIN_SIDE,
+    THUMBNAIL_SIDE,
+    CheckedImage,
+    ImageError,
+    ImageStatus,
+    check_image,
+    decode_rgb,
+)
 from tests.support import images
 
 S = ImageStatus
@@ -48,9 +58,20 @@ def _close(pixel, expected, tol=12) -> bool:
 
 def test_status_vocabulary_is_custom_visions():
     assert {s.value for s in ImageStatus} == {
-        "OK", "OKDuplicate", "ErrorSource", "ErrorImageFormat", "ErrorImageSize", "ErrorStorage",
-        "ErrorLimitExceed", "ErrorTagLimitExceed", "ErrorRegionLimitExceed", "ErrorUnknown",
-        "ErrorNegativeAndRegularTagOnSameImage", "ErrorImageDimensions", "ErrorInvalidTag"}
+        "OK",
+        "OKDuplicate",
+        "ErrorSource",
+        "ErrorImageFormat",
+        "ErrorImageSize",
+        "ErrorStorage",
+        "ErrorLimitExceed",
+        "ErrorTagLimitExceed",
+        "ErrorRegionLimitExceed",
+        "ErrorUnknown",
+        "ErrorNegativeAndRegularTagOnSameImage",
+        "ErrorImageDimensions",
+        "ErrorInvalidTag",
+    }
     assert S.ERROR_IMAGE_SIZE == "ErrorImageSize" and isinstance(S.OK, str)
 
 
@@ -192,14 +213,17 @@ def test_16_bit_grey_is_scaled_not_clipped():
     assert max(b for _, b in ImageChops.difference(out, expected).getextrema()) <= 1
 
 
-@pytest.mark.parametrize("values,expected", [
-    # 32-bit integer grey holding 16-bit values: scaled like I;16
-    ([0, 257 * 128, 65535], [0, 128, 255]),
-    # holding 8-bit values: kept
-    ([0, 100, 255], [0, 100, 255]),
-    # anything else: stretched to the full range
-    ([-1000, 0, 1000], [0, 128, 255]),
-])
+@pytest.mark.parametrize(
+    "values,expected",
+    [
+        # 32-bit integer grey holding 16-bit values: scaled like I;16
+        ([0, 257 * 128, 65535], [0, 128, 255]),
+        # holding 8-bit values: kept
+        ([0, 100, 255], [0, 100, 255]),
+        # anything else: stretched to the full range
+        ([-1000, 0, 1000], [0, 128, 255]),
+    ],
+)
 def test_32_bit_grey_tiff(values, expected):
     im = Image.new("I", (60, 60))
     for i, v in enumerate(values):
@@ -242,15 +266,22 @@ def test_exif_orientation_is_applied(orientation):
 
 @pytest.mark.parametrize("orientation", [1, 6])  # stored as uploaded / re-encoded upright (EXIF dropped)
 def test_the_exif_camera_is_kept_from_the_upload(orientation):
-    checked = check_image(images.exif_rotated_jpeg(orientation, (96, 64), camera=("Canon", "Canon EOS 5D\x00")))
+    checked = check_image(
+        images.exif_rotated_jpeg(orientation, (96, 64), camera=("Canon", "Canon EOS 5D\x00"))
+    )
     assert checked.camera == "Canon EOS 5D"  # a model that repeats the make is not doubled; NULs dropped
-    assert check_image(images.exif_rotated_jpeg(1, (96, 64), camera=("Google", "Pixel 7"))).camera == "Google Pixel 7"
+    assert (
+        check_image(images.exif_rotated_jpeg(1, (96, 64), camera=("Google", "Pixel 7"))).camera
+        == "Google Pixel 7"
+    )
     assert check_image(images.exif_rotated_jpeg(1, (96, 64))).camera == ""
     assert len(check_image(images.exif_rotated_jpeg(1, (96, 64), camera=("M" * 90, "x"))).camera) == 64
 
 
-@pytest.mark.parametrize("factory,fmt", [
-    (images.animated_gif, "GIF"), (images.animated_png, "PNG"), (images.animated_webp, "WEBP")])
+@pytest.mark.parametrize(
+    "factory,fmt",
+    [(images.animated_gif, "GIF"), (images.animated_png, "PNG"), (images.animated_webp, "WEBP")],
+)
 def test_animations_use_the_first_frame(factory, fmt):
     data = factory(3)
     checked = check_image(data)
@@ -271,9 +302,15 @@ def test_mpo_uses_the_first_picture():
     assert out.format == "JPEG" and _close(out.getpixel((5, 5)), images.MARKER, 40)
 
 
-@pytest.mark.parametrize("factory,fmt,size", [
-    (images.webp, "WEBP", (320, 240)), (images.bmp, "BMP", (200, 150)), (images.tiff, "TIFF", (200, 150)),
-    (images.ico, "ICO", (64, 64))])
+@pytest.mark.parametrize(
+    "factory,fmt,size",
+    [
+        (images.webp, "WEBP", (320, 240)),
+        (images.bmp, "BMP", (200, 150)),
+        (images.tiff, "TIFF", (200, 150)),
+        (images.ico, "ICO", (64, 64)),
+    ],
+)
 def test_other_accepted_formats_become_png(factory, fmt, size):
     checked = check_image(factory())
     assert checked.source_format == fmt and checked.content_type == "image/png"
@@ -292,8 +329,11 @@ def test_reencoded_png_is_lossless():
 # -- refusals --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("data", [b"", images.not_an_image(), b"\x00" * 1000, b"GIF89a"],
-                         ids=["empty", "pdf", "zeros", "gif-signature-only"])
+@pytest.mark.parametrize(
+    "data",
+    [b"", images.not_an_image(), b"\x00" * 1000, b"GIF89a"],
+    ids=["empty", "pdf", "zeros", "gif-signature-only"],
+)
 def test_not_an_image(data):
     err = _refused(data)
     assert err.status is S.ERROR_IMAGE_FORMAT
@@ -446,9 +486,19 @@ def test_pillow_globals_are_left_alone():
 def test_mutated_images_never_raise_anything_but_image_error():
     """Bit flips, truncations and splices of every accepted format: an ImageError or a result."""
     rng = random.Random(1234)
-    sources = [images.photo_jpeg(0, size=(120, 90)), images.photo_png(0, size=(120, 90)), images.bmp(),
-               images.tiff(), images.webp(), images.animated_gif(2), images.ico(), images.mpo(2, (80, 60)),
-               images.cmyk_jpeg((80, 60)), images.exif_rotated_jpeg(6, (80, 60)), images.grey16_png((64, 64))]
+    sources = [
+        images.photo_jpeg(0, size=(120, 90)),
+        images.photo_png(0, size=(120, 90)),
+        images.bmp(),
+        images.tiff(),
+        images.webp(),
+        images.animated_gif(2),
+        images.ico(),
+        images.mpo(2, (80, 60)),
+        images.cmyk_jpeg((80, 60)),
+        images.exif_rotated_jpeg(6, (80, 60)),
+        images.grey16_png((64, 64)),
+    ]
     outcomes = {"ok": 0, "error": 0}
     for _ in range(300):
         data = bytearray(rng.choice(sources))
@@ -491,8 +541,12 @@ def test_unexpected_plugin_exception_becomes_image_format(monkeypatch):
 
 
 def test_decode_rgb_matches_the_stored_image():
-    for data in (images.photo_jpeg(0), images.rgba_png(), images.exif_rotated_jpeg(8, (160, 120)),
-                 images.cmyk_jpeg()):
+    for data in (
+        images.photo_jpeg(0),
+        images.rgba_png(),
+        images.exif_rotated_jpeg(8, (160, 120)),
+        images.cmyk_jpeg(),
+    ):
         im = decode_rgb(data)
         assert im.mode == "RGB"
         stored = _open(check_image(data).data)
@@ -501,11 +555,13 @@ def test_decode_rgb_matches_the_stored_image():
 
 
 def test_decode_rgb_shares_the_checks():
-    for data, status in [(images.truncated_jpeg(), S.ERROR_IMAGE_FORMAT),
-                         (images.tiny_image(), S.ERROR_IMAGE_DIMENSIONS),
-                         (images.decompression_bomb_png(), S.ERROR_IMAGE_DIMENSIONS),
-                         (images.unsupported_format(), S.ERROR_IMAGE_FORMAT),
-                         (images.oversized_jpeg(), S.ERROR_IMAGE_SIZE)]:
+    for data, status in [
+        (images.truncated_jpeg(), S.ERROR_IMAGE_FORMAT),
+        (images.tiny_image(), S.ERROR_IMAGE_DIMENSIONS),
+        (images.decompression_bomb_png(), S.ERROR_IMAGE_DIMENSIONS),
+        (images.unsupported_format(), S.ERROR_IMAGE_FORMAT),
+        (images.oversized_jpeg(), S.ERROR_IMAGE_SIZE),
+    ]:
         with pytest.raises(ImageError) as info:
             decode_rgb(data)
         assert info.value.status is status

@@ -1,5 +1,5 @@
-"""The lint rules in pyproject.toml ([tool.ruff.lint]: undefined or unused names, syntax errors, lost
-exception causes) hold over the whole tree."""
+"""The lint rules in pyproject.toml ([tool.ruff.lint]: undefined or unused names, syntax errors, bugbear,
+import order, pyupgrade, stale noqa) and `ruff format`'s layout hold over the whole tree."""
 
 import subprocess
 import sys
@@ -9,6 +9,22 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ruff_finds_nothing():
-    done = subprocess.run([sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--output-format", "concise", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_the_tree_is_formatted():
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "format", "--check", "--no-cache", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, "run `make fmt`:\n" + done.stdout[-4000:] + done.stderr[-2000:]

@@ -9,11 +9,16 @@ from cvcore import artifacts, layout
 from functions.prediction.models import ModelCache, ModelUnavailable
 from tests.support.tiny_models import tiny_classifier
 
-
-SIDECAR = artifacts.ModelSidecar(task="classification", labels=[artifacts.Label(0, "a" * 8, "red"),
-                                                                   artifacts.Label(1, "b" * 8, "blue")],
-                                 input_size=(8, 8), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5), backbone="tiny",
-                                 dataset_hash="h", classification_type="Multiclass")
+SIDECAR = artifacts.ModelSidecar(
+    task="classification",
+    labels=[artifacts.Label(0, "a" * 8, "red"), artifacts.Label(1, "b" * 8, "blue")],
+    input_size=(8, 8),
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
+    backbone="tiny",
+    dataset_hash="h",
+    classification_type="Multiclass",
+)
 
 
 class Blobs:
@@ -23,7 +28,8 @@ class Blobs:
     def add(self, project, iteration):
         self.items[layout.iteration_artifact(project, iteration, layout.MODEL_ONNX)] = tiny_classifier()
         self.items[layout.iteration_artifact(project, iteration, layout.MODEL_SIDECAR)] = json.dumps(
-            SIDECAR.to_json()).encode()
+            SIDECAR.to_json()
+        ).encode()
 
     def read(self, container, name):
         self.reads += 1
@@ -33,13 +39,15 @@ class Blobs:
 
 def test_loads_once_and_predicts_with_the_shared_preprocessing():
     from PIL import Image
+
     blobs, p, it = Blobs(), layout.new_id(), layout.new_id()
     blobs.add(p, it)
     cache = ModelCache(blobs.read)
     model = cache.get(p, it)
     assert cache.get(p, it) is model and cache.loads == 1
-    batch = artifacts.preprocess([Image.new("RGB", (20, 10), (250, 10, 10)), Image.new("RGB", (8, 8), (0, 0, 255))],
-                                 model.sidecar)
+    batch = artifacts.preprocess(
+        [Image.new("RGB", (20, 10), (250, 10, 10)), Image.new("RGB", (8, 8), (0, 0, 255))], model.sidecar
+    )
     (probs,) = model.session.run(["probabilities"], {"image": batch})
     assert np.argmax(probs, axis=1).tolist() == [0, 1]
 
@@ -86,10 +94,12 @@ def test_a_missing_model_is_an_error_and_nothing_is_cached():
 
 def test_predictions_are_custom_vision_shaped_and_sorted():
     import io
+
     from PIL import Image
 
     from cvcore.imaging import ImageError
     from functions.prediction.predict import predict_bytes
+
     blobs, p, it = Blobs(), layout.new_id(), layout.new_id()
     blobs.add(p, it)
     model = ModelCache(blobs.read).get(p, it)

@@ -10,8 +10,13 @@ from functions.portal import assets
 
 
 def call(path: str, url: str | None = None, headers: dict | None = None) -> func.HttpResponse:
-    req = func.HttpRequest("GET", url or f"http://localhost/portal/{path}", headers=headers or {}, body=b"",
-                           route_params={"path": path} if path else {})
+    req = func.HttpRequest(
+        "GET",
+        url or f"http://localhost/portal/{path}",
+        headers=headers or {},
+        body=b"",
+        route_params={"path": path} if path else {},
+    )
     return http_portal.portal.build().get_user_function()(req)
 
 
@@ -34,8 +39,19 @@ def test_client_routes_get_the_app_and_unknown_files_404():
     assert call("js/nope.js").status_code == 404
 
 
-@pytest.mark.parametrize("path", ["../function_app.py", "..%2Ffunction_app.py", "/etc/passwd", "js/../../host.json",
-                                  "portal/assets.py", "assets.py", "static/index.html", "js/app.js%00.png"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "../function_app.py",
+        "..%2Ffunction_app.py",
+        "/etc/passwd",
+        "js/../../host.json",
+        "portal/assets.py",
+        "assets.py",
+        "static/index.html",
+        "js/app.js%00.png",
+    ],
+)
 def test_nothing_outside_the_packaged_files_is_reachable(path):
     res = call(path)
     # Either the app shell (a client-side route) or 404; never the bytes of a file outside static/.
@@ -49,7 +65,9 @@ def test_etag_revalidation_and_security_headers():
     etag = first.headers["ETag"]
     again = call("js/api.js", headers={"If-None-Match": etag})
     assert again.status_code == 304 and not again.get_body()
-    assert first.headers["Cache-Control"] == "no-cache" and first.headers["X-Content-Type-Options"] == "nosniff"
+    assert (
+        first.headers["Cache-Control"] == "no-cache" and first.headers["X-Content-Type-Options"] == "nosniff"
+    )
     csp = first.headers["Content-Security-Policy"]
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe" not in csp
 
@@ -71,4 +89,6 @@ def test_no_inline_styles_or_scripts_that_the_csp_would_block():
     for name in assets.names():
         if name.endswith(".js"):
             text = assets.lookup(name).data.decode()
-            assert ".innerHTML" not in text, f"{name}: build DOM with ui.h, never innerHTML (data is untrusted)"
+            assert ".innerHTML" not in text, (
+                f"{name}: build DOM with ui.h, never innerHTML (data is untrusted)"
+            )

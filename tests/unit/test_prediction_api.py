@@ -32,8 +32,12 @@ def colour(rgb=(10, 10, 240), fmt="PNG", size=(64, 64)) -> bytes:
 @pytest.fixture
 def s():
     repo, blobs, pool = FakeRepository(), FakeBlobStore(), ThreadPoolExecutor(4)
-    services = bootstrap.Services(settings=settings.load({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
-                                  repo=repo, blobs=blobs, pool=pool)
+    services = bootstrap.Services(
+        settings=settings.load({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
+        repo=repo,
+        blobs=blobs,
+        pool=pool,
+    )
     services.predictor = Predictor(Catalog(repo), ModelCache(blobs.get), FakePredictionStore(blobs), pool)
     bootstrap.override(services)
     yield services
@@ -41,21 +45,35 @@ def s():
     pool.shutdown()
 
 
-def call(path, body=b"", *, version="v3.1", headers=None, params=None, content_type="application/octet-stream"):
+def call(
+    path, body=b"", *, version="v3.1", headers=None, params=None, content_type="application/octet-stream"
+):
     hdrs = {"Prediction-Key": KEY, "Content-Type": content_type, **(headers or {})}
     hdrs = {k: v for k, v in hdrs.items() if v is not None}
     if isinstance(body, dict):
         body, hdrs["Content-Type"] = json.dumps(body).encode(), "application/json"
-    req = func.HttpRequest("POST", f"http://localhost/customvision/{version}/prediction/{path}", headers=hdrs,
-                           params=params or {}, route_params={"version": version, "path": path}, body=body)
+    req = func.HttpRequest(
+        "POST",
+        f"http://localhost/customvision/{version}/prediction/{path}",
+        headers=hdrs,
+        params=params or {},
+        route_params={"version": version, "path": path},
+        body=body,
+    )
     resp = http_prediction.handle(req)
     return resp.status_code, json.loads(resp.get_body() or b"null")
 
 
 def multipart(data: bytes, name="imageData") -> tuple[bytes, str]:
     boundary = "b0undary"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -81,7 +99,9 @@ def test_nostore_multipart_and_both_versions(s):
     p, _, _ = published_project(s.repo, s.blobs)
     body, ctype = multipart(colour((250, 10, 10)))
     for version in ("v3.0", "v3.1"):
-        status, got = call(f"{p}/classify/iterations/prod/image/nostore", body, version=version, content_type=ctype)
+        status, got = call(
+            f"{p}/classify/iterations/prod/image/nostore", body, version=version, content_type=ctype
+        )
         assert status == 200 and got["predictions"][0]["tagName"] == "red"
     assert list(s.predictor.store.scan(p)) == []
     assert call(f"{p}/classify/iterations/prod/image", version="v2.0")[1]["code"] == "NotFound"
@@ -90,8 +110,12 @@ def test_nostore_multipart_and_both_versions(s):
 def test_model_loads_once_for_concurrent_first_calls(s):
     p, _, _ = published_project(s.repo, s.blobs)
     results = []
-    threads = [threading.Thread(target=lambda: results.append(call(f"{p}/classify/iterations/prod/image/nostore",
-                                                                   colour())[0])) for _ in range(6)]
+    threads = [
+        threading.Thread(
+            target=lambda: results.append(call(f"{p}/classify/iterations/prod/image/nostore", colour())[0])
+        )
+        for _ in range(6)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -99,8 +123,14 @@ def test_model_loads_once_for_concurrent_first_calls(s):
     assert results == [200] * 6 and s.predictor.models.loads == 1
 
 
-@pytest.mark.parametrize("headers, code", [({"Prediction-Key": None}, 401), ({"Prediction-Key": "wrong-key-123"}, 401),
-                                           ({"Prediction-Key": None, "prediction-KEY": KEY}, 200)])
+@pytest.mark.parametrize(
+    "headers, code",
+    [
+        ({"Prediction-Key": None}, 401),
+        ({"Prediction-Key": "wrong-key-123"}, 401),
+        ({"Prediction-Key": None, "prediction-KEY": KEY}, 200),
+    ],
+)
 def test_every_route_checks_its_key(s, headers, code):
     p, _, _ = published_project(s.repo, s.blobs)
     for route in ("image", "url"):
@@ -122,8 +152,10 @@ def test_detection_boxes_are_normalised_suppressed_and_sorted(s):
     assert stored.task == "detection" and 0 < stored.uncertainty <= 1
 
 
-@pytest.mark.parametrize("route, detection, code", [("classify", True, "BadRequestNotSupported"),
-                                                    ("detect", False, "BadRequestNotSupported")])
+@pytest.mark.parametrize(
+    "route, detection, code",
+    [("classify", True, "BadRequestNotSupported"), ("detect", False, "BadRequestNotSupported")],
+)
 def test_the_wrong_kind_of_call_is_refused(s, route, detection, code):
     p, _, _ = published_project(s.repo, s.blobs, detection=detection)
     assert call(f"{p}/{route}/iterations/prod/image", colour())[1]["code"] == code
@@ -142,15 +174,18 @@ def test_unknown_project_name_and_unpublished_iteration(s):
     assert s.predictor.models.loads == 1 and len(s.predictor.models) == 0  # unpublish dropped the model
 
 
-@pytest.mark.parametrize("data, content_type, code", [
-    (b"", "application/octet-stream", "BadRequestImageStream"),
-    (imgs.not_an_image(), "application/octet-stream", "BadRequestImageFormat"),
-    (imgs.corrupt_bytes(), "application/octet-stream", "BadRequestImageFormat"),
-    (imgs.truncated_jpeg(), "application/octet-stream", "BadRequestImageFormat"),
-    (colour(size=(20, 20)), "application/octet-stream", "BadRequestImageDimensions"),
-    (b"\xff\xd8" + b"\0" * (4 * 1024 * 1024), "image/jpeg", "BadRequestImageSizeBytes"),
-    (colour(), "text/plain", "UnsupportedMediaType"),
-])
+@pytest.mark.parametrize(
+    "data, content_type, code",
+    [
+        (b"", "application/octet-stream", "BadRequestImageStream"),
+        (imgs.not_an_image(), "application/octet-stream", "BadRequestImageFormat"),
+        (imgs.corrupt_bytes(), "application/octet-stream", "BadRequestImageFormat"),
+        (imgs.truncated_jpeg(), "application/octet-stream", "BadRequestImageFormat"),
+        (colour(size=(20, 20)), "application/octet-stream", "BadRequestImageDimensions"),
+        (b"\xff\xd8" + b"\0" * (4 * 1024 * 1024), "image/jpeg", "BadRequestImageSizeBytes"),
+        (colour(), "text/plain", "UnsupportedMediaType"),
+    ],
+)
 def test_bad_images_are_refused_and_nothing_is_stored(s, data, content_type, code):
     p, _, _ = published_project(s.repo, s.blobs)
     status, body = call(f"{p}/classify/iterations/prod/image", data, content_type=content_type)
@@ -161,17 +196,28 @@ def test_bad_images_are_refused_and_nothing_is_stored(s, data, content_type, cod
 
 def test_url_inputs_refuse_private_addresses_and_bad_bodies(s):
     p, _, _ = published_project(s.repo, s.blobs)
-    for url in ("http://127.0.0.1:9/x.png", "http://169.254.169.254/latest", "http://10.0.0.1/a.jpg", "file:///etc/passwd"):
+    for url in (
+        "http://127.0.0.1:9/x.png",
+        "http://169.254.169.254/latest",
+        "http://10.0.0.1/a.jpg",
+        "file:///etc/passwd",
+    ):
         status, body = call(f"{p}/classify/iterations/prod/url", {"url": url})
         assert (status, body["code"]) == (400, "BadRequestImageUrl"), (url, body)
     assert call(f"{p}/classify/iterations/prod/url", {"nourl": 1})[1]["code"] == "BadRequestImageUrl"
-    assert call(f"{p}/classify/iterations/prod/url", b"{not json", content_type="application/json")[1]["code"] == \
-        "BadRequestInvalid"
-    assert call(f"{p}/classify/iterations/nope/url", {"url": "http://127.0.0.1/"})[1]["code"] == "NotFoundIteration"
+    assert (
+        call(f"{p}/classify/iterations/prod/url", b"{not json", content_type="application/json")[1]["code"]
+        == "BadRequestInvalid"
+    )
+    assert (
+        call(f"{p}/classify/iterations/nope/url", {"url": "http://127.0.0.1/"})[1]["code"]
+        == "NotFoundIteration"
+    )
 
 
 def test_url_inputs_are_fetched_and_predicted(s, monkeypatch):
     from cvcore.urlfetch import Fetched
+
     p, _, _ = published_project(s.repo, s.blobs)
     seen = {}
 

@@ -19,7 +19,7 @@ def test_work_runs_in_the_background_in_order_and_flush_waits_for_it():
 def test_a_full_queue_runs_the_work_in_the_callers_thread():
     recorder, gate, where = Recorder(max_pending=1), threading.Event(), []
     recorder.submit(lambda: gate.wait(5))  # taken by the worker, which then blocks
-    while recorder._queue.qsize():  # noqa: SLF001 - wait until the worker holds it
+    while recorder._queue.qsize():
         pass
     recorder.submit(lambda: None)  # fills the queue
     recorder.submit(lambda: where.append(threading.current_thread().name))

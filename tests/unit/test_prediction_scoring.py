@@ -17,7 +17,11 @@ def test_prediction_ids_carry_their_time_and_sort_newest_first():
         assert str(parsed) == pid and parsed.version == 8 and parsed.variant == uuid.RFC_4122
         assert layout.prediction_time_ms(pid) == ms
         assert layout.prediction_time_key(ms) <= pid < layout.prediction_time_key(ms - 1)
-        assert layout.oldest_first_time_key(ms) <= layout.oldest_first_key(pid) < layout.oldest_first_time_key(ms + 1)
+        assert (
+            layout.oldest_first_time_key(ms)
+            <= layout.oldest_first_key(pid)
+            < layout.oldest_first_time_key(ms + 1)
+        )
     assert sorted(layout.oldest_first_key(i) for i in ids) == [layout.oldest_first_key(i) for i in ids]
     assert all(layout.oldest_first_key(i) > layout.OLDEST_FIRST > i for i in ids)
     assert len({layout.new_prediction_id(5) for _ in range(100)}) == 100

@@ -19,9 +19,14 @@ s = prediction_api.s  # the fixture: services on in-memory fakes
 
 def artifact(project_id: str, path: str | None, key: str = LOCAL_TRAINING_KEY):
     params = {"path": path} if path is not None else {}
-    req = func.HttpRequest("GET", f"http://localhost/customvision/v3.3/training/projects/{project_id}/artifacts",
-                           headers={"Training-Key": key}, params=params, body=b"",
-                           route_params={"version": "v3.3", "path": f"projects/{project_id}/artifacts"})
+    req = func.HttpRequest(
+        "GET",
+        f"http://localhost/customvision/v3.3/training/projects/{project_id}/artifacts",
+        headers={"Training-Key": key},
+        params=params,
+        body=b"",
+        route_params={"version": "v3.3", "path": f"projects/{project_id}/artifacts"},
+    )
     resp = http_training.handle(req)
     return resp.status_code, resp.mimetype, resp.get_body()
 
@@ -41,17 +46,37 @@ def test_files_of_the_project_come_back_by_relative_path(s):
     status, kind, body = artifact(p, f"/images/thumbnails/{image}.jpg")  # a leading slash is fine
     assert status == 200 and kind == "image/jpeg" and body[:3] == b"\xff\xd8\xff"
     iteration = layout.new_id()
-    s.blobs.put(layout.MODELS, f"{layout.project_prefix(p)}{iteration}/config.json", b'{"recipe": "linear"}',
-                "application/json")
+    s.blobs.put(
+        layout.MODELS,
+        f"{layout.project_prefix(p)}{iteration}/config.json",
+        b'{"recipe": "linear"}',
+        "application/json",
+    )
     status, kind, body = artifact(p, f"models/{iteration}/config.json")
     assert (status, kind, json.loads(body)) == (200, "application/json", {"recipe": "linear"})
 
 
-@pytest.mark.parametrize("path", [
-    "", "   ", "images", "images/", "uploads/x.jpg", "rejected/a.json", "images/../x", "images/originals/..",
-    "images/originals/../../other/originals/x", "images//originals", "images/originals/a b", "images\\originals\\x",
-    "models/./config.json", "models/%2e%2e/x", "images/originals/\x00", "x" * 600,
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "",
+        "   ",
+        "images",
+        "images/",
+        "uploads/x.jpg",
+        "rejected/a.json",
+        "images/../x",
+        "images/originals/..",
+        "images/originals/../../other/originals/x",
+        "images//originals",
+        "images/originals/a b",
+        "images\\originals\\x",
+        "models/./config.json",
+        "models/%2e%2e/x",
+        "images/originals/\x00",
+        "x" * 600,
+    ],
+)
 def test_paths_that_are_not_plain_names_in_a_project_container_are_refused(s, path):
     p, _ = project_with_image(s, 2)
     status, _, body = artifact(p, path)

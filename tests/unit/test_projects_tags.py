@@ -28,22 +28,36 @@ def test_project_names_are_unique_without_case(repo):
     assert err.value.code == "BadRequestProjectNameNotUnique"
 
 
-@pytest.mark.parametrize("kwargs, code", [
-    ({"domain_id": "00000000-0000-0000-0000-000000000000"}, "BadRequestProjectUnknownDomain"),
-    ({"classification_type": "Multiheaded"}, "BadRequestProjectUnknownClassification"),
-    ({"target_export_platforms": ["ONNX"]}, "BadRequestProjectUnsupportedExportPlatform"),  # General is not compact
-    ({"name": ""}, "BadRequestProjectName"),
-])
+@pytest.mark.parametrize(
+    "kwargs, code",
+    [
+        ({"domain_id": "00000000-0000-0000-0000-000000000000"}, "BadRequestProjectUnknownDomain"),
+        ({"classification_type": "Multiheaded"}, "BadRequestProjectUnknownClassification"),
+        (
+            {"target_export_platforms": ["ONNX"]},
+            "BadRequestProjectUnsupportedExportPlatform",
+        ),  # General is not compact
+        ({"name": ""}, "BadRequestProjectName"),
+    ],
+)
 def test_create_project_refusals(repo, kwargs, code):
-    args = {"name": "x", "description": None, "domain_id": None, "classification_type": None,
-            "target_export_platforms": [], **kwargs}
+    args = {
+        "name": "x",
+        "description": None,
+        "domain_id": None,
+        "classification_type": None,
+        "target_export_platforms": [],
+        **kwargs,
+    }
     with pytest.raises(BadRequest) as err:
         projects.create_project(repo, **args)
     assert err.value.code == code
 
 
 def test_compact_domain_exports_onnx_and_detection_has_no_classification_type(repo):
-    p = projects.create_project(repo, "c", None, "0732100f-1a38-4e49-a514-c9b44c697ab5", "Multilabel", ["ONNX"])
+    p = projects.create_project(
+        repo, "c", None, "0732100f-1a38-4e49-a514-c9b44c697ab5", "Multilabel", ["ONNX"]
+    )
     assert p["settings"]["targetExportPlatforms"] == ["ONNX"]
     d = projects.create_project(repo, "d", None, DETECTION, "Multiclass", [])
     assert d["settings"]["classificationType"] is None
@@ -54,8 +68,9 @@ def test_domain_type_cannot_change(repo):
     with pytest.raises(BadRequest) as err:
         projects.update_project(repo, p["id"], {"settings": {"domainId": DETECTION}})
     assert err.value.code == "BadRequestProjectUnsupportedDomainTypeChange"
-    updated = projects.update_project(repo, p["id"], {"name": "renamed", "settings": {"classificationType":
-                                                                                      "Multilabel"}})
+    updated = projects.update_project(
+        repo, p["id"], {"name": "renamed", "settings": {"classificationType": "Multilabel"}}
+    )
     assert updated["name"] == "renamed" and updated["settings"]["classificationType"] == "Multilabel"
 
 
@@ -78,19 +93,41 @@ def test_tags_unique_single_negative_and_counts(repo):
     with pytest.raises(BadRequest) as err:
         tags.create_tag(repo, p, "x", None, "Fancy")
     assert err.value.code == "BadRequestTagType"
-    repo.add_images(p, [ImageRecord(id=f"00000000-0000-0000-0000-00000000000{i}", created=utcnow(), width=100,
-                                    height=100, content_type="image/jpeg", tags={a["id"]: utcnow()} if i < 3 else {})
-                        for i in range(5)])
+    repo.add_images(
+        p,
+        [
+            ImageRecord(
+                id=f"00000000-0000-0000-0000-00000000000{i}",
+                created=utcnow(),
+                width=100,
+                height=100,
+                content_type="image/jpeg",
+                tags={a["id"]: utcnow()} if i < 3 else {},
+            )
+            for i in range(5)
+        ],
+    )
     listed = {t["name"]: t["imageCount"] for t in tags.list_tags(repo, p)}
     assert listed == {"apple": 3, "none": 0}
 
 
 def test_deleting_a_tag_removes_it_from_images_and_regions(repo):
     p = projects.create_project(repo, "d", None, DETECTION, None, [])["id"]
-    keep, gone = tags.create_tag(repo, p, "keep", None, None)["id"], tags.create_tag(repo, p, "gone", None, None)["id"]
-    img = ImageRecord(id="00000000-0000-0000-0000-000000000001", created=utcnow(), width=10, height=10,
-                      content_type="image/jpeg",
-                      regions=[Region("r1", keep, 0, 0, .5, .5, utcnow()), Region("r2", gone, .5, .5, .5, .5, utcnow())])
+    keep, gone = (
+        tags.create_tag(repo, p, "keep", None, None)["id"],
+        tags.create_tag(repo, p, "gone", None, None)["id"],
+    )
+    img = ImageRecord(
+        id="00000000-0000-0000-0000-000000000001",
+        created=utcnow(),
+        width=10,
+        height=10,
+        content_type="image/jpeg",
+        regions=[
+            Region("r1", keep, 0, 0, 0.5, 0.5, utcnow()),
+            Region("r2", gone, 0.5, 0.5, 0.5, 0.5, utcnow()),
+        ],
+    )
     repo.add_images(p, [img])
     tags.delete_tag(repo, p, gone)
     left = repo.list_images(p)[0]
@@ -116,6 +153,7 @@ def test_a_background_deletion_hides_the_project_at_once_and_finishes_from_its_j
 
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
+
     blobs, jobs = FakeBlobStore(), FakeJobQueue()
     p = projects.create_project(repo, "big", None, None, None, [])["id"]
     blobs.put("images", f"{p}/originals/x", b"1", "image/jpeg")
@@ -137,11 +175,14 @@ def test_a_background_deletion_hides_the_project_at_once_and_finishes_from_its_j
 def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progress_counted(repo, monkeypatch):
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
+
     monkeypatch.setattr(deletion, "PROGRESS_EVERY", 3)  # a progress note every 3 blobs, chunks of 4
     blobs, jobs = FakeBlobStore(), FakeJobQueue()
     notes = []
     save = repo.save_deletion
-    monkeypatch.setattr(repo, "save_deletion", lambda p, record: (notes.append(record.get("blobs")), save(p, record)))
+    monkeypatch.setattr(
+        repo, "save_deletion", lambda p, record: (notes.append(record.get("blobs")), save(p, record))
+    )
     p = projects.create_project(repo, "many", None, None, None, [])["id"]
     for i in range(5):
         blobs.put("images", f"{p}/originals/{i}", b"1", "image/jpeg")
@@ -162,6 +203,7 @@ def test_a_large_deletion_runs_in_chunks_each_sending_the_job_again_with_progres
 def test_a_deletion_on_slow_storage_stops_when_its_time_is_up_and_sends_the_job_again(repo, monkeypatch):
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
+
     monkeypatch.setattr(deletion, "PROGRESS_EVERY", 2)
     blobs, jobs, now = FakeBlobStore(), FakeJobQueue(), [0.0]
     p = projects.create_project(repo, "slow", None, None, None, [])["id"]
@@ -173,6 +215,7 @@ def test_a_deletion_on_slow_storage_stops_when_its_time_is_up_and_sends_the_job_
         gone = delete_prefix(container, prefix, limit)
         now[0] += 50.0 if gone else 0.0
         return gone
+
     monkeypatch.setattr(blobs, "delete_prefix", slow)
     projects.delete_project(repo, blobs, p, jobs=jobs)
     runs = []
@@ -186,12 +229,14 @@ def test_a_deletion_on_slow_storage_stops_when_its_time_is_up_and_sends_the_job_
 def test_a_deletion_that_keeps_failing_is_retried_then_marked_failed_with_the_reason(repo, monkeypatch):
     from functions.training import deletion
     from tests.unit.fakes import FakeJobQueue
+
     blobs = FakeBlobStore()
     p = projects.create_project(repo, "stuck", None, None, None, [])["id"]
     projects.delete_project(repo, blobs, p, jobs=FakeJobQueue())
 
     def broken(container, prefix, limit=None):
         raise OSError("storage unreachable")
+
     monkeypatch.setattr(blobs, "delete_prefix", broken)
     with pytest.raises(OSError):
         deletion.run(repo, blobs, None, p)  # raised: the queue delivers it again

@@ -5,8 +5,8 @@ on composed scenes with exact boxes, and the refusals."""
 import io
 
 import numpy as np
-import pytest
 import onnx
+import pytest
 from onnx import numpy_helper
 
 from cvcore import boxes as boxops
@@ -29,16 +29,20 @@ def overlapping_detector() -> bytes:
     """tiny_detector's graph with other constants: the three DETECTIONS, scored sigmoid(logit * mean red
     of the normalised image)."""
     model = onnx.load_from_string(tiny_detector())
-    values = {"b": np.array([[box for box, _, _ in DETECTIONS]], dtype=np.float32),
-              "l": np.array([[label for _, label, _ in DETECTIONS]], dtype=np.int64),
-              "w": np.array([[x for _, _, x in DETECTIONS], [0.0] * 3, [0.0] * 3], dtype=np.float32)}
+    values = {
+        "b": np.array([[box for box, _, _ in DETECTIONS]], dtype=np.float32),
+        "l": np.array([[label for _, label, _ in DETECTIONS]], dtype=np.int64),
+        "w": np.array([[x for _, _, x in DETECTIONS], [0.0] * 3, [0.0] * 3], dtype=np.float32),
+    }
     for i, init in enumerate(model.graph.initializer):
         model.graph.initializer[i].CopyFrom(numpy_helper.from_array(values[init.name], init.name))
     return model.SerializeToString()
 
 
 def upload(p, data: bytes) -> str:
-    got = api.ok("POST", f"projects/{p}/images", body=data, headers={"Content-Type": "application/octet-stream"})
+    got = api.ok(
+        "POST", f"projects/{p}/images", body=data, headers={"Content-Type": "application/octet-stream"}
+    )
     return got["images"][0]["image"]["id"]
 
 
@@ -53,11 +57,15 @@ def propose(p, image_id):
 
 
 def detection_project(s) -> str:
-    return projects.create_project(s.repo, f"det-{layout.new_id()[:8]}", None, DETECTION_DOMAIN, None, [])["id"]
+    return projects.create_project(s.repo, f"det-{layout.new_id()[:8]}", None, DETECTION_DOMAIN, None, [])[
+        "id"
+    ]
 
 
 def boxes_of(got) -> np.ndarray:
-    return np.array([[r["boundingBox"][k] for k in ("left", "top", "width", "height")] for r in got["proposals"]])
+    return np.array(
+        [[r["boundingBox"][k] for k in ("left", "top", "width", "height")] for r in got["proposals"]]
+    )
 
 
 def check_shape(got, p, image_id):
@@ -101,7 +109,9 @@ def test_trained_detector_proposes_its_detections_class_agnostic_then_fills(s):
     first = got["proposals"][:2]
     for (conf, box), r in zip(expected, first):  # box 1 merged into box 0 (IoU >= 0.5, less probable)
         assert r["confidence"] == pytest.approx(conf, abs=1e-4)
-        assert [r["boundingBox"][k] for k in ("left", "top", "width", "height")] == pytest.approx(box, abs=1e-6)
+        assert [r["boundingBox"][k] for k in ("left", "top", "width", "height")] == pytest.approx(
+            box, abs=1e-6
+        )
     rest = got["proposals"][2:]
     assert rest and all(r["confidence"] < expected[1][0] for r in rest)  # the image alone fills the rest
     overlap = boxops.iou(boxes_of(got)[2:], [box for _, box in expected])

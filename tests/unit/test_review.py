@@ -26,15 +26,25 @@ s = prediction_api.s  # the fixture: services on in-memory fakes, predictions st
 INVALID = "BadRequestPredictionInvalidQueryParameters"
 
 
-def stored(project_id, minutes, *, uncertainty=0.5, signature="", probs=(), iteration="it", application="",
-           when=None):
+def stored(
+    project_id, minutes, *, uncertainty=0.5, signature="", probs=(), iteration="it", application="", when=None
+):
     when = when or T0 + timedelta(minutes=minutes)
-    return StoredPrediction(id=layout.new_prediction_id(int(when.timestamp() * 1000)), project_id=project_id,
-                            iteration_id=iteration, publish_name="prod", application=application, created=when,
-                            task="classification", predictions=[{"probability": p, "tagId": t, "tagName": "x",
-                                                                 "tagType": "Regular", "boundingBox": None}
-                                                                for t, p in probs],
-                            uncertainty=uncertainty, signature=signature)
+    return StoredPrediction(
+        id=layout.new_prediction_id(int(when.timestamp() * 1000)),
+        project_id=project_id,
+        iteration_id=iteration,
+        publish_name="prod",
+        application=application,
+        created=when,
+        task="classification",
+        predictions=[
+            {"probability": p, "tagId": t, "tagName": "x", "tagType": "Regular", "boundingBox": None}
+            for t, p in probs
+        ],
+        uncertainty=uncertainty,
+        signature=signature,
+    )
 
 
 def query(p, body):
@@ -70,7 +80,9 @@ def test_newest_and_oldest_pages_cover_everything_once_and_echo_the_query(s):
     assert token["continuation"].startswith("v1.") and token["session"] is None
     first = got["results"][0]
     assert first["project"] == p and first["iteration"] == it and first["created"].endswith("Z")
-    assert first["originalImageUri"].startswith("fake://predictions/") and first["thumbnailUri"].endswith(".jpg")
+    assert first["originalImageUri"].startswith("fake://predictions/") and first["thumbnailUri"].endswith(
+        ".jpg"
+    )
     assert first["domain"] == s.repo.get_iteration(p, it).domain_id
     assert all_pages(p, {"orderBy": "Newest", "maxCount": 3}) == [r.id for r in made[::-1]]
     assert all_pages(p, {"orderBy": "oldest", "maxCount": 2}) == [r.id for r in made]
@@ -79,13 +91,30 @@ def test_newest_and_oldest_pages_cover_everything_once_and_echo_the_query(s):
 
 def test_filters_tags_window_iteration_and_application(s):
     p, _, (red, blue) = published_project(s.repo, s.blobs)
-    made = fill(s, p, [stored(p, m, probs=[(red, m / 10), (blue, 1 - m / 10)], iteration="a" if m % 2 else "b",
-                              application="cam" if m < 4 else "") for m in range(10)])
-    tagged = all_pages(p, {"orderBy": "Oldest", "tags": [{"id": red, "minThreshold": 0.3, "maxThreshold": 0.6}]})
+    made = fill(
+        s,
+        p,
+        [
+            stored(
+                p,
+                m,
+                probs=[(red, m / 10), (blue, 1 - m / 10)],
+                iteration="a" if m % 2 else "b",
+                application="cam" if m < 4 else "",
+            )
+            for m in range(10)
+        ],
+    )
+    tagged = all_pages(
+        p, {"orderBy": "Oldest", "tags": [{"id": red, "minThreshold": 0.3, "maxThreshold": 0.6}]}
+    )
     assert tagged == [made[m].id for m in (3, 4, 5, 6)]
     both = all_pages(p, {"tags": [{"id": red, "minThreshold": 0.5}, {"id": blue, "minThreshold": 0.3}]})
     assert both == [made[m].id for m in (7, 6, 5)]
-    window = {"startTime": (T0 + timedelta(minutes=2)).isoformat(), "endTime": (T0 + timedelta(minutes=5)).isoformat().replace("+00:00", "Z")}
+    window = {
+        "startTime": (T0 + timedelta(minutes=2)).isoformat(),
+        "endTime": (T0 + timedelta(minutes=5)).isoformat().replace("+00:00", "Z"),
+    }
     assert all_pages(p, {"orderBy": "Oldest", **window}) == [made[m].id for m in (2, 3, 4)]
     assert all_pages(p, {"iterationId": layout.new_id()}) == []
     assert all_pages(p, {"application": "cam", "maxCount": 1}) == [made[m].id for m in (3, 2, 1, 0)]
@@ -93,25 +122,30 @@ def test_filters_tags_window_iteration_and_application(s):
     assert got["token"]["tags"] == [{"id": red, "minThreshold": 0.85, "maxThreshold": 1.0}]
 
 
-@pytest.mark.parametrize("body, code, field", [
-    ({"orderBy": "Random"}, INVALID, "orderBy"),
-    ({"maxCount": 257}, "BadRequestPredictionResultsExceededCount", "maxCount"),
-    ({"maxCount": -1}, INVALID, "maxCount"),
-    ({"maxCount": "ten"}, INVALID, "maxCount"),
-    ({"tags": [{"id": "x"}]}, "BadRequestInvalidIds", "tags[0].id"),
-    ({"tags": [{"id": layout.new_id()}]}, "NotFoundTag", "tags[0].id"),
-    ({"tags": "red"}, INVALID, "tags"),
-    ({"startTime": "yesterday"}, INVALID, "startTime"),
-    ({"startTime": "2030-01-02T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}, INVALID, "startTime"),
-    ({"iterationId": "nope"}, "BadRequestInvalidIds", "iterationId"),
-    ({"application": "a/b"}, "BadRequestPredictionInvalidApplicationName", "application"),
-    ({"continuation": "abc"}, INVALID, "continuation"),
-    ([1, 2], INVALID, "PredictionQueryToken"),
-])
+@pytest.mark.parametrize(
+    "body, code, field",
+    [
+        ({"orderBy": "Random"}, INVALID, "orderBy"),
+        ({"maxCount": 257}, "BadRequestPredictionResultsExceededCount", "maxCount"),
+        ({"maxCount": -1}, INVALID, "maxCount"),
+        ({"maxCount": "ten"}, INVALID, "maxCount"),
+        ({"tags": [{"id": "x"}]}, "BadRequestInvalidIds", "tags[0].id"),
+        ({"tags": [{"id": layout.new_id()}]}, "NotFoundTag", "tags[0].id"),
+        ({"tags": "red"}, INVALID, "tags"),
+        ({"startTime": "yesterday"}, INVALID, "startTime"),
+        ({"startTime": "2030-01-02T00:00:00Z", "endTime": "2030-01-01T00:00:00Z"}, INVALID, "startTime"),
+        ({"iterationId": "nope"}, "BadRequestInvalidIds", "iterationId"),
+        ({"application": "a/b"}, "BadRequestPredictionInvalidApplicationName", "application"),
+        ({"continuation": "abc"}, INVALID, "continuation"),
+        ([1, 2], INVALID, "PredictionQueryToken"),
+    ],
+)
 def test_bad_queries_are_refused_naming_the_field(s, body, code, field):
     p, _, _ = published_project(s.repo, s.blobs)
     status, got = query(p, body)
-    assert (status, got["code"]) == (404 if code == "NotFoundTag" else 400, code) and field in got["message"], got
+    assert (status, got["code"]) == (404 if code == "NotFoundTag" else 400, code) and field in got[
+        "message"
+    ], got
 
 
 def test_threshold_and_tag_count_refusals(s):
@@ -133,9 +167,11 @@ def test_continuation_tokens_are_checked(s):
     raw["b"] = raw["b"].replace('"after":"', '"after":"0')
     forged = "v1." + base64.urlsafe_b64encode(json.dumps(raw).encode()).decode()
     other, _, _ = published_project(s.repo, s.blobs)
-    for body, words in (({"maxCount": 1, "continuation": forged}, "damaged"),
-                        ({"maxCount": 1, "continuation": token, "orderBy": "Oldest"}, "different query"),
-                        ({"continuation": token, "tags": [{"id": red}]}, "different query")):
+    for body, words in (
+        ({"maxCount": 1, "continuation": forged}, "damaged"),
+        ({"maxCount": 1, "continuation": token, "orderBy": "Oldest"}, "different query"),
+        ({"continuation": token, "tags": [{"id": red}]}, "different query"),
+    ):
         status, got = query(p, body)
         assert (status, got["code"]) == (400, INVALID) and words in got["message"], got
     assert query(other, {"continuation": token})[1]["code"] == INVALID
@@ -157,7 +193,9 @@ def burst_and_others(p, n_burst=6, n_others=10):
     unrelated predictions that are a little less uncertain."""
     sigs = far_signatures(n_others + 1)
     base = int(sigs[0], 16)
-    burst = [stored(p, m, uncertainty=0.95 - m / 100, signature=f"{base ^ (1 << m):016x}") for m in range(n_burst)]
+    burst = [
+        stored(p, m, uncertainty=0.95 - m / 100, signature=f"{base ^ (1 << m):016x}") for m in range(n_burst)
+    ]
     others = [stored(p, 10 + m, uncertainty=0.8 - m / 50, signature=sigs[m + 1]) for m in range(n_others)]
     return burst, others
 
@@ -172,7 +210,9 @@ def test_suggested_puts_uncertain_images_first_and_spreads_near_duplicates(s):
     assert [x["id"] for x in got["results"][1:]] == [r.id for r in others]  # then by uncertainty
     assert got["token"]["session"] and got["token"]["orderBy"] == "Suggested"
     rest = query(p, {"orderBy": "Suggested", "maxCount": 11, "continuation": got["token"]["continuation"]})[1]
-    assert [x["id"] for x in rest["results"]] == [r.id for r in burst[1:]] and rest["token"]["continuation"] is None
+    assert [x["id"] for x in rest["results"]] == [r.id for r in burst[1:]] and rest["token"][
+        "continuation"
+    ] is None
 
 
 def test_suggested_pages_stay_stable_while_the_reviewer_deletes_and_new_predictions_arrive(s, monkeypatch):
@@ -213,9 +253,11 @@ def test_delete_predictions(s):
     made = fill(s, p, [stored(p, m) for m in range(3)])
     status, _ = api.call("DELETE", f"projects/{p}/predictions", params={"ids": [made[0].id, layout.new_id()]})
     assert status == 204 and [r.id for r in s.predictor.store.scan(p)] == [made[2].id, made[1].id]
-    for params, code in (({}, "BadRequestPredictionIdsMissing"),
-                         ({"ids": [layout.new_id() for _ in range(65)]}, "BadRequestPredictionIdsExceededCount"),
-                         ({"ids": "not-a-guid"}, "BadRequestInvalidIds")):
+    for params, code in (
+        ({}, "BadRequestPredictionIdsMissing"),
+        ({"ids": [layout.new_id() for _ in range(65)]}, "BadRequestPredictionIdsExceededCount"),
+        ({"ids": "not-a-guid"}, "BadRequestInvalidIds"),
+    ):
         status, got = api.call("DELETE", f"projects/{p}/predictions", params=params)
         assert (status, got["code"]) == (400, code) and "ids" in got["message"]
 
@@ -230,17 +272,32 @@ def test_a_promoted_prediction_becomes_a_training_image_like_an_upload(s):
     p, _, (red, blue) = published_project(s.repo, s.blobs)
     photo, other = imgs.photo_jpeg(3, (320, 240)), imgs.photo_jpeg(4, (320, 240))
     first, second, third = predicted(s, p, photo), predicted(s, p, other), predicted(s, p, colour())
-    batch = {"images": [{"id": first, "tagIds": [blue]}, {"id": second}, {"id": layout.new_id()}], "tagIds": [red],
-             "metadata": {"camera": "door"}}
+    batch = {
+        "images": [{"id": first, "tagIds": [blue]}, {"id": second}, {"id": layout.new_id()}],
+        "tagIds": [red],
+        "metadata": {"camera": "door"},
+    }
     status, got = api.call("POST", f"projects/{p}/images/predictions", json=batch)
     assert status == 207 and not got["isBatchSuccessful"]
     ok, ok2, gone = got["images"]
-    assert (ok["status"], ok["sourceUrl"], ok2["status"], gone["status"]) == ("OK", first, "OK", "ErrorSource")
+    assert (ok["status"], ok["sourceUrl"], ok2["status"], gone["status"]) == (
+        "OK",
+        first,
+        "OK",
+        "ErrorSource",
+    )
     assert "not stored" in gone["message"]
-    assert {t["tagId"] for t in ok["image"]["tags"]} == {red, blue} and ok["image"]["metadata"] == {"camera": "door"}
+    assert {t["tagId"] for t in ok["image"]["tags"]} == {red, blue} and ok["image"]["metadata"] == {
+        "camera": "door"
+    }
     # exactly what an upload of the same bytes would be: same content-addressed id, then OKDuplicate
-    upload = api.call("POST", f"projects/{p}/images", body=photo, headers={"Content-Type": "application/octet-stream"})
-    assert upload[1]["images"][0]["status"] == "OKDuplicate" and upload[1]["images"][0]["image"]["id"] == ok["image"]["id"]
+    upload = api.call(
+        "POST", f"projects/{p}/images", body=photo, headers={"Content-Type": "application/octet-stream"}
+    )
+    assert (
+        upload[1]["images"][0]["status"] == "OKDuplicate"
+        and upload[1]["images"][0]["image"]["id"] == ok["image"]["id"]
+    )
     assert s.blobs.exists(layout.IMAGES, layout.image_thumbnail(p, ok["image"]["id"]))
     # the promoted predictions are gone, record and blobs; the third is still there
     assert [r.id for r in s.predictor.store.scan(p)] == [third]
@@ -252,26 +309,48 @@ def test_a_promoted_prediction_becomes_a_training_image_like_an_upload(s):
 def test_a_prediction_that_cannot_join_stays_stored(s):
     p, _, (red, _) = published_project(s.repo, s.blobs)
     kept = predicted(s, p, colour())
-    status, got = api.call("POST", f"projects/{p}/images/predictions",
-                           json={"images": [{"id": kept, "tagIds": [layout.new_id()]}]})
+    status, got = api.call(
+        "POST",
+        f"projects/{p}/images/predictions",
+        json={"images": [{"id": kept, "tagIds": [layout.new_id()]}]},
+    )
     assert status == 207 and got["images"][0]["status"] == "ErrorInvalidTag"
     assert [r.id for r in s.predictor.store.scan(p)] == [kept]
     duplicate = predicted(s, p, colour())  # the same bytes as an image that joins now
     api.ok("POST", f"projects/{p}/images/predictions", json={"images": [{"id": kept}]})
-    got = api.ok("POST", f"projects/{p}/images/predictions", json={"images": [{"id": duplicate}], "tagIds": [red]})
+    got = api.ok(
+        "POST", f"projects/{p}/images/predictions", json={"images": [{"id": duplicate}], "tagIds": [red]}
+    )
     assert got["images"][0]["status"] == "OKDuplicate" and list(s.predictor.store.scan(p)) == []
 
 
-@pytest.mark.parametrize("body, code, field", [
-    ({}, "BadRequestImageBatch", "images"),
-    ({"images": []}, "BadRequestImageBatch", "images"),
-    ({"images": [{"id": "x"}]}, "BadRequestInvalidIds", "images[0].id"),
-    ({"images": ["x"]}, "BadRequestImageBatch", "images[0]"),
-    ({"images": [{"id": layout.new_id()} for _ in range(65)]}, "BadRequestImageBatch", "64"),
-    ({"images": [{"id": layout.new_id(), "tagIds": ["x"]}]}, "BadRequestImageTags", "images[0].tagIds[0]"),
-    ({"images": [{"id": layout.new_id(), "regions": [{"tagId": layout.new_id(), "left": 0, "top": 0, "width": 1,
-                                                      "height": 1}]}]}, "BadRequestImageRegions", "regions"),
-])
+@pytest.mark.parametrize(
+    "body, code, field",
+    [
+        ({}, "BadRequestImageBatch", "images"),
+        ({"images": []}, "BadRequestImageBatch", "images"),
+        ({"images": [{"id": "x"}]}, "BadRequestInvalidIds", "images[0].id"),
+        ({"images": ["x"]}, "BadRequestImageBatch", "images[0]"),
+        ({"images": [{"id": layout.new_id()} for _ in range(65)]}, "BadRequestImageBatch", "64"),
+        (
+            {"images": [{"id": layout.new_id(), "tagIds": ["x"]}]},
+            "BadRequestImageTags",
+            "images[0].tagIds[0]",
+        ),
+        (
+            {
+                "images": [
+                    {
+                        "id": layout.new_id(),
+                        "regions": [{"tagId": layout.new_id(), "left": 0, "top": 0, "width": 1, "height": 1}],
+                    }
+                ]
+            },
+            "BadRequestImageRegions",
+            "regions",
+        ),
+    ],
+)
 def test_bad_promotion_batches_are_refused(s, body, code, field):
     p, _, _ = published_project(s.repo, s.blobs)
     status, got = api.call("POST", f"projects/{p}/images/predictions", json=body)
@@ -282,14 +361,26 @@ def test_detection_predictions_join_with_their_regions(s):
     p, _, (red, _) = published_project(s.repo, s.blobs, detection=True, publish_name="boxes")
     body = predict_call(f"{p}/detect/iterations/boxes/image", imgs.photo_jpeg(5, (320, 240)))[1]
     box = {"tagId": red, "left": 0.1, "top": 0.2, "width": 0.3, "height": 0.4}
-    got = api.ok("POST", f"projects/{p}/images/predictions", json={"images": [{"id": body["id"], "regions": [box]}]})
+    got = api.ok(
+        "POST", f"projects/{p}/images/predictions", json={"images": [{"id": body["id"], "regions": [box]}]}
+    )
     region = got["images"][0]["image"]["regions"][0]
-    assert region["tagId"] == red and region["left"] == pytest.approx(0.1) and region["height"] == pytest.approx(0.4)
+    assert (
+        region["tagId"] == red
+        and region["left"] == pytest.approx(0.1)
+        and region["height"] == pytest.approx(0.4)
+    )
 
 
 def quick(p, data=b"", params=None, content_type="application/octet-stream", **kw):
-    return api.call("POST", f"projects/{p}/quicktest/image", params=params, body=data,
-                    headers={"Content-Type": content_type}, **kw)
+    return api.call(
+        "POST",
+        f"projects/{p}/quicktest/image",
+        params=params,
+        body=data,
+        headers={"Content-Type": content_type},
+        **kw,
+    )
 
 
 def test_quick_test_against_any_completed_iteration(s):
@@ -318,13 +409,15 @@ def test_quick_test_refusals(s):
     assert quick(p, colour())[1]["code"] == "NotFoundProjectDefaultIteration"
     assert quick(p, colour(), params={"iterationId": layout.new_id()})[1]["code"] == "NotFoundIteration"
     good = add_iteration(s.repo, s.blobs, p)
-    for data, ctype, code in ((b"", "application/octet-stream", "BadRequestImageStream"),
-                              (imgs.truncated_jpeg(), "application/octet-stream", "BadRequestImageFormat"),
-                              (imgs.not_an_image(), "application/octet-stream", "BadRequestImageFormat"),
-                              (imgs.corrupt_bytes(), "image/png", "BadRequestImageFormat"),
-                              (colour(size=(20, 20)), "image/png", "BadRequestImageDimensions"),
-                              (b"\xff\xd8" + b"\0" * (4 * 1024 * 1024), "image/jpeg", "BadRequestImageSizeBytes"),
-                              (colour(), "text/plain", "UnsupportedMediaType")):
+    for data, ctype, code in (
+        (b"", "application/octet-stream", "BadRequestImageStream"),
+        (imgs.truncated_jpeg(), "application/octet-stream", "BadRequestImageFormat"),
+        (imgs.not_an_image(), "application/octet-stream", "BadRequestImageFormat"),
+        (imgs.corrupt_bytes(), "image/png", "BadRequestImageFormat"),
+        (colour(size=(20, 20)), "image/png", "BadRequestImageDimensions"),
+        (b"\xff\xd8" + b"\0" * (4 * 1024 * 1024), "image/jpeg", "BadRequestImageSizeBytes"),
+        (colour(), "text/plain", "UnsupportedMediaType"),
+    ):
         status, got = quick(p, data, params={"iterationId": good}, content_type=ctype)
         assert (status, got["code"]) == (400, code), (code, got)
         assert code == "UnsupportedMediaType" or got["message"].startswith("imageData: "), got
@@ -333,14 +426,28 @@ def test_quick_test_refusals(s):
 
 def test_quick_test_url_uses_the_guarded_fetch(s, monkeypatch):
     from cvcore.urlfetch import Fetched
+
     p, _, (red, _) = published_project(s.repo, s.blobs)
-    for url in ("http://127.0.0.1:9/x.png", "http://169.254.169.254/latest", "http://10.1.2.3/a.jpg", "ftp://x/y"):
+    for url in (
+        "http://127.0.0.1:9/x.png",
+        "http://169.254.169.254/latest",
+        "http://10.1.2.3/a.jpg",
+        "ftp://x/y",
+    ):
         status, got = api.call("POST", f"projects/{p}/quicktest/url", json={"url": url})
         assert (status, got["code"]) == (400, "BadRequestImageUrl") and "url" in got["message"], (url, got)
-    assert api.call("POST", f"projects/{p}/quicktest/url", json={"nourl": 1})[1]["code"] == "BadRequestImageUrl"
-    monkeypatch.setattr(inference, "fetch", lambda url, **kw: Fetched(colour((250, 10, 10)), "image/png", url))
-    status, got = api.call("POST", f"projects/{p}/quicktest/url", params={"store": "false"},
-                           json={"url": "https://example.com/red.png"})
+    assert (
+        api.call("POST", f"projects/{p}/quicktest/url", json={"nourl": 1})[1]["code"] == "BadRequestImageUrl"
+    )
+    monkeypatch.setattr(
+        inference, "fetch", lambda url, **kw: Fetched(colour((250, 10, 10)), "image/png", url)
+    )
+    status, got = api.call(
+        "POST",
+        f"projects/{p}/quicktest/url",
+        params={"store": "false"},
+        json={"url": "https://example.com/red.png"},
+    )
     assert status == 200 and got["predictions"][0]["tagId"] == red and list(s.predictor.store.scan(p)) == []
 
 

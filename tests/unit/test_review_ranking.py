@@ -54,15 +54,22 @@ def test_suggested_keeps_bursts_of_one_hard_item_out_of_the_top_ten():
         picked = rng.choice(len(test), 300, replace=False)
         singles, spare = picked[:240], picked[240:]
         hard = spare[np.argsort([-_uncertainty(p) for p in probabilities(test[spare])])[:6]]
-        frames = [np.clip(test[i] * rng.uniform(0.9, 1.1) + rng.normal(0, 4, test[i].shape), 0, 255).astype(np.uint8)
-                  for i in hard for _ in range(10)]
+        frames = [
+            np.clip(test[i] * rng.uniform(0.9, 1.1) + rng.normal(0, 4, test[i].shape), 0, 255).astype(
+                np.uint8
+            )
+            for i in hard
+            for _ in range(10)
+        ]
         images = np.concatenate([test[singles], np.stack(frames)])
         burst_of = [None] * len(singles) + [b for b in range(len(hard)) for _ in range(10)]
         uncertainty = [_uncertainty(p) for p in probabilities(images)]
         signatures = [scoring.signature(fm.as_rgb(im)) for im in images]
         plain = sorted(range(len(images)), key=lambda i: (-uncertainty[i], i))
-        suggested = [plain[j] for j in ranking.diverse_order([uncertainty[i] for i in plain],
-                                                            [signatures[i] for i in plain])]
+        suggested = [
+            plain[j]
+            for j in ranking.diverse_order([uncertainty[i] for i in plain], [signatures[i] for i in plain])
+        ]
         plain_repeats.append(_near_duplicates_in_top(plain, burst_of))
         suggested_repeats.append(_near_duplicates_in_top(suggested, burst_of))
     assert np.mean(plain_repeats) >= 3 and suggested_repeats == [0] * 5, (plain_repeats, suggested_repeats)

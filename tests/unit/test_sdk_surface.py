@@ -7,10 +7,12 @@ import re
 import uuid
 
 import pytest
-from azure.cognitiveservices.vision.customvision.prediction.operations import \
-    _custom_vision_prediction_client_operations as prediction_ops
-from azure.cognitiveservices.vision.customvision.training.operations import \
-    _custom_vision_training_client_operations as training_ops
+from azure.cognitiveservices.vision.customvision.prediction.operations import (
+    _custom_vision_prediction_client_operations as prediction_ops,
+)
+from azure.cognitiveservices.vision.customvision.training.operations import (
+    _custom_vision_training_client_operations as training_ops,
+)
 
 from cvcore.errors import NotFound
 from functions import http_prediction
@@ -43,7 +45,9 @@ def test_the_sdk_surface_is_what_the_api_notes_say():
     assert len(TRAINING) == 52 and len(PREDICTION) == 8
 
 
-ALL = [(training_routes.router, *op) for op in TRAINING] + [(http_prediction.router, *op) for op in PREDICTION]
+ALL = [(training_routes.router, *op) for op in TRAINING] + [
+    (http_prediction.router, *op) for op in PREDICTION
+]
 
 
 @pytest.mark.parametrize("router,name,verb,url", ALL, ids=[op[1] for op in ALL])

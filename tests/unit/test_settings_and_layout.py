@@ -12,10 +12,12 @@ def test_local_storage_gets_documented_default_keys():
 
 
 def test_default_key_is_refused_outside_local_development():
-    env = {"AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
-           "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
-           "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
-           "CUSTOMVISION_TRAINING_KEY": settings.LOCAL_TRAINING_KEY}
+    env = {
+        "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+        "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+        "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
+        "CUSTOMVISION_TRAINING_KEY": settings.LOCAL_TRAINING_KEY,
+    }
     with pytest.raises(settings.ConfigError) as err:
         settings.load(env)
     assert "CUSTOMVISION_TRAINING_KEY is the local default key" in str(err.value)
@@ -23,11 +25,15 @@ def test_default_key_is_refused_outside_local_development():
 
 
 def test_identity_based_storage_with_real_keys_loads():
-    env = {"AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/",
-           "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
-           "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
-           "AzureWebJobsStorage__credential": "managedidentity", "AzureWebJobsStorage__clientId": "abc",
-           "CUSTOMVISION_TRAINING_KEY": "s3cret-training", "CUSTOMVISION_PREDICTION_KEY": "s3cret-predict"}
+    env = {
+        "AzureWebJobsStorage__blobServiceUri": "https://acct.blob.core.windows.net/",
+        "AzureWebJobsStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+        "AzureWebJobsStorage__tableServiceUri": "https://acct.table.core.windows.net",
+        "AzureWebJobsStorage__credential": "managedidentity",
+        "AzureWebJobsStorage__clientId": "abc",
+        "CUSTOMVISION_TRAINING_KEY": "s3cret-training",
+        "CUSTOMVISION_PREDICTION_KEY": "s3cret-predict",
+    }
     s = settings.load(env)
     assert not s.is_local
     assert s.storage.endpoints["blob"] == "https://acct.blob.core.windows.net"
@@ -54,6 +60,7 @@ def test_image_ids_are_content_addressed_per_project():
 
 def test_quick_cpu_budget_is_optional_and_checked():
     from cvcore import settings
+
     assert settings.quick_cpu_seconds(45.0, {}) == 45.0
     assert settings.quick_cpu_seconds(45.0, {settings.TRAINER_QUICK_CPU_SECONDS: " 20 "}) == 20.0
     for bad in ("soon", "0", "-3"):

@@ -22,10 +22,20 @@ def make(ctype="Multiclass", domain=None, per_tag=(5, 5), negative=False):
     images = []
     for tag_id, n in zip(tag_ids, per_tag):
         for _ in range(n):
-            regions = [Region(layout.new_id(), tag_id, .1, .1, .5, .5, utcnow())] if domain == DETECTION else []
-            images.append(ImageRecord(id=layout.new_id(), created=utcnow(), width=64, height=64,
-                                      content_type="image/jpeg", regions=regions,
-                                      tags={} if regions else {tag_id: utcnow()}))
+            regions = (
+                [Region(layout.new_id(), tag_id, 0.1, 0.1, 0.5, 0.5, utcnow())] if domain == DETECTION else []
+            )
+            images.append(
+                ImageRecord(
+                    id=layout.new_id(),
+                    created=utcnow(),
+                    width=64,
+                    height=64,
+                    content_type="image/jpeg",
+                    regions=regions,
+                    tags={} if regions else {tag_id: utcnow()},
+                )
+            )
     repo.add_images(p, images)
     return repo, blobs, jobs, p, tag_ids
 
@@ -80,11 +90,22 @@ def test_detection_rules():
     assert err.value.code == "BadRequestNotEnoughImagesPerTag" and "at least 15" in err.value.message
     repo, blobs, jobs, p, tag_ids = make(ctype=None, domain=DETECTION, per_tag=(15, 15))
     neg = tags.create_tag(repo, p, "none", None, "Negative")["id"]
-    img = ImageRecord(id=layout.new_id(), created=utcnow(), width=64, height=64, content_type="image/jpeg",
-                      tags={neg: utcnow()})
+    img = ImageRecord(
+        id=layout.new_id(),
+        created=utcnow(),
+        width=64,
+        height=64,
+        content_type="image/jpeg",
+        tags={neg: utcnow()},
+    )
     repo.add_images(p, [img])
-    m = train.build_manifest(projects.require_project(repo, p), layout.new_id(),
-                             {t.id: t for t in repo.list_tags(p)}, repo.list_images(p), None)
+    m = train.build_manifest(
+        projects.require_project(repo, p),
+        layout.new_id(),
+        {t.id: t for t in repo.list_tags(p)},
+        repo.list_images(p),
+        None,
+    )
     assert all("bbox" in a for a in m.annotations)  # image-level tags never enter a detection dataset
     assert run(repo, blobs, jobs, p)["status"] == "Queued"
 
@@ -96,7 +117,10 @@ def test_multiclass_refuses_images_with_two_tags():
     repo.update_image(p, im)
     with pytest.raises(BadRequest) as err:
         run(repo, blobs, jobs, p)
-    assert err.value.code == "BadRequestMultiClassClassificationTrainingValidationFailed" and im.id in err.value.message
+    assert (
+        err.value.code == "BadRequestMultiClassClassificationTrainingValidationFailed"
+        and im.id in err.value.message
+    )
 
 
 def test_failed_enqueue_marks_the_iteration_failed():
@@ -111,12 +135,22 @@ def test_failed_enqueue_marks_the_iteration_failed():
 def test_events_move_forward_only_and_terminal_is_final():
     repo, blobs, jobs, p, _ = make()
     it = run(repo, blobs, jobs, p)["id"]
-    ev = lambda status, **kw: messages.TrainingEvent(p, it, status, **kw)  # noqa: E731
+    ev = lambda status, **kw: messages.TrainingEvent(p, it, status, **kw)
     assert apply_event(repo, ev("Training", progress=0.4, message="fold 2/5")) == "applied"
     assert apply_event(repo, ev("Training", progress=0.2)) == "applied"
     assert repo.get_iteration(p, it).progress == 0.4  # progress never goes back
-    assert apply_event(repo, ev("Failed", error_code="datasetCorrupt", error_message="2 images unreadable",
-                                error_image_ids=("a", "b"))) == "applied"
+    assert (
+        apply_event(
+            repo,
+            ev(
+                "Failed",
+                error_code="datasetCorrupt",
+                error_message="2 images unreadable",
+                error_image_ids=("a", "b"),
+            ),
+        )
+        == "applied"
+    )
     assert apply_event(repo, ev("Completed")) == "ignored"  # a late duplicate cannot flip a terminal state
     got = iterations.get_iteration(repo, p, it)
     assert got["status"] == "Failed" and got["trainingErrorDetails"].startswith("datasetCorrupt: 2 images")
@@ -147,12 +181,19 @@ def test_publish_rules():
 def test_export_packages_model_sidecar_and_labels():
     import io
     import zipfile
+
     repo, blobs, jobs, p, _ = make(domain="0732100f-1a38-4e49-a514-c9b44c697ab5")
     it = run(repo, blobs, jobs, p)["id"]
     apply_event(repo, messages.TrainingEvent(p, it, "Completed", exportable=True))
-    for name, data in ((layout.MODEL_ONNX, b"onnx-f32"), (layout.MODEL_INT8_ONNX, b"onnx-i8"),
-                       (layout.MODEL_INT8_STATUS, b'{"status": "Done"}'), (layout.MODEL_SIDECAR, json.dumps({"labels": [{"index": 1, "name": "b"},
-                                                                     {"index": 0, "name": "a"}]}).encode())):
+    for name, data in (
+        (layout.MODEL_ONNX, b"onnx-f32"),
+        (layout.MODEL_INT8_ONNX, b"onnx-i8"),
+        (layout.MODEL_INT8_STATUS, b'{"status": "Done"}'),
+        (
+            layout.MODEL_SIDECAR,
+            json.dumps({"labels": [{"index": 1, "name": "b"}, {"index": 0, "name": "a"}]}).encode(),
+        ),
+    ):
         blobs.put(layout.MODELS, layout.iteration_artifact(p, it, name), data, "x")
     assert exporting.exports_of(repo, blobs, p, it) == []
     out = exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
@@ -167,10 +208,17 @@ def test_export_packages_model_sidecar_and_labels():
 
 def test_image_queries_can_ask_for_an_iterations_training_set():
     from functions.training import images
+
     repo, blobs, jobs, p, tag_ids = make()
     it = run(repo, blobs, jobs, p)["id"]
-    late = ImageRecord(id=layout.new_id(), created=utcnow(), width=64, height=64, content_type="image/jpeg",
-                       tags={tag_ids[0]: utcnow()})
+    late = ImageRecord(
+        id=layout.new_id(),
+        created=utcnow(),
+        width=64,
+        height=64,
+        content_type="image/jpeg",
+        tags={tag_ids[0]: utcnow()},
+    )
     repo.add_images(p, [late])
     assert images.count_images(repo, p) == 11
     assert images.count_images(repo, p, iteration_id=it, blobs=blobs) == 10
@@ -186,11 +234,29 @@ def test_image_performances_show_held_out_predictions_per_image():
     apply_event(repo, messages.TrainingEvent(p, it, "Completed"))
     records = sorted(repo.list_images(p), key=lambda im: im.id)
     labels = [{"index": i, "tag_id": t, "name": f"t{i}"} for i, t in enumerate(tag_ids)]
-    evaluation = {"task": "classification", "labels": labels, "folds": 2,
-                  "images": [{"key": im.id, "fold": n % 2, "truth": [tag_ids.index(next(iter(im.tags)))],
-                              "scores": [0.8, 0.2] if n % 2 else [0.3, 0.7]} for n, im in enumerate(records)]}
-    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.EVALUATION), json.dumps(evaluation).encode(), "x")
-    got = iterations.image_performances(repo, blobs, p, it, tag_ids=[tag_ids[0]], order_by="Oldest", take=50, skip=0)
+    evaluation = {
+        "task": "classification",
+        "labels": labels,
+        "folds": 2,
+        "images": [
+            {
+                "key": im.id,
+                "fold": n % 2,
+                "truth": [tag_ids.index(next(iter(im.tags)))],
+                "scores": [0.8, 0.2] if n % 2 else [0.3, 0.7],
+            }
+            for n, im in enumerate(records)
+        ],
+    }
+    blobs.put(
+        layout.MODELS,
+        layout.iteration_artifact(p, it, layout.EVALUATION),
+        json.dumps(evaluation).encode(),
+        "x",
+    )
+    got = iterations.image_performances(
+        repo, blobs, p, it, tag_ids=[tag_ids[0]], order_by="Oldest", take=50, skip=0
+    )
     assert len(got) == 5 and all(g["tags"][0]["tagId"] == tag_ids[0] for g in got)
     target = next(im for n, im in enumerate(records) if n % 2 and tag_ids[0] in im.tags)  # scored [0.8, 0.2]
     first = next(g for g in got if g["id"] == target.id)
@@ -217,12 +283,16 @@ def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
     assert isinstance(asked, messages.ExportJob) and (asked.iteration_id, asked.flavor) == (it, "ONNXInt8")
     exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked again: still one job
     assert len(jobs.sent) == sent + 1
-    assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [("ONNXInt8", "Exporting")]
+    assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [
+        ("ONNXInt8", "Exporting")
+    ]
     blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_ONNX), b"onnx-i8", "x")
     # The model file is there but the trainer's note (written last) is not: a zip now could miss files or the
     # agreement check, so it is still Exporting.
     assert [e["status"] for e in exporting.exports_of(repo, blobs, p, it)] == ["Exporting"]
-    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS), b'{"status": "Done"}', "x")
+    blobs.put(
+        layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS), b'{"status": "Done"}', "x"
+    )
     done = exporting.exports_of(repo, blobs, p, it)
     assert [(e["flavor"], e["status"]) for e in done] == [("ONNXInt8", "Done")] and done[0]["downloadUri"]
 
@@ -230,16 +300,23 @@ def test_int8_flavour_is_exporting_until_the_trainer_settles_it():
 def test_int8_flavour_that_failed_is_refused_with_the_reason():
     repo, blobs, jobs, p, it = completed_with_float_model()
     exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")  # asked while it was still being made
-    blobs.put(layout.MODELS, layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS),
-              b'{"status": "Failed", "reason": "top-1 agrees on 50% of the sample"}', "x")
+    blobs.put(
+        layout.MODELS,
+        layout.iteration_artifact(p, it, layout.MODEL_INT8_STATUS),
+        b'{"status": "Failed", "reason": "top-1 agrees on 50% of the sample"}',
+        "x",
+    )
     with pytest.raises(BadRequest, match="ONNXInt8 is not available for this iteration: top-1 agrees on 50%"):
         exporting.export(repo, blobs, jobs, p, it, "ONNX", "ONNXInt8")
-    assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [("ONNXInt8", "Failed")]
+    assert [(e["flavor"], e["status"]) for e in exporting.exports_of(repo, blobs, p, it)] == [
+        ("ONNXInt8", "Failed")
+    ]
     assert exporting.export(repo, blobs, jobs, p, it, "ONNX", None)["flavor"] == "ONNX12"
 
 
 def test_a_notification_address_without_a_mail_transport_is_kept_and_marked_not_sent():
     from functions.training import mail
+
     repo, blobs, jobs, p, _ = make()
     it = run(repo, blobs, jobs, p, notification_email="owner@example.test", mailer=mail.Mailer(""))
     note = it["notificationEmail"]
@@ -251,11 +328,14 @@ def test_a_notification_address_without_a_mail_transport_is_kept_and_marked_not_
 
 def test_a_pending_mail_that_cannot_be_delivered_records_the_reason():
     from functions.training import mail
+
     repo, blobs, jobs, p, _ = make()
     closed = mail.Mailer("smtp://127.0.0.1:9", timeout=2)  # nothing listens on the discard port
     it = run(repo, blobs, jobs, p, notification_email="owner@example.test", mailer=closed)
     assert it["notificationEmail"]["status"] == "Pending"
-    apply_event(repo, messages.TrainingEvent(p, it["id"], "Failed", error_code="diverged", error_message="nan"))
+    apply_event(
+        repo, messages.TrainingEvent(p, it["id"], "Failed", error_code="diverged", error_message="nan")
+    )
     assert mail.deliver_training_mail(repo, closed, p, it["id"]) == "Failed"
     stored = repo.get_iteration(p, it["id"])
     assert stored.notification_status == "Failed" and "ConnectionRefusedError" in stored.notification_detail

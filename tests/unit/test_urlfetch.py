@@ -50,7 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def do_GET(self):  # noqa: C901 - a routing table
+    def do_GET(self):
         self.server.seen.append((self.path, self.headers.get("Host")))
         url = urlsplit(self.path)
         q = {k: v[0] for k, v in parse_qs(url.query).items()}
@@ -120,8 +120,9 @@ class _Server:
         self.port = self.httpd.server_address[1]
         self.scheme = "https" if tls else "http"
         self.origin = f"{self.scheme}://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(
+            target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
         self.thread.start()
 
     def url(self, path: str) -> str:
@@ -213,8 +214,9 @@ def test_relative_redirect_is_followed(server, connections):
 
 @pytest.mark.parametrize("code", [301, 302, 303, 307, 308])
 def test_every_redirect_status_is_followed(server, connections, code):
-    got = fetch(server.url(f"/redirect?to=/echo-host&code={code}"), max_bytes=1000,
-                allow_origins=[server.origin])
+    got = fetch(
+        server.url(f"/redirect?to=/echo-host&code={code}"), max_bytes=1000, allow_origins=[server.origin]
+    )
     assert got.final_url == server.url("/echo-host")
 
 
@@ -226,41 +228,74 @@ def test_redirect_chain_within_the_limit(server, connections):
 # -- refused before anything is connected ---------------------------------------------------------
 
 
-@pytest.mark.parametrize("url,reason", [
-    ("file:///etc/passwd", "scheme"),
-    ("ftp://example.com/a.jpg", "scheme"),
-    ("gopher://127.0.0.1:70/_GET", "scheme"),
-    ("javascript:alert(1)", "scheme"),
-    ("//example.com/a.jpg", "scheme"),
-    ("http://user:pass@example.com/a.jpg", "url"),
-    ("http://user@example.com/a.jpg", "url"),
-    ("http://example.com\\@127.0.0.1/", "url"),
-    ("http://example.com:0/", "url"),
-    ("http://example.com:65536/", "url"),
-    ("http://example.com:abc/", "url"),
-    ("http:///a.jpg", "url"),
-    ("http://exa mple.com/", "url"),
-    ("http://%31%32%37.0.0.1/", "url"),
-    ("http://[::1/", "url"),
-    ("", "url"),
-])
+@pytest.mark.parametrize(
+    "url,reason",
+    [
+        ("file:///etc/passwd", "scheme"),
+        ("ftp://example.com/a.jpg", "scheme"),
+        ("gopher://127.0.0.1:70/_GET", "scheme"),
+        ("javascript:alert(1)", "scheme"),
+        ("//example.com/a.jpg", "scheme"),
+        ("http://user:pass@example.com/a.jpg", "url"),
+        ("http://user@example.com/a.jpg", "url"),
+        ("http://example.com\\@127.0.0.1/", "url"),
+        ("http://example.com:0/", "url"),
+        ("http://example.com:65536/", "url"),
+        ("http://example.com:abc/", "url"),
+        ("http:///a.jpg", "url"),
+        ("http://exa mple.com/", "url"),
+        ("http://%31%32%37.0.0.1/", "url"),
+        ("http://[::1/", "url"),
+        ("", "url"),
+    ],
+)
 def test_malformed_or_wrong_scheme(url, reason, no_connect):
     _fails(reason, url, resolver=_never_resolve)
     assert no_connect == []
 
 
-@pytest.mark.parametrize("url", [
-    "http://127.0.0.1/", "http://127.1/", "http://2130706433/", "http://0x7f000001/", "http://0x7f.1/",
-    "http://0177.0.0.1/", "http://017700000001/", "http://0/", "http://0.0.0.0:8080/",
-    "http://[::1]:1/", "http://[::]/", "http://[::ffff:127.0.0.1]/", "http://[::ffff:7f00:1]/",
-    "http://[::ffff:10.0.0.1]/", "http://[0:0:0:0:0:ffff:a9fe:a9fe]/",
-    "http://169.254.169.254/latest/meta-data/", "http://[fe80::1%25eth0]/", "http://[fd00::1]/",
-    "http://10.0.0.1/", "http://10.255.255.255/", "http://172.16.0.1/", "http://172.31.255.254/",
-    "http://192.168.0.1/", "http://192.168.255.255/", "http://100.64.0.1/", "http://100.127.255.254/",
-    "http://224.0.0.1/", "http://239.255.255.250/", "http://255.255.255.255/", "http://240.0.0.1/",
-    "http://192.0.2.1/", "http://198.18.0.1/", "https://127.0.0.1:443/", "http://[2002:a00:1::]/",
-    "http://[64:ff9b::10.0.0.1]/", "http://[::10.0.0.1]/", "http://[ff02::1]/",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/",
+        "http://127.1/",
+        "http://2130706433/",
+        "http://0x7f000001/",
+        "http://0x7f.1/",
+        "http://0177.0.0.1/",
+        "http://017700000001/",
+        "http://0/",
+        "http://0.0.0.0:8080/",
+        "http://[::1]:1/",
+        "http://[::]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:7f00:1]/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://[0:0:0:0:0:ffff:a9fe:a9fe]/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[fe80::1%25eth0]/",
+        "http://[fd00::1]/",
+        "http://10.0.0.1/",
+        "http://10.255.255.255/",
+        "http://172.16.0.1/",
+        "http://172.31.255.254/",
+        "http://192.168.0.1/",
+        "http://192.168.255.255/",
+        "http://100.64.0.1/",
+        "http://100.127.255.254/",
+        "http://224.0.0.1/",
+        "http://239.255.255.250/",
+        "http://255.255.255.255/",
+        "http://240.0.0.1/",
+        "http://192.0.2.1/",
+        "http://198.18.0.1/",
+        "https://127.0.0.1:443/",
+        "http://[2002:a00:1::]/",
+        "http://[64:ff9b::10.0.0.1]/",
+        "http://[::10.0.0.1]/",
+        "http://[ff02::1]/",
+    ],
+)
 def test_blocked_ip_literals(url, no_connect):
     err = _fails("blocked-address", url, resolver=_never_resolve)
     assert "refusing to fetch" in err.message
@@ -287,15 +322,22 @@ def test_hostname_resolving_to_a_private_address_is_refused(no_connect):
 
     def resolver(host, port):
         calls.append((host, port))
-        return {"intranet.example.test": ["10.1.2.3"], "mixed.example.test": ["93.184.216.34", "192.168.1.5"],
-                "v6.example.test": ["2606:4700::1111", "fd12::1"],
-                "mapped.example.test": ["::ffff:169.254.169.254"]}[host]
+        return {
+            "intranet.example.test": ["10.1.2.3"],
+            "mixed.example.test": ["93.184.216.34", "192.168.1.5"],
+            "v6.example.test": ["2606:4700::1111", "fd12::1"],
+            "mapped.example.test": ["::ffff:169.254.169.254"],
+        }[host]
 
     for host in ("intranet", "mixed", "v6", "mapped"):
         err = _fails("blocked-address", f"http://{host}.example.test/a.jpg", resolver=resolver)
         assert f"{host}.example.test resolves to" in err.message
-    assert [h for h, _ in calls] == ["intranet.example.test", "mixed.example.test", "v6.example.test",
-                                     "mapped.example.test"]
+    assert [h for h, _ in calls] == [
+        "intranet.example.test",
+        "mixed.example.test",
+        "v6.example.test",
+        "mapped.example.test",
+    ]
     assert no_connect == []
 
 
@@ -316,10 +358,12 @@ def test_public_hostname_connects_to_the_checked_ip_only(no_connect):
 
 
 def test_every_checked_address_may_be_tried_but_nothing_else(no_connect):
-    resolver = lambda host, port: ["93.184.216.34", "2606:4700::1111"]  # noqa: E731
+    resolver = lambda host, port: ["93.184.216.34", "2606:4700::1111"]
     _fails("connect", "http://two.example.test:8080/", resolver=resolver)
-    assert no_connect == [("two.example.test", "93.184.216.34", 8080),
-                          ("two.example.test", "2606:4700::1111", 8080)]
+    assert no_connect == [
+        ("two.example.test", "93.184.216.34", 8080),
+        ("two.example.test", "2606:4700::1111", 8080),
+    ]
 
 
 def test_pinned_connection_sends_the_original_host(server, connections):
@@ -370,24 +414,38 @@ def test_slow_resolution_hits_the_deadline(no_connect):
 # -- redirects are checked like the first URL -------------------------------------------------------
 
 
-@pytest.mark.parametrize("target", [
-    "http://169.254.169.254/latest/meta-data/iam/", "http://10.0.0.1/", "http://[::ffff:10.0.0.1]/",
-    "http://2130706433/", "file:///etc/passwd", "http://user:pw@127.0.0.1/",
-])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://169.254.169.254/latest/meta-data/iam/",
+        "http://10.0.0.1/",
+        "http://[::ffff:10.0.0.1]/",
+        "http://2130706433/",
+        "file:///etc/passwd",
+        "http://user:pw@127.0.0.1/",
+    ],
+)
 def test_redirect_to_a_blocked_target(server, connections, target):
     from urllib.parse import quote
 
-    err = _fails("blocked-address" if target.startswith("http://") and "@" not in target
-                 else ("scheme" if target.startswith("file") else "url"),
-                 server.url(f"/redirect?to={quote(target, safe='')}"), allow_origins=[server.origin],
-                 resolver=_never_resolve)
+    err = _fails(
+        "blocked-address"
+        if target.startswith("http://") and "@" not in target
+        else ("scheme" if target.startswith("file") else "url"),
+        server.url(f"/redirect?to={quote(target, safe='')}"),
+        allow_origins=[server.origin],
+        resolver=_never_resolve,
+    )
     assert connections == [("127.0.0.1", "127.0.0.1", server.port)]
     assert err.url == server.url(f"/redirect?to={quote(target, safe='')}") or err.url == target
 
 
 def test_redirect_to_another_loopback_port_is_refused(server, other_server, connections):
-    _fails("blocked-address", server.url(f"/redirect?to={other_server.url('/image')}"),
-           allow_origins=[server.origin])
+    _fails(
+        "blocked-address",
+        server.url(f"/redirect?to={other_server.url('/image')}"),
+        allow_origins=[server.origin],
+    )
     assert connections == [("127.0.0.1", "127.0.0.1", server.port)]
     assert other_server.httpd.seen == []
 
@@ -468,13 +526,16 @@ def test_connection_refused(connections):
 # -- origins and addresses -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("given,expected", [
-    ("http://127.0.0.1:10000", "http://127.0.0.1:10000"),
-    ("HTTP://LocalHost:10000/", "http://localhost:10000"),
-    ("https://Example.COM", "https://example.com:443"),
-    ("http://example.com", "http://example.com:80"),
-    ("http://[0:0::1]:10000", "http://[::1]:10000"),
-])
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("http://127.0.0.1:10000", "http://127.0.0.1:10000"),
+        ("HTTP://LocalHost:10000/", "http://localhost:10000"),
+        ("https://Example.COM", "https://example.com:443"),
+        ("http://example.com", "http://example.com:80"),
+        ("http://[0:0::1]:10000", "http://[::1]:10000"),
+    ],
+)
 def test_normalise_origin(given, expected):
     assert normalise_origin(given) == expected
 
@@ -485,21 +546,66 @@ def test_normalise_origin_refuses(bad):
         normalise_origin(bad)
 
 
-@pytest.mark.parametrize("ip", [
-    "127.0.0.1", "127.255.0.1", "10.0.0.1", "172.16.0.1", "172.31.0.1", "192.168.1.1", "169.254.169.254",
-    "100.64.0.1", "100.127.255.255", "0.0.0.0", "0.1.2.3", "224.0.0.1", "255.255.255.255", "240.0.0.1",
-    "192.0.0.8", "192.0.2.1", "198.18.0.1", "198.51.100.1", "203.0.113.1",
-    "::", "::1", "fe80::1", "fc00::1", "fd00::1", "ff02::1", "fec0::1", "2001:db8::1",
-    "::ffff:127.0.0.1", "::ffff:10.0.0.1", "::ffff:169.254.169.254", "::ffff:100.64.0.1",
-    "::127.0.0.1", "::10.0.0.1", "2002:7f00:1::", "2002:c0a8:101::", "64:ff9b::7f00:1", "64:ff9b::a00:1",
-    "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1 (obfuscated)
-])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "127.0.0.1",
+        "127.255.0.1",
+        "10.0.0.1",
+        "172.16.0.1",
+        "172.31.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "100.64.0.1",
+        "100.127.255.255",
+        "0.0.0.0",
+        "0.1.2.3",
+        "224.0.0.1",
+        "255.255.255.255",
+        "240.0.0.1",
+        "192.0.0.8",
+        "192.0.2.1",
+        "198.18.0.1",
+        "198.51.100.1",
+        "203.0.113.1",
+        "::",
+        "::1",
+        "fe80::1",
+        "fc00::1",
+        "fd00::1",
+        "ff02::1",
+        "fec0::1",
+        "2001:db8::1",
+        "::ffff:127.0.0.1",
+        "::ffff:10.0.0.1",
+        "::ffff:169.254.169.254",
+        "::ffff:100.64.0.1",
+        "::127.0.0.1",
+        "::10.0.0.1",
+        "2002:7f00:1::",
+        "2002:c0a8:101::",
+        "64:ff9b::7f00:1",
+        "64:ff9b::a00:1",
+        "2001:0:4136:e378:8000:63bf:f5ff:fffe",  # Teredo, client 10.0.0.1 (obfuscated)
+    ],
+)
 def test_blocked_addresses(ip):
     assert blocked_reason(ip) is not None
 
 
-@pytest.mark.parametrize("ip", ["93.184.216.34", "8.8.8.8", "1.1.1.1", "2606:4700::1111",
-                                "2a00:1450:4001:80b::200e", "::ffff:8.8.8.8", "100.128.0.1", "172.32.0.1"])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "93.184.216.34",
+        "8.8.8.8",
+        "1.1.1.1",
+        "2606:4700::1111",
+        "2a00:1450:4001:80b::200e",
+        "::ffff:8.8.8.8",
+        "100.128.0.1",
+        "172.32.0.1",
+    ],
+)
 def test_public_addresses(ip):
     assert blocked_reason(ip) is None
 
@@ -521,13 +627,45 @@ def tls_files(tmp_path_factory):
         subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=test CA",
-        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    run(
+        "req",
+        "-x509",
+        *ec,
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    )
     run("req", *ec, "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=images.example.test")
-    (d / "ext.cnf").write_text("subjectAltName=DNS:images.example.test\nextendedKeyUsage=serverAuth\n"
-                               "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n")
-    run("x509", "-req", "-in", "leaf.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "leaf.pem", "-days", "2", "-extfile", "ext.cnf")
+    (d / "ext.cnf").write_text(
+        "subjectAltName=DNS:images.example.test\nextendedKeyUsage=serverAuth\n"
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n"
+    )
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "leaf.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    )
     return d
 
 
@@ -545,14 +683,16 @@ def tls_server(tls_files):
 
 @pytest.fixture
 def trust_test_ca(monkeypatch, tls_files):
-    monkeypatch.setattr(urlfetch, "_ssl_context",
-                        lambda: ssl.create_default_context(cafile=str(tls_files / "ca.pem")))
+    monkeypatch.setattr(
+        urlfetch, "_ssl_context", lambda: ssl.create_default_context(cafile=str(tls_files / "ca.pem"))
+    )
 
 
 def test_https_verifies_the_name_on_the_pinned_ip(tls_server, trust_test_ca, connections):
     origin = f"https://images.example.test:{tls_server.port}"
-    got = fetch(f"{origin}/echo-host", max_bytes=1000, allow_origins=[origin],
-                resolver=lambda h, p: ["127.0.0.1"])
+    got = fetch(
+        f"{origin}/echo-host", max_bytes=1000, allow_origins=[origin], resolver=lambda h, p: ["127.0.0.1"]
+    )
     assert got.data == f"images.example.test:{tls_server.port}".encode()
     assert tls_server.sni[-1] == "images.example.test"
     assert connections == [("images.example.test", "127.0.0.1", tls_server.port)]

@@ -25,7 +25,10 @@ from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakePredictionStore, F
 
 TRAINING, PREDICTION = settings.LOCAL_TRAINING_KEY, settings.LOCAL_PREDICTION_KEY
 VERSION = "2023-02-01-preview"
-RED_BOX, BLUE_BOX = [0.1, 0.1, 0.4, 0.4], [0.6, 0.5, 0.3, 0.4]  # where tiny_detector puts its red / blue boxes
+RED_BOX, BLUE_BOX = (
+    [0.1, 0.1, 0.4, 0.4],
+    [0.6, 0.5, 0.3, 0.4],
+)  # where tiny_detector puts its red / blue boxes
 SIDE = 64
 
 
@@ -50,7 +53,10 @@ class MemoryRegistry(VisionRegistry):
         if check and ((kind, name) not in self.rows or str(self.rows[(kind, name)][1]) != etag):
             raise ConcurrencyError(name)
         self.version += 1
-        self.rows[(kind, name)] = ({k: v for k, v in copy.deepcopy(record).items() if k != ETAG}, self.version)
+        self.rows[(kind, name)] = (
+            {k: v for k, v in copy.deepcopy(record).items() if k != ETAG},
+            self.version,
+        )
 
     def delete(self, kind, name):
         self.rows.pop((kind, name), None)
@@ -59,8 +65,14 @@ class MemoryRegistry(VisionRegistry):
 @pytest.fixture
 def s():
     repo, blobs, pool = FakeRepository(), FakeBlobStore(), ThreadPoolExecutor(4)
-    services = bootstrap.Services(settings=settings.load({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
-                                  repo=repo, blobs=blobs, pool=pool, jobs=FakeJobQueue(), vision=MemoryRegistry())
+    services = bootstrap.Services(
+        settings=settings.load({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
+        repo=repo,
+        blobs=blobs,
+        pool=pool,
+        jobs=FakeJobQueue(),
+        vision=MemoryRegistry(),
+    )
     services.predictor = Predictor(Catalog(repo), ModelCache(blobs.get), FakePredictionStore(blobs), pool)
     bootstrap.override(services)
     yield services
@@ -68,16 +80,31 @@ def s():
     pool.shutdown()
 
 
-def call(method, path, body=None, *, key=TRAINING, version=VERSION, params=None, raw=None,
-         content_type="application/octet-stream"):
+def call(
+    method,
+    path,
+    body=None,
+    *,
+    key=TRAINING,
+    version=VERSION,
+    params=None,
+    raw=None,
+    content_type="application/octet-stream",
+):
     params = {k: v for k, v in {"api-version": version, **(params or {})}.items() if v is not None}
     headers = {"Ocp-Apim-Subscription-Key": key} if key else {}
     if body is not None:
         raw, content_type = json.dumps(body).encode(), "application/json"
     if raw is not None:
         headers["Content-Type"] = content_type
-    req = func.HttpRequest(method, f"http://localhost/computervision/{path}?{urlencode(params)}", headers=headers,
-                           params=params, route_params={"path": path}, body=raw or b"")
+    req = func.HttpRequest(
+        method,
+        f"http://localhost/computervision/{path}?{urlencode(params)}",
+        headers=headers,
+        params=params,
+        route_params={"path": path},
+        body=raw or b"",
+    )
     resp = http_vision.handle(req)
     return resp.status_code, json.loads(resp.get_body() or b"null")
 
@@ -89,12 +116,18 @@ def png(rgb, size=(SIDE, SIDE)) -> bytes:
 
 
 def colour(name: str, k: int) -> tuple[int, int, int]:
-    return (255 - k, k, 0) if name == "red" else (0, k, 255 - k)  # distinct bytes per image, same colour family
+    return (
+        (255 - k, k, 0) if name == "red" else (0, k, 255 - k)
+    )  # distinct bytes per image, same colour family
 
 
 def coco_file(s, folder: str, per_tag: int, detection: bool = True, names=("red", "blue"), prefix="") -> str:
     """COCO file + images under uploads/{folder}/ (file_name relative to the file); returns its URI."""
-    doc = {"images": [], "annotations": [], "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+    doc = {
+        "images": [],
+        "annotations": [],
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)],
+    }
     for c, name in enumerate(names):
         for k in range(per_tag):
             number = len(doc["images"]) + 1
@@ -125,8 +158,13 @@ def dataset(s, name="shapes", per_tag=15, detection=True, **kw):
 
 
 def model(s, name="m1", dataset_name="shapes", kind="Generic-Detector", test=None, budget=1):
-    body = {"trainingParameters": {"trainingDatasetName": dataset_name, "timeBudgetInHours": budget,
-                                   "modelKind": kind}}
+    body = {
+        "trainingParameters": {
+            "trainingDatasetName": dataset_name,
+            "timeBudgetInHours": budget,
+            "modelKind": kind,
+        }
+    }
     if test:
         body["evaluationParameters"] = {"testDatasetName": test}
     return call("PUT", f"models/{name}", body)
@@ -141,17 +179,35 @@ def complete(s, name="m1", detection=True):
     put = lambda n, data: s.blobs.put(layout.MODELS, layout.iteration_artifact(pid, iid, n), data, "x")
     put(layout.MODEL_ONNX, tiny_detector() if detection else tiny_classifier())
     put(layout.MODEL_SIDECAR, json.dumps(sidecar(task, [tags["red"], tags["blue"]]).to_json()).encode())
-    labels = [{"index": i, "tag_id": tags[n], "name": n, "type": "Regular"} for i, n in enumerate(("red", "blue"))]
+    labels = [
+        {"index": i, "tag_id": tags[n], "name": n, "type": "Regular"} for i, n in enumerate(("red", "blue"))
+    ]
     if detection:
-        images = [{"key": "a", "fold": 0, "truth": [[0, *RED_BOX]], "detections": [[0, 0.9, *RED_BOX]]},
-                  {"key": "b", "fold": 1, "truth": [[1, *BLUE_BOX]], "detections": [[0, 0.4, *BLUE_BOX]]}]
-        evaluation = {"task": "detection", "labels": labels, "folds": 2, "images": images, "map30": 0.5,
-                      "map50": 0.5, "map75": 0.25}
+        images = [
+            {"key": "a", "fold": 0, "truth": [[0, *RED_BOX]], "detections": [[0, 0.9, *RED_BOX]]},
+            {"key": "b", "fold": 1, "truth": [[1, *BLUE_BOX]], "detections": [[0, 0.4, *BLUE_BOX]]},
+        ]
+        evaluation = {
+            "task": "detection",
+            "labels": labels,
+            "folds": 2,
+            "images": images,
+            "map30": 0.5,
+            "map50": 0.5,
+            "map75": 0.25,
+        }
     else:
-        images = [{"key": "a", "fold": 0, "truth": [0], "scores": [0.8, 0.2]},
-                  {"key": "b", "fold": 1, "truth": [1], "scores": [0.7, 0.3]}]
-        evaluation = {"task": "classification", "classification_type": "Multiclass", "labels": labels, "folds": 2,
-                      "images": images}
+        images = [
+            {"key": "a", "fold": 0, "truth": [0], "scores": [0.8, 0.2]},
+            {"key": "b", "fold": 1, "truth": [1], "scores": [0.7, 0.3]},
+        ]
+        evaluation = {
+            "task": "classification",
+            "classification_type": "Multiclass",
+            "labels": labels,
+            "folds": 2,
+            "images": images,
+        }
     put(layout.EVALUATION, json.dumps(evaluation).encode())
     events.apply_event(s.repo, messages.TrainingEvent(pid, iid, messages.COMPLETED, training_seconds=90.0))
 
@@ -181,16 +237,23 @@ def test_a_dataset_is_a_snapshot_in_a_project_of_its_own(s):
     project = next(p for p in s.repo.list_projects() if p.name == "ia-dataset-shapes")
     assert project.is_detection and project.domain.exportable
     assert sorted(t.name for t in s.repo.list_tags(project.id)) == ["blue", "red"]
-    assert len(s.repo.list_images(project.id)) == 6 and all(im.regions for im in s.repo.list_images(project.id))
+    assert len(s.repo.list_images(project.id)) == 6 and all(
+        im.regions for im in s.repo.list_images(project.id)
+    )
     assert call("GET", "datasets/shapes")[1]["name"] == "shapes"
     assert [d["name"] for d in call("GET", "datasets")[1]] == ["shapes"]
-    status, err = call("PUT", "datasets/shapes", {"annotationKind": "imageObjectDetection",
-                                                  "annotationFileUris": body["annotationFileUris"]})
+    status, err = call(
+        "PUT",
+        "datasets/shapes",
+        {"annotationKind": "imageObjectDetection", "annotationFileUris": body["annotationFileUris"]},
+    )
     assert status == 409 and err["error"]["code"] == "DatasetAlreadyExists"
     status, patched = call("PATCH", "datasets/shapes", {"customProperties": {"owner": "qa"}})
     assert status == 200 and patched["customProperties"] == {"owner": "qa"}
-    assert call("PATCH", "datasets/shapes", {"annotationFileUris": ["x"]})[1]["error"]["innererror"]["code"] == \
-        "DatasetImmutable"
+    assert (
+        call("PATCH", "datasets/shapes", {"annotationFileUris": ["x"]})[1]["error"]["innererror"]["code"]
+        == "DatasetImmutable"
+    )
     assert call("DELETE", "datasets/shapes") == (204, None)
     assert s.repo.get_project(project.id) is None
     for missing in ("shapes", "we#ird?", "x" * 300):
@@ -199,25 +262,39 @@ def test_a_dataset_is_a_snapshot_in_a_project_of_its_own(s):
 
 
 def test_pascal_case_bodies_as_microsofts_samples_send_them(s):
-    status, body = call("PUT", "datasets/cls", {"AnnotationKind": "imageClassification",
-                                                "AnnotationFileUris": [coco_file(s, "cls", 2, detection=False)],
-                                                "customProperties": {"a": "b"}})
+    status, body = call(
+        "PUT",
+        "datasets/cls",
+        {
+            "AnnotationKind": "imageClassification",
+            "AnnotationFileUris": [coco_file(s, "cls", 2, detection=False)],
+            "customProperties": {"a": "b"},
+        },
+    )
     assert status == 201 and body["annotationKind"] == "imageClassification"
     assert body["customProperties"] == {"a": "b"}
 
 
-@pytest.mark.parametrize("make_uri, why", [
-    (lambda s: "https://elsewhere.blob.core.windows.net/datasets/train_coco.json", "not in this storage account"),
-    (lambda s: uri(s, "models/x/train_coco.json"), "not readable"),
-    (lambda s: uri(s, "uploads/missing/train_coco.json"), "does not exist"),
-    (lambda s: uri(s, "uploads/../models/train_coco.json"), ".."),
-    (lambda s: 42, "a URI string is required"),
-])
+@pytest.mark.parametrize(
+    "make_uri, why",
+    [
+        (
+            lambda s: "https://elsewhere.blob.core.windows.net/datasets/train_coco.json",
+            "not in this storage account",
+        ),
+        (lambda s: uri(s, "models/x/train_coco.json"), "not readable"),
+        (lambda s: uri(s, "uploads/missing/train_coco.json"), "does not exist"),
+        (lambda s: uri(s, "uploads/../models/train_coco.json"), ".."),
+        (lambda s: 42, "a URI string is required"),
+    ],
+)
 def test_annotation_uris_outside_the_account_or_missing_are_refused(s, make_uri, why):
     status, body = register("bad", make_uri(s))
     assert status == 400 and body["error"]["code"] == "DatasetInvalidAnnotationUri", body
     assert why in body["error"]["message"]
-    status, body = call("PUT", "datasets/bad", {"annotationKind": "imageObjectDetection", "annotationFileUris": []})
+    status, body = call(
+        "PUT", "datasets/bad", {"annotationKind": "imageObjectDetection", "annotationFileUris": []}
+    )
     assert body["error"]["code"] == "DatasetInvalidAnnotationUri"
 
 
@@ -230,8 +307,10 @@ def test_invalid_and_empty_annotation_files(s):
     status, body = register("bad", good)
     assert status == 400 and body["error"]["code"] == "datasetAnnotationsInvalid"
     targets = {d["target"]: d["code"] for d in body["error"]["details"]}
-    assert targets == {"annotationFileUris[0]:annotations[0].bbox": "BboxOutOfRange",
-                       "annotationFileUris[0]:images[1].width": "SizeMismatch"}
+    assert targets == {
+        "annotationFileUris[0]:annotations[0].bbox": "BboxOutOfRange",
+        "annotationFileUris[0]:images[1].width": "SizeMismatch",
+    }
     doc["images"][1]["width"] = SIDE
     s.blobs.put(layout.UPLOADS, "bad/train_coco.json", json.dumps({**doc, "annotations": []}).encode(), "x")
     status, body = register("bad", good)
@@ -247,9 +326,16 @@ def test_a_model_is_an_iteration_of_its_datasets_project(s):
     dataset(s)
     status, body = model(s, "m1", test=None)
     assert status == 201, body
-    assert body["status"] == "notStarted" and body["trainingCostInMinutes"] == 0 and "modelPerformance" not in body
-    assert body["trainingParameters"] == {"trainingDatasetName": "shapes", "timeBudgetInHours": 1,
-                                          "modelKind": "Generic-Detector"}
+    assert (
+        body["status"] == "notStarted"
+        and body["trainingCostInMinutes"] == 0
+        and "modelPerformance" not in body
+    )
+    assert body["trainingParameters"] == {
+        "trainingDatasetName": "shapes",
+        "timeBudgetInHours": 1,
+        "modelKind": "Generic-Detector",
+    }
     record = s.vision.get("model", "m1")
     job = messages.parse_job(s.jobs.sent[-1])
     assert (job.project_id, job.iteration_id) == (record["projectId"], record["iterationId"])
@@ -258,18 +344,25 @@ def test_a_model_is_an_iteration_of_its_datasets_project(s):
     assert model(s, "m1")[1]["error"]["code"] == "ModelAlreadyExists"
     status, second = model(s, "m2", budget=3)  # a second model of one dataset waits for the first
     assert status == 400 and second["error"]["innererror"]["code"] == "BadRequestTrainingAlreadyInProgress"
-    events.apply_event(s.repo, messages.TrainingEvent(record["projectId"], record["iterationId"], messages.TRAINING,
-                                                      progress=0.5))
+    events.apply_event(
+        s.repo,
+        messages.TrainingEvent(record["projectId"], record["iterationId"], messages.TRAINING, progress=0.5),
+    )
     assert call("GET", "models/m1")[1]["status"] == "training"
     complete(s, "m1")
     body = call("GET", "models/m1")[1]
     assert body["status"] == "succeeded" and body["trainingCostInMinutes"] == 2
     perf = body["modelPerformance"]  # cross-validated: the trainer's pycocotools figures
-    assert (perf["meanAveragePrecision30"], perf["meanAveragePrecision50"], perf["meanAveragePrecision75"]) == \
-        (0.5, 0.5, 0.25)
+    assert (
+        perf["meanAveragePrecision30"],
+        perf["meanAveragePrecision50"],
+        perf["meanAveragePrecision75"],
+    ) == (0.5, 0.5, 0.25)
     assert perf["tagPerformance"]["red"] == {"accuracy": 1.0, "averagePrecision50": 1.0}
     assert perf["tagPerformance"]["blue"]["averagePrecision50"] == 0.0
-    assert model(s, "m2", budget=3)[0] == 201 and messages.parse_job(s.jobs.sent[-1]).training_type == "Advanced"
+    assert (
+        model(s, "m2", budget=3)[0] == 201 and messages.parse_job(s.jobs.sent[-1]).training_type == "Advanced"
+    )
     assert [m["name"] for m in call("GET", "models")[1]] == ["m1", "m2"]
 
 
@@ -310,8 +403,16 @@ def test_failed_training_reports_the_reason(s):
     dataset(s)
     model(s, "m1")
     record = s.vision.get("model", "m1")
-    events.apply_event(s.repo, messages.TrainingEvent(record["projectId"], record["iterationId"], messages.FAILED,
-                                                      error_code=messages.ERR_DIVERGED, error_message="no signal"))
+    events.apply_event(
+        s.repo,
+        messages.TrainingEvent(
+            record["projectId"],
+            record["iterationId"],
+            messages.FAILED,
+            error_code=messages.ERR_DIVERGED,
+            error_message="no signal",
+        ),
+    )
     body = call("GET", "models/m1")[1]
     assert body["status"] == "failed" and body["error"] == {"code": "diverged", "message": "no signal"}
 
@@ -344,18 +445,21 @@ def test_analyze_with_a_detector_answers_pixel_boxes(s):
     top = objects[0]
     assert top["tags"][0]["name"] == "red" and top["tags"][0]["confidence"] > 0.9
     assert top["boundingBox"] == {"x": 20, "y": 10, "w": 80, "h": 40}
-    assert [o["tags"][0]["confidence"] for o in objects] == sorted((o["tags"][0]["confidence"] for o in objects),
-                                                                   reverse=True)
-    status, legacy = call("POST", "imageanalysis:analyze", version="2022-10-12-preview",
-                          params={"model-name": "m1"}, raw=image)
+    assert [o["tags"][0]["confidence"] for o in objects] == sorted(
+        (o["tags"][0]["confidence"] for o in objects), reverse=True
+    )
+    status, legacy = call(
+        "POST", "imageanalysis:analyze", version="2022-10-12-preview", params={"model-name": "m1"}, raw=image
+    )
     assert legacy["kind"] == "imageAnalysisResult" and legacy["customModelResult"]["objects"] == objects
     assert call("POST", "imageanalysis:analyze", version="2022-10-12-preview")[0] == 400
     status, body = call("POST", "imageanalysis:analyze", params={"features": "tags"})
     assert status == 400 and body["error"]["innererror"]["code"] == "NotSupportedVisualFeature"
     status, body = call("POST", "imageanalysis:analyze", params={"model-name": "m1"}, raw=b"not an image")
     assert status == 400 and body["error"]["code"] == "InvalidRequest"
-    status, body = call("POST", "imageanalysis:analyze", params={"model-name": "m1"},
-                        body={"url": "http://10.0.0.1/x"})
+    status, body = call(
+        "POST", "imageanalysis:analyze", params={"model-name": "m1"}, body={"url": "http://10.0.0.1/x"}
+    )
     assert status == 400 and body["error"]["innererror"]["code"] == "BadRequestImageUrl"
 
 
@@ -365,52 +469,105 @@ def test_analyze_with_a_classifier_answers_tags(s):
     complete(s, "c1", detection=False)
     perf = call("GET", "models/c1")[1]["modelPerformance"]
     assert perf["accuracyTop1"] == 0.5 and perf["accuracyTop5"] == 1.0
-    assert perf["tagPerformance"]["red"]["accuracy"] == 1.0 and perf["tagPerformance"]["blue"]["accuracy"] == 0.0
+    assert (
+        perf["tagPerformance"]["red"]["accuracy"] == 1.0 and perf["tagPerformance"]["blue"]["accuracy"] == 0.0
+    )
     status, body = call("POST", "imageanalysis:analyze", params={"model-name": "c1"}, raw=png((0, 0, 250)))
     tags = body["customModelResult"]["tagsResult"]["values"]
     assert status == 200 and [t["name"] for t in tags] == ["blue", "red"] and tags[0]["confidence"] > 0.9
     assert body["customModelResult"]["objectsResult"]["values"] == []
-    legacy = call("POST", "imageanalysis:analyze", version="2022-10-12-preview", params={"model-name": "c1"},
-                  raw=png((0, 0, 250)))[1]
+    legacy = call(
+        "POST",
+        "imageanalysis:analyze",
+        version="2022-10-12-preview",
+        params={"model-name": "c1"},
+        raw=png((0, 0, 250)),
+    )[1]
     assert legacy["customModelResult"]["classifications"][0]["label"] == "blue"
 
 
 # ---- evaluations ---------------------------------------------------------------------------------------
 def test_a_test_dataset_evaluates_the_onnx_model_here(s):
     dataset(s)
-    call("PUT", "datasets/holdout", {"annotationKind": "imageObjectDetection",
-                                     "annotationFileUris": [coco_file(s, "holdout", 3, prefix="h")]})
+    call(
+        "PUT",
+        "datasets/holdout",
+        {
+            "annotationKind": "imageObjectDetection",
+            "annotationFileUris": [coco_file(s, "holdout", 3, prefix="h")],
+        },
+    )
     model(s, "m1", test="holdout")
     complete(s, "m1")
     perf = call("GET", "models/m1")[1]["modelPerformance"]  # on the held-out dataset, not cross-validated
-    assert perf["meanAveragePrecision50"] == 1.0 and perf["tagPerformance"]["blue"]["averagePrecision50"] == 1.0
-    status, body = call("PUT", "models/m1/evaluations/e1", {"evaluationParameters": {"testDatasetName": "holdout"}})
+    assert (
+        perf["meanAveragePrecision50"] == 1.0 and perf["tagPerformance"]["blue"]["averagePrecision50"] == 1.0
+    )
+    status, body = call(
+        "PUT", "models/m1/evaluations/e1", {"evaluationParameters": {"testDatasetName": "holdout"}}
+    )
     assert status == 201 and body["status"] == "succeeded" and body["modelName"] == "m1"
     assert body["modelPerformance"]["meanAveragePrecision75"] == 1.0
     assert call("GET", "models/m1/evaluations/e1")[1] == body
     assert [e["name"] for e in call("GET", "models/m1/evaluations")[1]] == ["e1"]
-    assert call("PUT", "models/m1/evaluations/e1", {"evaluationParameters": {"testDatasetName": "holdout"}}
-                )[1]["error"]["code"] == "EvaluationAlreadyExists"
-    assert call("PUT", "models/m1/evaluations/e2", {"evaluationParameters": {"testDatasetName": "nope"}}
-                )[1]["error"]["code"] == "datasetNotFound"
-    assert call("PUT", "models/nope/evaluations/e2", {"evaluationParameters": {"testDatasetName": "holdout"}}
-                )[1]["error"]["code"] == "modelNotFound"
-    call("PUT", "datasets/other", {"annotationKind": "imageObjectDetection",
-                                   "annotationFileUris": [coco_file(s, "other", 2, names=("cat", "dog"))]})
-    status, body = call("PUT", "models/m1/evaluations/e3", {"evaluationParameters": {"testDatasetName": "other"}})
+    assert (
+        call("PUT", "models/m1/evaluations/e1", {"evaluationParameters": {"testDatasetName": "holdout"}})[1][
+            "error"
+        ]["code"]
+        == "EvaluationAlreadyExists"
+    )
+    assert (
+        call("PUT", "models/m1/evaluations/e2", {"evaluationParameters": {"testDatasetName": "nope"}})[1][
+            "error"
+        ]["code"]
+        == "datasetNotFound"
+    )
+    assert (
+        call("PUT", "models/nope/evaluations/e2", {"evaluationParameters": {"testDatasetName": "holdout"}})[
+            1
+        ]["error"]["code"]
+        == "modelNotFound"
+    )
+    call(
+        "PUT",
+        "datasets/other",
+        {
+            "annotationKind": "imageObjectDetection",
+            "annotationFileUris": [coco_file(s, "other", 2, names=("cat", "dog"))],
+        },
+    )
+    status, body = call(
+        "PUT", "models/m1/evaluations/e3", {"evaluationParameters": {"testDatasetName": "other"}}
+    )
     assert status == 201 and body["status"] == "failed" and body["error"]["code"] == "datasetEmpty"
-    call("PUT", "datasets/cls", {"annotationKind": "imageClassification",
-                                 "annotationFileUris": [coco_file(s, "cls", 2, detection=False)]})
-    assert call("PUT", "models/m1/evaluations/e4", {"evaluationParameters": {"testDatasetName": "cls"}}
-                )[1]["error"]["code"] == "incorrectModelKind"
+    call(
+        "PUT",
+        "datasets/cls",
+        {
+            "annotationKind": "imageClassification",
+            "annotationFileUris": [coco_file(s, "cls", 2, detection=False)],
+        },
+    )
+    assert (
+        call("PUT", "models/m1/evaluations/e4", {"evaluationParameters": {"testDatasetName": "cls"}})[1][
+            "error"
+        ]["code"]
+        == "incorrectModelKind"
+    )
     assert call("DELETE", "models/m1/evaluations/e1") == (204, None)
     assert call("GET", "models/m1/evaluations/e1")[1]["error"]["code"] == "evaluationNotFound"
 
 
 def test_a_missing_test_dataset_falls_back_to_the_cross_validated_figures(s):
     dataset(s)
-    call("PUT", "datasets/holdout", {"annotationKind": "imageObjectDetection",
-                                     "annotationFileUris": [coco_file(s, "holdout", 2, prefix="h")]})
+    call(
+        "PUT",
+        "datasets/holdout",
+        {
+            "annotationKind": "imageObjectDetection",
+            "annotationFileUris": [coco_file(s, "holdout", 2, prefix="h")],
+        },
+    )
     model(s, "m1", test="holdout")
     call("DELETE", "datasets/holdout")
     complete(s, "m1")

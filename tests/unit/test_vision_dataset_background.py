@@ -25,9 +25,15 @@ PER_TAG = 15  # 30 images (enough to train): above the INLINE_IMAGES these tests
 def s(monkeypatch):
     monkeypatch.setattr(project_transfer, "INLINE_IMAGES", 20)
     repo, blobs, pool = FakeRepository(), FakeBlobStore(), ThreadPoolExecutor(4)
-    services = bootstrap.Services(settings=settings.load({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
-                                  repo=repo, blobs=blobs, pool=pool, jobs=FakeJobQueue(), imports=FakeJobQueue(),
-                                  vision=MemoryRegistry())
+    services = bootstrap.Services(
+        settings=settings.load({"AzureWebJobsStorage": "UseDevelopmentStorage=true"}),
+        repo=repo,
+        blobs=blobs,
+        pool=pool,
+        jobs=FakeJobQueue(),
+        imports=FakeJobQueue(),
+        vision=MemoryRegistry(),
+    )
     services.predictor = Predictor(Catalog(repo), ModelCache(blobs.get), FakePredictionStore(blobs), pool)
     bootstrap.override(services)
     yield services
@@ -40,7 +46,9 @@ def project_of(s, name="big"):
 
 
 def run_job(s, index=-1, attempt=1):
-    queue_imports.project_imports(QueueMessage(id="m", body=s.imports.sent[index].encode(), dequeue_count=attempt))
+    queue_imports.project_imports(
+        QueueMessage(id="m", body=s.imports.sent[index].encode(), dequeue_count=attempt)
+    )
 
 
 def start(s, name="big", per_tag=PER_TAG):
@@ -51,8 +59,15 @@ def start(s, name="big", per_tag=PER_TAG):
 
 def test_a_large_dataset_answers_at_once_and_its_job_imports_it(s):
     body = start(s)
-    assert set(body) == {"name", "annotationKind", "annotationFileUris", "customProperties", "createdDateTime",
-                         "updatedDateTime", "eTag"}
+    assert set(body) == {
+        "name",
+        "annotationKind",
+        "annotationFileUris",
+        "customProperties",
+        "createdDateTime",
+        "updatedDateTime",
+        "eTag",
+    }
     assert json.loads(s.imports.sent[0]) == {"v": 1, "kind": "visionDataset", "name": "big"}
     project = project_of(s)
     assert project.status == "Importing" and s.repo.list_images(project.id) == []
@@ -75,7 +90,10 @@ def test_a_large_dataset_answers_at_once_and_its_job_imports_it(s):
     assert status == 201, body
 
     run_job(s)  # a duplicate message: nothing more happens
-    assert len(s.repo.list_images(project.id)) == 2 * PER_TAG and s.vision.get("dataset", "big")["state"] == "ready"
+    assert (
+        len(s.repo.list_images(project.id)) == 2 * PER_TAG
+        and s.vision.get("dataset", "big")["state"] == "ready"
+    )
 
 
 def test_an_image_gone_before_the_job_fails_the_dataset_with_the_problem(s):
@@ -127,12 +145,20 @@ def rewrite(s, folder, edit) -> None:
 
 def test_structural_problems_are_refused_at_put_with_every_one_listed(s):
     uri = coco_file(s, "big", PER_TAG)
-    rewrite(s, "big", lambda doc: (doc["annotations"][0].update(bbox=[0.9, 0.1, 0.4, 0.4]),
-                                   doc["annotations"][1].update(category_id=99)))
+    rewrite(
+        s,
+        "big",
+        lambda doc: (
+            doc["annotations"][0].update(bbox=[0.9, 0.1, 0.4, 0.4]),
+            doc["annotations"][1].update(category_id=99),
+        ),
+    )
     status, body = register("big", uri)
     assert status == 400 and body["error"]["code"] == "datasetAnnotationsInvalid"
-    assert {"annotationFileUris[0]:annotations[0].bbox", "annotationFileUris[0]:annotations[1].category_id"} <= \
-        {d["target"] for d in body["error"]["details"]}
+    assert {
+        "annotationFileUris[0]:annotations[0].bbox",
+        "annotationFileUris[0]:annotations[1].category_id",
+    } <= {d["target"] for d in body["error"]["details"]}
     rewrite(s, "big", lambda doc: doc.update(annotations=[]))
     assert register("big", uri)[1]["error"]["code"] == "datasetEmpty"
     assert s.imports.sent == [] and s.vision.list("dataset") == [] and s.repo.list_projects() == []
@@ -141,7 +167,9 @@ def test_structural_problems_are_refused_at_put_with_every_one_listed(s):
 def test_a_storage_error_is_retried_until_the_last_attempt(s):
     start(s)
     s.blobs.fail_puts = True
-    with pytest.raises(Exception):
+    with pytest.raises(
+        RuntimeError, match="ErrorStorage could not store the image: OSError: storage is down"
+    ):
         run_job(s, attempt=1)
     assert s.vision.get("dataset", "big")["state"] == "importing" and project_of(s).status == "Importing"
     run_job(s, attempt=queue_imports.MAX_ATTEMPTS)
@@ -162,14 +190,21 @@ def test_a_dataset_deleted_before_its_job_leaves_nothing(s):
 def test_a_failed_job_send_leaves_nothing(s):
     s.imports.fail = True
     with pytest.raises(IOError):
-        datasets.register(s, "big", {"annotationkind": "imageObjectDetection",
-                                     "annotationfileuris": [coco_file(s, "big", PER_TAG)]})
+        datasets.register(
+            s,
+            "big",
+            {"annotationkind": "imageObjectDetection", "annotationfileuris": [coco_file(s, "big", PER_TAG)]},
+        )
     assert s.repo.list_projects() == [] and s.vision.list("dataset") == []
 
 
 def test_messages_that_are_no_job_are_raised(s):
-    for body in (b"not json", b'{"v": 1, "kind": "other", "name": "x"}', b'{"v": 2, "kind": "visionDataset"}',
-                 b"[1]"):
+    for body in (
+        b"not json",
+        b'{"v": 1, "kind": "other", "name": "x"}',
+        b'{"v": 2, "kind": "visionDataset"}',
+        b"[1]",
+    ):
         with pytest.raises(ValueError):
             queue_imports.project_imports(QueueMessage(id="m", body=body, dequeue_count=1))
 

@@ -8,8 +8,10 @@ import pytest
 
 from functions.vision import performance
 
-LABELS = [{"index": 0, "tag_id": "t0", "name": "cat", "type": "Regular"},
-          {"index": 1, "tag_id": "t1", "name": "cup", "type": "Regular"}]
+LABELS = [
+    {"index": 0, "tag_id": "t0", "name": "cat", "type": "Regular"},
+    {"index": 1, "tag_id": "t1", "name": "cup", "type": "Regular"},
+]
 
 
 def test_coco_average_precision():
@@ -32,12 +34,23 @@ def _random_detection_evaluation(seed: int) -> dict:
         for label, left, top, w, h in truth:
             if rng.random() < 0.8:
                 jitter = rng.uniform(-0.08, 0.08)
-                detections.append([label if rng.random() < 0.9 else 1 - label, rng.random(), left + jitter, top,
-                                   w, h * rng.uniform(0.6, 1.1)])
-        detections += [[rng.randrange(2), rng.random() * 0.5, rng.uniform(0, 0.7), rng.uniform(0, 0.7), 0.2, 0.2]
-                       for _ in range(rng.randint(0, 2))]
-        images.append({"key": str(k), "fold": 0, "width": 320, "height": 240, "truth": truth,
-                       "detections": detections})
+                detections.append(
+                    [
+                        label if rng.random() < 0.9 else 1 - label,
+                        rng.random(),
+                        left + jitter,
+                        top,
+                        w,
+                        h * rng.uniform(0.6, 1.1),
+                    ]
+                )
+        detections += [
+            [rng.randrange(2), rng.random() * 0.5, rng.uniform(0, 0.7), rng.uniform(0, 0.7), 0.2, 0.2]
+            for _ in range(rng.randint(0, 2))
+        ]
+        images.append(
+            {"key": str(k), "fold": 0, "width": 320, "height": 240, "truth": truth, "detections": detections}
+        )
     return {"task": "detection", "labels": LABELS, "folds": 1, "images": images}
 
 
@@ -64,13 +77,26 @@ def test_detection_performance_prefers_the_trainers_figures():
 
 
 def test_classification_performance():
-    images = [{"key": "a", "truth": [0], "scores": [0.9, 0.1]}, {"key": "b", "truth": [0], "scores": [0.4, 0.6]},
-              {"key": "c", "truth": [1], "scores": [0.2, 0.8]}, {"key": "d", "truth": [1], "scores": [0.3, 0.7]}]
-    perf = performance.classification({"task": "classification", "classification_type": "Multiclass",
-                                       "labels": LABELS, "folds": 1, "images": images})
+    images = [
+        {"key": "a", "truth": [0], "scores": [0.9, 0.1]},
+        {"key": "b", "truth": [0], "scores": [0.4, 0.6]},
+        {"key": "c", "truth": [1], "scores": [0.2, 0.8]},
+        {"key": "d", "truth": [1], "scores": [0.3, 0.7]},
+    ]
+    perf = performance.classification(
+        {
+            "task": "classification",
+            "classification_type": "Multiclass",
+            "labels": LABELS,
+            "folds": 1,
+            "images": images,
+        }
+    )
     assert perf["accuracyTop1"] == 0.75 and perf["accuracyTop5"] == 1.0
-    assert perf["tagPerformance"] == {"cat": {"accuracy": 0.5, "averagePrecision": 1.0},
-                                      "cup": {"accuracy": 1.0, "averagePrecision": 1.0}}
+    assert perf["tagPerformance"] == {
+        "cat": {"accuracy": 0.5, "averagePrecision": 1.0},
+        "cup": {"accuracy": 1.0, "averagePrecision": 1.0},
+    }
     # top-1 confidences 0.9 (right), 0.6 (wrong), 0.8 (right), 0.7 (right): |1-.9| + |0-.6| + |1-.8| + |1-.7|
     assert perf["calibrationECE"] == pytest.approx((0.1 + 0.6 + 0.2 + 0.3) / 4)
 

@@ -20,9 +20,18 @@ PID = "6c3f4a7e-1b2d-4e5f-8a9b-0c1d2e3f4a5b"
 
 def project(uri="https://hooks.example.com/cv", secret=SECRET):
     now = datetime.now(UTC)
-    return Project(id=PID, name="fruit", description="", domain_id="", classification_type="Multiclass",
-                   target_export_platforms=[], created=now, last_modified=now, webhook_uri=uri,
-                   webhook_secret=secret)
+    return Project(
+        id=PID,
+        name="fruit",
+        description="",
+        domain_id="",
+        classification_type="Multiclass",
+        target_export_platforms=[],
+        created=now,
+        last_modified=now,
+        webhook_uri=uri,
+        webhook_secret=secret,
+    )
 
 
 @pytest.fixture
@@ -42,6 +51,7 @@ def answers(monkeypatch, *outcomes):
         if isinstance(got, Exception):
             raise got
         return got
+
     monkeypatch.setattr(webhooks, "send", send)
     return calls
 
@@ -50,24 +60,34 @@ def failure(status=500):
     return UrlFetchError("http-status", f"https://hooks.example.com/cv answered HTTP {status}", "", status)
 
 
-EVENT = {"version": "1.0", "type": "Training", "Content": {"projectId": PID, "iterationId": "i1",
-                                                          "trainingStatus": "TrainingCompleted"}}
+EVENT = {
+    "version": "1.0",
+    "type": "Training",
+    "Content": {"projectId": PID, "iterationId": "i1", "trainingStatus": "TrainingCompleted"},
+}
 
 
 def test_the_signature_is_an_hmac_of_the_exact_body():
     body = b'{"a":1}'
-    assert webhooks.sign(SECRET, body) == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert (
+        webhooks.sign(SECRET, body) == "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    )
     assert webhooks.sign(SECRET, body) != webhooks.sign(SECRET, b'{"a": 1}')
 
 
-@pytest.mark.parametrize(("uri", "secret", "words"), [
-    ("http://hooks.example.com/cv", SECRET, "must be an https URI"),
-    ("ftp://hooks.example.com/cv", SECRET, "must be an https URI"),
-    ("https://hooks.example.com/" + "x" * 2100, SECRET, "at most 2048"),
-    (42, SECRET, "webhookUri"),
-    ("https://hooks.example.com/cv", "short", "webhookSecret: a secret of at least 16"),
-])
-def test_a_bad_uri_or_secret_is_refused_naming_the_field_before_anything_is_sent(monkeypatch, uri, secret, words):
+@pytest.mark.parametrize(
+    ("uri", "secret", "words"),
+    [
+        ("http://hooks.example.com/cv", SECRET, "must be an https URI"),
+        ("ftp://hooks.example.com/cv", SECRET, "must be an https URI"),
+        ("https://hooks.example.com/" + "x" * 2100, SECRET, "at most 2048"),
+        (42, SECRET, "webhookUri"),
+        ("https://hooks.example.com/cv", "short", "webhookSecret: a secret of at least 16"),
+    ],
+)
+def test_a_bad_uri_or_secret_is_refused_naming_the_field_before_anything_is_sent(
+    monkeypatch, uri, secret, words
+):
     calls = answers(monkeypatch)
     with pytest.raises(BadRequest) as err:
         webhooks.check(project(uri="", secret=""), uri, secret)
@@ -77,7 +97,9 @@ def test_a_bad_uri_or_secret_is_refused_naming_the_field_before_anything_is_sent
 def test_setting_a_webhook_sends_a_connection_test_and_refuses_one_that_does_not_answer(monkeypatch):
     calls = answers(monkeypatch, 204, failure(404))
     assert webhooks.check(project(uri="", secret=""), " https://hooks.example.com/cv ", SECRET) == (
-        "https://hooks.example.com/cv", SECRET)
+        "https://hooks.example.com/cv",
+        SECRET,
+    )
     assert calls[0][2] == {"version": "1.0", "type": "ConnectionTest", "Content": {"projectId": PID}}
     with pytest.raises(BadRequest) as err:
         webhooks.check(project(uri="", secret=""), "https://hooks.example.com/cv", SECRET)
@@ -86,16 +108,25 @@ def test_setting_a_webhook_sends_a_connection_test_and_refuses_one_that_does_not
 
 def test_the_stored_secret_is_kept_when_only_the_uri_changes_and_clearing_the_uri_clears_both(monkeypatch):
     answers(monkeypatch, 204)
-    assert webhooks.check(project(), "https://other.example.com/x", None) == ("https://other.example.com/x", SECRET)
+    assert webhooks.check(project(), "https://other.example.com/x", None) == (
+        "https://other.example.com/x",
+        SECRET,
+    )
     assert webhooks.check(project(), "", None) == ("", "")
 
 
 def test_plain_http_only_for_an_allowed_origin(monkeypatch):
     answers(monkeypatch, 204)
-    assert webhooks.check(project(uri="", secret=""), "http://127.0.0.1:8081/hook", SECRET,
-                          ("http://127.0.0.1:8081",))[0] == "http://127.0.0.1:8081/hook"
+    assert (
+        webhooks.check(
+            project(uri="", secret=""), "http://127.0.0.1:8081/hook", SECRET, ("http://127.0.0.1:8081",)
+        )[0]
+        == "http://127.0.0.1:8081/hook"
+    )
     with pytest.raises(BadRequest):
-        webhooks.check(project(uri="", secret=""), "http://127.0.0.1:8082/hook", SECRET, ("http://127.0.0.1:8081",))
+        webhooks.check(
+            project(uri="", secret=""), "http://127.0.0.1:8082/hook", SECRET, ("http://127.0.0.1:8081",)
+        )
 
 
 def test_nothing_is_queued_for_a_project_without_a_webhook(world):
@@ -114,7 +145,9 @@ def test_a_delivery_is_recorded_and_delivered_signed_with_the_projects_secret(wo
     assert calls == [("https://hooks.example.com/cv", SECRET, EVENT, delivery)]
     (done,) = webhooks.deliveries(blobs, PID)
     assert done["status"] == "Delivered" and [a["status"] for a in done["attempts"]] == [204]
-    assert webhooks.attempt(repo, blobs, queue, queue.sent[0]) == "Delivered"  # a duplicate message sends nothing
+    assert (
+        webhooks.attempt(repo, blobs, queue, queue.sent[0]) == "Delivered"
+    )  # a duplicate message sends nothing
     assert len(calls) == 1 and len(queue.sent) == 1
 
 
@@ -124,7 +157,7 @@ def test_failures_are_retried_with_the_back_off_then_the_delivery_fails_with_eve
     webhooks.enqueue(blobs, queue, repo.get_project(PID), EVENT)
     statuses = [webhooks.attempt(repo, blobs, queue, queue.sent[-1]) for _ in range(webhooks.MAX_ATTEMPTS)]
     assert statuses == ["Pending"] * (webhooks.MAX_ATTEMPTS - 1) + ["Failed"]
-    assert queue.delays == [0, *webhooks.BACKOFF_S[1:webhooks.MAX_ATTEMPTS]]  # first send, then each retry
+    assert queue.delays == [0, *webhooks.BACKOFF_S[1 : webhooks.MAX_ATTEMPTS]]  # first send, then each retry
     (record,) = webhooks.deliveries(blobs, PID)
     assert record["status"] == "Failed"
     assert [a["status"] for a in record["attempts"]] == [500 + i for i in range(webhooks.MAX_ATTEMPTS)]

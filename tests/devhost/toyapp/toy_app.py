@@ -1,7 +1,6 @@
 """A toy function app for devhost's tests: blueprints composed into one FunctionApp, like function_app.py."""
 
 import azure.functions as func
-
 from toy_http import bp as http_bp
 from toy_triggers import bp as triggers_bp
 

@@ -66,10 +66,18 @@ def files_index(req: func.HttpRequest) -> func.HttpResponse:
 def echo(req: func.HttpRequest) -> func.HttpResponse:
     body = req.get_body()
     is_json = req.headers.get("content-type", "").startswith("application/json")
-    return reply("echo", req, method=req.method, url=req.url, length=len(body),
-                 sha256=hashlib.sha256(body).hexdigest(), params=dict(req.params),
-                 token=req.headers.get("X-Token"), token_lower=req.headers.get("x-token"),
-                 keys=len(req.get_json()) if is_json else None)
+    return reply(
+        "echo",
+        req,
+        method=req.method,
+        url=req.url,
+        length=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        params=dict(req.params),
+        token=req.headers.get("X-Token"),
+        token_lower=req.headers.get("x-token"),
+        keys=len(req.get_json()) if is_json else None,
+    )
 
 
 @bp.route()
@@ -79,8 +87,13 @@ def default_route(req: func.HttpRequest) -> str:
 
 @bp.route(route="custom")
 def custom(req: func.HttpRequest) -> func.HttpResponse:
-    return func.HttpResponse("<b>made</b>", status_code=201, mimetype="text/html", charset="latin-1",
-                             headers={"X-Custom": "yes", "Location": "/items/7"})
+    return func.HttpResponse(
+        "<b>made</b>",
+        status_code=201,
+        mimetype="text/html",
+        charset="latin-1",
+        headers={"X-Custom": "yes", "Location": "/items/7"},
+    )
 
 
 @bp.route(route="boom")
@@ -98,8 +111,16 @@ def slow(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="async/{name}")
 async def async_hello(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     await asyncio.sleep(0.01)
-    return func.HttpResponse(json.dumps({"hello": req.route_params["name"], "function": context.function_name,
-                                         "invocation": context.invocation_id}), mimetype="application/json")
+    return func.HttpResponse(
+        json.dumps(
+            {
+                "hello": req.route_params["name"],
+                "function": context.function_name,
+                "invocation": context.invocation_id,
+            }
+        ),
+        mimetype="application/json",
+    )
 
 
 @bp.route(route="setting/{name}")

@@ -25,8 +25,12 @@ def blob_copy(blob: func.InputStream, copy: func.Out[bytes]) -> None:
     copy.set(data.upper() + f" len={blob.length} name={blob.name}".encode())
 
 
-@bp.blob_trigger(arg_name="blob", path="dh-multi/{project}/{rest}", connection="AzureWebJobsStorage",
-                 source=func.BlobSource.EVENT_GRID)
+@bp.blob_trigger(
+    arg_name="blob",
+    path="dh-multi/{project}/{rest}",
+    connection="AzureWebJobsStorage",
+    source=func.BlobSource.EVENT_GRID,
+)
 @bp.queue_output(arg_name="out", queue_name="dh-multi-out", connection="AzureWebJobsStorage")
 def blob_multi(blob: bytes, out: func.Out[str]) -> None:
     record("blob_multi", blob)
@@ -47,8 +51,16 @@ def queue_echo(msg: func.QueueMessage, out: func.Out[str]) -> None:
     if body.startswith("many:"):
         out.set([f"{body}#{i}" for i in range(3)])
     else:
-        out.set(json.dumps({"body": body, "id": msg.id, "dequeue_count": msg.dequeue_count,
-                            "inserted": msg.insertion_time.isoformat()}))
+        out.set(
+            json.dumps(
+                {
+                    "body": body,
+                    "id": msg.id,
+                    "dequeue_count": msg.dequeue_count,
+                    "inserted": msg.insertion_time.isoformat(),
+                }
+            )
+        )
 
 
 @bp.queue_trigger(arg_name="msg", queue_name="%DH_JSON_QUEUE%", connection="AzureWebJobsStorage")
