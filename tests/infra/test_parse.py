@@ -7,23 +7,87 @@ import os
 import shutil
 import subprocess
 
-import pytest
-
+from . import hcl_layout
 from .iac import INFRA, ROOT, TERRAFORM, load_bicep, load_terraform, load_yaml, unquote, walk
 
 
-def test_terraform_is_fmt_clean():
-    exe = shutil.which("terraform")
-    if exe is None:
-        pytest.skip("the terraform CLI is not installed, so `terraform fmt -check` cannot run")
+def _fmt(exe: str, source: str) -> str:
     proc = subprocess.run(
-        [exe, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [exe, "fmt", "-"], input=source, capture_output=True, text=True, timeout=60, check=False
     )
-    assert proc.returncode == 0, f"terraform fmt would change:\n{proc.stdout}{proc.stderr}"
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_terraform_is_fmt_clean():
+    """terraform fmt's layout (tests/infra/hcl_layout.py, so no CLI is needed), and `terraform fmt -check`
+    itself where the CLI is installed."""
+    found = [p for f in sorted(TERRAFORM.glob("*.tf")) for p in hcl_layout.problems(f.read_text(), f.name)]
+    assert not found, "terraform fmt would change:\n" + "\n".join(found)
+    exe = shutil.which("terraform")
+    if exe is not None:
+        proc = subprocess.run(
+            [exe, "fmt", "-check", "-recursive", "-diff", str(TERRAFORM)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.returncode == 0, f"terraform fmt would change:\n{proc.stdout}{proc.stderr}"
+
+
+SAMPLE = """resource "x" "y" {
+  name = "a"
+  resource_group_name = "b"
+  tags = {
+  env = "x"
+      longer_key = 1
+  }
+  v = ["q",
+      "r",
+          ]
+  # a comment ends a run
+  q = 2
+  qq = 3
+  m = <<EOT
+  raw   = text
+EOT
+  n = 1
+}
+"""
+
+
+def test_the_layout_check_finds_what_terraform_fmt_changes():
+    """The sample's misplaced lines, and one misplaced line put into every real file, are found (and,
+    with the CLI, terraform fmt changes exactly such files and the fixed sample passes)."""
+    assert {int(p.split(":")[1]) for p in hcl_layout.problems(SAMPLE)} == {2, 5, 6, 9, 10, 12, 14, 17}
+    fixed = SAMPLE.replace("  name = ", "  name                = ").replace("  env = ", "    env        = ")
+    fixed = fixed.replace("      longer_key", "    longer_key").replace("          ]", "  ]")
+    fixed = (
+        fixed.replace('      "r",', '    "r",')
+        .replace("  q = ", "  q  = ")
+        .replace("  m = ", "  m  = ")
+        .replace("  n = ", "  n  = ")
+    )
+    assert hcl_layout.problems(fixed) == []
+    exe = shutil.which("terraform")
+    if exe is not None:
+        assert _fmt(exe, SAMPLE) == fixed
+    for path in sorted(TERRAFORM.glob("*.tf")):
+        lines = path.read_text().split("\n")
+        k = next(
+            i for i, line in enumerate(lines) if " = " in line and line.startswith("  ") and "<<" not in line
+        )
+        for mutated in (
+            lines[:k] + ["  " + lines[k]] + lines[k + 1 :],
+            lines[:k] + [lines[k].replace(" = ", "  = ", 1)] + lines[k + 1 :],
+        ):
+            source = "\n".join(mutated)
+            assert any(
+                p.startswith(f"{path.name}:{k + 1}:") for p in hcl_layout.problems(source, path.name)
+            ), path
+            if exe is not None:
+                assert _fmt(exe, source) == path.read_text(), path
 
 
 def test_every_terraform_file_parses_with_python_hcl2():
