@@ -37,7 +37,7 @@ def _maps(test, raw, nms_iou):
     from gpu_trainer.detection import coco_maps
 
     images = []
-    for s, (b, sc, lab) in zip(test, raw):
+    for s, (b, sc, lab) in zip(test, raw, strict=True):
         dets = boxops.postprocess(b, sc, lab, nms_iou=nms_iou, min_score=0.01)
         images.append(
             {

@@ -89,7 +89,8 @@ def run() -> dict:
         images = [fm.as_rgb(train_x[i]) for i in idx]
         ys = train_y[idx].astype(int)
         examples = [
-            Example(image=im, labels=(int(y),), key=f"fmnist-train-{i}") for im, y, i in zip(images, ys, idx)
+            Example(image=im, labels=(int(y),), key=f"fmnist-train-{i}")
+            for im, y, i in zip(images, ys, idx, strict=True)
         ]
         probe = _probe(images, ys, test_images, truth)
         for name, advanced in [(n, False) for n in names] + [(n, True) for n in names if advanced_s]:

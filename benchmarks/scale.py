@@ -241,7 +241,7 @@ def _trainer_costs(conn: str, pid: str, iteration_id: str, n: int) -> dict:
     cache = BlobFeatureCache(store, pid)
     features = np.random.default_rng(0).normal(size=(n, FEATURE_DIM)).astype(np.float32)
     t = time.perf_counter()
-    for im, f in zip(m.images, features):
+    for im, f in zip(m.images, features, strict=True):
         cache.put(("bench-feature", 224, im["image_id"]), f)
     cache.flush()
     write_s = time.perf_counter() - t

@@ -205,7 +205,11 @@ def detection_performance(evaluation: dict, threshold: float = 0.5, overlap: flo
             members = np.array([int(im.get("fold", 0)) == f for im in images], dtype=bool)
             mine = members[owners] if len(owners) else np.zeros(0, dtype=bool)
             f_truth = sum(
-                1 for im, m in zip(images, members) if m for t in im.get("truth", []) if int(t[0]) == index
+                1
+                for im, m in zip(images, members, strict=True)
+                if m
+                for t in im.get("truth", [])
+                if int(t[0]) == index
             )
             f_tp, f_pred = float(np.sum(hits & above & mine)), float(np.sum(above & mine))
             totals[f] += (f_tp, f_pred, f_truth)

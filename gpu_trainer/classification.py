@@ -30,20 +30,20 @@ import logging
 import math
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from PIL import Image
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 
 from cvcore import artifacts, metrics
 
 from . import backbones, calibration, doctor
+from .classifier_model import ClassifierModel, Standardiser
+from .cv import assign_folds, feature_bank, has_regular, make_problem, regular_probabilities, score_gain
+from .errors import TrainingDiverged
 from .features import (
-    DEFAULT_STAGES,
     MemoryFeatureCache,
     PooledFeatures,
     embed,
@@ -52,23 +52,33 @@ from .features import (
     grid_cells,
     images_to_tensor,
 )
+from .finetune import (
+    BackboneSplit,
+    finetune_cv,
+    finetune_fit,
+    finetune_step_seconds,
+    prefix_views,
+    tail_features,
+)
+from .linear_head import fit_linear, linear_cv
+from .recipes import (
+    BACKBONE_MARGIN,
+    FEATURE_VARIANT_MARGIN,
+    FINETUNE_CPU_RESOLUTION,
+    FINETUNE_EPOCHS,
+    FINETUNE_LR,
+    FINETUNE_MARGIN,
+    FINETUNE_UNFREEZE,
+    FINETUNE_VIEWS,
+    GPU_BUDGET_S,
+    GRID_MAX_IMAGES,
+    L2_GRID,
+    MIN_GAIN,
+    QUICK_CPU_BUDGET_S,
+    SCREEN_ABOVE,
+)
 
 log = logging.getLogger(__name__)
-
-QUICK_CPU_BUDGET_S = 45.0  # Quick on the CPU: 10 tags x 50 images train, evaluate and export within a minute
-HELD_OUT_ABOVE = 3000  # more images than this: one stratified held-out split instead of k folds
-HELD_OUT_FRACTION = 0.2
-MAX_FOLDS = 5
-L2_GRID = (0.003, 0.01, 0.03, 0.1)  # sklearn-style C per image: penalty = 1 / (2 C n) * |W|^2
-SHRINK = 0.1  # variance shrinkage in the standardiser (fraction of the mean variance)
-BANK_MAX = 512  # training embeddings kept in the graph for the "unlike anything seen" gate
-FINETUNE_VIEWS = 4
-SCREEN_ABOVE = 200  # from this many images, candidates are screened on 2 folds before the winner's full CV
-GRID_MAX_IMAGES = 5000  # above this (on a CPU) only the global features are tried: the grid ones are 3x wider
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became non-finite (the job reports 'diverged')."""
 
 
 class Example:
@@ -102,715 +112,6 @@ class ClassifierResult:
     evaluation: dict
     config: dict = field(default_factory=dict)
     evidence: object = None  # doctor.Evidence: what the model doctor diagnoses the data from
-
-
-# --- the exported model ---------------------------------------------------------------------------------------
-
-POWER_EPS = 1e-4
-
-
-def signed_sqrt(x: Tensor) -> Tensor:
-    """Power normalisation sign(x) * (sqrt(|x| + eps) - sqrt(eps)): smooth at 0, so fine-tuning can backprop."""
-    return torch.sign(x) * (torch.sqrt(torch.abs(x) + POWER_EPS) - math.sqrt(POWER_EPS))
-
-
-def signed_sqrt_np(x: np.ndarray) -> np.ndarray:
-    return np.sign(x) * (np.sqrt(np.abs(x) + POWER_EPS) - math.sqrt(POWER_EPS))
-
-
-class ClassifierModel(nn.Module):
-    """extractor -> signed sqrt -> standardise -> linear -> /T -> softmax|sigmoid -> x gate -> label order."""
-
-    def __init__(
-        self,
-        extractor: nn.Module,
-        mean: Tensor,
-        scale: Tensor,
-        weight: Tensor,
-        bias: Tensor,
-        *,
-        multilabel: bool,
-        regular: int,
-        out_index: list[int],
-        temperature: float = 1.0,
-        bank: Tensor | None = None,
-        gate_centre: float = -1.0,
-        gate_width: float = 0.05,
-        gate_dims: int | None = None,
-    ):
-        super().__init__()
-        self.extractor = extractor
-        self.multilabel, self.regular = bool(multilabel), int(regular)
-        self.register_buffer("mean", mean.float().clone())
-        self.register_buffer("scale", scale.float().clone())
-        self.register_buffer("weight", weight.float().clone())
-        self.register_buffer("bias", bias.float().clone())
-        self.register_buffer("inv_temperature", torch.tensor(1.0 / float(temperature)))
-        self.register_buffer("out_index", torch.tensor(out_index, dtype=torch.long))
-        self.use_gate = bank is not None and len(bank) > 0
-        self.gate_dims = int(gate_dims or weight.shape[1])  # the leading (globally pooled) values it compares
-        self.register_buffer(
-            "bank", (bank if self.use_gate else torch.zeros(1, self.gate_dims)).float().clone()
-        )
-        self.register_buffer("gate_centre", torch.tensor(float(gate_centre)))
-        self.register_buffer("gate_width", torch.tensor(float(gate_width)))
-
-    def standardised(self, features: Tensor) -> Tensor:
-        return (signed_sqrt(features) - self.mean) * self.scale
-
-    def from_features(self, features: Tensor) -> Tensor:
-        z = self.standardised(features)
-        logits = (z @ self.weight.t() + self.bias) * self.inv_temperature
-        if self.multilabel:
-            p = torch.sigmoid(logits)
-        else:
-            p = torch.softmax(logits, dim=1)[:, : self.regular]  # an implicit background column is dropped
-        if self.use_gate:
-            zg = z[:, : self.gate_dims]
-            zn = zg / zg.norm(dim=1, keepdim=True).clamp_min(1e-8)
-            sim = (zn @ self.bank.t()).max(dim=1).values
-            p = p * torch.sigmoid((sim - self.gate_centre) / self.gate_width).unsqueeze(1)
-        if self.multilabel:
-            none = torch.prod(1 - p, dim=1, keepdim=True)
-        else:
-            none = (1 - p.sum(dim=1, keepdim=True)).clamp_min(0)
-        return torch.cat([p, none], dim=1).index_select(1, self.out_index)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.from_features(self.extractor(x))
-
-
-# --- linear heads -----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Standardiser:
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, features: np.ndarray) -> Standardiser:
-        f = signed_sqrt_np(features.astype(np.float64))
-        mean = f.mean(axis=0)
-        std = f.std(axis=0)
-        # shrink tiny variances towards the average one: near-constant dimensions of a small set would
-        # otherwise be blown up into noise (for the head and for the gate similarity alike)
-        var = std**2 + SHRINK * float(np.mean(std**2)) + 1e-12
-        return cls(mean.astype(np.float32), (1.0 / np.sqrt(var)).astype(np.float32))
-
-    def __call__(self, features: np.ndarray) -> np.ndarray:
-        return ((signed_sqrt_np(features.astype(np.float64)) - self.mean) * self.scale).astype(np.float32)
-
-
-def _class_weights(y: np.ndarray, classes: int) -> np.ndarray:
-    counts = np.bincount(y, minlength=classes).astype(np.float64)
-    w = np.where(counts > 0, len(y) / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
-    return w[y]
-
-
-def span_reduction(z: np.ndarray):
-    """(images in an orthonormal basis of their span [n, r], the basis [d, r]) when n < d, else None."""
-    n, d = z.shape
-    if not np.isfinite(z).all():
-        raise TrainingDiverged("the features are not finite")
-    if n >= d:
-        return None
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        x64 = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float64))
-        evals, evecs = torch.linalg.eigh(x64 @ x64.t())
-        keep = evals > evals.max().clamp_min(1e-30) * 1e-9
-        evals, evecs = evals[keep], evecs[:, keep]
-        basis = ((x64.t() @ evecs) / evals.sqrt()).float()  # [d, r] orthonormal columns spanning the images
-        return (evecs * evals.sqrt()).float(), basis
-    finally:
-        torch.set_num_threads(threads)
-
-
-def fit_linear(
-    z: np.ndarray,
-    targets: np.ndarray,
-    *,
-    multilabel: bool,
-    classes: int,
-    c: float,
-    init: tuple[np.ndarray, np.ndarray] | None = None,
-    max_iter: int = 100,
-    reduction="auto",
-):
-    """L2-regularised logistic regression (full-batch L-BFGS): softmax over `classes` with balanced class
-    weights, or independent sigmoids. Returns (W [classes, d], b [classes]).
-
-    With fewer images than dimensions it is solved exactly in the span of the images (the L2 optimum lies
-    there), which makes each fit several times cheaper."""
-    n, d = z.shape
-    if not np.isfinite(z).all():
-        raise TrainingDiverged("the features are not finite")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # small matrices: extra threads only spin (70x slower on a busy 2-core box)
-    try:
-        if isinstance(reduction, str):
-            reduction = span_reduction(z)
-        if reduction is not None:
-            x, basis = reduction
-        else:
-            x, basis = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32)), None
-        init_r = None
-        if init is not None:
-            w0 = torch.from_numpy(init[0]).float()
-            init_r = (w0 @ basis if basis is not None else w0, torch.from_numpy(init[1]).float())
-        w, b = _lbfgs_logistic(
-            x,
-            targets,
-            multilabel=multilabel,
-            classes=classes,
-            lam=1.0 / (2.0 * c * max(n, 1)),
-            init=init_r,
-            max_iter=max_iter,
-        )
-        if basis is not None:
-            w = w @ basis.t()
-    finally:
-        torch.set_num_threads(threads)
-    return w.numpy().copy(), b.numpy().copy()
-
-
-def _lbfgs_logistic(x: Tensor, targets, *, multilabel: bool, classes: int, lam: float, init, max_iter: int):
-    w = torch.zeros(classes, x.shape[1], dtype=torch.float32)
-    b = torch.zeros(classes, dtype=torch.float32)
-    if init is not None:
-        w.copy_(init[0]), b.copy_(init[1])
-    w.requires_grad_(True), b.requires_grad_(True)
-    if multilabel:
-        y = torch.from_numpy(np.asarray(targets, dtype=np.float32))
-        sw = None
-    else:
-        y = torch.from_numpy(np.asarray(targets, dtype=np.int64))
-        sw = torch.from_numpy(_class_weights(np.asarray(targets), classes).astype(np.float32))
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1.0,
-        max_iter=max_iter,
-        tolerance_grad=1e-6,
-        tolerance_change=1e-9,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        logits = x @ w.t() + b
-        if multilabel:
-            loss = F.binary_cross_entropy_with_logits(logits, y)
-        else:
-            loss = (F.cross_entropy(logits, y, reduction="none") * sw).mean()
-        loss = loss + lam * (w * w).sum()
-        loss.backward()
-        return loss
-
-    try:
-        loss = opt.step(closure)
-    except RuntimeError as exc:  # L-BFGS overflows on a diverging objective
-        raise TrainingDiverged(f"the linear head diverged: {exc}") from None
-    if loss is None or not torch.isfinite(loss) or not torch.isfinite(w).all():
-        raise TrainingDiverged(
-            f"the linear head's loss is {float(loss) if loss is not None else 'undefined'}"
-        )
-    return w.detach(), b.detach()
-
-
-def _logits(z: np.ndarray, head) -> np.ndarray:
-    return z @ head[0].T + head[1]
-
-
-# --- problem setup ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Problem:
-    labels: list[artifacts.Label]
-    multilabel: bool
-    negative_index: int | None
-    regular: list[int]  # label indices of the regular tags, in output order of the head
-    y: np.ndarray  # multiclass: class per image (len(regular) = background); multilabel: [n, K] {0,1}
-    truth: list[list[int]]  # label indices per image (empty = negative / none)
-    background: bool  # multiclass with negative images: an extra softmax class
-
-    @property
-    def classes(self) -> int:
-        return len(self.regular) + (1 if self.background else 0)
-
-    @property
-    def strata(self) -> np.ndarray:
-        """A stratum per image for fold assignment (rarest tag for multilabel, K for none)."""
-        k = len(self.regular)
-        if not self.multilabel:
-            return self.y.copy()
-        counts = self.y.sum(axis=0)
-        out = np.full(len(self.y), k)
-        for i, row in enumerate(self.y):
-            tags = np.flatnonzero(row)
-            if len(tags):
-                out[i] = tags[np.argmin(counts[tags])]
-        return out
-
-    def out_index(self) -> list[int]:
-        """Exported column j -> index into [regular probabilities..., none]."""
-        pos = {lab: r for r, lab in enumerate(self.regular)}
-        return [pos.get(lab.index, len(self.regular)) for lab in self.labels]
-
-
-def make_problem(examples, labels, multilabel: bool, negative_index: int | None) -> Problem:
-    labels = sorted(labels, key=lambda lab: lab.index)
-    if [lab.index for lab in labels] != list(range(len(labels))):
-        raise ValueError("labels must be indexed 0..n-1")
-    negatives = {lab.index for lab in labels if lab.type == "Negative"}
-    if negative_index is not None:
-        negatives.add(int(negative_index))
-    regular = [lab.index for lab in labels if lab.index not in negatives]
-    if not regular:
-        raise ValueError("at least one regular (non-Negative) tag is needed")
-    pos = {lab: r for r, lab in enumerate(regular)}
-    truth = [sorted({int(t) for t in ex.labels if int(t) in pos}) for ex in examples]
-    k = len(regular)
-    if multilabel:
-        y = np.zeros((len(examples), k), dtype=np.float32)
-        for i, t in enumerate(truth):
-            y[i, [pos[j] for j in t]] = 1
-        background = False
-    else:
-        y = np.array([pos[t[0]] if t else k for t in truth], dtype=np.int64)
-        background = bool((y == k).any())
-    return Problem(labels, multilabel, negative_index, regular, y, truth, background)
-
-
-def assign_folds(strata: np.ndarray, seed: int, groups: np.ndarray | None = None) -> tuple[np.ndarray, int]:
-    """Stratified folds: fold id per image and the fold count. k = min(5, the smallest stratum with at least
-    two images), at least 2; above HELD_OUT_ABOVE images: fold 0 is a 20% held-out split (k=1) and the rest
-    are -1 (training only). Images of one `groups` id (near duplicates) all take the fold of the group's
-    first image, so a copy is never tested against its original."""
-    folds, k = _stratified_folds(strata, seed)
-    if groups is not None:
-        first: dict[int, int] = {}
-        for i, g in enumerate(groups):
-            folds[i] = folds[first.setdefault(int(g), i)]
-    return folds, k
-
-
-def _stratified_folds(strata: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
-    n = len(strata)
-    rng = np.random.default_rng(seed)
-    folds = np.zeros(n, dtype=np.int64)
-    if n > HELD_OUT_ABOVE:
-        folds[:] = -1
-        for s in np.unique(strata):
-            idx = rng.permutation(np.flatnonzero(strata == s))
-            folds[idx[: max(1, int(round(len(idx) * HELD_OUT_FRACTION)))] if len(idx) > 1 else []] = 0
-        return folds, 1
-    counts = np.bincount(strata)
-    usable = counts[counts >= 2]
-    k = int(min(MAX_FOLDS, usable.min() if len(usable) else 2))
-    k = max(2, min(k, n))
-    offset = 0
-    for s in np.unique(strata):
-        idx = rng.permutation(np.flatnonzero(strata == s))
-        folds[idx] = (np.arange(len(idx)) + offset) % k
-        offset += len(idx)
-    return folds, k
-
-
-def _splits(folds: np.ndarray, k: int):
-    for f in range(k):
-        test = np.flatnonzero(folds == f)
-        train = np.flatnonzero(folds != f)
-        if len(test) and len(train):
-            yield f, train, test
-
-
-# --- scoring ----------------------------------------------------------------------------------------------------
-
-
-def _softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.clip(z, -60, 60)))
-
-
-def regular_probabilities(logits: np.ndarray, problem: Problem, temperature: float = 1.0) -> np.ndarray:
-    z = logits / temperature
-    if problem.multilabel:
-        return _sigmoid(z)
-    return _softmax(z)[:, : len(problem.regular)]
-
-
-def cv_score(logits: np.ndarray, idx: np.ndarray, problem: Problem) -> float:
-    """Higher is better. Multiclass: minus the out-of-fold log-loss after temperature calibration, a smooth
-    criterion (on ~100 images accuracy differences between candidates are mostly noise; measured on
-    Fashion-MNIST it picked the recipe that was best on held-out data far more often). Multilabel: macro AP."""
-    if problem.multilabel:
-        p = _sigmoid(logits)
-        y = problem.y[idx]
-        aps = [metrics.average_precision(p[:, j], y[:, j] > 0) for j in range(y.shape[1]) if y[:, j].any()]
-        return float(np.mean(aps)) if aps else 0.0
-    return float(np.mean(_log_likelihoods(logits, idx, problem)))
-
-
-def _log_likelihoods(logits: np.ndarray, idx: np.ndarray, problem: Problem) -> np.ndarray:
-    """Multiclass: each image's log-probability of its true class after temperature calibration."""
-    y = problem.y[idx]
-    t = calibration.fit_temperature(logits, y, False)
-    p = _softmax(logits / t)
-    return np.log(np.clip(p[np.arange(len(y)), y], 1e-12, 1))
-
-
-def score_gain(
-    a_logits: np.ndarray, b_logits: np.ndarray, idx: np.ndarray, problem: Problem
-) -> tuple[float, float]:
-    """(b's CV score minus a's on the images `idx`, the standard error of that difference). Multiclass: the
-    images' paired log-likelihood differences, so the error shrinks with more images and with candidates that
-    agree; multilabel (macro AP is not a mean over images): no error estimate, 0."""
-    if problem.multilabel:
-        return cv_score(b_logits, idx, problem) - cv_score(a_logits, idx, problem), 0.0
-    d = _log_likelihoods(b_logits, idx, problem) - _log_likelihoods(a_logits, idx, problem)
-    return float(d.mean()), (float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else 0.0)
-
-
-def top1(logits: np.ndarray, idx: np.ndarray, problem: Problem) -> float:
-    if problem.multilabel:
-        y = problem.y[idx]
-        return float(np.mean(y[np.arange(len(idx)), logits.argmax(axis=1)] > 0))
-    return float(np.mean(logits.argmax(axis=1) == problem.y[idx]))
-
-
-# --- recipe (a): linear head on frozen embeddings ---------------------------------------------------------------
-
-
-def _bank(z: np.ndarray, keep: np.ndarray, rng) -> np.ndarray:
-    rows = np.flatnonzero(keep)
-    if len(rows) > BANK_MAX:
-        rows = np.sort(rng.choice(rows, BANK_MAX, replace=False))
-    return calibration.l2_normalise(z[rows])
-
-
-def _has_regular(problem: Problem, idx: np.ndarray) -> np.ndarray:
-    return problem.y[idx].sum(axis=1) > 0 if problem.multilabel else problem.y[idx] < len(problem.regular)
-
-
-def _targets(problem: Problem, idx: np.ndarray):
-    return problem.y[idx]
-
-
-def linear_cv(
-    features: np.ndarray,
-    problem: Problem,
-    folds: np.ndarray,
-    k: int,
-    grid=L2_GRID,
-    seed: int = 0,
-    deadline: float | None = None,
-    gate_dims: int | None = None,
-    fold_ids=None,
-) -> dict:
-    """Out-of-fold logits and gate similarities for each C in `grid` (on the folds in `fold_ids`, default all);
-    returns the best C's."""
-    n = len(features)
-    results = {c: np.zeros((n, problem.classes), dtype=np.float64) for c in grid}
-    sims = np.full(n, np.nan)
-    done = np.zeros(n, dtype=bool)
-    finished = []
-
-    def one_fold(f, train, test):
-        if deadline is not None and finished and time.monotonic() > deadline:
-            log.info("linear CV fold %d skipped (budget)", f)
-            return
-        std = Standardiser.fit(features[train])
-        ztr, zte = std(features[train]), std(features[test])
-        init = None
-        reduction = span_reduction(ztr)  # once per fold, shared by every C
-        for c in grid:
-            head = fit_linear(
-                ztr,
-                _targets(problem, train),
-                multilabel=problem.multilabel,
-                classes=problem.classes,
-                c=c,
-                init=init,
-                reduction=reduction,
-            )
-            init = head
-            results[c][test] = _logits(zte, head)
-        g = gate_dims or ztr.shape[1]
-        bank = _bank(ztr[:, :g], _has_regular(problem, train), np.random.default_rng([seed, f]))
-        sims[test] = calibration.max_similarity(calibration.l2_normalise(zte[:, :g]), bank)
-        done[test] = True
-        finished.append(f)
-
-    splits = [s for s in _splits(folds, k) if fold_ids is None or s[0] in fold_ids]
-    # the folds are independent and each fit is single-threaded: run them side by side, one per core (torch's
-    # thread count is set once around them, so the fits' own set/restore cannot race)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with ThreadPoolExecutor(max(1, min(len(splits), threads))) as pool:
-            for future in [pool.submit(one_fold, *split) for split in splits]:
-                future.result()
-    finally:
-        torch.set_num_threads(threads)
-    idx = np.flatnonzero(done)
-    scores = {c: cv_score(results[c][idx], idx, problem) for c in grid}
-    best = max(grid, key=lambda c: (round(scores[c], 6), -abs(math.log(c / 0.03))))
-    return {
-        "recipe": "linear",
-        "c": best,
-        "score": scores[best],
-        "scores": {str(c): s for c, s in scores.items()},
-        "logits": results[best],
-        "similarity": sims,
-        "evaluated": done,
-    }
-
-
-# --- recipe (b): fine-tune the last stages ----------------------------------------------------------------------
-
-
-def augment(x: Tensor, generator: torch.Generator) -> Tensor:
-    """Random scale/crop (0.75-1), translation, horizontal flip, brightness and contrast on a normalised batch."""
-    n = x.shape[0]
-    r = lambda *shape: torch.rand(*shape, generator=generator)
-    s = 0.75 + 0.25 * r(n)
-    flip = torch.where(r(n) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(n, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = s * flip, s
-    theta[:, 0, 2], theta[:, 1, 2] = (1 - s) * (2 * r(n) - 1), (1 - s) * (2 * r(n) - 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, align_corners=False, padding_mode="reflection")
-    contrast = (0.8 + 0.4 * r(n)).view(n, 1, 1, 1)
-    shift = (0.4 * r(n) - 0.2).view(n, 1, 1, 1)
-    mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    return (out - mean) * contrast + mean + shift
-
-
-def _bn_eval(module: nn.Module) -> None:
-    for m in module.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.eval()
-
-
-class _Split:
-    """A backbone cut after `split` stages: the frozen prefix is run once per augmented view."""
-
-    def __init__(self, backbone, unfreeze: int, stages: int = DEFAULT_STAGES):
-        self.backbone = backbone
-        total = backbone.stage_count()
-        self.split = max(1, total - int(unfreeze))
-        self.first = max(0, total - int(stages))
-
-    def prefix(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        pooled = []
-        for i, stage in enumerate(list(self.backbone.stages)[: self.split]):
-            x = stage(x)
-            if i >= self.first:
-                pooled.append(x.mean(dim=(2, 3)))
-        return x, (torch.cat(pooled, dim=1) if pooled else x.new_zeros(x.shape[0], 0))
-
-    def suffix(self, tail: nn.Module, h: Tensor, pooled: Tensor) -> Tensor:
-        out = [pooled] if pooled.shape[1] else []
-        for j, stage in enumerate(tail):
-            h = stage(h)
-            if self.split + j >= self.first:
-                out.append(h.mean(dim=(2, 3)))
-        return torch.cat(out, dim=1)
-
-
-def _prefix_views(split: _Split, base: Tensor, views: int, device: str, seed: int, batch: int = 32):
-    """[views] of (maps, pooled) for all images; view 0 is un-augmented."""
-    g = torch.Generator().manual_seed(seed)
-    out = []
-    with torch.no_grad():
-        for v in range(views):
-            maps, pooled = [], []
-            for s in range(0, len(base), batch):
-                x = base[s : s + batch]
-                if v:
-                    x = augment(x, g)
-                m, p = split.prefix(x.to(device))
-                maps.append(m.cpu()), pooled.append(p.cpu())
-            out.append((torch.cat(maps), torch.cat(pooled)))
-    return out
-
-
-def finetune_fit(
-    split: _Split,
-    views,
-    train: np.ndarray,
-    problem: Problem,
-    *,
-    c: float,
-    epochs: int,
-    lr: float,
-    device: str,
-    seed: int,
-    batch_size: int = 16,
-    deadline: float | None = None,
-):
-    """Fine-tune a copy of the backbone's tail on the training images' cached views; returns the tail."""
-    torch.manual_seed(seed)
-    tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split :])).to(device)
-    # LP-FT: start the head from a linear probe on the frozen features of the un-augmented view
-    with torch.no_grad():
-        f0 = split.suffix(tail, views[0][0][train].to(device), views[0][1][train].to(device)).cpu().numpy()
-    std = Standardiser.fit(f0)
-    head = fit_linear(
-        std(f0), _targets(problem, train), multilabel=problem.multilabel, classes=problem.classes, c=c
-    )
-    mean, scale = torch.from_numpy(std.mean).to(device), torch.from_numpy(std.scale).to(device)
-    w = torch.from_numpy(head[0]).to(device).requires_grad_(True)
-    b = torch.from_numpy(head[1]).to(device).requires_grad_(True)
-    params = [p for p in tail.parameters()]
-    for p in params:
-        p.requires_grad_(True)
-    opt = torch.optim.AdamW(
-        [
-            {"params": params, "lr": lr, "weight_decay": 1e-4},
-            {"params": [w, b], "lr": lr * 3, "weight_decay": 0.0},
-        ]
-    )
-    steps_per_epoch = max(1, math.ceil(len(train) / batch_size))
-    total = epochs * steps_per_epoch
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[lr, lr * 3], total_steps=total, pct_start=0.2)
-    y = torch.from_numpy(np.asarray(_targets(problem, train)))
-    sw = (
-        None
-        if problem.multilabel
-        else torch.from_numpy(
-            _class_weights(np.asarray(_targets(problem, train)), problem.classes).astype(np.float32)
-        )
-    )
-    g = torch.Generator().manual_seed(seed)
-    nviews = len(views)
-    step = 0
-    for epoch in range(epochs):
-        tail.train()
-        _bn_eval(tail)
-        order = torch.randperm(len(train), generator=g)
-        for s in range(0, len(train), batch_size):
-            j = order[s : s + batch_size]
-            rows = torch.from_numpy(train)[j]
-            v = torch.randint(0, nviews, (len(j),), generator=g)
-            h = torch.stack([views[int(vi)][0][int(r)] for vi, r in zip(v, rows)]).to(device)
-            pooled = torch.stack([views[int(vi)][1][int(r)] for vi, r in zip(v, rows)]).to(device)
-            feats = split.suffix(tail, h, pooled)
-            z = (signed_sqrt(feats) - mean) * scale
-            logits = z @ w.t() + b
-            if problem.multilabel:
-                loss = F.binary_cross_entropy_with_logits(logits, y[j].float().to(device))
-            else:
-                loss = (
-                    F.cross_entropy(logits, y[j].to(device), reduction="none", label_smoothing=0.1)
-                    * sw[j].to(device)
-                ).mean()
-            if not torch.isfinite(loss):
-                raise TrainingDiverged(f"fine-tuning loss is {loss.item()} at epoch {epoch}")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params + [w, b], 5.0)
-            opt.step()
-            if step < total - 1:
-                sched.step()
-            step += 1
-        if deadline is not None and time.monotonic() > deadline:
-            log.info("fine-tune stopped after %d/%d epochs (budget)", epoch + 1, epochs)
-            break
-    tail.eval()
-    for p in params:
-        p.requires_grad_(False)
-    return tail
-
-
-def _step_seconds(split: _Split, views, problem: Problem, device: str, batch_size: int = 16) -> float:
-    """Seconds one fine-tuning step (forward + backward through the tail, batch 16) takes here, measured."""
-    tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split :])).to(device)
-    tail.train()
-    _bn_eval(tail)
-    rows = torch.arange(min(batch_size, len(views[0][0])))
-    h, pooled = views[0][0][rows].to(device), views[0][1][rows].to(device)
-    best = float("inf")
-    for _ in range(2):
-        t = time.monotonic()
-        out = split.suffix(tail, h, pooled)
-        out.square().mean().backward()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        best = min(best, time.monotonic() - t)
-    return best * batch_size / max(len(rows), 1)
-
-
-def _tail_features(split: _Split, tail: nn.Module, views, rows: np.ndarray, device: str, batch: int = 64):
-    out = []
-    with torch.no_grad():
-        for s in range(0, len(rows), batch):
-            r = torch.from_numpy(rows[s : s + batch])
-            out.append(split.suffix(tail, views[0][0][r].to(device), views[0][1][r].to(device)).cpu())
-    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
-
-
-def finetune_cv(
-    split: _Split,
-    views,
-    problem: Problem,
-    folds: np.ndarray,
-    k: int,
-    *,
-    c: float,
-    epochs: int,
-    lr: float,
-    device: str,
-    seed: int,
-    deadline: float | None = None,
-    max_folds: int | None = None,
-):
-    n = len(problem.y)
-    logits = np.zeros((n, problem.classes))
-    sims = np.full(n, np.nan)
-    done = np.zeros(n, dtype=bool)
-    rng = np.random.default_rng(seed)
-    for count, (f, train, test) in enumerate(_splits(folds, k)):
-        if max_folds is not None and count >= max_folds:
-            break
-        tail = finetune_fit(
-            split, views, train, problem, c=c, epochs=epochs, lr=lr, device=device, seed=seed + f
-        )
-        ftr, fte = (
-            _tail_features(split, tail, views, train, device),
-            _tail_features(split, tail, views, test, device),
-        )
-        std = Standardiser.fit(ftr)
-        ztr, zte = std(ftr), std(fte)
-        head = fit_linear(
-            ztr, _targets(problem, train), multilabel=problem.multilabel, classes=problem.classes, c=c
-        )
-        logits[test] = _logits(zte, head)
-        sims[test] = calibration.max_similarity(
-            calibration.l2_normalise(zte), _bank(ztr, _has_regular(problem, train), rng)
-        )
-        done[test] = True
-        if deadline is not None and time.monotonic() > deadline:
-            break
-    idx = np.flatnonzero(done)
-    return {
-        "score": cv_score(logits[idx], idx, problem) if len(idx) else -1e9,
-        "logits": logits,
-        "similarity": sims,
-        "evaluated": done,
-    }
-
-
-# --- the whole training -----------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -854,6 +155,8 @@ class Candidate:
 
 
 _PRETRAINED: dict[tuple[str, str], backbones.Backbone] = {}
+
+
 _PRETRAINED_LOCK = threading.Lock()
 
 
@@ -987,7 +290,7 @@ def train_classifier(
     if backbone not in backbones.names():
         raise ValueError(f"unknown backbone {backbone!r}; valid names: {', '.join(backbones.names())}")
     if budget_seconds is None and not advanced:
-        budget_seconds = QUICK_CPU_BUDGET_S if device == "cpu" else 600.0
+        budget_seconds = QUICK_CPU_BUDGET_S if device == "cpu" else GPU_BUDGET_S
     deadline = started + budget_seconds if budget_seconds else None
     problem = make_problem(examples, labels, multilabel, negative_index)
     cache = cache if cache is not None else MemoryFeatureCache()
@@ -1050,7 +353,11 @@ def train_classifier(
             candidates.append(cand)
             found.append(cand)
             timings[f"cv linear {name}@{resolution} {variant}"] = round(cand.seconds, 3)
-        return found[-1] if len(found) > 1 and found[-1].score > found[0].score + 0.002 else found[0]
+        return (
+            found[-1]
+            if len(found) > 1 and found[-1].score > found[0].score + FEATURE_VARIANT_MARGIN
+            else found[0]
+        )
 
     def add_finetune(
         name: str,
@@ -1066,16 +373,16 @@ def train_classifier(
         step says it cannot finish (CV plus the final fit) before the deadline less `reserve`."""
         t = time.monotonic()
         b = emb.backbone(name)
-        split = _Split(b, unfreeze)
+        split = BackboneSplit(b, unfreeze)
         base = torch.cat(
             [
                 images_to_tensor([examples[i].image for i in range(s, min(s + 64, n))], b, resolution)
                 for s in range(0, n, 64)
             ]
         )
-        views = _prefix_views(split, base, FINETUNE_VIEWS, device, seed)
+        views = prefix_views(split, base, FINETUNE_VIEWS, device, seed)
         folds_run = min(k, max_folds or k)
-        per_step = _step_seconds(split, views, problem, device)
+        per_step = finetune_step_seconds(split, views, problem, device)
         steps = epochs * math.ceil(n * (folds_run * (k - 1) / k + 1) / 16)
         need = per_step * steps * 1.15
         timings[f"finetune estimate {name}@{resolution} u{unfreeze} e{epochs}"] = round(need, 2)
@@ -1150,20 +457,27 @@ def train_classifier(
                 )
                 break
             cand = add_linear(other, resolution)
-            if comparable(best, cand)[0] > 0.01:
+            if comparable(best, cand)[0] > BACKBONE_MARGIN:
                 best = cand
             progress(0.5, f"{other}: CV score {cand.score:.3f}")
         # a fine-tune only where the budget allows it (small sets, or a GPU)
         remaining = (deadline - time.monotonic()) if deadline else float("inf")
-        ft_res = resolution if device.startswith("cuda") else min(resolution, 160)
-        unfreeze, epochs = 5, 20
+        ft_res = resolution if device.startswith("cuda") else min(resolution, FINETUNE_CPU_RESOLUTION)
+        unfreeze, epochs = FINETUNE_UNFREEZE, FINETUNE_EPOCHS
         est = _estimate_finetune_seconds(n, ft_res, unfreeze, epochs, min(k, 2), device)
         if k > 1 and est < remaining - export_reserve:
             cand = add_finetune(
-                best.backbone, ft_res, unfreeze, epochs, 3e-4, best.c, max_folds=2, reserve=export_reserve
+                best.backbone,
+                ft_res,
+                unfreeze,
+                epochs,
+                FINETUNE_LR,
+                best.c,
+                max_folds=2,
+                reserve=export_reserve,
             )
             if cand is not None:
-                if comparable(best, cand)[0] > 0.02:
+                if comparable(best, cand)[0] > FINETUNE_MARGIN:
                     best = cand
                 progress(0.75, f"fine-tune: CV score {cand.score:.3f}")
         else:
@@ -1220,7 +534,7 @@ def train_classifier(
             device=device,
             seed=seed + 1000,
         )
-        feats = _tail_features(split, tail, views, all_rows, device)
+        feats = tail_features(split, tail, views, all_rows, device)
         tuned = copy.deepcopy(b).cpu()
         for j, stage in enumerate(tail):
             tuned.stages[split.split + j] = copy.deepcopy(stage).cpu()
@@ -1229,14 +543,14 @@ def train_classifier(
     std = Standardiser.fit(feats[training_rows])
     z = std(feats)
     head = fit_linear(z, problem.y, multilabel=problem.multilabel, classes=problem.classes, c=best.c)
-    bank = _bank(z[:, :gdim], _has_regular(problem, np.arange(n)), rng)
+    bank = feature_bank(z[:, :gdim], has_regular(problem, np.arange(n)), rng)
     timings["final fit"] = round(time.monotonic() - t, 3)
 
     # --- calibration on out-of-fold predictions ----------------------------------------------------------------
     evaluated = np.flatnonzero(best.evaluated)
     oof_logits = best.logits[evaluated]
     temperature = calibration.fit_temperature(oof_logits, problem.y[evaluated], problem.multilabel)
-    known = evaluated[_has_regular(problem, evaluated)]
+    known = evaluated[has_regular(problem, evaluated)]
     gate_centre, gate_width = calibration.fit_gate(best.similarity[known])
     probs_regular = regular_probabilities(oof_logits, problem, temperature)
     gate_values = calibration.gate(best.similarity[evaluated], gate_centre, gate_width)
@@ -1344,7 +658,9 @@ def train_classifier(
         dataset_hash=dataset_hash,
         classification_type="Multilabel" if multilabel else "Multiclass",
         default_threshold=0.5,
-        thresholds={lab.tag_id: round(float(t), 4) for lab, t in zip(labels_sorted, per_label_thresholds)},
+        thresholds={
+            lab.tag_id: round(float(t), 4) for lab, t in zip(labels_sorted, per_label_thresholds, strict=True)
+        },
         temperature=float(temperature),
         metrics=summary,
     )
@@ -1384,9 +700,6 @@ def train_classifier(
     return ClassifierResult(
         model=model, sidecar=sidecar, evaluation=evaluation, config=config, evidence=evidence
     )
-
-
-MIN_GAIN = 0.002  # the smallest CV log-likelihood gain for which Advanced training changes its recipe
 
 
 def _advanced_search(

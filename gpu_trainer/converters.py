@@ -83,7 +83,7 @@ def _same_detections(reference: dict, converted: dict) -> dict:
                     for g in free
                     if g[0] == label
                     and abs(g[1] - score) <= TOLERANCE
-                    and max(abs(a - b) for a, b in zip(g[2:], box)) <= TOLERANCE
+                    and max(abs(a - b) for a, b in zip(g[2:], box, strict=True)) <= TOLERANCE
                 ),
                 None,
             )
@@ -93,7 +93,7 @@ def _same_detections(reference: dict, converted: dict) -> dict:
             free.remove(match)
             pairs += 1
             diffs_score = max(diffs_score, abs(match[1] - score))
-            diffs_box = max(diffs_box, max(abs(a - b) for a, b in zip(match[2:], box)))
+            diffs_box = max(diffs_box, max(abs(a - b) for a, b in zip(match[2:], box, strict=True)))
         unmatched += sum(1 for g in free if g[1] > FLOOR + TOLERANCE)
     found = {
         "detections": count,
@@ -113,7 +113,7 @@ def _same_detections(reference: dict, converted: dict) -> dict:
 def _reference(onnx_path: Path, sample: np.ndarray) -> dict[str, np.ndarray]:
     s = session(onnx_path)
     names = [o.name for o in s.get_outputs()]
-    return dict(zip(names, s.run(names, {s.get_inputs()[0].name: sample})))
+    return dict(zip(names, s.run(names, {s.get_inputs()[0].name: sample}), strict=True))
 
 
 def to_openvino(onnx_path: Path, out_dir: Path, sample: np.ndarray, task: str) -> dict:

@@ -5,7 +5,7 @@ Recipe (Quick): the backbone is frozen; every image is turned into a few box-pre
 (mirror, zoom in/out, aspect and colour jitter; view 0 is the image exactly as `cvcore.artifacts.preprocess`
 feeds the exported graph) and the backbone's stride-16 and stride-32 maps of each view are computed once
 and cached, so the head trains in seconds per fold on a CPU. On a CPU, Quick caps the views (720 in all)
-and fits the head trainings into QUICK_CPU_BUDGET_S (the step time is measured, and re-measured after
+and fits the head trainings into recipes.DETECTION_QUICK_CPU_BUDGET_S (the step time is measured, and re-measured after
 each training); on a GPU it trains longer on more views. Advanced also tries training the backbone's
 stride-32 stages on top of the cached stride-16 maps (at 320 and 416 px) and keeps the recipe with the
 best cross-validated mAP@50 within its budget.
@@ -40,7 +40,6 @@ from cvcore import artifacts
 from cvcore import boxes as boxops
 
 from . import backbones
-from .classification import TrainingDiverged  # the one class job.py catches
 from .detection_augment import augment
 from .detection_model import (
     STRIDE,
@@ -53,13 +52,14 @@ from .detection_model import (
     split_trunk,
     targets,
 )
+from .errors import TrainingDiverged  # the one class job.py catches
+from .recipes import DETECTION_QUICK_CPU_BUDGET_S
 
 TOP_K = 100
 OUTPUT_NAMES = ("boxes", "scores", "labels")  # the graph's outputs (cvcore/artifacts.py), for export_onnx
 NMS_IOU = 0.5
 MIN_SCORE = 0.01  # out-of-fold detections kept in evaluation.json
 HOLDOUT_ABOVE = 600
-QUICK_CPU_BUDGET_S = 150.0  # Quick on CPU: head training across folds + the final model fits in this
 GIOU_WEIGHT = 5.0
 MIN_STEPS = 100  # under time pressure a training still gets this many (fewer localise boxes badly)
 
@@ -209,7 +209,7 @@ def train_head(
             scale = (step + 1) / warm
         else:
             scale = 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, steps - warm)))
-        for g, lr in zip(opt.param_groups, base):
+        for g, lr in zip(opt.param_groups, base, strict=True):
             g["lr"] = lr * max(scale, 0.02)
         if len(order) < recipe.batch:
             order.extend(rng.permutation(views).tolist())
@@ -472,7 +472,7 @@ def _evaluate(
         members = np.flatnonzero(held_out)
         views = [cache.first_view[int(n)] for n in members]
         found = predict_cached(cache, head, tuned, views, device, identity)
-        detections.update(zip(members.tolist(), found))
+        detections.update(zip(members.tolist(), found, strict=True))
         progress(
             span[0] + (span[1] - span[0]) * (g + 1) / len(train_groups),
             f"cross-validation: fold {g + 1}/{len(train_groups)} ({recipe.name()})",
@@ -518,7 +518,7 @@ def train_detector(
     if not examples:
         raise ValueError("no images to train on")
     torch.manual_seed(seed)
-    budget = budget_seconds if budget_seconds else (QUICK_CPU_BUDGET_S if device == "cpu" else None)
+    budget = budget_seconds if budget_seconds else (DETECTION_QUICK_CPU_BUDGET_S if device == "cpu" else None)
     deadline = started + budget if budget else math.inf
     net = backbones.create(backbone, pretrained=True).to(device)
     net.eval()

@@ -318,7 +318,7 @@ def duplicate_pairs(features: np.ndarray, stats: np.ndarray) -> list[tuple[int, 
     out = []
     for start in range(0, len(thumbs), 1024):
         near = thumbs[start : start + 1024] @ thumbs.T
-        for a, j in zip(*np.nonzero(near >= DUP_THUMBNAIL)):
+        for a, j in zip(*np.nonzero(near >= DUP_THUMBNAIL), strict=True):
             i, j = start + int(a), int(j)
             if i < j:
                 cos = float(z[i] @ z[j])
@@ -350,7 +350,7 @@ def duplicate_groups(stats: np.ndarray) -> np.ndarray:
 
     for start in range(0, len(thumbs), 1024):
         near = thumbs[start : start + 1024] @ thumbs.T
-        for a, j in zip(*np.nonzero(near >= DUP_THUMBNAIL)):
+        for a, j in zip(*np.nonzero(near >= DUP_THUMBNAIL), strict=True):
             i = start + int(a)
             if i < j:
                 ri, rj = root(i), root(int(j))
@@ -491,7 +491,7 @@ def _camera_view(properties: list[dict]) -> np.ndarray | None:
     """One-hot of the EXIF camera (cameras on fewer than 2 images pooled with the unknown), or None when fewer
     than two cameras are known: nothing to tell tags apart by."""
     cameras = [str(p.get("camera") or "") for p in properties]
-    seen = {c: n for c, n in zip(*np.unique(cameras, return_counts=True)) if c and n >= 2}
+    seen = {c: n for c, n in zip(*np.unique(cameras, return_counts=True), strict=True) if c and n >= 2}
     if len(seen) < 2:
         return None
     order = sorted(seen)
@@ -565,7 +565,9 @@ def shortcuts(
                 names, n = np.unique(
                     [str(properties[i].get("camera") or "unknown") for i in rows[mine]], return_counts=True
                 )
-                numbers["cameras"] = {str(c): int(k) for c, k in sorted(zip(names, n), key=lambda t: -t[1])}
+                numbers["cameras"] = {
+                    str(c): int(k) for c, k in sorted(zip(names, n, strict=True), key=lambda t: -t[1])
+                }
             what, others = remedy[view]
             out.append(
                 Finding(
@@ -584,7 +586,8 @@ def shortcuts(
 
 
 def _fit(features, y, classes: int, c: float, multilabel: bool):
-    from .classification import Standardiser, fit_linear
+    from .classifier_model import Standardiser
+    from .linear_head import fit_linear
 
     std = Standardiser.fit(features)
     head = fit_linear(std(features), y, multilabel=multilabel, classes=classes, c=c)
@@ -592,10 +595,11 @@ def _fit(features, y, classes: int, c: float, multilabel: bool):
 
 
 def _probabilities(std, head, features, multilabel: bool) -> np.ndarray:
-    from .classification import _logits, _sigmoid, _softmax
+    from .cv import sigmoid_rows, softmax_rows
+    from .linear_head import head_logits
 
-    z = _logits(std(features), head)
-    return _sigmoid(z) if multilabel else _softmax(z)
+    z = head_logits(std(features), head)
+    return sigmoid_rows(z) if multilabel else softmax_rows(z)
 
 
 def out_of_set(
@@ -974,7 +978,7 @@ def diagnose_detector(images: list[dict], names: list[str]) -> dict:
             tags = np.array([b[0] for b in boxes])
             ltwh = np.array([b[1:] for b in boxes], dtype=float)
             same = np.triu(iou(ltwh, ltwh) >= 0.9, 1) & (tags[:, None] == tags[None, :])
-            doubled += [(im["id"], names[boxes[a][0]]) for a, _ in zip(*np.nonzero(same))]
+            doubled += [(im["id"], names[boxes[a][0]]) for a, _ in zip(*np.nonzero(same), strict=True)]
     findings = quantity(regions, "detection") + balance(regions)
     for found, kind, severity, words in (
         (

@@ -97,7 +97,7 @@ def export_onnx(
     onnx.checker.check_model(str(path))
     got = session(path).run(output_names, {INPUT_NAME: sample})
     diff = 0.0
-    for name, e, g in zip(output_names, expected, got):
+    for name, e, g in zip(output_names, expected, got, strict=True):
         if e.shape != g.shape:
             raise ExportMismatch(f"output {name}: onnxruntime shape {g.shape} != torch {e.shape}")
         if e.size:

@@ -222,7 +222,7 @@ def embed(
                     out = session.run(["features"], {"image": x.numpy()})[0]
                 else:
                     out = extractor(x.to(device)).float().cpu().numpy()
-                for i, row in zip(chunk, out):
+                for i, row in zip(chunk, out, strict=True):
                     found[i] = row
                     if cache is not None:
                         puts.append(pool.submit(cache.put, cache_keys[i], row))

@@ -19,14 +19,13 @@ from azure.core.exceptions import ResourceNotFoundError
 from cvcore import artifacts, exports, layout, manifest, messages, settings
 from cvcore.imaging import ImageError, decode_rgb
 
-from . import doctor
-from .classification import TrainingDiverged
+from . import doctor, recipes
+from .errors import TrainingDiverged
 from .store import BlobFeatureCache, TrainerStore
 
 log = logging.getLogger(__name__)
 MAX_SKIPPED_FRACTION = 0.1  # more unreadable images than this fails the job as datasetCorrupt
 PROGRESS_EVERY_S = 5.0
-QUICK_BUDGET_S = 45.0  # Regular training on the CPU: 10 tags x 50 images must finish within a minute
 
 
 class JobFailed(Exception):
@@ -250,10 +249,9 @@ def train(
         for a in m.annotations:
             boxes.setdefault(a["image_id"], []).append((index_of[a["category_id"]], *a["bbox"]))
         examples = [DetExample(image=images[n], boxes=boxes.get(n, []), key=key_of[n]) for n in images]
-        from .detection import QUICK_CPU_BUDGET_S
 
         if budget is None and device == "cpu":
-            budget = settings.quick_cpu_seconds(QUICK_CPU_BUDGET_S)
+            budget = settings.quick_cpu_seconds(recipes.DETECTION_QUICK_CPU_BUDGET_S)
         result = train_detector(
             examples,
             labels,
@@ -296,7 +294,7 @@ def train(
         advanced=job.training_type == "Advanced",
         budget_seconds=budget
         if budget
-        else settings.quick_cpu_seconds(QUICK_BUDGET_S)
+        else settings.quick_cpu_seconds(recipes.QUICK_CPU_BUDGET_S)
         if device == "cpu"
         else None,
         device=device,

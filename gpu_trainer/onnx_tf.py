@@ -99,7 +99,8 @@ class Translator:
                 continue
             args = [env[i] if i else None for i in node.input]
             outs = self.OPS[node.op_type](self, node, args, _attrs(node))
-            for name, out in zip(node.output, outs if isinstance(outs, tuple) else (outs,)):
+            # strict=False: a node may name optional outputs (e.g. Dropout's mask) that no one reads
+            for name, out in zip(node.output, outs if isinstance(outs, tuple) else (outs,), strict=False):
                 env[name] = out
         return {name: self._nchw(env[name]) for name in self.output_names}
 
@@ -270,7 +271,7 @@ class Translator:
         )
         index = [slice(None)] * rank
         big = np.iinfo(np.int64).max // 2
-        for s, e, a, st in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist()):
+        for s, e, a, st in zip(starts.tolist(), ends.tolist(), axes.tolist(), steps.tolist(), strict=True):
             index[a % rank] = slice(int(s), None if abs(e) >= big else int(e), int(st))
         return _Value(x[tuple(index)])
 

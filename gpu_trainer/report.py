@@ -174,7 +174,7 @@ def advice_page(advice: dict) -> str:
             "<h2>Learning curve</h2><table><tr><th>training images</th><th>top-1</th></tr>"
             + "".join(
                 f"<tr><td>{s:g}</td><td>{a:.3f} &plusmn; {d:.3f}</td></tr>"
-                for s, a, d in zip(curve["sizes"], curve["top1"], curve["top1_sd"])
+                for s, a, d in zip(curve["sizes"], curve["top1"], curve["top1_sd"], strict=True)
             )
             + (
                 f"<tr><td>{2 * curve['sizes'][-1]:g} (expected)</td><td>{curve['predicted_top1_when_doubled']:.3f} "

@@ -105,7 +105,7 @@ class BlobFeatureCache:
                     ids, features = z["ids"], z["features"]
                     if features.ndim != 2 or len(ids) != len(features):
                         raise ValueError(f"ids {ids.shape} do not match features {features.shape}")
-                    pack = {str(i): row for i, row in zip(ids, features)}
+                    pack = {str(i): row for i, row in zip(ids, features, strict=True)}
             except ResourceNotFoundError:
                 pass
             except (ValueError, OSError, KeyError) as exc:  # a damaged pack is recomputed, never trusted

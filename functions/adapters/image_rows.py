@@ -255,7 +255,7 @@ class ImageRows:
     @staticmethod
     def _adding(images: list[ImageRecord]):
         def apply(records, etags):
-            for im, etag in zip(images, etags):
+            for im, etag in zip(images, etags, strict=False):  # etags end with the shard row's
                 records[im.id] = _copy(im, etag)
 
         return apply

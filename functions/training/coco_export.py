@@ -121,7 +121,7 @@ def to_coco(project: Project, tags: list[Tag], entries: list[Entry], url_for, bo
             ann = {"id": len(annotations) + 1, "image_id": n, "category_id": cat_of[tag_id]}
             if box is not None:
                 scale = (e.width, e.height, e.width, e.height) if boxes == PIXELS else (1, 1, 1, 1)
-                bbox = [round(v * s, 6) for v, s in zip(box, scale)]
+                bbox = [round(v * s, 6) for v, s in zip(box, scale, strict=True)]
                 ann.update(bbox=bbox, area=round(bbox[2] * bbox[3], 6), iscrowd=0)
             annotations.append(ann)
     categories = [

@@ -134,7 +134,7 @@ def _annotations(group: list[coco.ImageEntry], tag_of: dict[int, str]) -> tuple[
 
 
 def _same(a, b, tolerance: float = 1e-6) -> bool:
-    return all(abs(x - y) <= tolerance for x, y in zip(a, b))
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
 
 
 def _check_image(
@@ -262,7 +262,7 @@ def _write_batch(
             for k in ks
         ]
         outcomes = ingest(repo, blobs, pool, project, candidates, json.loads(meta), the_plan.tags)
-        for k, out in zip(ks, outcomes):
+        for k, out in zip(ks, outcomes, strict=True):
             if out.status not in (OK, DUPLICATE):
                 raise (RuntimeError if out.status == "ErrorStorage" else ImportChanged)(
                     f"{out.source}: {out.status} {out.message} (it passed validation; run the import again)"

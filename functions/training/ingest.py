@@ -108,7 +108,7 @@ def ingest(
         )
 
     done = pool.map(check_and_store, work) if len(work) > 1 else map(check_and_store, work)
-    for i, outcome in zip(work, done):
+    for i, outcome in zip(work, done, strict=True):
         outcomes[i] = outcome
     new_records = [outcomes[i].record for i in work if outcomes[i].status == OK]
     raced = repo.add_images(project.id, new_records) if new_records else set()

@@ -77,6 +77,7 @@ class Region:
             for a, b in zip(
                 (self.left, self.top, self.width, self.height),
                 (other.left, other.top, other.width, other.height),
+                strict=True,
             )
         )
 

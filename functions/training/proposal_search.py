@@ -215,7 +215,12 @@ def _group(labels: np.ndarray, space: np.ndarray, texture, weights) -> np.ndarra
         return s
 
     heap = list(
-        zip((-similarity(pairs[:, 0], pairs[:, 1])).tolist(), pairs[:, 0].tolist(), pairs[:, 1].tolist())
+        zip(
+            (-similarity(pairs[:, 0], pairs[:, 1])).tolist(),
+            pairs[:, 0].tolist(),
+            pairs[:, 1].tolist(),
+            strict=True,
+        )
     )
     heapq.heapify(heap)
     alive = np.zeros(capacity, dtype=bool)
@@ -240,7 +245,7 @@ def _group(labels: np.ndarray, space: np.ndarray, texture, weights) -> np.ndarra
             neighbours[n].add(new)
         if around:
             others = np.fromiter(around, dtype=np.int64, count=len(around))
-            for sim, n in zip((-similarity(new, others)).tolist(), others.tolist()):
+            for sim, n in zip((-similarity(new, others)).tolist(), others.tolist(), strict=True):
                 heapq.heappush(heap, (sim, new, n))
         new += 1
     boxes = boxes[:new]

@@ -105,4 +105,6 @@ def _fill(detections: list, generic: list) -> list:
         return generic
     overlap = boxops.iou([g[1:] for g in generic], [d[1:] for d in detections]).max(1)
     weakest = min(d[0] for d in detections)
-    return [(c * weakest * 0.999, *box) for (c, *box), o in zip(generic, overlap) if o < MERGE_IOU]
+    return [
+        (c * weakest * 0.999, *box) for (c, *box), o in zip(generic, overlap, strict=True) if o < MERGE_IOU
+    ]

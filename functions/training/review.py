@@ -449,7 +449,11 @@ def create_images_from_predictions(
     candidates = list(pool.map(candidate, wanted))
     tags = {t.id: t for t in repo.list_tags(project.id)}
     outcomes = ingest.ingest(repo, blobs, pool, project, candidates, metadata, tags)
-    moved = [c.source for c, o in zip(candidates, outcomes) if o.status in (ingest.OK, ingest.DUPLICATE)]
+    moved = [
+        c.source
+        for c, o in zip(candidates, outcomes, strict=True)
+        if o.status in (ingest.OK, ingest.DUPLICATE)
+    ]
     if moved:  # only now: the image is in the training set, so nothing is lost if this fails
         store.delete(project.id, moved)
     return ingest.summary(project, outcomes, tags, blobs.url)

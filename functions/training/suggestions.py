@@ -83,7 +83,9 @@ def suggest(
     writes = []
     for first in range(0, len(missing), CHUNK):
         chunk = missing[first : first + CHUNK]
-        for im, image in zip(chunk, pool.map(lambda im: read_original(blobs, project.id, im.id), chunk)):
+        for im, image in zip(
+            chunk, pool.map(lambda im: read_original(blobs, project.id, im.id), chunk), strict=True
+        ):
             if image is None:
                 continue
             predictions = predict_image(model, image)

@@ -19,10 +19,10 @@ from __future__ import annotations
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, decode_rgb
 
 from ..bootstrap import Services
-from ..http_prediction import image_bytes, image_url
 from ..prediction import service
 from ..prediction.predict import predict_image
 from ..web.http import ApiRequest
+from ..web.images import image_bytes, image_url
 from . import errors, evaluate, models
 
 LEGACY_VERSION = "2022-10-12-preview"

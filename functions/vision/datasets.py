@@ -185,7 +185,7 @@ def _import(
 ) -> list[dict]:
     """The validated files into `project`; the import summaries."""
     summary = []
-    for report, (_, resolver) in zip(reports, files):
+    for report, (_, resolver) in zip(reports, files, strict=True):
         result = coco_import.import_report(
             s.repo, s.blobs, s.pool, project, report, resolver, progress=progress, origin=f"ia-dataset:{name}"
         )

@@ -107,7 +107,7 @@ def calibration_error(scores: np.ndarray, truths: list[set], best: list[int]) ->
     if not len(best):
         return 0.0
     confidence = np.array([scores[k, j] if j >= 0 else 0.0 for k, j in enumerate(best)])
-    correct = np.array([j in truth for j, truth in zip(best, truths)], dtype=np.float64)
+    correct = np.array([j in truth for j, truth in zip(best, truths, strict=True)], dtype=np.float64)
     bins = np.minimum((confidence * ECE_BINS).astype(int), ECE_BINS - 1)
     return float(
         sum(

@@ -57,7 +57,7 @@ def _match(segments: tuple[str, ...], parts: list[str]) -> dict[str, str] | None
     if len(segments) != len(parts):
         return None
     params = {}
-    for seg, part in zip(segments, parts):
+    for seg, part in zip(segments, parts, strict=True):
         if seg.startswith("{") and seg.endswith("}"):
             params[seg[1:-1]] = part
         elif seg.lower() != part.lower():

@@ -7,7 +7,6 @@ from functools import partial
 from cvcore.errors import BadRequest
 
 from ..bootstrap import Services
-from ..http_prediction import image_bytes, image_url
 from ..training import (
     coco_export,
     coco_import,
@@ -31,6 +30,7 @@ from ..training import (
 from ..training.model import Project
 from . import multipart
 from .http import ApiRequest, Binary
+from .images import image_bytes, image_url
 from .router import Router
 
 router = Router()

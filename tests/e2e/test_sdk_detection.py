@@ -103,7 +103,9 @@ def test_detector_exports_onnx_with_its_boxes_and_the_report(trained):
         )
         (label, *truth) = s.boxes[0]
         best = [
-            b for b, sc, lab in zip(out_boxes[0], scores[0], labels[0]) if int(lab) == label and sc >= 0.3
+            b
+            for b, sc, lab in zip(out_boxes[0], scores[0], labels[0], strict=True)
+            if int(lab) == label and sc >= 0.3
         ]
         assert np.all((out_boxes[0] >= -1e-6) & (out_boxes[0] <= 1 + 1e-6))  # normalised ltwh
         if best and boxes.iou(boxes.ltwh_to_xyxy([truth]), boxes.ltwh_to_xyxy(best)).max() >= 0.5:
@@ -146,7 +148,7 @@ def test_detector_edge_container_draws_the_cloud_boxes(trained, tmp_path):
             ).read()
             edge_boxes = json.loads(got)["predictions"]
             assert cloud and len(edge_boxes) == len(cloud)
-            for a, b in zip(edge_boxes, cloud):
+            for a, b in zip(edge_boxes, cloud, strict=True):
                 assert a["tagId"] == b.tag_id and abs(a["probability"] - b.probability) <= 1e-4
                 box = b.bounding_box
                 assert np.allclose(

@@ -93,7 +93,10 @@ def test_linux_container_answers_like_the_cloud(published, tmp_path):
                 got = body["predictions"]
                 assert [p["tagName"] for p in got] == [p.tag_name for p in cloud]
                 assert [p["tagId"] for p in got] == [p.tag_id for p in cloud]
-                assert max(abs(a["probability"] - b.probability) for a, b in zip(got, cloud)) <= 1e-4
+                assert (
+                    max(abs(a["probability"] - b.probability) for a, b in zip(got, cloud, strict=True))
+                    <= 1e-4
+                )
 
         bad = requests.post(edge + "/image", data=imgs.corrupt_bytes(), timeout=10)
         assert bad.status_code == 400 and bad.json()["code"] == "BadRequestImageFormat"

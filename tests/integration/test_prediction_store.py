@@ -86,7 +86,7 @@ def test_orders_windows_continuation_and_filters(store):
 def test_most_uncertain_first_with_windows_filters_and_cursor(store):
     p = layout.new_id()
     made = [record(p, T0 + timedelta(minutes=m), iteration="a" if m % 2 else "b") for m in range(8)]
-    for r, u in zip(made, [0.5, 0.9, 0.0, 0.9, 1.0, 0.25, 0.5, 0.75]):
+    for r, u in zip(made, [0.5, 0.9, 0.0, 0.9, 1.0, 0.25, 0.5, 0.75], strict=True):
         r.uncertainty = u
         store.add(r)
     expected = sorted(made, key=lambda r: (-r.uncertainty, r.id))
@@ -119,7 +119,7 @@ def test_predictions_stored_before_the_uncertainty_index_are_indexed_once(store,
 
     p = layout.new_id()
     old = [record(p, T0 + timedelta(minutes=m)) for m in range(3)]
-    for r, u in zip(old, (0.2, 0.8, 0.5)):
+    for r, u in zip(old, (0.2, 0.8, 0.5), strict=True):
         r.uncertainty = u
     table = services.clients.table.get_table_client(layout.PREDICTIONS_TABLE)
     for r in old:  # as the store wrote them before: no uncertain row, no INDEX row

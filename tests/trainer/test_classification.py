@@ -12,8 +12,9 @@ from PIL import Image
 
 from cvcore import metrics
 from cvcore.artifacts import Label, preprocess
-from gpu_trainer import backbones, classification
-from gpu_trainer.classification import Example, TrainingDiverged, train_classifier
+from gpu_trainer import backbones, calibration, classification, cv, finetune
+from gpu_trainer.classification import Example, train_classifier
+from gpu_trainer.errors import TrainingDiverged
 from gpu_trainer.features import MemoryFeatureCache
 from tests.support.images import photo_image
 
@@ -58,7 +59,7 @@ def test_multiclass_learns_and_reports_like_custom_vision():
     assert sc.input_size == (128, 128) and sc.backbone == "mobilenet_v2"
     assert set(sc.thresholds) == {lab.tag_id for lab in sc.labels}
     assert all(0 < t < 1 for t in sc.thresholds.values())
-    assert classification.calibration.T_MIN <= sc.temperature <= classification.calibration.T_MAX
+    assert calibration.T_MIN <= sc.temperature <= calibration.T_MAX
     ev = result.evaluation
     assert ev["folds"] >= 2 and len(ev["images"]) == len(examples)
     assert {im["key"] for im in ev["images"]} == {ex.key for ex in examples}
@@ -212,12 +213,12 @@ def test_non_finite_features_raise_training_diverged(monkeypatch):
 
 def test_folds_are_stratified_and_shrink_for_rare_tags():
     strata = np.array([0] * 10 + [1] * 3)
-    folds, k = classification.assign_folds(strata, seed=0)
+    folds, k = cv.assign_folds(strata, seed=0)
     assert k == 3
     for f in range(k):
         assert (strata[folds == f] == 1).sum() == 1
     big = np.arange(4000) % 4
-    folds, k = classification.assign_folds(big, seed=0)
+    folds, k = cv.assign_folds(big, seed=0)
     assert k == 1 and 0.15 < (folds == 0).mean() < 0.25 and set(np.unique(folds)) == {-1, 0}
 
 
@@ -226,15 +227,15 @@ def test_finetune_keeps_batchnorm_statistics_and_learns():
     examples = [
         Example(photo(c, j), (t,), f"f{c}-{j}") for j in range(4) for t, c in enumerate((ASTRONAUT, COFFEE))
     ]
-    problem = classification.make_problem(examples, labels, False, None)
+    problem = cv.make_problem(examples, labels, False, None)
     b = backbones.create("mobilenet_v2")
-    split = classification._Split(b, unfreeze=2)
+    split = finetune.BackboneSplit(b, unfreeze=2)
     from gpu_trainer.features import images_to_tensor
 
     base = images_to_tensor([ex.image for ex in examples], b, 64)
-    views = classification._prefix_views(split, base, 2, "cpu", seed=0)
+    views = finetune.prefix_views(split, base, 2, "cpu", seed=0)
     before = {k: v.clone() for k, v in b.state_dict().items()}
-    tail = classification.finetune_fit(
+    tail = finetune.finetune_fit(
         split, views, np.arange(len(examples)), problem, c=0.03, epochs=2, lr=1e-3, device="cpu", seed=0
     )
     tuned = tail.state_dict()
@@ -276,7 +277,7 @@ def test_advanced_search_stays_within_its_budget():
 def _multiclass_problem(y: np.ndarray):
     labels = [tag(i, f"t{i}") for i in range(int(y.max()) + 1)]
     examples = [Example(None, (int(c),), f"k{i}") for i, c in enumerate(y)]
-    return classification.make_problem(examples, labels, False, None)
+    return cv.make_problem(examples, labels, False, None)
 
 
 def test_score_gain_is_paired_and_its_error_shrinks_with_more_images():
@@ -287,20 +288,20 @@ def test_score_gain_is_paired_and_its_error_shrinks_with_more_images():
         idx = np.arange(n)
         a = rng.normal(size=(n, 3))
         a[idx, y] += 1.0
-        assert classification.score_gain(a, a.copy(), idx, problem) == (
+        assert cv.score_gain(a, a.copy(), idx, problem) == (
             0.0,
             0.0,
         )  # the same candidate: no gain
         noisy = a + rng.normal(scale=0.8, size=a.shape)  # worse on average, with per-image noise
-        gain, se = classification.score_gain(a, noisy, idx, problem)
+        gain, se = cv.score_gain(a, noisy, idx, problem)
         assert gain < 0 and se > 0
         better = a.copy()
         better[idx, y] += 2.0
-        gain, se_better = classification.score_gain(a, better, idx, problem)
+        gain, se_better = cv.score_gain(a, better, idx, problem)
         assert gain > 3 * se_better > 0
     # ten times the images: the error of the same kind of difference drops by about sqrt(10)
     small, large = (
-        classification.score_gain(
+        cv.score_gain(
             *(np.eye(3)[y] * 2 + rng.normal(size=(len(y), 3)) for _ in range(2)),
             np.arange(len(y)),
             _multiclass_problem(y),

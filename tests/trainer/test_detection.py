@@ -90,7 +90,9 @@ def test_decode_recovers_boxes_from_perfect_outputs():
     boxes, scores, labels = Decode(top_k=10, nms_iou=0.5)(logits, reg)
     assert boxes.shape == (1, 10, 4) and scores.shape == (1, 10) and labels.dtype == torch.int64
     got = sorted(
-        (int(lab), *np.round(b.tolist(), 4)) for b, s, lab in zip(boxes[0], scores[0], labels[0]) if s > 0.01
+        (int(lab), *np.round(b.tolist(), 4))
+        for b, s, lab in zip(boxes[0], scores[0], labels[0], strict=True)
+        if s > 0.01
     )
     assert got == [(0, 0.1, 0.2, 0.3, 0.25), (1, 0.55, 0.5, 0.4, 0.45)]
     assert torch.all(boxes[0][scores[0] == 0] == 0) and torch.all(labels[0][scores[0] == 0] == 0)
@@ -181,7 +183,7 @@ def test_model_outputs_and_fit(trained):
     assert boxes.shape == (12, 100, 4) and scores.shape == (12, 100) and labels.dtype == torch.int64
     assert torch.all(scores[:, :-1] >= scores[:, 1:]) and torch.all((boxes >= 0) & (boxes <= 1))
     images = []
-    for e, b, s, lab in zip(examples, boxes.numpy(), scores.numpy(), labels.numpy()):
+    for e, b, s, lab in zip(examples, boxes.numpy(), scores.numpy(), labels.numpy(), strict=True):
         dets = B.postprocess(b, s, lab, nms_iou=result.sidecar.nms_iou, min_score=0.01)
         images.append(
             {

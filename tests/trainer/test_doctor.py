@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from gpu_trainer import doctor
-from gpu_trainer.classification import assign_folds
+from gpu_trainer.cv import assign_folds
 from gpu_trainer.report import advice_page
 
 NAMES = ["apple", "citrus", "pear"]

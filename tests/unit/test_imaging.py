@@ -50,7 +50,7 @@ def _refused(data: bytes, **kw) -> ImageError:
 
 
 def _close(pixel, expected, tol=12) -> bool:
-    return all(abs(p - e) <= tol for p, e in zip(pixel, expected))
+    return all(abs(p - e) <= tol for p, e in zip(pixel, expected, strict=True))
 
 
 # -- vocabulary and limits -------------------------------------------------------------------------
@@ -232,7 +232,7 @@ def test_32_bit_grey_tiff(values, expected):
     im.save(buf, "TIFF")
     out = decode_rgb(buf.getvalue())
     got = [out.getpixel((30, i * 20 + 10))[0] for i in range(3)]
-    assert all(abs(g - e) <= 1 for g, e in zip(got, expected)), got
+    assert all(abs(g - e) <= 1 for g, e in zip(got, expected, strict=True)), got
 
 
 def test_float_grey_tiff_in_unit_range():

@@ -12,7 +12,7 @@ from tests.support import images as imgs
 def test_prediction_ids_carry_their_time_and_sort_newest_first():
     ids = [layout.new_prediction_id(ms) for ms in (1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000)]
     assert sorted(ids) == ids[::-1]
-    for ms, pid in zip((1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000), ids):
+    for ms, pid in zip((1_700_000_000_000, 1_700_000_000_001, 1_800_000_000_000), ids, strict=True):
         parsed = uuid.UUID(pid)
         assert str(parsed) == pid and parsed.version == 8 and parsed.variant == uuid.RFC_4122
         assert layout.prediction_time_ms(pid) == ms

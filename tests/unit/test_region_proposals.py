@@ -107,7 +107,9 @@ def test_trained_detector_proposes_its_detections_class_agnostic_then_fills(s):
     red = (RED[0] / 255 - 0.5) / 0.5
     expected = [(1 / (1 + np.exp(-logit * red)), box) for box, _, logit in (DETECTIONS[0], DETECTIONS[2])]
     first = got["proposals"][:2]
-    for (conf, box), r in zip(expected, first):  # box 1 merged into box 0 (IoU >= 0.5, less probable)
+    for (conf, box), r in zip(
+        expected, first, strict=True
+    ):  # box 1 merged into box 0 (IoU >= 0.5, less probable)
         assert r["confidence"] == pytest.approx(conf, abs=1e-4)
         assert [r["boundingBox"][k] for k in ("left", "top", "width", "height")] == pytest.approx(
             box, abs=1e-6

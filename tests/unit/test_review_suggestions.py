@@ -57,7 +57,7 @@ def test_suggestions_carry_uncertainty_and_are_computed_once(s, project, monkeyp
     names = ["purple", "red", "blue"]
     status, got = suggest(project, [project["ids"][n] for n in names])
     assert status == 200 and [x["id"] for x in got] == [project["ids"][n] for n in names]
-    by = dict(zip(names, got))
+    by = dict(zip(names, got, strict=True))
     assert by["purple"]["predictionUncertainty"] > 0.9 and by["red"]["predictionUncertainty"] < 0.2
     assert (
         by["red"]["predictions"][0]["tagId"] == project["red"]

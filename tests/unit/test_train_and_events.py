@@ -20,7 +20,7 @@ def make(ctype="Multiclass", domain=None, per_tag=(5, 5), negative=False):
         tag_ids.append(tags.create_tag(repo, p, "none", None, "Negative")["id"])
         per_tag = (*per_tag, 5)
     images = []
-    for tag_id, n in zip(tag_ids, per_tag):
+    for tag_id, n in zip(tag_ids, per_tag, strict=True):
         for _ in range(n):
             regions = (
                 [Region(layout.new_id(), tag_id, 0.1, 0.1, 0.5, 0.5, utcnow())] if domain == DETECTION else []
