@@ -119,18 +119,13 @@ def problems(source: str, name: str = "<tf>") -> list[str]:
 
     for line in lines:
         m = _ATTRIBUTE.match(line.text)
-        if m and _is_attribute(m) and m.group(4) != " " and m.group(5):
+        if m and m.group(4) != " " and m.group(5):
             out.append(f"{name}:{line.number}: one space after `=`")
-        if m and _is_attribute(m) and (line.opens == 0 or line.heredoc):
+        if m and (line.opens == 0 or line.heredoc):
             run.append((line, m))
             continue
         close_run()
-        if m and _is_attribute(m) and line.opens > 0 and m.group(3) != " ":
+        if m and line.opens > 0 and m.group(3) != " ":
             out.append(f"{name}:{line.number}: `{m.group(2)} =` (a value over several lines is not aligned)")
     close_run()
     return out
-
-
-def _is_attribute(m: re.Match) -> bool:
-    """`name = value`, not a comment, nor `==` in an expression's continuation."""
-    return not m.group(2).startswith(("#", "//"))
