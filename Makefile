@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench install browser clean lint fmt test-unit test-integration test-e2e
+.PHONY: run test bench install browser clean lint fmt typecheck test-unit test-integration test-e2e
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
@@ -41,6 +41,9 @@ lint: $(STAMP)
 fmt: $(STAMP)
 	$(BIN)/python -m ruff check --fix .
 	$(BIN)/python -m ruff format .
+
+typecheck: $(STAMP)
+	$(BIN)/python -m mypy
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit tests/devhost $(PYTEST_ARGS)

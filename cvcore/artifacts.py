@@ -75,7 +75,7 @@ def preprocess(images, sidecar: ModelSidecar):
         if image.mode != "RGB":
             image = image.convert("RGB")
         if image.size != (width, height):
-            image = image.resize((width, height), Image.BILINEAR, reducing_gap=3.0)
+            image = image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=3.0)
         np.multiply(np.asarray(image).transpose(2, 0, 1), scale, out=batch[i])
         batch[i] -= offset
     return batch

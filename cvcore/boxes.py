@@ -108,7 +108,17 @@ def postprocess(
     ok = (scores > 0) & (scores >= min_score) & (boxes[:, 2] > 0) & (boxes[:, 3] > 0) & np.isfinite(scores)
     idx = np.flatnonzero(ok)
     keep = idx[nms(boxes[idx], scores[idx], labels[idx], nms_iou, max_detections)]
-    return [(int(labels[i]), float(scores[i]), *(float(v) for v in boxes[i])) for i in keep]
+    return [
+        (
+            int(labels[i]),
+            float(scores[i]),
+            float(boxes[i, 0]),
+            float(boxes[i, 1]),
+            float(boxes[i, 2]),
+            float(boxes[i, 3]),
+        )
+        for i in keep
+    ]
 
 
 # -- evaluation ---------------------------------------------------------------------------------------

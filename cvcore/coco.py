@@ -28,6 +28,7 @@ URLs live with their callers; `StorageResolver` does the path and URL rules over
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import posixpath
@@ -35,8 +36,8 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Protocol, cast
 from urllib.parse import unquote, urlsplit
 
 from .imaging import MAX_TRAINING_IMAGE_BYTES, ImageError, check_image
@@ -135,17 +136,21 @@ class ImageEntry:
     height: int
     extra: dict  # optional: metadata
     sha256: str | None = None  # of the source bytes, once checked
-    annotations: list[tuple[int, tuple[float, float, float, float] | None]] = field(default_factory=list)
+    annotations: list[tuple[int, tuple[float, float, float, float] | None]] = dataclasses.field(
+        default_factory=list
+    )
 
 
 @dataclass
 class Report:
-    problems: list[Problem] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-    categories: list[Category] = field(default_factory=list)  # those to import (used, or all when min is 0)
-    images: list[ImageEntry] = field(default_factory=list)
+    problems: list[Problem] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+    categories: list[Category] = dataclasses.field(
+        default_factory=list
+    )  # those to import (used, or all when min is 0)
+    images: list[ImageEntry] = dataclasses.field(default_factory=list)
     bbox_format: str | None = None  # NORMALIZED or PIXELS (converted); None without boxes
-    rules: Rules = field(default_factory=Rules)
+    rules: Rules = dataclasses.field(default_factory=Rules)
 
     @property
     def ok(self) -> bool:
@@ -377,7 +382,7 @@ def validate(
     )
     del body, lists
     _per_category_and_image(images, categories, on_images, report)
-    report.images = [im for im in images.values()]
+    report.images = [im for im in images.values() if im is not None]  # the invalid ones are gone already
     if resolver is not None:
         check_images(report, resolver, pool=pool, window=window, progress=progress)
     return report
@@ -405,7 +410,9 @@ def _objects(items: list, key: str, report: Report):
 
 
 def _categories(items: list, report: Report) -> tuple[dict[int, Category], set]:
-    out, seen, names = {}, set(), {}
+    out: dict[int, Category] = {}
+    seen: set = set()
+    names: dict[str, int] = {}
     for i, path, c in _objects(items, "categories", report):
         ok = _unique_id(c, path, seen, report)
         name = c.get("name")
@@ -430,8 +437,10 @@ def _categories(items: list, report: Report) -> tuple[dict[int, Category], set]:
     return out, seen
 
 
-def _images(items: list, resolver: Resolver | None, report: Report) -> dict[int, ImageEntry]:
-    out, seen = {}, set()
+def _images(items: list, resolver: Resolver | None, report: Report) -> dict[int, ImageEntry | None]:
+    """Image entries by id; None for an id seen on an invalid entry (known for reference checks, not importable)."""
+    out: dict[int, ImageEntry | None] = {}
+    seen: set = set()
     for i, path, im in _objects(items, "images", report):
         ok = _unique_id(im, path, seen, report)
         for key in ("width", "height"):
@@ -467,7 +476,9 @@ def _annotations(
         refs_ok = [False] * len(items)  # no image or category list to check against: said once already
     else:
         refs_ok = check_references(items, images, category_ids, report)
-    seen, boxes, on_images = set(), [], {c: set() for c in categories}
+    seen: set = set()
+    boxes: list = []
+    on_images: dict[int, set] = {c: set() for c in categories}
     for j, path, a in _objects(items, "annotations", report):
         _unique_id(a, path, seen, report)
         if refs_ok[j] and a["category_id"] in categories:
@@ -600,7 +611,9 @@ def check_images(
     def one(im: ImageEntry) -> Problem | None:
         path = f"images[{im.index}]"
         try:
-            checked = check_image(resolver.read(im.ref, max_bytes), max_bytes=max_bytes, make_thumbnail=False)
+            checked = check_image(
+                resolver.read(cast(str, im.ref), max_bytes), max_bytes=max_bytes, make_thumbnail=False
+            )
         except FileNotFoundError:
             return Problem(f"{path}.{im.field}", IMAGE_NOT_FOUND, f"{im.ref} does not exist")
         except SourceError as exc:

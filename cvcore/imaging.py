@@ -32,8 +32,10 @@ import hashlib
 import io
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, cast
 
 from PIL import Image, ImageFile
 
@@ -224,7 +226,7 @@ _init_lock = threading.Lock()
 _initialised = False
 
 
-def _plugins() -> list[tuple[str, object, object]]:
+def _plugins() -> list[tuple[str, Callable[..., ImageFile.ImageFile], Callable[[bytes], Any] | None]]:
     """(format, factory, accept) for every registered opener, in Pillow's own probing order."""
     global _initialised
     if not _initialised:
@@ -325,7 +327,7 @@ def _open(data: bytes, max_bytes: int | None) -> _Opened:
         frames = 1
         if getattr(im, "is_animated", False):
             try:
-                frames = int(im.n_frames)
+                frames = int(getattr(im, "n_frames", 1))
                 notes.append(f"used first of {frames} frames")
             except Exception:  # a broken later frame does not matter: only the first one is used
                 frames = 2
@@ -350,7 +352,7 @@ def _exif(im: Image.Image) -> dict:
 def _camera(exif: dict) -> str:
     """ "Make Model" from EXIF (printable, at most CAMERA_CHARS), "" when absent: the model doctor asks whether
     a tag is told apart by the camera that took it."""
-    parts = []
+    parts: list[str] = []
     for tag in (_EXIF_MAKE, _EXIF_MODEL):
         value = exif.get(tag)
         if isinstance(value, bytes):
@@ -373,9 +375,9 @@ class _decoding:
     def __enter__(self) -> None:
         return None
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> None:  # never swallows: re-raises as ImageError or lets through
         if exc is None or isinstance(exc, ImageError) or not isinstance(exc, Exception):
-            return False
+            return None
         if isinstance(exc, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
             raise ImageError(
                 ImageStatus.ERROR_IMAGE_DIMENSIONS, f"decompression bomb refused: {exc}"
@@ -427,7 +429,7 @@ def _deep_to_l(im: Image.Image, notes: list[str]) -> Image.Image:
         scaled = im.convert("I").point(lambda v: v * (255 / 65535) + 0.5)
         notes.append(f"scaled 16-bit grey ({mode}) to 8 bit")
         return scaled.convert("L")
-    lo, hi = im.getextrema()
+    lo, hi = cast(tuple[float, float], im.getextrema())  # one band: (min, max)
     if mode == "F" and lo >= 0 and hi <= 1:
         scale, offset, how = 255.0, 0.0, "scaled 0..1 float grey to 8 bit"
     elif mode == "I" and lo >= 0 and hi <= 255:

@@ -48,7 +48,7 @@ VISION_PARTITION_PREFIX = "ia-"
 _IMAGE_ID_NAMESPACE = uuid.UUID("6f6b2b52-9d0e-4f0c-9a8e-3c1f4d2b7a10")
 
 
-def guid(value: str, field: str = "id") -> str:
+def guid(value: object, field: str = "id") -> str:
     """Return `value` as a canonical lower-case GUID string, or raise ValueError naming the field."""
     try:
         return str(uuid.UUID(str(value)))

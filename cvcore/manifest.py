@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from typing import NotRequired, TypedDict
 
 from . import coco, layout
 
@@ -20,15 +21,47 @@ class ManifestError(ValueError):
         self.problems = problems
 
 
+class Category(TypedDict):
+    """A tag taking part: COCO category `id` (1..), the tag's `name`, `tag_id` (GUID) and `type`
+    (Regular / Negative / GeneralProduct)."""
+
+    id: int
+    name: str
+    tag_id: str
+    type: str
+
+
+class ImageEntry(TypedDict):
+    """One image: COCO `id` (1..), `file_name` and `image_id` both the image's GUID (never a path), size as
+    uploaded; `camera` (EXIF "Make Model") and `format` (the uploaded format) where known."""
+
+    id: int
+    file_name: str
+    image_id: str
+    width: int
+    height: int
+    camera: NotRequired[str]
+    format: NotRequired[str]
+
+
+class Annotation(TypedDict):
+    """A tag on an image (classification) or a region (detection: `bbox`, normalised [l, t, w, h])."""
+
+    id: int
+    image_id: int
+    category_id: int
+    bbox: NotRequired[list[float]]
+
+
 @dataclass
 class Manifest:
     project_id: str
     iteration_id: str
     task: str  # classification / detection
     classification_type: str | None
-    categories: list[dict]  # {id, name, tag_id, type}
-    images: list[dict]  # {id, file_name (= image id), image_id, width, height, camera?, format?}
-    annotations: list[dict]  # {id, image_id, category_id, bbox?: [l, t, w, h] normalised}
+    categories: list[Category]
+    images: list[ImageEntry]
+    annotations: list[Annotation]
     info: dict = field(default_factory=dict)
 
     @property
@@ -56,7 +89,7 @@ class Manifest:
         return json.dumps(self.to_coco(), separators=(",", ":")).encode()
 
 
-def compute_hash(images: list[dict], annotations: list[dict], categories: list[dict]) -> str:
+def compute_hash(images: list[ImageEntry], annotations: list[Annotation], categories: list[Category]) -> str:
     """Identical for the same images, tags and boxes, whatever their order: 'nothing changed' detection."""
     by_image: dict[int, list] = {}
     cat_tag = {c["id"]: c["tag_id"] for c in categories}

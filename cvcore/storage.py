@@ -18,7 +18,20 @@ from azure.storage.queue import (
 )
 
 from . import layout
+from . import settings as _settings
 from .settings import StorageSettings
+
+
+def _uri(value: str | None, service: str) -> str:
+    """A service endpoint the settings must name when there is no connection string."""
+    if not value:
+        names = {
+            "blob": _settings.BLOB_SERVICE_URI,
+            "queue": _settings.QUEUE_SERVICE_URI,
+            "table": _settings.TABLE_SERVICE_URI,
+        }
+        raise ValueError(f"no storage connection string and no {service} endpoint: set {names[service]}")
+    return value
 
 
 def base64_queue(client: QueueClient) -> QueueClient:
@@ -48,19 +61,19 @@ class StorageClients:
     def blob(self) -> BlobServiceClient:
         if self.settings.connection_string:
             return BlobServiceClient.from_connection_string(self.settings.connection_string)
-        return BlobServiceClient(self.settings.blob_service_uri, credential=self._credential)
+        return BlobServiceClient(_uri(self.settings.blob_service_uri, "blob"), credential=self._credential)
 
     @cached_property
     def table(self) -> TableServiceClient:
         if self.settings.connection_string:
             return TableServiceClient.from_connection_string(self.settings.connection_string)
-        return TableServiceClient(self.settings.table_service_uri, credential=self._credential)
+        return TableServiceClient(_uri(self.settings.table_service_uri, "table"), credential=self._credential)
 
     @cached_property
     def queue_service(self) -> QueueServiceClient:
         if self.settings.connection_string:
             return QueueServiceClient.from_connection_string(self.settings.connection_string)
-        return QueueServiceClient(self.settings.queue_service_uri, credential=self._credential)
+        return QueueServiceClient(_uri(self.settings.queue_service_uri, "queue"), credential=self._credential)
 
     def queue(self, name: str) -> QueueClient:
         return base64_queue(self.queue_service.get_queue_client(name))

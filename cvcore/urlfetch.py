@@ -34,6 +34,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import SplitResult, urljoin, urlsplit
 
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -189,7 +190,7 @@ def fetch(
                 exc.status,
             ) from None
         if status in REDIRECT_STATUSES:
-            location = body_or_location
+            location: str = body_or_location
             if len(visited) > max_redirects:
                 raise UrlFetchError(
                     "redirects", f"more than {max_redirects} redirects, the last to {_short(location)}", url
@@ -429,7 +430,7 @@ def _get(
     method: str = "GET",
     body: bytes | None = None,
     headers: dict[str, str] | None = None,
-) -> tuple[int, dict[str, str], object]:
+) -> tuple[int, dict[str, str], Any]:
     """One request (a GET unless told). Returns (status, headers, Location) for a redirect, (status, headers,
     body) for 2xx."""
     conn = None

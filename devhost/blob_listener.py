@@ -33,7 +33,8 @@ def blob_pattern(path: str) -> tuple[str, re.Pattern, str, dict]:
     container, _, rest = path.strip("/").partition("/")
     if "{" in container or not container:
         raise ValueError(f"blob trigger path {path!r} must start with a literal container name")
-    names, pos, regex = {}, 0, ""
+    names: dict[str, str] = {}
+    pos, regex = 0, ""
     for m in _PARAM.finditer(rest):
         regex += re.escape(rest[pos : m.start()])
         if m.group(1):

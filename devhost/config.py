@@ -8,6 +8,7 @@ import re
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DEV_ACCOUNT = "devstoreaccount1"
 DEV_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -85,7 +86,7 @@ class HostConfig:
         ext = data.get("extensions") or {}
         http, queues = ext.get("http") or {}, ext.get("queues") or {}
         prefix = http.get("routePrefix", "api")
-        cfg = dict(
+        cfg: dict[str, Any] = dict(
             route_prefix=(prefix if prefix is not None else "api").strip("/"),
             max_dequeue_count=int(queues.get("maxDequeueCount", 5)),
             visibility_timeout=parse_timespan(queues.get("visibilityTimeout"), 0.0),

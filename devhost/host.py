@@ -97,7 +97,7 @@ class Host:
                 access_log=False,
                 http="httptools",
                 loop="asyncio",
-                timeout_graceful_shutdown=self.graceful_timeout,
+                timeout_graceful_shutdown=self.graceful_timeout,  # type: ignore[arg-type]  # uvicorn waits a float fine
             )
         )
 

@@ -46,7 +46,8 @@ def build_router(specs: list[FunctionSpec], cfg: HostConfig) -> Router:
 async def read_body(receive, limit: int) -> bytes | None:
     """The whole body (chunks collected, joined once), or None when it exceeds `limit`. An oversized body
     is read on and dropped (up to a bound) so the client gets the 413 rather than a reset connection."""
-    chunks, size, more = [], 0, True
+    chunks: list[bytes] | None = []
+    size, more = 0, True
     while more:
         message = await receive()
         if message["type"] == "http.disconnect":

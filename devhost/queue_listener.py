@@ -81,7 +81,7 @@ class QueueListener(threading.Thread):
                     log.warning("queue %s message %s: moving to poison failed: %s", self.name, msg.id, err)
                 continue
             annotation = getattr(self.spec.params.get(self.spec.trigger["name"]), "annotation", None)
-            value = QueueMessage(
+            value: QueueMessage | str | bytes = QueueMessage(
                 id=msg.id,
                 body=body,
                 dequeue_count=msg.dequeue_count,

@@ -50,7 +50,9 @@ def _split_param(body: str) -> Param:
 
 def _tokenize(template: str) -> list[list]:
     """Segments, each a list of literal strings and Params; `{{` / `}}` stand for literal braces."""
-    segments, parts, lit, i, n = [], [], "", 0, len(template)
+    segments: list[list] = []
+    parts: list[str | Param] = []
+    lit, i, n = "", 0, len(template)
     while i < n:
         ch = template[i]
         if template.startswith("{{", i) or template.startswith("}}", i):
@@ -150,7 +152,7 @@ class Router:
         rest = self.strip_prefix(path)
         if rest is None:
             return None, None
-        allowed = set()
+        allowed: set[str] = set()
         for route in self.routes:
             values = route.match(rest)
             if values is None:

@@ -80,7 +80,8 @@ class Complaints:
     """Log a listener's recurring error once (not on every poll), and its recovery."""
 
     def __init__(self, what: str):
-        self.what, self.last = what, None
+        self.what = what
+        self.last: str | None = None
 
     def report(self, exc: Exception) -> None:
         text = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]

@@ -72,9 +72,10 @@ class Schedule:
     def __init__(self, expression: str):
         self.expression = expression.strip()
         if re.fullmatch(r"(\d+\.)?\d+:\d+:\d+(\.\d+)?", self.expression):
-            self.every = timedelta(seconds=parse_timespan(self.expression, 0))
-            if self.every <= timedelta(0):
+            every = timedelta(seconds=parse_timespan(self.expression, 0))
+            if every <= timedelta(0):
                 raise ValueError(f"timer schedule {expression!r}: the interval must be positive")
+            self.every: timedelta | None = every
             return
         self.every = None
         parts = self.expression.split()

@@ -57,6 +57,12 @@ class Model:
         }
 
 
+def _payload(part) -> bytes:
+    """A part's bytes, transfer-decoded (a text part's payload is read back as bytes too)."""
+    data = part.get_payload(decode=True)
+    return data if isinstance(data, bytes) else b""
+
+
 def _multipart_image(content_type: str, body: bytes) -> bytes:
     message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
         f"Content-Type: {content_type}\r\n\r\n".encode() + body
@@ -64,9 +70,9 @@ def _multipart_image(content_type: str, body: bytes) -> bytes:
     parts = [p for p in message.iter_parts()] if message.is_multipart() else []
     for part in parts:
         if part.get_param("name", header="content-disposition") in ("imageData", "image", "file"):
-            return part.get_payload(decode=True) or b""
+            return _payload(part)
     if parts:
-        return parts[0].get_payload(decode=True) or b""
+        return _payload(parts[0])
     raise BadRequest("BadRequestImageFormat", "imageData: the multipart body has no image part")
 
 
@@ -152,7 +158,7 @@ def main(argv=None) -> None:
     allow = tuple(o for o in os.environ.get("ALLOW_URL_ORIGINS", "").split(",") if o)
     model = Model(Path(args.model_dir), args.threads)
     server = ThreadingHTTPServer((args.host, args.port), handler_for(model, allow))
-    host, port = server.server_address[:2]
+    host, port = str(server.server_address[0]), server.server_address[1]
     print(f"listening on http://{host}:{port}", flush=True)
     try:
         server.serve_forever()

@@ -1,5 +1,6 @@
 """The lint rules in pyproject.toml ([tool.ruff.lint]: undefined or unused names, syntax errors, bugbear,
-import order, pyupgrade, stale noqa) and `ruff format`'s layout hold over the whole tree."""
+import order, pyupgrade, stale noqa) and `ruff format`'s layout hold over the whole tree; mypy ([tool.mypy])
+finds nothing in the packages it checks."""
 
 import subprocess
 import sys
@@ -28,3 +29,14 @@ def test_the_tree_is_formatted():
         timeout=120,
     )
     assert done.returncode == 0, "run `make fmt`:\n" + done.stdout[-4000:] + done.stderr[-2000:]
+
+
+def test_mypy_finds_nothing():
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--no-error-summary"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
