@@ -36,7 +36,7 @@ class BackboneSpec:
 class Backbone(nn.Module):
     """Ordered stages; `taps` says after which stage index the stride-16 and stride-32 maps are taken."""
 
-    def __init__(self, spec: BackboneSpec, stages: nn.Module, taps: dict[int, int]):
+    def __init__(self, spec: BackboneSpec, stages: nn.Sequential, taps: dict[int, int]):
         super().__init__()
         self.spec = spec
         self.stages = stages  # nn.Sequential: iterating it gives the blocks in order
@@ -228,6 +228,8 @@ def _efficientnet_lite0(pretrained: bool) -> Backbone:
         stride *= b._block_args.stride[0] if isinstance(b._block_args.stride, list) else b._block_args.stride
         if stride == 16:
             channels16, tap16 = b._block_args.output_filters, i + 1  # +1: the stem is stage 0
+    if channels16 is None or tap16 is None:
+        raise ValueError("efficientnet_lite0: no block ends at stride 16")
     spec = BackboneSpec(
         "efficientnet_lite0", 1280, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), {16: channels16, 32: 1280}
     )

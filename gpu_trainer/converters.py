@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ def agreement(reference: dict[str, np.ndarray], converted: dict[str, np.ndarray]
         else 0.0
         for name, ref in reference.items()
     }
-    found = {
+    found: dict[str, Any] = {
         "samples": int(next(iter(reference.values())).shape[0]),
         "max_abs_diff": max(worst.values()),
         "per_output": worst,

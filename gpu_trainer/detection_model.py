@@ -15,6 +15,7 @@ after the graph, which is then a no-op.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -68,11 +69,13 @@ class Head(nn.Module):
         self.tower = nn.Sequential(*[SepConv(width, width) for _ in range(depth)])
         self.heat = nn.Sequential(SepConv(width, width), nn.Conv2d(width, num_labels, 1))
         self.reg = nn.Sequential(SepConv(width, width), nn.Conv2d(width, 4, 1))
-        nn.init.constant_(self.heat[-1].bias, -2.19)  # prior 0.1 (CenterNet)
-        nn.init.normal_(self.heat[-1].weight, std=0.01)
-        nn.init.normal_(self.reg[-1].weight, std=0.01)
+        heat_out, reg_out = cast(nn.Conv2d, self.heat[-1]), cast(nn.Conv2d, self.reg[-1])
+        assert heat_out.bias is not None and reg_out.bias is not None  # both made with a bias
+        nn.init.constant_(heat_out.bias, -2.19)  # prior 0.1 (CenterNet)
+        nn.init.normal_(heat_out.weight, std=0.01)
+        nn.init.normal_(reg_out.weight, std=0.01)
         with torch.no_grad():
-            self.reg[-1].bias.copy_(torch.tensor([0.0, 0.0, math.log(0.25), math.log(0.25)]))
+            reg_out.bias.copy_(torch.tensor([0.0, 0.0, math.log(0.25), math.log(0.25)]))
 
     def forward(self, c16: Tensor, c32: Tensor) -> tuple[Tensor, Tensor]:
         up = F.interpolate(self.lat32(c32), size=c16.shape[-2:], mode="nearest")
@@ -98,6 +101,7 @@ class Decode(nn.Module):
     def __init__(self, top_k: int = 100, nms_iou: float = 0.5, calibration: tuple[float, float] = (1.0, 0.0)):
         super().__init__()
         self.top_k, self.nms_iou = top_k, float(nms_iou)
+        self.calibration: Tensor
         self.register_buffer("calibration", torch.tensor(calibration, dtype=torch.float32))
 
     def forward(self, heat_logits: Tensor, reg: Tensor):

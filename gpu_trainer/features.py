@@ -147,7 +147,7 @@ def _onnx_extractor(backbone, resolution: int, stages: int, grid: int):
             torch.onnx.export(
                 extractor,
                 (torch.zeros(1, 3, resolution, resolution),),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # a file object is fine (torch.onnx's stub says path)
                 input_names=["image"],
                 output_names=["features"],
                 dynamic_axes={"image": {0: "batch"}, "features": {0: "batch"}},

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+from collections.abc import Callable
 
 import numpy as np
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
@@ -50,7 +51,7 @@ class TrainerStore:
     def read_image(self, project_id: str, image_id: str) -> bytes:
         return self._images.download_blob(layout.image_original(project_id, image_id)).readall()
 
-    def field_images(self, project_id: str, limit: int) -> list[tuple[str, object]]:
+    def field_images(self, project_id: str, limit: int) -> list[tuple[str, Callable[..., bytes]]]:
         """The newest `limit` stored prediction images of the project as (prediction id, loader of the bytes):
         prediction ids sort newest first, so the first names listed are the newest."""
         container = self.clients.blob.get_container_client(layout.PREDICTIONS)
