@@ -489,7 +489,7 @@ def _prediction_call(predictor, detection: bool, by_url: bool, store: bool):
 @click.option(
     "--platform", default="ONNX", show_default=True, help="ONNX, DockerFile, TensorFlow, OpenVino, ..."
 )
-@click.option("--flavor", help="e.g. ONNX10, ONNXFloat16, Linux, ARM, TensorFlowLite.")
+@click.option("--flavor", help="e.g. ONNXInt8 (ONNX), Linux or ARM (DockerFile), TensorFlowLite.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--timeout", type=float, default=600, show_default=True, help="Seconds to wait for the export.")
 @click.option("--poll", type=float, default=1.0, hidden=True)
@@ -499,7 +499,8 @@ def export(state: State, project, iteration, platform, flavor, output: Path, tim
     svc = state.service
     p = svc.project(project)
     it = svc.iteration(p, iteration)
-    svc.trainer.export_iteration(p.id, it.id, platform, flavor=flavor)
+    asked = svc.trainer.export_iteration(p.id, it.id, platform, flavor=flavor)
+    flavor = flavor or asked.flavor  # the service's default flavour: wait for that one, not another
     start = time.monotonic()
     with state.err.status(f"exporting {it.name} to {platform} {flavor or ''}".strip()):
         while (found := _export_of(svc.trainer.get_exports(p.id, it.id), platform, flavor)) is None or (
@@ -508,10 +509,10 @@ def export(state: State, project, iteration, platform, flavor, output: Path, tim
             if time.monotonic() - start > timeout:
                 raise CliError(f"the {platform} export is still running after {timeout:.0f} s")
             time.sleep(poll)
-    if found.status != "Done":
-        raise CliError(f"the {platform} export {found.status}")
-    size = _download(svc, p.id, found.download_uri, output)
     kind = " ".join(x for x in (found.platform, found.flavor) if x)
+    if found.status != "Done":
+        raise CliError(f"the {kind} export ended {found.status}")
+    size = _download(svc, p.id, found.download_uri, output)
     state.out.print(f"{output}: {size / 2**20:.1f} MB ({kind})")
 
 

@@ -444,3 +444,53 @@ def test_the_console_script_names_the_entry_point_and_the_package_is_installed()
     module, _, attr = pyproject["project"]["scripts"]["customvision"].partition(":")
     assert getattr(importlib.import_module(module), attr) is cli_main.main
     assert "cvcli*" in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+
+
+def test_export_waits_for_the_flavour_the_service_chose_then_downloads_it(fakes, monkeypatch, tmp_path):
+    trainer, _ = fakes
+    p = a_project(trainer)
+    it = trainer.train_project(p.id)
+    it.status, it.trained_at = "Completed", 1
+    states = iter(["Exporting", "Exporting", "Done"])
+    asked = []
+
+    def export_iteration(project_id, iteration_id, platform, flavor=None):
+        asked.append((platform, flavor))
+        return NS(platform=platform, flavor="ONNX12", status="Exporting")
+
+    def get_exports(project_id, iteration_id):
+        state = next(states)
+        other = NS(platform="ONNX", flavor="ONNXInt8", status="Done", download_uri="int8.zip")
+        return [other, NS(platform="ONNX", flavor="ONNX12", status=state, download_uri="models/x/onnx.zip")]
+
+    monkeypatch.setattr(trainer, "export_iteration", export_iteration, raising=False)
+    monkeypatch.setattr(trainer, "get_exports", get_exports, raising=False)
+    monkeypatch.setattr(
+        trainer, "get_artifact", lambda project_id, path: [path.encode(), b"-bytes"], raising=False
+    )
+    result = run("export", "-p", "fruit", "-o", str(tmp_path / "out" / "m.zip"), "--poll", "0")
+    assert result.exit_code == 0, result.output
+    assert asked == [("ONNX", None)] and next(states, None) is None  # polled until Done
+    assert (
+        tmp_path / "out" / "m.zip"
+    ).read_bytes() == b"models/x/onnx.zip-bytes"  # a relative URI: get_artifact
+    assert not (tmp_path / "out" / "m.zip.part").exists()
+
+
+def test_a_failed_export_says_so_and_writes_nothing(fakes, monkeypatch, tmp_path):
+    trainer, _ = fakes
+    p = a_project(trainer)
+    it = trainer.train_project(p.id)
+    it.status, it.trained_at = "Completed", 1
+    monkeypatch.setattr(
+        trainer, "export_iteration", lambda *a, **k: NS(platform="OpenVino", flavor=None), raising=False
+    )
+    monkeypatch.setattr(
+        trainer,
+        "get_exports",
+        lambda *a: [NS(platform="OpenVino", flavor=None, status="Failed")],
+        raising=False,
+    )
+    result = run("export", "-p", "fruit", "--platform", "OpenVino", "-o", str(tmp_path / "m.zip"))
+    assert result.exit_code == 1 and "error: the OpenVino export ended Failed" in result.output
+    assert not (tmp_path / "m.zip").exists()
