@@ -63,7 +63,7 @@ def explain(exc: BaseException, endpoint: str) -> tuple[str, int] | None:
         return str(exc), exc.code
     if isinstance(exc, HttpOperationError) and exc.response is not None:
         status = exc.response.status_code
-        if status in (401, 403):
+        if status == 401:  # Custom Vision's answer to a wrong key (403 is quota or permissions: said as is)
             kind = "prediction" if "/prediction/" in exc.response.url.lower() else "training"
             return f"{kind} key rejected by {endpoint}", KEY_REJECTED
         code, message = _error_body(exc)
@@ -74,10 +74,9 @@ def explain(exc: BaseException, endpoint: str) -> tuple[str, int] | None:
         return f"cannot reach {endpoint}: {_reason(exc)}", KEY_REJECTED
     if isinstance(exc, requests.Timeout):
         return f"no answer from {endpoint} in time: {_reason(exc)}", KEY_REJECTED
-    if isinstance(exc, requests.HTTPError) and exc.response is not None:
-        if exc.response.status_code in (401, 403):
-            return f"training key rejected by {endpoint}", KEY_REJECTED
-        return f"HTTP {exc.response.status_code} from {exc.response.url}: {exc.response.text[:300]}", 1
+    if isinstance(exc, requests.HTTPError) and exc.response is not None:  # a download from a storage URL
+        url = exc.response.url.split("?")[0]  # not the SAS
+        return f"download failed: HTTP {exc.response.status_code} from {url}", 1
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc}", 1
     return None
@@ -376,13 +375,20 @@ def _in_progress(svc: Service, project):
 
 
 def _follow(state: State, project, it, timeout: float, poll: float):
+    """Poll until the iteration settles. Stopping the wait (timeout, Ctrl-C) leaves the training running,
+    and `train --wait` again follows it (see `train`)."""
     start = time.monotonic()
+    again = f"`customvision train -p {project.name} --wait` follows it again"
     with state.err.status(f"training {it.name}: {it.status}") as line:
         while it.status not in TERMINAL:
-            elapsed = time.monotonic() - start
-            if elapsed > timeout:
-                raise CliError(f"iteration {it.name} still {it.status} after {timeout:.0f} s (it goes on)")
-            time.sleep(poll)
+            if time.monotonic() - start > timeout:
+                raise CliError(
+                    f"iteration {it.name} still {it.status} after {timeout:.0f} s; it goes on: {again}"
+                )
+            try:
+                time.sleep(poll)
+            except KeyboardInterrupt:
+                raise CliError(f"stopped waiting; iteration {it.name} goes on: {again}", code=130) from None
             it = state.service.trainer.get_iteration(project.id, it.id)
             line.update(f"training {it.name}: {it.status} ({time.monotonic() - start:.0f} s)")
     state.err.print(f"iteration {it.name}: {it.status} after {time.monotonic() - start:.0f} s")

@@ -82,11 +82,6 @@ class Service:
             )
         return self._predictor
 
-    @property
-    def training_headers(self) -> dict:
-        """For the few REST calls the SDK lacks: the same key header the SDK sends."""
-        return {"Training-key": self._key(self.training_key, LOCAL_TRAINING_KEY, "training")}
-
     # ---- finding things by what people type ----------------------------------------------------------------
     def find_project(self, name_or_id: str):
         """The project with this id, or else this name (exact, then without case); None when there is none."""

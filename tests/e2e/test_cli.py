@@ -42,21 +42,26 @@ def photo_folder(root) -> None:
         for n in range(PER_TAG):
             (root / name / f"{n}.jpg").write_bytes(photo(kind, n))
     (root / "cup" / "broken.jpg").write_bytes(imgs.truncated_jpeg())
-    (root / "_coco").mkdir()
+    write_coco(root, "more.json")
+
+
+def write_coco(root, name: str, box: list | None = None) -> None:
+    """COCO_PER_TAG photos of a cat and of a cup under root/_coco, in the COCO file root/name (each
+    annotation with `box`, in pixels of the 320x240 photos, when given)."""
+    (root / "_coco").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     for category, kind in ((1, CAT), (2, CUP)):
         for n in range(COCO_PER_TAG):
             image_id = len(images) + 1
-            name = f"_coco/{kind}-{n}.jpg"
-            (root / name).write_bytes(photo(kind, 20 + n))
-            images.append({"id": image_id, "file_name": name, "width": 320, "height": 240})
-            annotations.append({"id": image_id, "image_id": image_id, "category_id": category})
-    coco = {
-        "images": images,
-        "annotations": annotations,
-        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "cup"}],
-    }
-    (root / "more.json").write_text(json.dumps(coco))
+            file_name = f"_coco/{kind}-{n}.jpg"
+            (root / file_name).write_bytes(photo(kind, 20 + n))
+            images.append({"id": image_id, "file_name": file_name, "width": 320, "height": 240})
+            bbox = {} if box is None else {"bbox": box}
+            annotations.append({"id": image_id, "image_id": image_id, "category_id": category, **bbox})
+    categories = [{"id": 1, "name": "cat"}, {"id": 2, "name": "cup"}]
+    (root / name).write_text(
+        json.dumps({"images": images, "annotations": annotations, "categories": categories})
+    )
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +153,19 @@ def test_an_unreachable_endpoint_is_one_clear_line_and_exit_code_2():
     refused = cvcli("projects", endpoint=nowhere, timeout=30)
     assert refused.returncode == 2
     assert refused.stderr.startswith(f"error: cannot reach {nowhere}: ") and "Traceback" not in refused.stderr
+
+
+def test_a_coco_file_gives_a_new_detector_its_tags_and_boxes(stack, tmp_path):
+    url, trainer = stack
+    name = f"cli-det-{layout.new_id()[:8]}"
+    write_coco(tmp_path, "shelf.json", box=[32, 24, 160, 120])
+    up = cvcli("--json", "upload", str(tmp_path), "-p", name, "--type", "ObjectDetection", endpoint=url)
+    assert up.returncode == 0, up.stderr
+    summary = json.loads(up.stdout)
+    assert (summary["created"], summary["failed"]) == (2 * COCO_PER_TAG, [])
+    assert any("converted" in note for note in summary["notes"])  # pixel boxes, said so
+    project = trainer.get_project(summary["project"]["id"])
+    assert trainer.get_domain(project.settings.domain_id).type == "ObjectDetection"
+    regions = [r for im in trainer.get_tagged_images(project.id) for r in im.regions]
+    assert sorted(r.tag_name for r in regions) == ["cat"] * COCO_PER_TAG + ["cup"] * COCO_PER_TAG
+    assert all((r.left, r.top, r.width, r.height) == pytest.approx((0.1, 0.1, 0.5, 0.5)) for r in regions)

@@ -414,9 +414,11 @@ def test_keys_come_from_flags_or_the_environment_and_only_loopback_has_defaults(
         "no training key for https://cv.example.com: pass --training-key or set CUSTOMVISION_TRAINING_KEY"
         in (result.output)
     )
-    from_env = Service("https://cv.example.com", "from-env")
-    assert from_env.training_headers == {"Training-key": "from-env"}
-    assert Service("http://localhost:7071").training_headers == {"Training-key": cli_main_local_key()}
+    from_env = Service("https://cv.example.com", "from-env", "p-key")
+    assert from_env.trainer.config.credentials.in_headers == {"Training-key": "from-env"}
+    assert from_env.predictor.config.credentials.in_headers == {"Prediction-key": "p-key"}
+    local = Service("http://localhost:7071")
+    assert local.trainer.config.credentials.in_headers == {"Training-key": cli_main_local_key()}
     assert from_env.trainer.config.retry_policy.policy.connect == 1
 
 
