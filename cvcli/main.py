@@ -582,6 +582,32 @@ def predictions(state: State, project: str, suggested: bool, take: int):
     state.out.print(render.listing(title, ("Created", "Top tag", "Probability", "Id"), rows))
 
 
+@cli.command()
+@project_option
+@click.option("--iteration", help="Trained iteration id or name (default: the newest trained).")
+@click.option(
+    "--take", type=click.IntRange(1, 64), default=20, show_default=True, help="Untagged images asked about."
+)
+@click.option(
+    "--top", type=click.IntRange(1), default=1, show_default=True, help="Suggestions shown per image."
+)
+@json_option
+@pass_state
+def suggest(state: State, project: str, iteration: str | None, take: int, top: int):
+    """Suggested tags (boxes in a detector) for the untagged images, by a trained iteration (Smart Labeler)."""
+    svc = state.service
+    p = svc.project(project)
+    it = svc.iteration(p, iteration)
+    untagged = svc.trainer.get_untagged_images(p.id, take=take)
+    if not untagged:
+        return state.emit([]) if state.json else state.out.print(f"no untagged images in {p.name}")
+    found = svc.trainer.suggest_tags_and_regions(p.id, it.id, [im.id for im in untagged])
+    rows = [row for s in found for row in render.prediction_rows(s.id, s, top)]
+    if state.json:
+        return state.emit(rows)
+    state.out.print(render.predictions_table(rows, svc.is_detection(p), source="Image id"))
+
+
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="customvision")
 

@@ -61,9 +61,9 @@ def prediction_rows(source: str, result, top: int) -> list[dict]:
     ]
 
 
-def predictions_table(rows: list[dict], detection: bool) -> Table:
+def predictions_table(rows: list[dict], detection: bool, source: str = "File") -> Table:
     table = Table()
-    table.add_column("File")
+    table.add_column(source)
     table.add_column("Tag")
     table.add_column("Probability", justify="right")
     if detection:

@@ -35,13 +35,15 @@ def cvcli(*args: str, endpoint: str, timeout: float = 120) -> subprocess.Complet
 
 
 def photo_folder(root) -> None:
-    """cat/ and cup/ with PER_TAG photos each, a truncated JPEG in cup/, and a COCO file tagging
+    """cat/ and cup/ with PER_TAG photos each, a truncated JPEG in cup/, an untagged cat at the top, and a COCO
+    file tagging
     COCO_PER_TAG more of each kind whose images sit in _coco/."""
     for name, kind in (("cat", CAT), ("cup", CUP)):
         (root / name).mkdir(parents=True)
         for n in range(PER_TAG):
             (root / name / f"{n}.jpg").write_bytes(photo(kind, n))
     (root / "cup" / "broken.jpg").write_bytes(imgs.truncated_jpeg())
+    (root / "loose-cat.jpg").write_bytes(photo(CAT, 30))  # at the top: untagged
     write_coco(root, "more.json")
 
 
@@ -79,13 +81,14 @@ def test_a_folder_of_photos_to_a_published_model_and_its_export(stack, tmp_path)
         "upload", str(tmp_path / "photos"), "--project", name, "--domain", "General (compact)", endpoint=url
     )
     assert up.returncode == 1, up.stderr  # one file failed
-    created = 2 * (PER_TAG + COCO_PER_TAG)
+    created = 2 * (PER_TAG + COCO_PER_TAG) + 1
     assert f"{created} created, 0 duplicates, 1 failed" in up.stdout
     failed_line = next(line for line in up.stdout.splitlines() if "broken.jpg" in line)
     assert "ErrorImageFormat" in failed_line
     assert "images/s" in up.stderr  # the progress bar
     project = next(p for p in trainer.get_projects() if p.name == name)
     assert trainer.get_image_count(project.id) == created
+    assert trainer.get_untagged_image_count(project.id) == 1
     assert {t.name: t.image_count for t in trainer.get_tags(project.id)} == {
         "cat": PER_TAG + COCO_PER_TAG,
         "cup": PER_TAG + COCO_PER_TAG,
@@ -127,6 +130,11 @@ def test_a_folder_of_photos_to_a_published_model_and_its_export(stack, tmp_path)
         ("held-out-cat.jpg", "cat"),
         ("held-out-cup.jpg", "cup"),
     ]
+
+    suggested = cvcli("suggest", "-p", name, "--json", endpoint=url)
+    assert suggested.returncode == 0, suggested.stderr
+    untagged = trainer.get_untagged_images(project.id)
+    assert [(r["file"], r["tag"]) for r in json.loads(suggested.stdout)] == [(untagged[0].id, "cat")]
 
     stored = cvcli("--json", "predictions", "-p", name, "--suggested", endpoint=url)
     assert stored.returncode == 0, stored.stderr

@@ -496,3 +496,29 @@ def test_a_failed_export_says_so_and_writes_nothing(fakes, monkeypatch, tmp_path
     result = run("export", "-p", "fruit", "--platform", "OpenVino", "-o", str(tmp_path / "m.zip"))
     assert result.exit_code == 1 and "error: the OpenVino export ended Failed" in result.output
     assert not (tmp_path / "m.zip").exists()
+
+
+def test_suggest_asks_about_the_untagged_images_with_the_newest_trained_iteration(fakes, monkeypatch):
+    trainer, _ = fakes
+    p = a_project(trainer)
+    old, new = trainer.train_project(p.id), trainer.train_project(p.id)
+    old.status, old.trained_at, new.status, new.trained_at = "Completed", 1, "Completed", 2
+    asked = []
+    monkeypatch.setattr(
+        trainer,
+        "get_untagged_images",
+        lambda project_id, take: [NS(id="im1"), NS(id="im2")][:take],
+        raising=False,
+    )
+
+    def suggest(project_id, iteration_id, image_ids):
+        asked.append((iteration_id, image_ids))
+        cup, cat = (NS(tag_name=t, probability=x, bounding_box=None) for t, x in (("cup", 0.2), ("cat", 0.7)))
+        return [NS(id=i, predictions=[cup, cat]) for i in image_ids]
+
+    monkeypatch.setattr(trainer, "suggest_tags_and_regions", suggest, raising=False)
+    result = run("suggest", "-p", "fruit", "--take", "1")
+    assert result.exit_code == 0, result.output
+    assert asked == [(new.id, ["im1"])]
+    row = next(line for line in result.output.splitlines() if "im1" in line)
+    assert "cat" in row and "70.0%" in row and "cup" not in result.output.split("Image id")[1]
