@@ -83,10 +83,8 @@ def explain(exc: BaseException, endpoint: str) -> tuple[str, int] | None:
 
 
 def _error_body(exc: HttpOperationError) -> tuple[str, str]:
-    error = getattr(exc, "error", None)
-    inner = (
-        getattr(error, "error", None) or error
-    )  # CustomVisionErrorException.error is the CustomVisionError
+    error = getattr(exc, "error", None)  # CustomVisionErrorException: the CustomVisionError model
+    inner = getattr(error, "error", None) or error
     if getattr(inner, "code", None):
         return inner.code, inner.message or ""
     try:
@@ -120,7 +118,7 @@ class Cli(click.Group):
             if said is None or state.debug:
                 raise
             message, code = said
-            state.err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+            state.err.print(Text.assemble(("error:", "red"), " ", message), soft_wrap=True)
             ctx.exit(code)
 
 
@@ -160,8 +158,9 @@ def cli(ctx, endpoint, training_key, prediction_key, as_json, debug):
         Service(endpoint, training_key, prediction_key),
         as_json,
         debug,
-        Console(highlight=False),
-        Console(stderr=True, highlight=False),
+        # markup off: names, paths and COCO problems ("images[3].width") are printed as they are
+        Console(highlight=False, markup=False),
+        Console(stderr=True, highlight=False, markup=False),
     )
 
 

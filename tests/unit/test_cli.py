@@ -61,6 +61,8 @@ class FakeTrainer:
         p = NS(
             id=str(uuid.uuid4()),
             name=name,
+            description="",
+            created=None,
             settings=NS(domain_id=domain_id, classification_type=classification_type),
         )
         self.projects.append(p)
@@ -522,3 +524,12 @@ def test_suggest_asks_about_the_untagged_images_with_the_newest_trained_iteratio
     assert asked == [(new.id, ["im1"])]
     row = next(line for line in result.output.splitlines() if "im1" in line)
     assert "cat" in row and "70.0%" in row and "cup" not in result.output.split("Image id")[1]
+
+
+def test_names_and_problems_with_brackets_are_printed_as_they_are(fakes, tmp_path):
+    trainer, _ = fakes
+    a_project(trainer, name="fruit [v2]")
+    coco_file(tmp_path, per_category=1)
+    result = run("upload", str(tmp_path), "-p", "fruit [v2]")
+    assert "categories[0]" in result.output  # the validator's JSON path, not eaten as markup
+    assert "fruit [v2]" in run("projects").output
