@@ -14,6 +14,7 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import wraps
+from importlib import metadata
 from pathlib import Path
 
 import click
@@ -123,6 +124,14 @@ class Cli(click.Group):
 
 
 # ---- the group -------------------------------------------------------------------------------------------
+def _version() -> str:
+    """The installed package's version; `python -m cvcli` from a checkout that was never installed has none."""
+    try:
+        return metadata.version("selfhosted-customvision")
+    except metadata.PackageNotFoundError:
+        return "(a source checkout, not installed)"
+
+
 @click.group(
     "customvision",
     cls=Cli,
@@ -147,7 +156,7 @@ class Cli(click.Group):
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables.")
 @click.option("--debug", is_flag=True, help="Show the traceback of a failure.")
-@click.version_option(package_name="selfhosted-customvision", prog_name="customvision")
+@click.version_option(version=_version(), prog_name="customvision")
 @click.pass_context
 def cli(ctx, endpoint, training_key, prediction_key, as_json, debug):
     """Custom Vision from the command line: upload, train, evaluate, publish, predict, export.

@@ -430,6 +430,11 @@ def cli_main_local_key():
     return LOCAL_TRAINING_KEY
 
 
+def test_version_works_installed_or_not():
+    result = CliRunner().invoke(cli_main.cli, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("customvision, version ")
+
+
 def test_every_command_has_help():
     for name, command in cli_main.cli.commands.items():
         result = CliRunner().invoke(cli_main.cli, [name, "--help"])
