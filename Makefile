@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(STAMP): requirements.txt requirements-dev.txt gpu_trainer/requirements.txt infra/requirements-iac.txt package.json package-lock.json
+$(STAMP): requirements.txt requirements-dev.txt cvcli/requirements.txt gpu_trainer/requirements.txt infra/requirements-iac.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0  # the CPU wheel, first, so nothing pulls a CUDA build
