@@ -107,6 +107,8 @@ def test_storage_paused_during_uploads_training_and_predictions(env):
         uploader.join(timeout=load.REQUEST_BOUND_S * 4)
     assert "stopped_at" in marks and marks["resumed_at"] - marks["stopped_at"] >= PAUSE_S - 0.5
 
+    for name in ("upload", "stored", "nostore"):  # each kind of client really ran into the pause
+        assert results[name].tally.slowest >= PAUSE_S - 1.5, (name, str(results[name].tally))
     uploaded = assert_images_match(env, up_project, results["upload"])
     predicted = assert_predictions_match(env, pred_project, results["stored"], results["nostore"])
     settled = wait_trained(
