@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 
-from azure.core.exceptions import HttpResponseError, ResourceExistsError
+from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
 from cvcore import exports, layout, messages
 
@@ -22,9 +23,34 @@ from .store import TrainerStore
 
 log = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
-VISIBILITY_S = 300
-RENEW_EVERY_S = 60
-LEASE_S = 60
+# How long a received job stays invisible, and the iteration lease lasts, without a renewal: a killed worker's
+# job is picked up again this long after its last renewal. The defaults are production's; the chaos tests
+# (tests/chaos) shorten them through the environment so a SIGKILLed job comes back in seconds.
+VISIBILITY_ENV, LEASE_ENV = "TRAINER_VISIBILITY_SECONDS", "TRAINER_LEASE_SECONDS"
+LEASE_RANGE_S = (15, 60)  # what Blob storage accepts for a finite lease
+PROJECT_DELETING = "Deleting"  # a project's Status while its background deletion runs (functions/training)
+
+
+def _seconds_from_env(name: str, default: int, lo: int, hi: int) -> int:
+    """`name` from the environment as whole seconds in [lo, hi]; `default` when unset. A value that is not a
+    number, or out of range, stops the worker at start with the setting named (never a silent default)."""
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: {raw!r} is not a whole number of seconds") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"{name}: must be between {lo} and {hi} seconds, got {value}")
+    return value
+
+
+VISIBILITY_S = _seconds_from_env(VISIBILITY_ENV, 300, 2, 7 * 24 * 3600)
+LEASE_S = _seconds_from_env(LEASE_ENV, 60, *LEASE_RANGE_S)
+# Renew well inside both windows: a third of the shorter one (20 s with the production defaults; a renewal at
+# the lease's own length, as before, raced its expiry and let a second worker take the iteration).
+RENEW_EVERY_S = min(60, max(1, min(VISIBILITY_S, LEASE_S) // 3))
 
 
 def retry_delay(attempt: int) -> int:
@@ -69,6 +95,37 @@ def _lease(store: TrainerStore, job: messages.TrainingJob):
         if exc.status_code == 409:
             return None  # another worker holds it
         raise
+
+
+def _deleted_meanwhile(store: TrainerStore, job: messages.TrainingJob) -> bool:
+    """Whether the job's iteration is gone, or its project gone or being deleted (the background deletion
+    marks the project Deleting, removes its blobs, then its rows)."""
+    if not store.iteration_exists(job.project_id, job.iteration_id):
+        return True
+    projects = store.clients.table.get_table_client(layout.PROJECTS_TABLE)
+    try:
+        row = projects.get_entity(layout.PROJECT_PARTITION, job.project_id, select=["Status"])
+    except ResourceNotFoundError:
+        return True
+    return row.get("Status") == PROJECT_DELETING
+
+
+def _sweep_if_deleted(store: TrainerStore, job: messages.TrainingJob) -> int:
+    """After a job, for an iteration deleted before or while it ran: remove what the job wrote under the
+    iteration's prefix (its `_lock`, artifacts written after the deletion's sweep), so no blob outlives the
+    iteration. The deletion cannot do it alone: it runs while the job still holds the leased `_lock`."""
+    if not _deleted_meanwhile(store, job):
+        return 0
+    container = store.clients.blob.get_container_client(layout.MODELS)
+    names = [b.name for b in container.list_blobs(layout.iteration_prefix(job.project_id, job.iteration_id))]
+    for name in names:
+        try:
+            container.delete_blob(name)
+        except ResourceNotFoundError:
+            pass  # the deletion took it first
+    if names:
+        log.info("job %s: its iteration was deleted; removed %d blobs it left", job.iteration_id, len(names))
+    return len(names)
 
 
 def _poison(store: TrainerStore, message, reason: str) -> None:
@@ -140,6 +197,7 @@ def handle(message, queue, store: TrainerStore, device: str | None = None) -> st
                 attempt=attempt,
             )
         )
+        _sweep_if_deleted(store, job)
         queue.delete_message(message)
         return "failed-attempts"
     lease = _lease(store, job)
@@ -176,6 +234,7 @@ def handle(message, queue, store: TrainerStore, device: str | None = None) -> st
             lease.release()
         except HttpResponseError:
             pass
+    _sweep_if_deleted(store, job)
     queue.delete_message(message)
     return status
 

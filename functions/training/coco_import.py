@@ -29,7 +29,18 @@ from cvcore.errors import NotFound
 
 from .images import MAX_REGIONS_PER_IMAGE, check_metadata, tag_problem, update_images
 from .ingest import DUPLICATE, OK, Candidate, ingest
-from .model import MULTICLASS, NEGATIVE, REGULAR, TAG_TYPES, ImageRecord, Project, Region, Tag, utcnow
+from .model import (
+    DELETING,
+    MULTICLASS,
+    NEGATIVE,
+    REGULAR,
+    TAG_TYPES,
+    ImageRecord,
+    Project,
+    Region,
+    Tag,
+    utcnow,
+)
 from .ports import BlobStore, MetadataRepository
 from .projects import require_project
 
@@ -39,13 +50,26 @@ READABLE_CONTAINERS = (layout.UPLOADS, layout.IMAGES)  # what absolute_url / coc
 MAX_TAGS_PER_PROJECT = 500
 
 
+class ProjectGone(RuntimeError):
+    """The project was deleted (or its background deletion began) while an import wrote to it: the import
+    stops, and the caller removes what it wrote after the deletion's sweep (project_transfer.remove_remains)."""
+
+
+def ensure_alive(repo: MetadataRepository, project_id: str) -> None:
+    """Between import batches: raise ProjectGone once the project is gone or marked Deleting. The deletion
+    sweeps blobs first and rows last, so an import that went on writing would leave orphans behind it."""
+    project = repo.get_project(project_id)
+    if project is None or project.status == DELETING:
+        raise ProjectGone(f"project {project_id} was deleted during the import")
+
+
 class ImportChanged(RuntimeError):
     """An image changed between validation and writing; the import must run again from the start."""
 
 
 @dataclass
 class ImportResult:
-    outcome: str  # imported / duplicate / rejected
+    outcome: str  # imported / duplicate / rejected / deleted (the project went during the import)
     detail: str = ""
     problems: list[coco.Problem] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
@@ -210,11 +234,13 @@ def import_report(
     counts = {"created": 0, "merged": 0, "regions": 0}
     ids = list(the_plan.entries)
     for start in range(0, len(ids), BATCH):
+        ensure_alive(repo, project.id)
         _write_batch(
             repo, blobs, pool, project, the_plan, ids[start : start + BATCH], resolver, report, origin, counts
         )
         if progress is not None:
             progress("importing", min(start + BATCH, len(ids)), len(ids))
+    ensure_alive(repo, project.id)  # an "imported" result means the project outlived every write
     seconds = time.monotonic() - started
     summary = {
         **report.summary(),
@@ -371,6 +397,11 @@ def import_drop(
     try:
         report = coco.validate(data, resolver, rules_for(project), pool=pool, progress=throttled)
         result = import_report(repo, blobs, pool, project, report, resolver, throttled)
+    except ProjectGone as exc:
+        from .project_transfer import remove_remains  # (project_transfer imports this module)
+
+        remove_remains(repo, blobs, project.id)  # the status blob and any image written after the sweep
+        return ImportResult("deleted", str(exc), [], {})
     except Exception as exc:
         status.write(state="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
         raise

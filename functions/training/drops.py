@@ -19,7 +19,7 @@ from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES
 
 from . import coco_import
 from .ingest import Candidate, ingest
-from .model import REGULAR, Project, Tag, utcnow
+from .model import DELETING, REGULAR, Project, Tag, utcnow
 from .ports import BlobStore, MetadataRepository
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ COCO_SUFFIX = layout.COCO_SUFFIX
 
 @dataclass
 class DropResult:
-    outcome: str  # "ingested", "imported" (a COCO file), "duplicate", "rejected", "skipped"
+    outcome: str  # "ingested", "imported" (a COCO file), "duplicate", "rejected", "skipped", "deleted"
     detail: str = ""
     image_id: str | None = None
 
@@ -58,7 +58,7 @@ def ingest_drop(
     if parts[1] == layout.COCO_DATASET_FOLDER and not name.endswith(COCO_SUFFIX):
         return DropResult("skipped", f"kept in {layout.COCO_DATASET_FOLDER}/ for COCO files")
     project = repo.get_project(project_id)
-    if project is None:
+    if project is None or project.status == DELETING:  # a drop must not refill a project being deleted
         return _reject(blobs, name, data, "NotFoundProject", f"project {project_id} does not exist")
     if name.endswith(COCO_SUFFIX):
         return _coco_drop(repo, blobs, pool, project, name, data, blob_endpoint)
@@ -144,6 +144,17 @@ def _coco_drop(
     return DropResult(result.outcome, result.detail)
 
 
+# Reports are `{drop}.error.json`; a rejected drop is kept under its own name, except a drop whose own name
+# ends in a report's suffix (or in KEPT_SUFFIX): kept as `{drop}.drop`, so no drop's bytes ever overwrite a
+# report (`x.jpg.error.json` dropped after `x.jpg`) nor another drop's kept copy.
+KEPT_SUFFIX = ".drop"
+
+
+def kept_name(name: str) -> str:
+    """Where rejected/ keeps the bytes of the rejected drop `name` (see KEPT_SUFFIX)."""
+    return name + KEPT_SUFFIX if name.endswith((layout.rejected_error_name(""), KEPT_SUFFIX)) else name
+
+
 def _reject(
     blobs: BlobStore,
     name: str,
@@ -154,15 +165,17 @@ def _reject(
     extra: dict | None = None,
 ) -> DropResult:
     """Move the drop to rejected/ beside a .error.json listing every problem ({path, code, message})."""
+    kept = kept_name(name)
     report = {
         "blob": f"{layout.UPLOADS}/{name}",
+        "keptAs": f"{layout.REJECTED}/{kept}",
         "status": status,
         "message": message,
         "errors": errors or [{"path": name, "code": status, "message": message}],
         "rejectedAt": utcnow().isoformat(),
         **(extra or {}),
     }
-    blobs.put(layout.REJECTED, name, data, "application/octet-stream")
+    blobs.put(layout.REJECTED, kept, data, "application/octet-stream")
     blobs.put(
         layout.REJECTED,
         layout.rejected_error_name(name),

@@ -29,13 +29,13 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 from cvcore import coco, domains, layout
-from cvcore.errors import BadRequest, CustomVisionError
+from cvcore.errors import BadRequest, CustomVisionError, NotFound
 from cvcore.imaging import ImageError, ImageStatus
 from cvcore.urlfetch import UrlFetchError, fetch
 
 from . import coco_export, projects, serialize
-from .coco_import import import_report
-from .model import Project, utcnow
+from .coco_import import ProjectGone, ensure_alive, import_report
+from .model import DELETING, Project, utcnow
 from .ports import BlobStore, JobQueue, MetadataRepository
 
 TOKEN_VERSION = 1
@@ -104,10 +104,20 @@ def import_project(
     try:
         import_report(repo, blobs, pool, project, report, resolver, origin="import")
         _refuse_if_bad(report)  # the plan against the new project can still object (e.g. a tag limit)
+        final = repo.get_project(project.id)
+        if final is None or final.status == DELETING:
+            raise ProjectGone(f"project {project.id} was deleted during the import")
+    except ProjectGone:
+        # deleted by its owner while this request filled it: what the import wrote after the deletion's
+        # sweep goes too, and the client is told the project is gone (not a 500, not a deleted project)
+        remove_remains(repo, blobs, project.id)
+        raise NotFound(
+            "NotFoundProject", f"project {project.id} was deleted while it was being imported"
+        ) from None
     except BaseException:
         projects.delete_project(repo, blobs, project.id)
         raise
-    return serialize.project_json(repo.get_project(project.id))
+    return serialize.project_json(final)
 
 
 def parse_job(body: bytes | str) -> tuple[str, str]:
@@ -154,7 +164,7 @@ def run_import(
         )
         _refuse_if_bad(report)
         return _settle(repo, project_id, SUCCEEDED, "")
-    except _ProjectDeleted:
+    except (_ProjectDeleted, ProjectGone):
         remove_remains(repo, blobs, project_id)
         return "deleted"
     except CustomVisionError as exc:
@@ -178,14 +188,16 @@ def remove_remains(repo: MetadataRepository, blobs: BlobStore, project_id: str) 
 
 
 def _still_there(repo: MetadataRepository, project_id: str) -> None:
-    """Between import batches: stop when the project was deleted meanwhile."""
-    if repo.get_project(project_id) is None:
-        raise _ProjectDeleted(project_id)
+    """Between import batches: stop when the project was deleted meanwhile (or is being deleted)."""
+    try:
+        ensure_alive(repo, project_id)
+    except ProjectGone:
+        raise _ProjectDeleted(project_id) from None
 
 
 def _settle(repo: MetadataRepository, project_id: str, status: str, message: str) -> str:
     project = repo.get_project(project_id)
-    if project is None:
+    if project is None or project.status == DELETING:  # never mark a project being deleted Succeeded
         return "deleted"
     project.status, project.status_message = status, message[:4000]
     project.last_modified = utcnow()

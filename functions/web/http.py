@@ -127,8 +127,16 @@ def json_response(body: Any, status: int = 200) -> func.HttpResponse:
     )
 
 
+# Seconds a client is asked to wait before retrying a 503 (storage unreachable, e.g. paused or failing over):
+# the SDKs' retry policies and well-behaved clients honour Retry-After instead of retrying at once.
+RETRY_AFTER_S = 5
+
+
 def error_response(err: CustomVisionError) -> func.HttpResponse:
-    return json_response(err.body(), status=err.status)
+    response = json_response(err.body(), status=err.status)
+    if err.status == 503:
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+    return response
 
 
 def field_error(code: str, path: str, problem: str) -> BadRequest:

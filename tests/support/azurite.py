@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -47,6 +48,14 @@ def stop_process(proc: subprocess.Popen, timeout: float = 15) -> None:
 @contextmanager
 def running_azurite():
     """Yield an Azurite connection string; the emulator and its data folder vanish afterwards."""
+    with running_azurite_process() as (conn, _proc):
+        yield conn
+
+
+@contextmanager
+def running_azurite_process():
+    """As running_azurite, yielding (connection string, the emulator's Popen): for tests that pause
+    (SIGSTOP) or kill the storage itself (tests/chaos). Never the shared session emulator."""
     binary = ROOT / "node_modules" / ".bin" / "azurite"
     if not binary.exists():
         raise RuntimeError("azurite is not installed: run `npm ci` (make test does)")
@@ -79,8 +88,10 @@ def running_azurite():
         deadline = time.monotonic() + 30
         for port in ports.values():
             _wait_for(port, proc, deadline)
-        yield dev_connection_string(blob=ports["blob"], queue=ports["queue"], table=ports["table"])
+        yield dev_connection_string(blob=ports["blob"], queue=ports["queue"], table=ports["table"]), proc
     finally:
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGCONT)  # a test that stopped it must not leave it unkillable by TERM
         stop_process(proc)
         log.close()
         shutil.rmtree(workdir, ignore_errors=True)
