@@ -86,8 +86,9 @@ def explain(exc: BaseException, endpoint: str) -> tuple[str, int] | None:
 def _error_body(exc: HttpOperationError) -> tuple[str, str]:
     error = getattr(exc, "error", None)  # CustomVisionErrorException: the CustomVisionError model
     inner = getattr(error, "error", None) or error
-    if getattr(inner, "code", None):
-        return inner.code, inner.message or ""
+    code = getattr(inner, "code", None)
+    if code:
+        return code, getattr(inner, "message", None) or ""
     try:
         body = exc.response.json()
         return body.get("code", "Error"), body.get("message", "")

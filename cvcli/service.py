@@ -105,7 +105,7 @@ class Service:
             raise CliError(f"no project {name_or_id!r} at {self.endpoint} (see `customvision projects`)")
         return found
 
-    def domain(self, project) -> object:
+    def domain(self, project):
         return self.trainer.get_domain(project.settings.domain_id)
 
     def is_detection(self, project) -> bool:

@@ -178,12 +178,13 @@ def read_coco(path: Path, *, detection: bool, multiclass: bool, max_bytes: int =
     names = {c.id: c.name for c in report.categories}
     items = []
     for im in report.images:
+        file = path.parent / str(im.ref)  # validate() keeps only images it could read by their ref
         if detection:
             regions = tuple((names[c], *box) for c, box in im.annotations if c in names and box)
-            items.append(Item(path.parent / im.ref, regions=regions))
+            items.append(Item(file, regions=regions))
         else:
             tags = tuple(dict.fromkeys(names[c] for c, _ in im.annotations if c in names))
-            items.append(Item(path.parent / im.ref, tags=tags))
+            items.append(Item(file, tags=tags))
     return items, [], report.notes
 
 
@@ -206,7 +207,7 @@ def batches(items: list[Item], size: int = BATCH) -> Iterator[list[Item]]:
 def entry(item: Item, tag_ids: dict[str, str]) -> ImageFileCreateEntry:
     return ImageFileCreateEntry(
         name=item.path.name,
-        contents=item.path.read_bytes(),
+        contents=item.path.read_bytes(),  # type: ignore[arg-type]  # msrest sends bytes as they are
         tag_ids=[tag_ids[t.casefold()] for t in item.tags] or None,
         regions=[
             Region(tag_id=tag_ids[name.casefold()], left=left, top=top, width=width, height=height)
