@@ -121,10 +121,10 @@ def _pngs(count: int) -> list[bytes]:
 
 def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
     """A Multiclass project with TAGS tags and n tagged images (rows, original blobs), n stored predictions."""
+    from functions.domain.records import ImageRecord, Tag, utcnow
     from functions.prediction.adapter import INDEX, entities
     from functions.prediction.ports import StoredPrediction
     from functions.training import projects
-    from functions.training.model import ImageRecord, Tag, utcnow
 
     pid = projects.create_project(s.repo, f"scale-{n}-{layout.new_id()[:6]}", None, None, "Multiclass", [])[
         "id"

@@ -15,6 +15,7 @@ from cvcore.storage import StorageClients
 from .adapters.blobs import AzureBlobStore
 from .adapters.queues import AzureJobQueue
 from .adapters.tables import TableMetadataRepository
+from .domain.ports import BlobStore, JobQueue, MetadataRepository
 from .prediction.adapter import TablePredictionStore
 from .prediction.models import ModelCache
 from .prediction.published import Catalog
@@ -22,7 +23,6 @@ from .prediction.recorder import Recorder
 from .prediction.service import Predictor
 from .training.integration import StorageIntegration
 from .training.mail import Mailer
-from .training.ports import BlobStore, JobQueue, MetadataRepository
 from .vision.registry import TableVisionRegistry, VisionRegistry
 
 log = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import logging
 import azure.functions as func
 
 from . import bootstrap
+from .domain.records import utcnow
 from .prediction.ports import RETENTION
 from .training import review
-from .training.model import utcnow
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

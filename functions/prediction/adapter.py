@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient
 from cvcore import layout
 
 from ..adapters.entities import BATCH, delete_rows, get_json, get_rows, put_json, utc
-from ..training.ports import BlobStore
+from ..domain.ports import BlobStore
 from .ports import PredictionStore, StoredPrediction
 
 _PAGE = 500

@@ -17,8 +17,7 @@ from cvcore.errors import BadRequest, NotFound
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image
 from cvcore.inference import decode, fetch_image, image_error
 
-from ..training.model import utcnow
-from ..training.serialize import iso
+from ..domain.records import iso, utcnow
 from . import scoring
 from .models import LoadedModel, ModelCache, ModelUnavailable
 from .ports import PredictionStore, StoredPrediction

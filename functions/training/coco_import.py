@@ -27,10 +27,20 @@ from dataclasses import dataclass, field
 from cvcore import coco, layout
 from cvcore.errors import NotFound
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import (
+    MULTICLASS,
+    NEGATIVE,
+    REGULAR,
+    TAG_TYPES,
+    ImageRecord,
+    Project,
+    Region,
+    Tag,
+    utcnow,
+)
 from .images import MAX_REGIONS_PER_IMAGE, check_metadata, tag_problem, update_images
 from .ingest import DUPLICATE, OK, Candidate, ingest
-from .model import MULTICLASS, NEGATIVE, REGULAR, TAG_TYPES, ImageRecord, Project, Region, Tag, utcnow
-from .ports import BlobStore, MetadataRepository
 from .projects import require_project
 
 log = logging.getLogger(__name__)

@@ -17,10 +17,10 @@ from cvcore import layout
 from cvcore.coco import safe_relative_path
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import REGULAR, Project, Tag, utcnow
 from . import coco_import
 from .ingest import Candidate, ingest
-from .model import REGULAR, Project, Tag, utcnow
-from .ports import BlobStore, MetadataRepository
 
 log = logging.getLogger(__name__)
 UNTAGGED = "untagged"

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 from cvcore import coco, layout, manifest
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository
+from ..domain.records import NEGATIVE, ImageRecord, Project, Region, Tag, utcnow
 from . import serialize
-from .model import NEGATIVE, ImageRecord, Project, Region, Tag, utcnow
-from .ports import BlobStore, ConcurrencyError, MetadataRepository
 from .projects import require_project
 
 MAX_TAKE = 256

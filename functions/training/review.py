@@ -27,13 +27,12 @@ from azure.core.exceptions import ResourceNotFoundError
 from cvcore import layout
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import Project, Tag, iso, utcnow
 from ..prediction import service
 from ..prediction.ports import PredictionStore, StoredPrediction
 from . import continuation, ingest, ranking, uploads
-from .model import Project, Tag, utcnow
-from .ports import BlobStore, MetadataRepository
 from .projects import require_project
-from .serialize import iso
 
 DEFAULT_COUNT = 50
 MAX_COUNT = 256

@@ -24,9 +24,9 @@ from cvcore import coco, layout
 from cvcore.errors import NotFound
 
 from ..bootstrap import Services
+from ..domain.ports import ConcurrencyError
+from ..domain.records import MULTICLASS, Project, utcnow
 from ..training import coco_import, project_transfer, projects
-from ..training.model import MULTICLASS, Project, utcnow
-from ..training.ports import ConcurrencyError
 from . import errors
 from .common import check_name, fields, is_name, now, require_record
 from .errors import VisionError

@@ -11,9 +11,9 @@ from cvcore import artifacts, coco, layout
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES, decode_rgb
 
 from ..bootstrap import Services
+from ..domain.records import ImageRecord
 from ..prediction.models import LoadedModel, ModelUnavailable
 from ..prediction.predict import predict_image
-from ..training.model import ImageRecord
 from . import datasets, errors, performance
 from .errors import VisionError
 

@@ -17,9 +17,9 @@ from cvcore import messages
 from cvcore.errors import CustomVisionError, NotFound
 
 from ..bootstrap import Services
+from ..domain.ports import ConcurrencyError
+from ..domain.records import Iteration
 from ..training import events, iterations, train
-from ..training.model import Iteration
-from ..training.ports import ConcurrencyError
 from . import datasets, errors, evaluate
 from .common import check_name, fields, now, require_record, to_iso
 from .errors import VisionError

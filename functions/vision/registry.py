@@ -18,7 +18,7 @@ from azure.data.tables import TableServiceClient, UpdateMode
 from cvcore import layout
 
 from ..adapters.entities import get_json, put_json
-from ..training.ports import ConcurrencyError
+from ..domain.ports import ConcurrencyError
 
 DATASET, MODEL = "dataset", "model"
 ETAG = "_etag"

@@ -7,6 +7,7 @@ from functools import partial
 from cvcore.errors import BadRequest
 
 from ..bootstrap import Services
+from ..domain.records import Project
 from ..training import (
     coco_export,
     coco_import,
@@ -27,7 +28,6 @@ from ..training import (
     uploads,
     webhooks,
 )
-from ..training.model import Project
 from . import multipart
 from .http import ApiRequest, Binary
 from .images import image_bytes, image_url

@@ -10,7 +10,7 @@ from PIL import Image
 
 from cvcore import layout
 from functions import bootstrap
-from functions.training.ports import ConcurrencyError
+from functions.domain.ports import ConcurrencyError
 from functions.vision.registry import ETAG, AlreadyExists, TableVisionRegistry, evaluations_of
 from tests.unit.test_vision_api import call
 

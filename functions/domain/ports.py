@@ -1,12 +1,16 @@
-"""Storage ports of the Training API. `adapters/` implements them on Azure Storage; unit tests use
-the fakes in tests/unit/fakes.py."""
+"""Storage ports of the Training API, below every API package (prediction and vision read projects and blobs
+through them too). `adapters/` implements them on Azure Storage; unit tests use the fakes in
+tests/unit/fakes.py. `require_project` is the one lookup every API shares (a deleting project is gone)."""
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
 
-from .model import ImageCounts, ImageRecord, Iteration, Project, Tag
+from cvcore import layout
+from cvcore.errors import NotFound
+
+from .records import DELETING, ImageCounts, ImageRecord, Iteration, Project, Tag
 
 
 class ConcurrencyError(Exception):
@@ -121,3 +125,18 @@ class BlobStore(abc.ABC):
         """At most the first `max_bytes + 1` bytes of the blob: enough to tell it is too large without
         holding all of it. Adapters read a range; this default reads the whole blob."""
         return self.get(container, name)[: max_bytes + 1]
+
+
+def require_project(repo: MetadataRepository, project_id: str) -> Project:
+    project = repo.get_project(layout.guid(project_id, "projectId")) if _is_guid(project_id) else None
+    if project is None or project.status == DELETING:
+        raise NotFound("NotFoundProject", f"project {project_id} does not exist")
+    return project
+
+
+def _is_guid(value: str) -> bool:
+    try:
+        layout.guid(value)
+        return True
+    except ValueError:
+        return False
