@@ -121,8 +121,8 @@ def _pngs(count: int) -> list[bytes]:
 
 def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
     """A Multiclass project with TAGS tags and n tagged images (rows, original blobs), n stored predictions."""
+    from functions.adapters.predictions import INDEX, entities
     from functions.domain.records import ImageRecord, Tag, utcnow
-    from functions.prediction.adapter import INDEX, entities
     from functions.prediction.ports import StoredPrediction
     from functions.training import projects
 
@@ -273,7 +273,7 @@ def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, re
         ),
         repeats,
     )
-    from functions.prediction.adapter import INDEX
+    from functions.adapters.predictions import INDEX
 
     out["storage_point_read"] = _timed(lambda: table.get_entity(pid, INDEX), repeats)
     out["get_tags"] = _timed(lambda: http_.ok("GET", f"projects/{pid}/tags"), repeats)

@@ -1,5 +1,5 @@
 """Timer trigger: stored predictions are kept 30 days (ports.RETENTION); once a day the older ones go,
-rows first, then their images (prediction/adapter.py); and the expired Suggested query sessions
+rows first, then their images (adapters/predictions.py); and the expired Suggested query sessions
 (training/review.py)."""
 
 from __future__ import annotations

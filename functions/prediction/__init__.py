@@ -5,5 +5,5 @@ models.py     bounded, single-flight cache of onnxruntime sessions
 predict.py    one image through a loaded model -> Custom Vision predictions
 service.py    the use case: resolve, load, predict, store (unless nostore)
 scoring.py    review scores kept with a stored prediction (uncertainty, margin, image signature)
-ports.py      the stored-prediction port; adapter.py implements it on Table + Blob storage
+ports.py      the stored-prediction port; adapters/predictions.py implements it on Table + Blob storage
 """
