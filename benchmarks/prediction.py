@@ -41,8 +41,8 @@ from cvcore import artifacts, inference, layout, settings
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, check_image, decode_rgb
 from functions import bootstrap, http_prediction
 from functions.domain.records import utcnow
-from functions.prediction.models import _session
 from functions.prediction.ports import StoredPrediction
+from functions.prediction.session_cache import _session
 from tests.support import images as imgs
 from tests.support.azurite import running_azurite
 from tests.support.localhost import running_host, running_trainer

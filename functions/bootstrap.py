@@ -18,10 +18,10 @@ from .adapters.queues import AzureJobQueue
 from .adapters.tables import TableMetadataRepository
 from .adapters.vision_registry import TableVisionRegistry
 from .domain.ports import BlobStore, JobQueue, MetadataRepository
-from .prediction.models import ModelCache
 from .prediction.published import Catalog
 from .prediction.recorder import Recorder
 from .prediction.service import Predictor
+from .prediction.session_cache import ModelCache
 from .training.integration import StorageIntegration
 from .training.mail import Mailer
 from .vision.registry import VisionRegistry

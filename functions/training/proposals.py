@@ -32,7 +32,7 @@ from ..prediction.published import Published
 from .projects import require_project
 from .proposal_search import SIDE, propose
 from .quicktest import latest_completed
-from .suggestions import read_original
+from .smart_labeler import read_original
 
 log = logging.getLogger(__name__)
 MAX_PROPOSALS = 50

@@ -15,9 +15,9 @@ from PIL import Image
 from cvcore import artifacts, layout, messages, settings
 from functions import bootstrap, http_vision
 from functions.domain.ports import ConcurrencyError
-from functions.prediction.models import ModelCache
 from functions.prediction.published import Catalog
 from functions.prediction.service import Predictor
+from functions.prediction.session_cache import ModelCache
 from functions.training import events
 from functions.vision.registry import ETAG, AlreadyExists, VisionRegistry
 from tests.support.tiny_models import sidecar, tiny_classifier, tiny_detector
