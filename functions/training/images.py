@@ -2,6 +2,9 @@
 
 Edits are read-modify-write on the image row with its ETag, retried on a concurrent change, so two
 clients tagging the same image at once both land.
+
+One file because the edits and the queries share the image rules (check_region, tag_problem, the metadata
+limits) and the ETag read-modify-write (update_images) that coco_import, tags and uploads also call.
 """
 
 from __future__ import annotations

@@ -29,10 +29,11 @@ from ..domain.records import ImageRecord, Iteration, Project, iso, utcnow
 from ..prediction import scoring, service
 from ..prediction.predict import predict_image
 from ..prediction.published import Published, task_of
+from ..web.params import guid, lower_keys, page_size, unit
 from . import continuation
 from .projects import require_project
 from .quicktest import completed_iteration
-from .review import MISSING, guid, lower_keys, page_size, unit
+from .review import MISSING
 
 log = logging.getLogger(__name__)
 SORTS = ("UncertaintyDescending", "UncertaintyAscending")  # the first is the default: most informative first
