@@ -40,9 +40,9 @@ from msrest.authentication import ApiKeyCredentials
 from cvcore import artifacts, inference, layout, settings
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, check_image, decode_rgb
 from functions import bootstrap, http_prediction
-from functions.prediction.models import _session
+from functions.domain.records import utcnow
 from functions.prediction.ports import StoredPrediction
-from functions.training.model import utcnow
+from functions.prediction.session_cache import _session
 from tests.support import images as imgs
 from tests.support.azurite import running_azurite
 from tests.support.localhost import running_host, running_trainer

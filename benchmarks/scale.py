@@ -121,10 +121,10 @@ def _pngs(count: int) -> list[bytes]:
 
 def _seed(s, n: int, pngs: list[bytes]) -> tuple[str, list[str]]:
     """A Multiclass project with TAGS tags and n tagged images (rows, original blobs), n stored predictions."""
-    from functions.prediction.adapter import INDEX, entities
+    from functions.adapters.predictions import INDEX, entities
+    from functions.domain.records import ImageRecord, Tag, utcnow
     from functions.prediction.ports import StoredPrediction
     from functions.training import projects
-    from functions.training.model import ImageRecord, Tag, utcnow
 
     pid = projects.create_project(s.repo, f"scale-{n}-{layout.new_id()[:6]}", None, None, "Multiclass", [])[
         "id"
@@ -273,7 +273,7 @@ def _measure(http_: Http, s, conn: str, pid: str, tag_ids: list[str], n: int, re
         ),
         repeats,
     )
-    from functions.prediction.adapter import INDEX
+    from functions.adapters.predictions import INDEX
 
     out["storage_point_read"] = _timed(lambda: table.get_entity(pid, INDEX), repeats)
     out["get_tags"] = _timed(lambda: http_.ok("GET", f"projects/{pid}/tags"), repeats)

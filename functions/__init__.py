@@ -1,2 +1,5 @@
-"""The Azure Functions app: trigger modules (http_*, blob_*, queue_*) over a core in `training/`,
-storage adapters in `adapters/`, HTTP edge helpers in `web/`, and one composition root (`bootstrap`)."""
+"""The Azure Functions app, in layers from the bottom up (tests/unit/test_layers.py checks the order):
+`domain/` (records, storage ports), `web/` (request parsing, routing, the HTTP edge), the API cores
+`prediction/` < `training/` < `vision/`, `adapters/` (Azure Storage behind the ports), `bootstrap` (the
+composition root), and the trigger modules (http_*, blob_ingest, queue_*, purge) that function_app.py
+registers."""

@@ -13,17 +13,18 @@ from cvcore import settings as settings_mod
 from cvcore.storage import StorageClients
 
 from .adapters.blobs import AzureBlobStore
+from .adapters.predictions import TablePredictionStore
 from .adapters.queues import AzureJobQueue
 from .adapters.tables import TableMetadataRepository
-from .prediction.adapter import TablePredictionStore
-from .prediction.models import ModelCache
+from .adapters.vision_registry import TableVisionRegistry
+from .domain.ports import BlobStore, JobQueue, MetadataRepository
 from .prediction.published import Catalog
 from .prediction.recorder import Recorder
 from .prediction.service import Predictor
+from .prediction.session_cache import ModelCache
 from .training.integration import StorageIntegration
 from .training.mail import Mailer
-from .training.ports import BlobStore, JobQueue, MetadataRepository
-from .vision.registry import TableVisionRegistry, VisionRegistry
+from .vision.registry import VisionRegistry
 
 log = logging.getLogger(__name__)
 

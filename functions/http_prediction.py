@@ -10,6 +10,7 @@ import azure.functions as func
 
 from cvcore import artifacts
 
+from . import bootstrap
 from .bootstrap import Services
 from .prediction import service
 from .web.edge import serve
@@ -31,7 +32,9 @@ def prediction_api(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def handle(req: func.HttpRequest) -> func.HttpResponse:
-    return serve(req, router, VERSIONS, "Prediction-Key", lambda s: s.settings.prediction_key)
+    return serve(
+        req, router, VERSIONS, "Prediction-Key", lambda s: s.settings.prediction_key, bootstrap.services
+    )
 
 
 def _predict(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from . import bootstrap
+from .training.routes import router
 from .web.edge import serve
-from .web.training_routes import router
 
 bp = func.Blueprint()
 VERSIONS = ("v3.3", "v3.4-preview")
@@ -22,4 +23,4 @@ def training_api(req: func.HttpRequest) -> func.HttpResponse:
 
 def handle(req: func.HttpRequest) -> func.HttpResponse:
     """Check the key and version, route, call the core, and translate its errors to Custom Vision's."""
-    return serve(req, router, VERSIONS, "Training-Key", lambda s: s.settings.training_key)
+    return serve(req, router, VERSIONS, "Training-Key", lambda s: s.settings.training_key, bootstrap.services)

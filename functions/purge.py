@@ -1,5 +1,5 @@
 """Timer trigger: stored predictions are kept 30 days (ports.RETENTION); once a day the older ones go,
-rows first, then their images (prediction/adapter.py); and the expired Suggested query sessions
+rows first, then their images (adapters/predictions.py); and the expired Suggested query sessions
 (training/review.py)."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ import logging
 import azure.functions as func
 
 from . import bootstrap
+from .domain.records import utcnow
 from .prediction.ports import RETENTION
 from .training import review
-from .training.model import utcnow
 
 bp = func.Blueprint()
 log = logging.getLogger(__name__)

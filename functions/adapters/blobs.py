@@ -11,7 +11,7 @@ from itertools import islice
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
 
-from ..training.ports import BlobStore
+from ..domain.ports import BlobStore
 
 URL_LIFETIME = timedelta(hours=8)
 _DELEGATION_LIFETIME = timedelta(days=1)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableTransactionError
 
-from ..training.model import ImageRecord, Region
+from ..domain.records import ImageRecord, Region
 
 CHUNK = 30000  # chars per string property
 BATCH = 100  # operations per entity-group transaction

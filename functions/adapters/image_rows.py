@@ -27,8 +27,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.data.tables import TableTransactionError, UpdateMode
 
-from ..training.model import ImageCounts, ImageRecord
-from ..training.ports import ConcurrencyError
+from ..domain.ports import ConcurrencyError
+from ..domain.records import ImageCounts, ImageRecord
 from .entities import BATCH, get_json, get_rows, image_entity, image_record, put_json
 
 SHARD_PREFIX = "~counts-"

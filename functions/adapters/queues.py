@@ -5,7 +5,7 @@ from __future__ import annotations
 from cvcore import layout
 from cvcore.storage import StorageClients
 
-from ..training.ports import JobQueue
+from ..domain.ports import JobQueue
 
 
 class AzureJobQueue(JobQueue):

@@ -16,8 +16,8 @@ from azure.data.tables import TableServiceClient, UpdateMode
 
 from cvcore import layout
 
-from ..training.model import ImageCounts, ImageRecord, Iteration, Project, Tag
-from ..training.ports import ConcurrencyError, MetadataRepository
+from ..domain.ports import ConcurrencyError, MetadataRepository
+from ..domain.records import ImageCounts, ImageRecord, Iteration, Project, Tag
 from .entities import CHUNK, delete_rows, get_json, put_json, utc
 from .image_rows import ImageRows
 

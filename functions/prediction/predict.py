@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from cvcore import inference
 
-from .models import LoadedModel
+from .session_cache import LoadedModel
 
 
 def predict_image(model: LoadedModel, image) -> list[dict]:

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from cvcore import artifacts, domains
 from cvcore.errors import NotFound
 
-from ..training.model import Iteration, Project
-from ..training.ports import MetadataRepository
-from ..training.projects import require_project
+from ..domain.ports import MetadataRepository, require_project
+from ..domain.records import Iteration, Project
 
 TTL_S = 5.0
 

@@ -17,14 +17,13 @@ from cvcore.errors import BadRequest, NotFound
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image
 from cvcore.inference import decode, fetch_image, image_error
 
-from ..training.model import utcnow
-from ..training.serialize import iso
+from ..domain.records import iso, utcnow
 from . import scoring
-from .models import LoadedModel, ModelCache, ModelUnavailable
 from .ports import PredictionStore, StoredPrediction
 from .predict import predict_image
 from .published import Catalog, Published
 from .recorder import Recorder
+from .session_cache import LoadedModel, ModelCache, ModelUnavailable
 
 log = logging.getLogger(__name__)
 MAX_APPLICATION = 64

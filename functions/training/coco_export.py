@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from cvcore import layout, manifest
 from cvcore.errors import BadRequest
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import ImageRecord, Project, Tag, iso
 from .iterations import require_iteration
-from .model import ImageRecord, Project, Tag
-from .ports import BlobStore, MetadataRepository
 from .projects import require_project
-from .serialize import iso, project_json
+from .serialize import project_json
 
 PIXELS, NORMALIZED = "pixels", "normalized"
 

@@ -1,4 +1,4 @@
-"""Importing a validated COCO report into a project, and the blob drop that does it.
+"""Importing a validated COCO report into a project.
 
     report = coco.validate(data, resolver, rules_for(project))      # cvcore: structure, then every image
     result = import_report(repo, blobs, pool, project, report, resolver)   # tags, images, regions
@@ -9,15 +9,11 @@ write then goes through the same pipeline as an upload (ingest.ingest: images la
 ones), a bounded batch at a time; ids are content addressed and tags of new names get deterministic ids,
 so a write that fails half-way is completed by running it again, never doubled.
 
-The drop (`uploads/{project}/**/{name}.coco.json`, see drops.py): progress and the receipt live in
-`models/{project}/imports/{name}.coco.json.status.json` (state validating -> importing -> completed, or
-rejected / failed; processed and total images; the summary), readable through
-GET /projects/{id}/coco/import?name=. The same file dropped again is recognised by its sha256 and imports once.
+The blob drop that runs it, with its status blob, is coco_drop.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
@@ -25,11 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from cvcore import coco, layout
-from cvcore.errors import NotFound
 
-from .images import MAX_REGIONS_PER_IMAGE, check_metadata, tag_problem, update_images
-from .ingest import DUPLICATE, OK, Candidate, ingest
-from .model import (
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import (
     DELETING,
     MULTICLASS,
     NEGATIVE,
@@ -41,8 +35,8 @@ from .model import (
     Tag,
     utcnow,
 )
-from .ports import BlobStore, MetadataRepository
-from .projects import require_project
+from .images import MAX_REGIONS_PER_IMAGE, check_metadata, tag_problem, update_images
+from .ingest import DUPLICATE, OK, Candidate, ingest
 
 log = logging.getLogger(__name__)
 BATCH = 64  # images read, checked and stored together: bounds the bytes held at once (<= 64 x 6 MB)
@@ -339,91 +333,3 @@ class _Count(int):
 
     def __bool__(self) -> bool:
         return self.changed
-
-
-# ---- the drop --------------------------------------------------------------------------------------------
-class Status:
-    """The drop's status blob: progress while it runs, the receipt once it is done."""
-
-    def __init__(self, blobs: BlobStore, project_id: str, relative: str, blob: str, sha256: str):
-        self.blobs, self.name = blobs, layout.coco_import_status(project_id, relative)
-        self.body = {
-            "blob": blob,
-            "sha256": sha256,
-            "state": "validating",
-            "processed": 0,
-            "total": 0,
-            "started": utcnow().isoformat(),
-        }
-
-    def previous(self) -> dict | None:
-        try:
-            return json.loads(self.blobs.get(layout.MODELS, self.name))
-        except Exception:
-            return None
-
-    def write(self, **changes) -> None:
-        self.body.update(changes, updated=utcnow().isoformat())
-        try:
-            self.blobs.put(
-                layout.MODELS, self.name, json.dumps(self.body, indent=1).encode(), "application/json"
-            )
-        except Exception as exc:
-            log.warning("could not write %s: %s", self.name, exc)
-
-    def progress(self, phase: str, done: int, total: int) -> None:
-        self.write(state=phase, processed=done, total=total)
-
-
-def import_drop(
-    repo: MetadataRepository,
-    blobs: BlobStore,
-    pool: ThreadPoolExecutor,
-    project: Project,
-    relative: str,
-    data: bytes,
-    blob_endpoint: str | None,
-) -> ImportResult:
-    """Validate and import `uploads/{project}/{relative}`; `relative` is already a safe relative path."""
-    sha = hashlib.sha256(data).hexdigest()
-    status = Status(blobs, project.id, relative, f"{layout.UPLOADS}/{project.id}/{relative}", sha)
-    before = status.previous()
-    if before and before.get("state") == "completed" and before.get("sha256") == sha:
-        return ImportResult("duplicate", "this file was imported already", [], before.get("summary", {}))
-    status.write()
-    folder = f"{project.id}/{relative.rpartition('/')[0]}"
-    resolver = blob_resolver(blobs, folder, blob_endpoint)
-    throttled = coco.Throttle(status.progress)
-    try:
-        report = coco.validate(data, resolver, rules_for(project), pool=pool, progress=throttled)
-        result = import_report(repo, blobs, pool, project, report, resolver, throttled)
-    except ProjectGone as exc:
-        from .project_transfer import remove_remains  # (project_transfer imports this module)
-
-        remove_remains(repo, blobs, project.id)  # the status blob and any image written after the sweep
-        return ImportResult("deleted", str(exc), [], {})
-    except Exception as exc:
-        status.write(state="failed", error=f"{type(exc).__name__}: {str(exc)[:500]}")
-        raise
-    if result.outcome == "rejected":
-        status.write(
-            state="rejected", summary=result.summary, rejectedTo=f"{layout.REJECTED}/{project.id}/{relative}"
-        )
-    else:
-        status.write(state="completed", summary=result.summary)
-    return result
-
-
-def read_status(repo: MetadataRepository, blobs: BlobStore, project_id: str, relative: str | None) -> dict:
-    """GET /projects/{id}/coco/import?name=: the status blob of a COCO drop."""
-    project = require_project(repo, project_id)
-    try:
-        relative = coco.safe_relative_path(relative)
-    except ValueError as exc:
-        raise NotFound("NotFoundImport", f"name {exc}") from None
-    try:
-        return json.loads(blobs.get(layout.MODELS, layout.coco_import_status(project.id, relative)))
-    except Exception:
-        raise NotFound(
-            "NotFoundImport", f"no COCO import of uploads/{project.id}/{relative} is known"
-        ) from None

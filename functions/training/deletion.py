@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING
 from cvcore import layout
 from cvcore.errors import NotFound
 
-from .model import DELETING, Project, utcnow
-from .ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.records import DELETING, Project, utcnow
 
 if TYPE_CHECKING:
     from ..prediction.ports import PredictionStore

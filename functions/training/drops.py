@@ -1,6 +1,6 @@
 """Drop-a-file ingestion: `uploads/{projectId}/{tagName}/{file}` becomes a tagged training image,
 `uploads/{projectId}/untagged/{file}` (or `uploads/{projectId}/{file}`) an untagged one, and
-`uploads/{projectId}/**/{name}.coco.json` a COCO import (coco_import.py). Files under
+`uploads/{projectId}/**/{name}.coco.json` a COCO import (coco_drop.py). Files under
 `uploads/{projectId}/_coco/` are left alone: they are the images COCO files name by `file_name`.
 
 A drop that fails is copied to `rejected/` beside a `.error.json` saying why; the drop is removed only
@@ -17,10 +17,10 @@ from cvcore import layout
 from cvcore.coco import safe_relative_path
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES
 
-from . import coco_import
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import DELETING, REGULAR, Project, Tag, utcnow
+from . import coco_drop
 from .ingest import Candidate, ingest
-from .model import DELETING, REGULAR, Project, Tag, utcnow
-from .ports import BlobStore, MetadataRepository
 
 log = logging.getLogger(__name__)
 UNTAGGED = "untagged"
@@ -129,7 +129,7 @@ def _coco_drop(
         relative = safe_relative_path(name.split("/", 1)[1])
     except ValueError as exc:
         return _reject(blobs, name, data, "ErrorSource", f"path: {exc}")
-    result = coco_import.import_drop(repo, blobs, pool, project, relative, data, blob_endpoint)
+    result = coco_drop.import_drop(repo, blobs, pool, project, relative, data, blob_endpoint)
     if result.outcome == "rejected":
         return _reject(
             blobs,

@@ -9,8 +9,8 @@ from datetime import datetime
 
 from cvcore import messages
 
-from .model import Iteration, utcnow
-from .ports import ConcurrencyError, MetadataRepository
+from ..domain.ports import ConcurrencyError, MetadataRepository
+from ..domain.records import Iteration, utcnow
 
 log = logging.getLogger(__name__)
 

@@ -19,10 +19,10 @@ from pathlib import Path
 from cvcore import artifacts, domains, exports, layout, messages
 from cvcore.errors import BadRequest
 
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.records import Iteration, Project
 from . import integration as integration_messages
 from .iterations import _trained
-from .model import Iteration, Project
-from .ports import BlobStore, JobQueue, MetadataRepository
 
 REQUESTED = ".requested"  # beside an export's zip name: asked for before its model existed
 EDGE = Path(__file__).resolve().parents[2] / "cvcore" / "edge"

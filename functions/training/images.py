@@ -2,6 +2,9 @@
 
 Edits are read-modify-write on the image row with its ETag, retried on a concurrent change, so two
 clients tagging the same image at once both land.
+
+One file because the edits and the queries share the image rules (check_region, tag_problem, the metadata
+limits) and the ETag read-modify-write (update_images) that coco_import, tags and uploads also call.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from cvcore import coco, layout, manifest
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository
+from ..domain.records import NEGATIVE, ImageRecord, Project, Region, Tag, utcnow
 from . import serialize
-from .model import NEGATIVE, ImageRecord, Project, Region, Tag, utcnow
-from .ports import BlobStore, ConcurrencyError, MetadataRepository
 from .projects import require_project
 
 MAX_TAKE = 256

@@ -16,10 +16,10 @@ from cvcore import layout
 from cvcore.errors import BadRequest
 from cvcore.imaging import CheckedImage, ImageError, check_image
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import ImageRecord, Project, Region, Tag, utcnow
 from . import serialize
 from .images import check_region, tag_problem
-from .model import ImageRecord, Project, Region, Tag, utcnow
-from .ports import BlobStore, MetadataRepository
 
 MAX_BATCH = 64
 OK, DUPLICATE = "OK", "OKDuplicate"

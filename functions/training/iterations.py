@@ -12,10 +12,10 @@ from collections import OrderedDict
 from cvcore import layout, messages
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository
+from ..domain.records import Iteration, Project, utcnow
 from ..prediction.published import publish_changed
 from . import serialize
-from .model import Iteration, Project, utcnow
-from .ports import BlobStore, ConcurrencyError, MetadataRepository
 from .projects import require_project
 
 MAX_PUBLISH_NAME = 256

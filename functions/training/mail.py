@@ -79,8 +79,8 @@ def training_mail(
 def deliver_training_mail(repo, mailer: Mailer | None, project_id: str, iteration_id: str) -> str | None:
     """After a training ended: mail the iteration's notificationEmailAddress if it is Pending; record Sent or
     Failed (with the reason) on the iteration. Returns the new status, or None when there was nothing to do."""
+    from ..domain.ports import ConcurrencyError
     from . import serialize
-    from .ports import ConcurrencyError
 
     project = repo.get_project(project_id)
     it = repo.get_iteration(project_id, iteration_id)

@@ -16,7 +16,7 @@ import re
 from cvcore import layout
 from cvcore.errors import BadRequest, NotFound
 
-from .ports import BlobStore, MetadataRepository
+from ..domain.ports import BlobStore, MetadataRepository
 from .projects import require_project
 from .review import MISSING
 

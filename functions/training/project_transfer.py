@@ -33,10 +33,10 @@ from cvcore.errors import BadRequest, CustomVisionError, NotFound
 from cvcore.imaging import ImageError, ImageStatus
 from cvcore.urlfetch import UrlFetchError, fetch
 
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.records import DELETING, Project, utcnow
 from . import coco_export, projects, serialize
 from .coco_import import ProjectGone, ensure_alive, import_report
-from .model import DELETING, Project, utcnow
-from .ports import BlobStore, JobQueue, MetadataRepository
 
 TOKEN_VERSION = 1
 JOB_VERSION = 1

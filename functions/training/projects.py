@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 from cvcore import domains, layout
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository, require_project
+from ..domain.records import DELETING, MULTICLASS, MULTILABEL, Project, utcnow
 from . import deletion, serialize, webhooks
-from .model import DELETING, MULTICLASS, MULTILABEL, Project, utcnow
-from .ports import BlobStore, JobQueue, MetadataRepository
 
 if TYPE_CHECKING:
     from ..prediction.ports import PredictionStore
@@ -31,21 +31,6 @@ def get_domain(domain_id: str) -> dict:
 
 def live_projects(repo: MetadataRepository) -> list[Project]:
     return [p for p in repo.list_projects() if p.status != DELETING]
-
-
-def require_project(repo: MetadataRepository, project_id: str) -> Project:
-    project = repo.get_project(layout.guid(project_id, "projectId")) if _is_guid(project_id) else None
-    if project is None or project.status == DELETING:
-        raise NotFound("NotFoundProject", f"project {project_id} does not exist")
-    return project
-
-
-def _is_guid(value: str) -> bool:
-    try:
-        layout.guid(value)
-        return True
-    except ValueError:
-        return False
 
 
 def _check_name(repo: MetadataRepository, name: str | None, exclude_id: str | None = None) -> str:

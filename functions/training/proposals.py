@@ -24,15 +24,15 @@ from cvcore import artifacts, layout
 from cvcore import boxes as boxops
 from cvcore.errors import NotFound
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import Project
 from ..prediction import scoring, service
 from ..prediction.predict import predict_image
 from ..prediction.published import Published
-from .model import Project
-from .ports import BlobStore, MetadataRepository
 from .projects import require_project
 from .proposal_search import SIDE, propose
 from .quicktest import latest_completed
-from .suggestions import read_original
+from .smart_labeler import read_original
 
 log = logging.getLogger(__name__)
 MAX_PROPOSALS = 50

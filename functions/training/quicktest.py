@@ -8,11 +8,11 @@ from __future__ import annotations
 from cvcore import messages
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import MetadataRepository
+from ..domain.records import Iteration, Project
 from ..prediction import service
 from ..prediction.published import Published, task_of
 from .iterations import require_iteration
-from .model import Iteration, Project
-from .ports import MetadataRepository
 from .projects import require_project
 
 

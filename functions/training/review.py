@@ -5,7 +5,7 @@ delete them, and move them into the training set. (Quick tests, which also store
   hold), its highest probability for that tag lies within [minThreshold, maxThreshold] (default 0..1),
   and it is in the time window, iteration and application asked for; pages hold maxCount (default
   DEFAULT_COUNT, at most MAX_COUNT) results. Newest and Oldest are range scans of the prediction store
-  from a cursor (the last id served). Suggested ranks the window once per query session (ranking.py:
+  from a cursor (the last id served); prediction_query.py parses the token. Suggested ranks the window once per query session (ranking.py:
   most uncertain first, near duplicates spread out) and keeps the ranked ids in a session blob for
   SESSION_TTL, so later pages follow the same order while predictions are deleted, promoted or added
   meanwhile; what lies past the ranked pool follows by uncertainty with a stateless cursor. Tokens are
@@ -18,162 +18,25 @@ delete them, and move them into the training set. (Quick tests, which also store
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from azure.core.exceptions import ResourceNotFoundError
 
 from cvcore import layout
-from cvcore.errors import BadRequest, NotFound
+from cvcore.errors import BadRequest
 
-from ..prediction import service
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import Project, iso, utcnow
 from ..prediction.ports import PredictionStore, StoredPrediction
+from ..web.params import guid
 from . import continuation, ingest, ranking, uploads
-from .model import Project, Tag, utcnow
-from .ports import BlobStore, MetadataRepository
+from .prediction_query import INVALID, PredictionQuery, parse_query
 from .projects import require_project
-from .serialize import iso
 
-DEFAULT_COUNT = 50
-MAX_COUNT = 256
-MAX_QUERY_TAGS = 2
 MAX_IDS = 64
-ORDERS = ("Newest", "Oldest", "Suggested")
 SESSION_TTL = timedelta(days=1)
-INVALID = "BadRequestPredictionInvalidQueryParameters"
 MISSING = (KeyError, FileNotFoundError, ResourceNotFoundError)  # a blob that is not there (fake, file, Azure)
-
-
-# ---- parsing ------------------------------------------------------------------------------------------------
-def lower_keys(body, what: str, code: str) -> dict:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise BadRequest(code, f"the body must be a {what} JSON object")
-    return {str(k).lower(): v for k, v in body.items()}
-
-
-def guid(value, path: str) -> str:
-    try:
-        return layout.guid(value, path)
-    except ValueError as exc:
-        raise BadRequest("BadRequestInvalidIds", str(exc)) from None
-
-
-def unit(value, default: float, path: str, code: str) -> float:
-    if value is None:
-        return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise BadRequest(code, f"{path}: a number from 0 to 1 is required, got {value!r}")
-    return float(value)
-
-
-def page_size(value, code: str, exceeded_code: str) -> int:
-    """maxCount: 0 or absent means DEFAULT_COUNT."""
-    if value is None or value == 0:
-        return DEFAULT_COUNT
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0 or value != int(value):
-        raise BadRequest(code, f"maxCount: a whole number from 0 to {MAX_COUNT} is required, got {value!r}")
-    if value > MAX_COUNT:
-        raise BadRequest(exceeded_code, f"maxCount: at most {MAX_COUNT} results a page, got {int(value)}")
-    return int(value)
-
-
-def _time(value, path: str) -> datetime | None:
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip())
-    except (AttributeError, ValueError):
-        raise BadRequest(INVALID, f"{path}: an ISO 8601 date and time is required, got {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
-
-
-@dataclass
-class PredictionQuery:
-    order: str
-    tags: list[tuple[str, float, float]]  # (tag id, min, max): the prediction's probability for it within
-    iteration_id: str | None
-    start: datetime | None
-    end: datetime | None
-    application: str | None
-    max_count: int
-    continuation: str | None
-
-    def matches(self, r: StoredPrediction) -> bool:
-        got = r.tag_max() if self.tags else {}
-        return all(lo <= got.get(tag, 0.0) <= hi for tag, lo, hi in self.tags)
-
-    def fingerprint(self) -> str:
-        return continuation.fingerprint(
-            {
-                "o": self.order,
-                "t": self.tags,
-                "i": self.iteration_id,
-                "s": self.start and iso(self.start),
-                "e": self.end and iso(self.end),
-                "a": self.application,
-            }
-        )
-
-    def token(self, session: str | None, cont: str | None) -> dict:
-        """The PredictionQueryToken of the reply: this query, with what continues it."""
-        return {
-            "session": session,
-            "continuation": cont,
-            "maxCount": self.max_count,
-            "orderBy": self.order,
-            "tags": [{"id": t, "minThreshold": lo, "maxThreshold": hi} for t, lo, hi in self.tags],
-            "iterationId": self.iteration_id,
-            "startTime": self.start and iso(self.start),
-            "endTime": self.end and iso(self.end),
-            "application": self.application,
-        }
-
-
-def parse_query(body, tags: dict[str, Tag]) -> PredictionQuery:
-    b = lower_keys(body, "PredictionQueryToken", INVALID)
-    order = {o.lower(): o for o in ORDERS}.get(str(b.get("orderby") or "Newest").lower())
-    if order is None:
-        raise BadRequest(
-            INVALID, f"orderBy: one of {', '.join(ORDERS)} is required, got {b.get('orderby')!r}"
-        )
-    raw_tags = b.get("tags") or []
-    if not isinstance(raw_tags, list):
-        raise BadRequest(INVALID, "tags: a list of {id, minThreshold, maxThreshold} is required")
-    if len(raw_tags) > MAX_QUERY_TAGS:
-        raise BadRequest(
-            "BadRequestPredictionTagsExceededCount",
-            f"tags: a query combines at most {MAX_QUERY_TAGS} tags, got {len(raw_tags)}",
-        )
-    parsed = []
-    for i, raw in enumerate(raw_tags):
-        t = lower_keys(raw, "PredictionQueryTag", INVALID)
-        tag_id = guid(t.get("id"), f"tags[{i}].id")
-        if tag_id not in tags:
-            raise NotFound("NotFoundTag", f"tags[{i}].id: tag {tag_id} does not exist in this project")
-        lo = unit(t.get("minthreshold"), 0.0, f"tags[{i}].minThreshold", INVALID)
-        hi = unit(t.get("maxthreshold"), 1.0, f"tags[{i}].maxThreshold", INVALID)
-        if lo > hi:
-            raise BadRequest(INVALID, f"tags[{i}]: minThreshold {lo} is above maxThreshold {hi}")
-        parsed.append((tag_id, lo, hi))
-    start, end = _time(b.get("starttime"), "startTime"), _time(b.get("endtime"), "endTime")
-    if start and end and start >= end:
-        raise BadRequest(INVALID, "startTime must be before endTime")
-    iteration_id = guid(b["iterationid"], "iterationId") if b.get("iterationid") else None
-    application = service.check_application(b.get("application")) or None
-    cont = b.get("continuation") or None
-    return PredictionQuery(
-        order,
-        parsed,
-        iteration_id,
-        start,
-        end,
-        application,
-        page_size(b.get("maxcount"), INVALID, "BadRequestPredictionResultsExceededCount"),
-        cont,
-    )
 
 
 # ---- query_predictions --------------------------------------------------------------------------------------

@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 from cvcore import domains, layout
 
-from .model import ImageRecord, Project, Region, Tag
+from ..domain.records import ImageRecord, Project, Region, Tag, iso
 
 UrlFor = Callable[[str, str], str]
-
-
-def iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def domain_json(d: domains.Domain) -> dict:

@@ -7,10 +7,10 @@ from collections import Counter
 from cvcore import layout
 from cvcore.errors import BadRequest, NotFound
 
+from ..domain.ports import MetadataRepository
+from ..domain.records import NEGATIVE, TAG_TYPES, Project, Tag, utcnow
 from . import serialize
 from .images import update_images
-from .model import NEGATIVE, TAG_TYPES, Project, Tag, utcnow
-from .ports import MetadataRepository
 from .projects import require_project
 
 MAX_TAGS_PER_PROJECT = 500

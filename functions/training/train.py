@@ -9,9 +9,9 @@ from collections import Counter
 from cvcore import layout, manifest, messages
 from cvcore.errors import BadRequest
 
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.records import MULTICLASS, NEGATIVE, ImageRecord, Iteration, Project, Tag, utcnow
 from . import mail, serialize
-from .model import MULTICLASS, NEGATIVE, ImageRecord, Iteration, Project, Tag, utcnow
-from .ports import BlobStore, JobQueue, MetadataRepository
 from .projects import require_project
 
 MIN_IMAGES_CLASSIFICATION = 5

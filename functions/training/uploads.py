@@ -14,9 +14,9 @@ from cvcore.errors import BadRequest
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES
 from cvcore.urlfetch import UrlFetchError, fetch
 
+from ..domain.records import Project
 from .images import check_metadata, require_detection
 from .ingest import MAX_BATCH, Candidate, parse_regions
-from .model import Project
 
 URL_TIMEOUT_S = 10.0
 

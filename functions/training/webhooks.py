@@ -27,7 +27,7 @@ from cvcore import layout, messages
 from cvcore.errors import BadRequest
 from cvcore.urlfetch import UrlFetchError, normalise_origin, post
 
-from .ports import BlobStore, JobQueue
+from ..domain.ports import BlobStore, JobQueue
 
 log = logging.getLogger(__name__)
 URI_FIELD, SECRET_FIELD = "webhookUri", "webhookSecret"

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, decode_rgb
 
-from ..bootstrap import Services
 from ..prediction import service
 from ..prediction.predict import predict_image
 from ..web.http import ApiRequest
 from ..web.images import image_bytes, image_url
-from . import errors, evaluate, models
+from . import errors, evaluate, model_resources
+from .ports import VisionServices
 
 LEGACY_VERSION = "2022-10-12-preview"
 
@@ -70,7 +70,7 @@ def result(found: list[dict], width: int, height: int, model_name: str, version:
     }
 
 
-def analyze(s: Services, r: ApiRequest) -> dict:
+def analyze(s: VisionServices, r: ApiRequest) -> dict:
     name = r.query("model-name")
     if not name:
         raise errors.bad_request(
@@ -78,8 +78,8 @@ def analyze(s: Services, r: ApiRequest) -> dict:
             "parameter; this service answers custom models (model-name) only",
             "NotSupportedVisualFeature",
         )
-    model = models.require(s, name)
-    state = models.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]
+    model = model_resources.require(s, name)
+    state = model_resources.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]
     if state != "succeeded":
         raise errors.bad_request(
             f"model {name!r} is {state}; only a trained model can analyze", "ModelNotTrained"

@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-from ..training.model import utcnow
-from ..training.serialize import iso
+from ..domain.records import iso, utcnow
 from .errors import INVALID_ARGUMENT, VisionError
 
 MAX_NAME = 200

@@ -23,13 +23,13 @@ import json
 from cvcore import coco, layout
 from cvcore.errors import NotFound
 
-from ..bootstrap import Services
+from ..domain.ports import ConcurrencyError
+from ..domain.records import MULTICLASS, Project, utcnow
 from ..training import coco_import, project_transfer, projects
-from ..training.model import MULTICLASS, Project, utcnow
-from ..training.ports import ConcurrencyError
 from . import errors
 from .common import check_name, fields, is_name, now, require_record
 from .errors import VisionError
+from .ports import VisionServices
 from .registry import DATASET, ETAG, MODEL, AlreadyExists
 
 CLASSIFICATION, DETECTION = "imageClassification", "imageObjectDetection"
@@ -57,11 +57,11 @@ def to_json(record: dict) -> dict:
     }
 
 
-def require(s: Services, name: str) -> dict:
+def require(s: VisionServices, name: str) -> dict:
     return require_record(s.vision, DATASET, name, errors.DATASET_NOT_FOUND)
 
 
-def require_ready(s: Services, name: str) -> dict:
+def require_ready(s: VisionServices, name: str) -> dict:
     """A dataset a model may train or be evaluated on: not still registering, not failed."""
     record = require(s, name)
     state = record.get("state", READY)
@@ -82,7 +82,7 @@ def require_ready(s: Services, name: str) -> dict:
     return record
 
 
-def readable_containers(s: Services) -> tuple[str, ...]:
+def readable_containers(s: VisionServices) -> tuple[str, ...]:
     names = (
         [c.name for c in s.clients.blob.list_containers()]
         if s.clients
@@ -108,7 +108,7 @@ def _uris(value) -> list[str]:
     return value
 
 
-def _read(s: Services, index: int, uri: str, endpoint: str | None, containers: tuple[str, ...]):
+def _read(s: VisionServices, index: int, uri: str, endpoint: str | None, containers: tuple[str, ...]):
     """(COCO bytes, a resolver for its images): the file must be a blob of this account's readable containers."""
     if not endpoint:
         raise _invalid_uri(index, "this deployment has no blob endpoint to resolve URIs against")
@@ -165,12 +165,12 @@ def _refuse(reports) -> None:
         raise VisionError(400, errors.DATASET_EMPTY, "the COCO files hold no annotation")
 
 
-def _files(s: Services, uris: list[str]) -> list:
+def _files(s: VisionServices, uris: list[str]) -> list:
     endpoint, containers = s.settings.storage.endpoints.get("blob"), readable_containers(s)
     return [_read(s, i, uri, endpoint, containers) for i, uri in enumerate(uris)]
 
 
-def _validated(s: Services, project: Project, files: list) -> list[coco.Report]:
+def _validated(s: VisionServices, project: Project, files: list) -> list[coco.Report]:
     """Every image of the files read and checked; problems raise datasetAnnotationsInvalid (or datasetEmpty),
     listing them all."""
     reports = [
@@ -181,7 +181,7 @@ def _validated(s: Services, project: Project, files: list) -> list[coco.Report]:
 
 
 def _import(
-    s: Services, name: str, project: Project, files: list, reports: list, progress=None
+    s: VisionServices, name: str, project: Project, files: list, reports: list, progress=None
 ) -> list[dict]:
     """The validated files into `project`; the import summaries."""
     summary = []
@@ -196,7 +196,7 @@ def _import(
     return summary
 
 
-def register(s: Services, name: str, body) -> tuple[dict, int]:
+def register(s: VisionServices, name: str, body) -> tuple[dict, int]:
     name = check_name(name, "dataset name")
     b = fields(body, "the body")
     kind = {k.lower(): k for k in DOMAINS}.get(str(b.get("annotationkind", "")).lower())
@@ -254,7 +254,7 @@ def register(s: Services, name: str, body) -> tuple[dict, int]:
     return to_json(s.vision.get(DATASET, name)), 201
 
 
-def _create(s: Services, name: str, project: Project, record: dict, fill=None) -> None:
+def _create(s: VisionServices, name: str, project: Project, record: dict, fill=None) -> None:
     """The project, filled by `fill`, then the dataset's record; a failure deletes the project."""
     s.repo.save_project(project)
     try:
@@ -284,7 +284,7 @@ class _Deleted(Exception):
     pass
 
 
-def finish_registration(s: Services, name: str, last_attempt: bool = False) -> str:
+def finish_registration(s: VisionServices, name: str, last_attempt: bool = False) -> str:
     """The background half of a large register (queue_imports.py); returns the dataset's state. Problems with
     the files or images mark it failed with them listed; anything else (storage) is raised for the queue to
     retry, except on the last attempt, which marks it failed with that error."""
@@ -327,7 +327,7 @@ def finish_registration(s: Services, name: str, last_attempt: bool = False) -> s
 
 
 def _settle(
-    s: Services, name: str, project_id: str, state: str, message: str = "", problems=(), summary=None
+    s: VisionServices, name: str, project_id: str, state: str, message: str = "", problems=(), summary=None
 ) -> str:
     """The project's status first (a model may train once the record says ready), then the record's state."""
     project = s.repo.get_project(project_id)
@@ -356,7 +356,7 @@ def _settle(
                 raise
 
 
-def update(s: Services, name: str, body) -> dict:
+def update(s: VisionServices, name: str, body) -> dict:
     """PATCH: customProperties may change; the files are a snapshot (register another dataset for others)."""
     record, b = require(s, name), fields(body, "the body")
     for key, field in (("annotationkind", "annotationKind"), ("annotationfileuris", "annotationFileUris")):
@@ -371,13 +371,13 @@ def update(s: Services, name: str, body) -> dict:
     return to_json(s.vision.get(DATASET, name))
 
 
-def delete(s: Services, name: str) -> None:
+def delete(s: VisionServices, name: str) -> None:
     record = require(s, name)
     s.vision.delete(DATASET, name)
     release_project(s, record["projectId"])
 
 
-def release_project(s: Services, project_id: str) -> None:
+def release_project(s: VisionServices, project_id: str) -> None:
     """Delete a dataset's project once no dataset and no model (its iterations live there) refers to it."""
     if any(r.get("projectId") == project_id for kind in (DATASET, MODEL) for r in s.vision.list(kind)):
         return

@@ -10,18 +10,18 @@ import json
 from cvcore import artifacts, coco, layout
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES, decode_rgb
 
-from ..bootstrap import Services
-from ..prediction.models import LoadedModel, ModelUnavailable
+from ..domain.records import ImageRecord
 from ..prediction.predict import predict_image
-from ..training.model import ImageRecord
+from ..prediction.session_cache import LoadedModel, ModelUnavailable
 from . import datasets, errors, performance
 from .errors import VisionError
+from .ports import VisionServices
 
 MAX_TEST_IMAGES = 5000
 WINDOW = 8  # images read and predicted at once
 
 
-def load(s: Services, model: dict) -> LoadedModel:
+def load(s: VisionServices, model: dict) -> LoadedModel:
     try:
         return s.predictor.models.get(model["projectId"], model["iterationId"])
     except ModelUnavailable as exc:
@@ -40,7 +40,7 @@ def _truth(im: ImageRecord, detection: bool, tag_names: dict[str, str], index: d
     return sorted({index[tag_names[t]] for t in im.tag_ids() if tag_names.get(t) in index})
 
 
-def run(s: Services, model: dict, dataset: dict) -> dict:
+def run(s: VisionServices, model: dict, dataset: dict) -> dict:
     """The model on the dataset's images -> an evaluation (one fold) in cvcore's format."""
     loaded = load(s, model)
     sidecar, project_id = loaded.sidecar, dataset["projectId"]
@@ -98,7 +98,7 @@ def run(s: Services, model: dict, dataset: dict) -> dict:
     }
 
 
-def model_performance(s: Services, model: dict) -> tuple[dict, dict | None]:
+def model_performance(s: VisionServices, model: dict) -> tuple[dict, dict | None]:
     """(ModelPerformance, error): on the model's test dataset when it has one; else, or when that fails (the
     error says why), the cross-validated estimate."""
     error = None

@@ -8,10 +8,10 @@ modelNotFound); a missing model or dataset, or a dataset of the other kind, is r
 
 from __future__ import annotations
 
-from ..bootstrap import Services
-from . import datasets, errors, evaluate, models, performance
+from . import datasets, errors, evaluate, model_resources, performance
 from .common import check_name, fields, is_name, now
 from .errors import VisionError
+from .ports import VisionServices
 from .registry import AlreadyExists, evaluations_of
 
 
@@ -30,8 +30,8 @@ def to_json(record: dict) -> dict:
     return body
 
 
-def require(s: Services, model_name: str, name: str) -> dict:
-    models.require(s, model_name)
+def require(s: VisionServices, model_name: str, name: str) -> dict:
+    model_resources.require(s, model_name)
     record = s.vision.get(evaluations_of(model_name), name) if is_name(name) else None
     if record is None:
         raise VisionError(
@@ -40,10 +40,10 @@ def require(s: Services, model_name: str, name: str) -> dict:
     return record
 
 
-def create(s: Services, model_name: str, name: str, body) -> tuple[dict, int]:
+def create(s: VisionServices, model_name: str, name: str, body) -> tuple[dict, int]:
     name = check_name(name, "evaluation name")
     parameters = fields(fields(body, "the body").get("evaluationparameters"), "evaluationParameters")
-    model = models.require(s, model_name)
+    model = model_resources.require(s, model_name)
     if s.vision.get(evaluations_of(model_name), name) is not None:
         raise VisionError(
             409, errors.EVALUATION_ALREADY_EXISTS, f"model {model_name!r} has an evaluation {name!r}"
@@ -51,8 +51,8 @@ def create(s: Services, model_name: str, name: str, body) -> tuple[dict, int]:
     dataset = datasets.require_ready(
         s, check_name(parameters.get("testdatasetname"), "evaluationParameters.testDatasetName")
     )
-    models.check_kind(model["modelKind"], dataset)
-    state = models.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]
+    model_resources.check_kind(model["modelKind"], dataset)
+    state = model_resources.status(s.repo.get_iteration(model["projectId"], model["iterationId"]))[0]
     if state != "succeeded":
         raise errors.bad_request(
             f"model {model_name!r} is {state}; only a trained model can be evaluated", "ModelNotTrained"
@@ -73,11 +73,11 @@ def create(s: Services, model_name: str, name: str, body) -> tuple[dict, int]:
     return to_json(record), 201
 
 
-def list_all(s: Services, model_name: str) -> list[dict]:
-    models.require(s, model_name)
+def list_all(s: VisionServices, model_name: str) -> list[dict]:
+    model_resources.require(s, model_name)
     return [to_json(r) for r in sorted(s.vision.list(evaluations_of(model_name)), key=lambda r: r["created"])]
 
 
-def delete(s: Services, model_name: str, name: str) -> None:
+def delete(s: VisionServices, model_name: str, name: str) -> None:
     require(s, model_name, name)
     s.vision.delete(evaluations_of(model_name), name)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import azure.functions as func
 from azure.core.exceptions import AzureError
 
 from cvcore.errors import CustomVisionError, NotFound, StorageUnavailable
 
-from .. import bootstrap
 from .auth import require_key
 from .http import ApiRequest, Binary, error_response, json_response
 from .router import Router
@@ -25,10 +25,13 @@ def serve(
     router: Router,
     versions: tuple[str, ...],
     key_header: str,
-    key: Callable[[bootstrap.Services], str],
+    key: Callable[[Any], str],
+    services_of: Callable[[], Any],
 ) -> func.HttpResponse:
+    """`services_of` is the trigger's way to the composition root (bootstrap.services): called per request
+    inside the error translation, so a storage outage while building them is a 503 like any other."""
     try:
-        services = bootstrap.services()
+        services = services_of()
         require_key(req.headers, key_header, key(services))
         version = req.route_params.get("version", "")
         if version.lower() not in versions:

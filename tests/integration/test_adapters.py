@@ -5,8 +5,8 @@ import urllib.request
 import pytest
 
 from cvcore import layout
-from functions.training.model import ImageRecord, Project, Region, Tag, utcnow
-from functions.training.ports import ConcurrencyError
+from functions.domain.ports import ConcurrencyError
+from functions.domain.records import ImageRecord, Project, Region, Tag, utcnow
 
 pytestmark = pytest.mark.integration
 
@@ -123,7 +123,7 @@ def _other_process(azurite):
 
 
 def test_counts_follow_every_write_and_agree_with_the_rows(services):
-    from functions.training.model import ImageCounts
+    from functions.domain.records import ImageCounts
 
     repo = services.repo
     p = _project()
@@ -163,7 +163,7 @@ def test_a_project_from_before_the_counters_is_counted_once_from_its_rows(servic
 def test_concurrent_writers_leave_exact_counts(services, azurite):
     from concurrent.futures import ThreadPoolExecutor
 
-    from functions.training.model import ImageCounts
+    from functions.domain.records import ImageCounts
 
     other = _other_process(azurite)
     p, t = _project(), layout.new_id()

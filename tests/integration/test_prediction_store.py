@@ -115,7 +115,7 @@ def test_most_uncertain_first_with_windows_filters_and_cursor(store):
 
 
 def test_predictions_stored_before_the_uncertainty_index_are_indexed_once(store, services):
-    from functions.prediction import adapter
+    from functions.adapters import predictions as adapter
 
     p = layout.new_id()
     old = [record(p, T0 + timedelta(minutes=m)) for m in range(3)]

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cvcore import layout
+from functions.domain.records import utcnow
 from functions.prediction.ports import StoredPrediction
 from functions.training import iterations, projects, ranking, review
-from functions.training.model import utcnow
 from tests.integration import test_training_api as training_api_tests
 from tests.support import images as imgs
 from tests.support.tiny_models import add_iteration, published_project

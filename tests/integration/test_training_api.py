@@ -125,8 +125,8 @@ def test_exif_rotated_image_is_stored_upright(api, project, services):
 
 
 def test_the_upload_format_and_exif_camera_reach_the_frozen_dataset(api, project, services):
+    from functions.domain.records import Tag
     from functions.training import train
-    from functions.training.model import Tag
 
     jpeg = imgs.exif_rotated_jpeg(orientation=6, size=(96, 64), camera=("NIKON CORPORATION", "NIKON D750"))
     out = api.ok("POST", f"projects/{project}/images/files", json=files(jpeg, imgs.bmp()))

@@ -10,8 +10,9 @@ from PIL import Image
 
 from cvcore import layout
 from functions import bootstrap
-from functions.training.ports import ConcurrencyError
-from functions.vision.registry import ETAG, AlreadyExists, TableVisionRegistry, evaluations_of
+from functions.adapters.vision_registry import TableVisionRegistry
+from functions.domain.ports import ConcurrencyError
+from functions.vision.registry import ETAG, AlreadyExists, evaluations_of
 from tests.unit.test_vision_api import call
 
 pytestmark = pytest.mark.integration

@@ -9,8 +9,8 @@ import onnx
 from onnx import TensorProto, helper
 
 from cvcore import artifacts, layout, messages
+from functions.domain.records import Iteration, utcnow
 from functions.training import iterations, projects, tags
-from functions.training.model import Iteration, utcnow
 
 DETECTION_DOMAIN = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"
 SIDE = 8

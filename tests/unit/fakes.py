@@ -9,9 +9,9 @@ import itertools
 from collections.abc import Iterable
 
 from cvcore import layout
+from functions.domain.ports import BlobStore, ConcurrencyError, JobQueue, MetadataRepository
+from functions.domain.records import ImageRecord, Iteration, Project, Tag
 from functions.prediction.ports import PredictionStore, StoredPrediction
-from functions.training.model import ImageRecord, Iteration, Project, Tag
-from functions.training.ports import BlobStore, ConcurrencyError, JobQueue, MetadataRepository
 
 
 class FakeRepository(MetadataRepository):

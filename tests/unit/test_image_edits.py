@@ -3,8 +3,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cvcore.errors import BadRequest, NotFound
+from functions.domain.records import ImageRecord, utcnow
 from functions.training import images, projects, tags
-from functions.training.model import ImageRecord, utcnow
 from tests.unit.fakes import FakeRepository
 
 DETECTION = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"

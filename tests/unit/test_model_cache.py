@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cvcore import artifacts, layout
-from functions.prediction.models import ModelCache, ModelUnavailable
+from functions.prediction.session_cache import ModelCache, ModelUnavailable
 from tests.support.tiny_models import tiny_classifier
 
 SIDECAR = artifacts.ModelSidecar(

@@ -12,9 +12,9 @@ from PIL import Image
 
 from cvcore import inference, layout, settings
 from functions import bootstrap, http_prediction
-from functions.prediction.models import ModelCache
 from functions.prediction.published import Catalog
 from functions.prediction.service import Predictor
+from functions.prediction.session_cache import ModelCache
 from functions.training import iterations
 from tests.support import images as imgs
 from tests.support.tiny_models import add_iteration, published_project

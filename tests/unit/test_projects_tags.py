@@ -2,8 +2,8 @@ import pytest
 
 from cvcore import domains
 from cvcore.errors import BadRequest, NotFound
+from functions.domain.records import ImageRecord, Region, utcnow
 from functions.training import projects, tags
-from functions.training.model import ImageRecord, Region, utcnow
 from tests.unit.fakes import FakeBlobStore, FakeRepository
 
 DETECTION = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"

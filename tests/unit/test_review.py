@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from cvcore import inference, layout
+from functions.domain.records import utcnow
 from functions.prediction.ports import StoredPrediction
 from functions.training import iterations, ranking, review
-from functions.training.model import utcnow
 from tests.integration.api import Api
 from tests.support import images as imgs
 from tests.support.tiny_models import add_iteration, published_project

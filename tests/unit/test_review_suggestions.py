@@ -4,7 +4,7 @@ in-memory fakes and tiny real ONNX models."""
 import pytest
 
 from cvcore import layout
-from functions.training import suggestions
+from functions.training import smart_labeler as suggestions
 from tests.integration.api import Api
 from tests.support.tiny_models import published_project
 from tests.unit import test_prediction_api as prediction_api

@@ -16,7 +16,7 @@ from azure.cognitiveservices.vision.customvision.training.operations import (
 
 from cvcore.errors import NotFound
 from functions import http_prediction
-from functions.web import training_routes
+from functions.training import routes as training_routes
 
 ID = str(uuid.uuid4())
 

@@ -4,9 +4,9 @@ import pytest
 
 from cvcore import layout, manifest, messages
 from cvcore.errors import BadRequest, NotFound
+from functions.domain.records import ImageRecord, Region, utcnow
 from functions.training import exporting, iterations, projects, tags, train
 from functions.training.events import apply_event
-from functions.training.model import ImageRecord, Region, utcnow
 from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakeRepository
 
 DETECTION = "da2e3a8a-40a5-4171-82f4-58522f70fbc1"

@@ -14,11 +14,11 @@ from PIL import Image
 
 from cvcore import artifacts, layout, messages, settings
 from functions import bootstrap, http_vision
-from functions.prediction.models import ModelCache
+from functions.domain.ports import ConcurrencyError
 from functions.prediction.published import Catalog
 from functions.prediction.service import Predictor
+from functions.prediction.session_cache import ModelCache
 from functions.training import events
-from functions.training.ports import ConcurrencyError
 from functions.vision.registry import ETAG, AlreadyExists, VisionRegistry
 from tests.support.tiny_models import sidecar, tiny_classifier, tiny_detector
 from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakePredictionStore, FakeRepository

@@ -10,9 +10,9 @@ from azure.functions.queue import QueueMessage
 
 from cvcore import layout, settings
 from functions import bootstrap, queue_imports
-from functions.prediction.models import ModelCache
 from functions.prediction.published import Catalog
 from functions.prediction.service import Predictor
+from functions.prediction.session_cache import ModelCache
 from functions.training import project_transfer
 from functions.vision import datasets
 from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakePredictionStore, FakeRepository

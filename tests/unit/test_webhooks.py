@@ -10,8 +10,8 @@ import pytest
 
 from cvcore.errors import BadRequest
 from cvcore.urlfetch import UrlFetchError
+from functions.domain.records import Project
 from functions.training import webhooks
-from functions.training.model import Project
 from tests.unit.fakes import FakeBlobStore, FakeJobQueue, FakeRepository
 
 SECRET = "0123456789abcdef-secret"

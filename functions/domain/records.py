@@ -1,5 +1,6 @@
-"""Domain records of the Training API. Storage adapters map them to table entities, `serialize`
-maps them to Custom Vision's JSON shapes."""
+"""Domain records of the Training API (projects, tags, images, iterations), below every API package:
+prediction and vision read them too, so they live here rather than in training/. Storage adapters map
+them to table entities, training/serialize.py maps them to Custom Vision's JSON shapes."""
 
 from __future__ import annotations
 
@@ -18,6 +19,12 @@ TAG_TYPES = (REGULAR, NEGATIVE, GENERAL_PRODUCT)
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def iso(value: datetime) -> str:
+    """The timestamp format of every API's JSON (milliseconds, Z), shared so Training, Prediction and Image
+    Analysis replies agree to the character."""
+    return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 DELETING = "Deleting"  # Project.status while a background deletion runs

@@ -1,4 +1,8 @@
-"""Training API routes (v3.3 and v3.4-preview): parse the request, call the core, shape the reply."""
+"""Training API routes (v3.3 and v3.4-preview): parse the request, call the core, shape the reply.
+
+One file because it is the API's route table: one short handler per operation, in the order of the
+Training API reference, so the whole surface reads (and tests/unit/test_sdk_surface.py checks it) in one
+place; the logic behind each route lives in the core module it calls."""
 
 from __future__ import annotations
 
@@ -6,10 +10,14 @@ from functools import partial
 
 from cvcore.errors import BadRequest
 
-from ..bootstrap import Services
-from ..training import (
+from ..domain.records import Project
+from ..web import multipart
+from ..web.http import ApiRequest, Binary
+from ..web.images import image_bytes, image_url
+from ..web.router import Router
+from . import (
+    coco_drop,
     coco_export,
-    coco_import,
     deletion,
     exporting,
     images,
@@ -21,17 +29,13 @@ from ..training import (
     proposals,
     quicktest,
     review,
-    suggestions,
+    smart_labeler,
     tags,
     train,
     uploads,
     webhooks,
 )
-from ..training.model import Project
-from . import multipart
-from .http import ApiRequest, Binary
-from .images import image_bytes, image_url
-from .router import Router
+from .ports import TrainingServices
 
 router = Router()
 get, post, patch, delete = (partial(router.route, m) for m in ("GET", "POST", "PATCH", "DELETE"))
@@ -39,22 +43,22 @@ get, post, patch, delete = (partial(router.route, m) for m in ("GET", "POST", "P
 
 # ---- domains and projects -------------------------------------------------------------------------------
 @get("domains")
-def _domains(s: Services, r: ApiRequest):
+def _domains(s: TrainingServices, r: ApiRequest):
     return projects.list_domains()
 
 
 @get("domains/{domainId}")
-def _domain(s: Services, r: ApiRequest, domainId: str):
+def _domain(s: TrainingServices, r: ApiRequest, domainId: str):
     return projects.get_domain(domainId)
 
 
 @get("projects")
-def _projects(s: Services, r: ApiRequest):
+def _projects(s: TrainingServices, r: ApiRequest):
     return projects.list_projects(s.repo)
 
 
 @post("projects")
-def _create_project(s: Services, r: ApiRequest):
+def _create_project(s: TrainingServices, r: ApiRequest):
     body = r.json(required=False)
     options = dict(body) if isinstance(body, dict) else body
     for key in (
@@ -76,85 +80,85 @@ def _create_project(s: Services, r: ApiRequest):
 
 
 @get("projects/{projectId}")
-def _project(s: Services, r: ApiRequest, projectId: str):
+def _project(s: TrainingServices, r: ApiRequest, projectId: str):
     return projects.get_project(s.repo, projectId)
 
 
 @patch("projects/{projectId}")
-def _update_project(s: Services, r: ApiRequest, projectId: str):
+def _update_project(s: TrainingServices, r: ApiRequest, projectId: str):
     return projects.update_project(s.repo, projectId, r.json(), s.integration)
 
 
 @delete("projects/{projectId}")
-def _delete_project(s: Services, r: ApiRequest, projectId: str):
+def _delete_project(s: TrainingServices, r: ApiRequest, projectId: str):
     """204 at once: the project is gone for the API; its images, blobs and predictions go in the background."""
     projects.delete_project(s.repo, s.blobs, projectId, s.predictor.store, jobs=s.imports)
 
 
 @get("projects/{projectId}/deletion")
-def _deletion_status(s: Services, r: ApiRequest, projectId: str):
+def _deletion_status(s: TrainingServices, r: ApiRequest, projectId: str):
     """How a background project deletion goes: Deleting (with the step), Deleted (what went) or Failed."""
     return deletion.status(s.repo, projectId)
 
 
 @get("projects/{projectId}/export")
-def _export_project(s: Services, r: ApiRequest, projectId: str):
+def _export_project(s: TrainingServices, r: ApiRequest, projectId: str):
     return project_transfer.export_project(s.repo, s.blobs, projectId)
 
 
 @get("projects/{projectId}/artifacts")
-def _artifact(s: Services, r: ApiRequest, projectId: str):
+def _artifact(s: TrainingServices, r: ApiRequest, projectId: str):
     data, content_type = project_artifacts.get_artifact(s.repo, s.blobs, projectId, r.query("path"))
     return Binary(data, content_type)
 
 
 @post("projects/import")
-def _import_project(s: Services, r: ApiRequest):
+def _import_project(s: TrainingServices, r: ApiRequest):
     return project_transfer.import_project(
         s.repo, s.blobs, s.pool, r.query("token"), r.query("name"), s.url_allow_origins, jobs=s.imports
     )
 
 
 @get("projects/{projectId}/coco")
-def _coco_export(s: Services, r: ApiRequest, projectId: str):
+def _coco_export(s: TrainingServices, r: ApiRequest, projectId: str):
     """The project's dataset (or an iteration's) as COCO; boxes=pixels (default) or normalized."""
     return coco_export.export_coco(s.repo, s.blobs, projectId, r.query("iterationId"), r.query("boxes"))
 
 
 @get("projects/{projectId}/coco/import")
-def _coco_import_status(s: Services, r: ApiRequest, projectId: str):
+def _coco_import_status(s: TrainingServices, r: ApiRequest, projectId: str):
     """Progress or outcome of the COCO drop uploads/{projectId}/{name}."""
-    return coco_import.read_status(s.repo, s.blobs, projectId, r.query("name"))
+    return coco_drop.read_status(s.repo, s.blobs, projectId, r.query("name"))
 
 
 # ---- tags -----------------------------------------------------------------------------------------------
 @get("projects/{projectId}/tags")
-def _tags(s: Services, r: ApiRequest, projectId: str):
+def _tags(s: TrainingServices, r: ApiRequest, projectId: str):
     return tags.list_tags(s.repo, projectId)
 
 
 @post("projects/{projectId}/tags")
-def _create_tag(s: Services, r: ApiRequest, projectId: str):
+def _create_tag(s: TrainingServices, r: ApiRequest, projectId: str):
     return tags.create_tag(s.repo, projectId, r.query("name"), r.query("description"), r.query("type"))
 
 
 @get("projects/{projectId}/tags/{tagId}")
-def _tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
+def _tag(s: TrainingServices, r: ApiRequest, projectId: str, tagId: str):
     return tags.get_tag(s.repo, projectId, tagId)
 
 
 @patch("projects/{projectId}/tags/{tagId}")
-def _update_tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
+def _update_tag(s: TrainingServices, r: ApiRequest, projectId: str, tagId: str):
     return tags.update_tag(s.repo, projectId, tagId, r.json())
 
 
 @delete("projects/{projectId}/tags/{tagId}")
-def _delete_tag(s: Services, r: ApiRequest, projectId: str, tagId: str):
+def _delete_tag(s: TrainingServices, r: ApiRequest, projectId: str, tagId: str):
     tags.delete_tag(s.repo, projectId, tagId)
 
 
 # ---- image queries --------------------------------------------------------------------------------------
-def _listing(s: Services, r: ApiRequest, projectId: str, status: str | None):
+def _listing(s: TrainingServices, r: ApiRequest, projectId: str, status: str | None):
     return images.query_images(
         s.repo,
         s.blobs,
@@ -168,7 +172,7 @@ def _listing(s: Services, r: ApiRequest, projectId: str, status: str | None):
     )
 
 
-def _count(s: Services, r: ApiRequest, projectId: str, status: str | None):
+def _count(s: TrainingServices, r: ApiRequest, projectId: str, status: str | None):
     return images.count_images(
         s.repo,
         projectId,
@@ -188,21 +192,21 @@ get("projects/{projectId}/images/untagged/count")(partial(_count, status="Untagg
 
 
 @get("projects/{projectId}/images/id")
-def _images_by_ids(s: Services, r: ApiRequest, projectId: str):
+def _images_by_ids(s: TrainingServices, r: ApiRequest, projectId: str):
     return images.images_by_ids(
         s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query("iterationId")
     )
 
 
 @delete("projects/{projectId}/images")
-def _delete_images(s: Services, r: ApiRequest, projectId: str):
+def _delete_images(s: TrainingServices, r: ApiRequest, projectId: str):
     images.delete_images(
         s.repo, s.blobs, projectId, r.query_guids("imageIds", 256), r.query_bool("allImages"), s.pool
     )
 
 
 # ---- uploads ----------------------------------------------------------------------------------------------
-def _ingest(s: Services, project: Project, candidates, metadata=None):
+def _ingest(s: TrainingServices, project: Project, candidates, metadata=None):
     project_tags = {t.id: t for t in s.repo.list_tags(project.id)}
     outcomes = ingest.ingest(s.repo, s.blobs, s.pool, project, candidates, metadata, project_tags)
     return multi_status(ingest.summary(project, outcomes, project_tags, s.blobs.url))
@@ -215,7 +219,7 @@ def multi_status(summary: dict, ok: bool | None = None):
 
 
 @post("projects/{projectId}/images")
-def _create_from_data(s: Services, r: ApiRequest, projectId: str):
+def _create_from_data(s: TrainingServices, r: ApiRequest, projectId: str):
     project = projects.require_project(s.repo, projectId)
     if r.content_type.startswith("multipart/"):
         files = multipart.parse(r.headers.get("content-type", ""), r.body())
@@ -232,14 +236,14 @@ def _create_from_data(s: Services, r: ApiRequest, projectId: str):
 
 
 @post("projects/{projectId}/images/files")
-def _create_from_files(s: Services, r: ApiRequest, projectId: str):
+def _create_from_files(s: TrainingServices, r: ApiRequest, projectId: str):
     project = projects.require_project(s.repo, projectId)
     candidates, metadata = uploads.from_files(r.json(), project)
     return _ingest(s, project, candidates, metadata)
 
 
 @post("projects/{projectId}/images/urls")
-def _create_from_urls(s: Services, r: ApiRequest, projectId: str):
+def _create_from_urls(s: TrainingServices, r: ApiRequest, projectId: str):
     project = projects.require_project(s.repo, projectId)
     candidates, metadata = uploads.from_urls(r.json(), project, s.pool, s.url_allow_origins)
     return _ingest(s, project, candidates, metadata)
@@ -247,30 +251,30 @@ def _create_from_urls(s: Services, r: ApiRequest, projectId: str):
 
 # ---- tags, regions, metadata on images -------------------------------------------------------------------
 @post("projects/{projectId}/images/tags")
-def _create_image_tags(s: Services, r: ApiRequest, projectId: str):
+def _create_image_tags(s: TrainingServices, r: ApiRequest, projectId: str):
     return images.create_image_tags(s.repo, projectId, r.json(), s.pool)
 
 
 @delete("projects/{projectId}/images/tags")
-def _delete_image_tags(s: Services, r: ApiRequest, projectId: str):
+def _delete_image_tags(s: TrainingServices, r: ApiRequest, projectId: str):
     images.delete_image_tags(
         s.repo, projectId, r.query_guids("imageIds", 64), r.query_guids("tagIds", 20), s.pool
     )
 
 
 @post("projects/{projectId}/images/regions")
-def _create_image_regions(s: Services, r: ApiRequest, projectId: str):
+def _create_image_regions(s: TrainingServices, r: ApiRequest, projectId: str):
     summary = images.create_image_regions(s.repo, projectId, r.json(), s.pool)
     return multi_status(summary, ok=not summary["duplicated"] and not summary["exceeded"])
 
 
 @delete("projects/{projectId}/images/regions")
-def _delete_image_regions(s: Services, r: ApiRequest, projectId: str):
+def _delete_image_regions(s: TrainingServices, r: ApiRequest, projectId: str):
     images.delete_image_regions(s.repo, projectId, r.query_guids("regionIds", 64), s.pool)
 
 
 @post("projects/{projectId}/images/metadata")
-def _update_metadata(s: Services, r: ApiRequest, projectId: str):
+def _update_metadata(s: TrainingServices, r: ApiRequest, projectId: str):
     return multi_status(
         images.update_metadata(s.repo, projectId, r.query_guids("imageIds", 256), r.json(), s.pool)
     )
@@ -278,7 +282,7 @@ def _update_metadata(s: Services, r: ApiRequest, projectId: str):
 
 # ---- training and iterations ---------------------------------------------------------------------------
 @post("projects/{projectId}/train")
-def _train(s: Services, r: ApiRequest, projectId: str):
+def _train(s: TrainingServices, r: ApiRequest, projectId: str):
     body = r.json(required=False) or {}
     if not isinstance(body, dict):
         raise BadRequest("BadRequestInvalid", "the body must be a TrainingParameters object")
@@ -298,40 +302,40 @@ def _train(s: Services, r: ApiRequest, projectId: str):
 
 
 @get("projects/{projectId}/iterations")
-def _iterations(s: Services, r: ApiRequest, projectId: str):
+def _iterations(s: TrainingServices, r: ApiRequest, projectId: str):
     return iterations.list_iterations(s.repo, projectId)
 
 
 @get("projects/{projectId}/iterations/{iterationId}")
-def _iteration(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _iteration(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.get_iteration(s.repo, projectId, iterationId)
 
 
 @patch("projects/{projectId}/iterations/{iterationId}")
-def _update_iteration(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _update_iteration(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.update_iteration(s.repo, projectId, iterationId, r.json())
 
 
 @delete("projects/{projectId}/iterations/{iterationId}")
-def _delete_iteration(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _delete_iteration(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     iterations.delete_iteration(s.repo, s.blobs, projectId, iterationId)
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance")
-def _performance(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _performance(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.performance(
         s.repo, s.blobs, projectId, iterationId, r.query_float("threshold"), r.query_float("overlapThreshold")
     )
 
 
 @get("projects/{projectId}/iterations/{iterationId}/advice")
-def _advice(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _advice(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     """Our extension: how to improve the model (the model doctor's findings, training/iterations.advice)."""
     return iterations.advice(s.repo, s.blobs, projectId, iterationId)
 
 
 @post("projects/{projectId}/iterations/{iterationId}/publish")
-def _publish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _publish(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.publish(
         s.repo,
         projectId,
@@ -343,29 +347,29 @@ def _publish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
 
 
 @delete("projects/{projectId}/iterations/{iterationId}/publish")
-def _unpublish(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _unpublish(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     iterations.unpublish(s.repo, projectId, iterationId)
 
 
 @get("projects/{projectId}/webhook/deliveries")
-def _webhook_deliveries(s: Services, r: ApiRequest, projectId: str):
+def _webhook_deliveries(s: TrainingServices, r: ApiRequest, projectId: str):
     return webhooks.deliveries(s.blobs, projects.require_project(s.repo, projectId).id)
 
 
 @get("projects/{projectId}/iterations/{iterationId}/export")
-def _exports(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _exports(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return exporting.exports_of(s.repo, s.blobs, projectId, iterationId)
 
 
 @post("projects/{projectId}/iterations/{iterationId}/export")
-def _export(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _export(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return exporting.export(
         s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"), s.integration
     )
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images")
-def _image_performances(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _image_performances(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.image_performances(
         s.repo,
         s.blobs,
@@ -379,31 +383,31 @@ def _image_performances(s: Services, r: ApiRequest, projectId: str, iterationId:
 
 
 @get("projects/{projectId}/iterations/{iterationId}/performance/images/count")
-def _image_performance_count(s: Services, r: ApiRequest, projectId: str, iterationId: str):
+def _image_performance_count(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return iterations.image_performance_count(
         s.repo, s.blobs, projectId, iterationId, r.query_guids("tagIds", 20)
     )
 
 
-# ---- review: stored predictions, quick test, suggested tags (training/review, quicktest, suggestions) -----
+# ---- review: stored predictions, quick test, suggested tags (training/review, quicktest, smart_labeler) -----
 @post("projects/{projectId}/predictions/query")
-def _query_predictions(s: Services, r: ApiRequest, projectId: str):
+def _query_predictions(s: TrainingServices, r: ApiRequest, projectId: str):
     return review.query_predictions(s.repo, s.blobs, s.predictor.store, projectId, r.json())
 
 
 @delete("projects/{projectId}/predictions")
-def _delete_predictions(s: Services, r: ApiRequest, projectId: str):
+def _delete_predictions(s: TrainingServices, r: ApiRequest, projectId: str):
     review.delete_predictions(s.repo, s.predictor.store, projectId, r.query_list("ids"))
 
 
 @post("projects/{projectId}/images/predictions")
-def _create_from_predictions(s: Services, r: ApiRequest, projectId: str):
+def _create_from_predictions(s: TrainingServices, r: ApiRequest, projectId: str):
     return multi_status(
         review.create_images_from_predictions(s.repo, s.blobs, s.predictor.store, s.pool, projectId, r.json())
     )
 
 
-def _quick_test(s: Services, r: ApiRequest, projectId: str, source: str):
+def _quick_test(s: TrainingServices, r: ApiRequest, projectId: str, source: str):
     data, url = (image_bytes(r), None) if source == "image" else (None, image_url(r))
     return quicktest.quick_test(
         s.predictor,
@@ -421,26 +425,26 @@ post("projects/{projectId}/quicktest/url")(partial(_quick_test, source="url"))
 
 
 @post("projects/{projectId}/tagsandregions/suggestions")
-def _suggest_tags_and_regions(s: Services, r: ApiRequest, projectId: str):
-    return suggestions.suggest_tags_and_regions(
+def _suggest_tags_and_regions(s: TrainingServices, r: ApiRequest, projectId: str):
+    return smart_labeler.suggest_tags_and_regions(
         s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.query_guids("imageIds", 64)
     )
 
 
 @post("projects/{projectId}/images/suggested")
-def _query_suggested_images(s: Services, r: ApiRequest, projectId: str):
-    return suggestions.query_suggested_images(
+def _query_suggested_images(s: TrainingServices, r: ApiRequest, projectId: str):
+    return smart_labeler.query_suggested_images(
         s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.json(required=False)
     )
 
 
 @post("projects/{projectId}/images/suggested/count")
-def _query_suggested_image_count(s: Services, r: ApiRequest, projectId: str):
-    return suggestions.query_suggested_image_count(
+def _query_suggested_image_count(s: TrainingServices, r: ApiRequest, projectId: str):
+    return smart_labeler.query_suggested_image_count(
         s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.json(required=False)
     )
 
 
 @post("projects/{projectId}/images/{imageId}/regionproposals")
-def _region_proposals(s: Services, r: ApiRequest, projectId: str, imageId: str):
+def _region_proposals(s: TrainingServices, r: ApiRequest, projectId: str, imageId: str):
     return proposals.region_proposals(s.repo, s.blobs, s.predictor, projectId, imageId)

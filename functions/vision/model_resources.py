@@ -16,13 +16,13 @@ import math
 from cvcore import messages
 from cvcore.errors import CustomVisionError, NotFound
 
-from ..bootstrap import Services
+from ..domain.ports import ConcurrencyError
+from ..domain.records import Iteration
 from ..training import events, iterations, train
-from ..training.model import Iteration
-from ..training.ports import ConcurrencyError
 from . import datasets, errors, evaluate
 from .common import check_name, fields, now, require_record, to_iso
 from .errors import VisionError
+from .ports import VisionServices
 from .registry import ETAG, MODEL, AlreadyExists, evaluations_of
 
 CLASSIFIER, DETECTOR = "Generic-Classifier", "Generic-Detector"
@@ -38,7 +38,7 @@ _STATUS = {
 _REASONS = {messages.ERR_INTERNAL: "unknown", messages.ERR_TOO_MANY_ATTEMPTS: "unknown"}
 
 
-def require(s: Services, name: str) -> dict:
+def require(s: VisionServices, name: str) -> dict:
     return require_record(s.vision, MODEL, name, errors.MODEL_NOT_FOUND)
 
 
@@ -65,7 +65,7 @@ def status(it: Iteration | None) -> tuple[str, dict | None]:
     return _STATUS[it.status], None
 
 
-def to_json(s: Services, record: dict) -> dict:
+def to_json(s: VisionServices, record: dict) -> dict:
     it = s.repo.get_iteration(record["projectId"], record["iterationId"])
     state, error = status(it)
     body = {
@@ -123,7 +123,7 @@ def _parameters(body) -> tuple[str, float, str, str | None]:
     )
 
 
-def create(s: Services, name: str, body) -> tuple[dict, int]:
+def create(s: VisionServices, name: str, body) -> tuple[dict, int]:
     name = check_name(name, "model name")
     dataset_name, budget, kind, test_name = _parameters(body)
     if s.vision.get(MODEL, name) is not None:
@@ -167,7 +167,7 @@ def create(s: Services, name: str, body) -> tuple[dict, int]:
     return to_json(s, s.vision.get(MODEL, name)), 201
 
 
-def cancel(s: Services, name: str) -> tuple[dict, int]:
+def cancel(s: VisionServices, name: str) -> tuple[dict, int]:
     record = require(s, name)
     it = s.repo.get_iteration(record["projectId"], record["iterationId"])
     if it is not None and it.status in train.ACTIVE:
@@ -189,7 +189,7 @@ def cancel(s: Services, name: str) -> tuple[dict, int]:
     return to_json(s, require(s, name)), 202
 
 
-def delete(s: Services, name: str) -> None:
+def delete(s: VisionServices, name: str) -> None:
     record = require(s, name)
     try:
         iterations.delete_iteration(s.repo, s.blobs, record["projectId"], record["iterationId"])

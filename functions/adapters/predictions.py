@@ -23,9 +23,9 @@ from azure.data.tables import TableServiceClient
 
 from cvcore import layout
 
-from ..adapters.entities import BATCH, delete_rows, get_json, get_rows, put_json, utc
-from ..training.ports import BlobStore
-from .ports import PredictionStore, StoredPrediction
+from ..domain.ports import BlobStore
+from ..prediction.ports import PredictionStore, StoredPrediction
+from .entities import BATCH, delete_rows, get_json, get_rows, put_json, utc
 
 _PAGE = 500
 _MAX_PAGE = 1000  # the most rows one Table query returns

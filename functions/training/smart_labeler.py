@@ -24,16 +24,16 @@ from cvcore import artifacts, layout
 from cvcore.errors import BadRequest, NotFound
 from cvcore.imaging import ImageError, decode_rgb
 
+from ..domain.ports import BlobStore, MetadataRepository
+from ..domain.records import ImageRecord, Iteration, Project, iso, utcnow
 from ..prediction import scoring, service
 from ..prediction.predict import predict_image
 from ..prediction.published import Published, task_of
+from ..web.params import guid, lower_keys, page_size, unit
 from . import continuation
-from .model import ImageRecord, Iteration, Project, utcnow
-from .ports import BlobStore, MetadataRepository
 from .projects import require_project
 from .quicktest import completed_iteration
-from .review import MISSING, guid, lower_keys, page_size, unit
-from .serialize import iso
+from .review import MISSING
 
 log = logging.getLogger(__name__)
 SORTS = ("UncertaintyDescending", "UncertaintyAscending")  # the first is the default: most informative first
