@@ -46,3 +46,11 @@ FEATURE_VARIANT_MARGIN = 0.002  # the grid features over the global ones, for th
 BACKBONE_MARGIN = 0.01  # another backbone over the default one
 FINETUNE_MARGIN = 0.02  # a fine-tune over the best linear head
 MIN_GAIN = 0.002  # Advanced training changes its recipe only for more than this (and its standard error)
+
+# -- detection (detection.Recipe holds each recipe's defaults; these are what Quick and Advanced choose) ----
+DETECTION_INPUT_SIZE = 320  # px, square
+DETECTION_LARGE_INPUT_SIZE = 416  # Advanced also tries training the stride-32 stages at this size
+DETECTION_QUICK_CPU_MAX_VIEWS = 720  # Quick on a CPU: about 720 backbone passes at most, the head in minutes
+# Quick on a GPU and every Advanced recipe: more views, a longer schedule
+DETECTION_LONG_SCHEDULE = {"views": 10, "epochs": 60, "max_steps": 1500}
+DETECTION_ADVANCED_FOLDS = 5
