@@ -325,6 +325,8 @@ def _final_features(best: Candidate, emb: _Embeddings, problem: Problem, device:
         if not cells:
             feats = feats[:, : global_dim(b)]
         return PooledFeatures(copy.deepcopy(b).cpu(), grid=cells).eval(), feats
+    if best.views is None:
+        raise ValueError(f"the {best.recipe} candidate has no fine-tuning views to fit")
     split, views = best.views
     all_rows = np.arange(len(problem.y))
     tail = finetune_fit(

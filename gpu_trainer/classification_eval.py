@@ -24,7 +24,7 @@ class Calibration:
     temperature: float
     gate_centre: float
     gate_width: float
-    thresholds: np.ndarray
+    thresholds: list[float]  # recommended, per label
     evaluated: np.ndarray
     full: np.ndarray
     oof_regular: np.ndarray  # [n, regular tags]: out-of-fold probabilities, NaN where not evaluated

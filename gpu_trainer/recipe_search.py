@@ -153,6 +153,13 @@ class RecipeSearch:
             recipes.EXPORT_RESERVE_CPU_S if device == "cpu" else recipes.EXPORT_RESERVE_GPU_S
         )
 
+    @property
+    def chosen(self) -> Candidate:
+        """The best candidate so far; a search starts with `quick` or `reuse`, which score the first."""
+        if self.best is None:
+            raise RuntimeError("no recipe scored yet: RecipeSearch.quick or .reuse comes first")
+        return self.best
+
     def remaining(self) -> float:
         return (self.deadline - time.monotonic()) if self.deadline else float("inf")
 
@@ -291,18 +298,19 @@ class RecipeSearch:
     def reuse(self, recipe: dict, note: str) -> Candidate:
         """A Quick retraining of a set that changed little: the previous iteration's recipe and C
         (reusable_recipe), scored on every fold."""
-        self.best = self.linear(
+        best = self.best = self.linear(
             recipe["backbone"], recipe["resolution"], only=recipe["features"], grid=recipe["grid"]
         )
-        self.progress(0.6, f"previous recipe ({note}): CV score {self.best.score:.3f}")
-        return self.best
+        self.progress(0.6, f"previous recipe ({note}): CV score {best.score:.3f}")
+        return best
 
     def quick(self, backbone: str, resolution: int) -> Candidate:
         """Quick training's choice: a linear head on the project's backbone, on the other backbones where the
         budget allows (the project's own stays unless another is clearly better), then a fine-tune where the
         budget allows it (small sets, or a GPU). Advanced training starts from it and departs only beyond
         noise."""
-        best = self.best = self.linear(backbone, resolution)
+        best = self.linear(backbone, resolution)
+        self.best = best
         self.progress(0.45, f"linear head: CV score {best.score:.3f}")
         first_cost = time.monotonic() - self.started  # the training so far: statistics, embeddings, one CV
         for other in [name for name in backbones.names() if name != backbone]:
@@ -317,7 +325,8 @@ class RecipeSearch:
                 break
             cand = self.linear(other, resolution)
             if self.gain(best, cand)[0] > recipes.BACKBONE_MARGIN:
-                best = self.best = cand
+                best = cand
+                self.best = best
             self.progress(0.5, f"{other}: CV score {cand.score:.3f}")
         remaining = self.remaining()
         ft_res = (
@@ -328,7 +337,7 @@ class RecipeSearch:
             self.n, ft_res, unfreeze, epochs, min(self.k, recipes.FINETUNE_QUICK_FOLDS), self.device
         )
         if self.k > 1 and est < remaining - self.export_reserve:
-            cand = self.finetune(
+            tuned = self.finetune(
                 best.backbone,
                 ft_res,
                 unfreeze,
@@ -338,13 +347,13 @@ class RecipeSearch:
                 max_folds=recipes.FINETUNE_QUICK_FOLDS,
                 reserve=self.export_reserve,
             )
-            if cand is not None:
-                if self.gain(best, cand)[0] > recipes.FINETUNE_MARGIN:
-                    self.best = cand
-                self.progress(0.75, f"fine-tune: CV score {cand.score:.3f}")
+            if tuned is not None:
+                if self.gain(best, tuned)[0] > recipes.FINETUNE_MARGIN:
+                    self.best = tuned
+                self.progress(0.75, f"fine-tune: CV score {tuned.score:.3f}")
         else:
             log.info("fine-tune skipped: estimated %.0fs, %.0fs left", est, remaining)
-        return self.best
+        return self.chosen
 
     def advanced(self, backbone: str, patience: int = recipes.ADVANCED_PATIENCE) -> Candidate:
         """From Quick's choice (`best`), try the other backbones/resolutions (linear) and fine-tunes of growing
@@ -356,13 +365,13 @@ class RecipeSearch:
         highest score lets the noisiest win (measured on Fashion-MNIST 10/class: Advanced took a recipe 0.02
         better in CV and 0.03 worse on held-out images than Quick's). So the recipe it starts from stays unless
         another is better beyond noise: the one-standard-error rule of model selection."""
-        best = self.best
+        best = self.chosen
         tried = {(c.recipe, c.backbone, c.resolution, c.unfreeze, c.epochs) for c in self.candidates}
-        plan = []
-        for name in [backbone] + [b for b in backbones.names() if b != backbone]:
+        plan: list[tuple[str, str | None, int, int, int]] = []  # a fine-tune's backbone is the best's then
+        for other in [backbone] + [b for b in backbones.names() if b != backbone]:
             for res in recipes.ADVANCED_RESOLUTIONS:
-                if ("linear", name, res, 0, 0) not in tried:
-                    plan.append(("linear", name, res, 0, 0))
+                if ("linear", other, res, 0, 0) not in tried:
+                    plan.append(("linear", other, res, 0, 0))
         for unfreeze, epochs in recipes.ADVANCED_FINETUNES:
             if ("finetune", best.backbone, best.resolution, unfreeze, epochs) not in tried:
                 # the resolution is the one the estimate assumes; the fine-tune runs at the best's own
@@ -373,8 +382,9 @@ class RecipeSearch:
                 break
             if stale >= patience:
                 break
+            cand: Candidate | None
             try:
-                if recipe == "linear":
+                if recipe == "linear" and name is not None:
                     cand = self.linear(name, res)
                 else:
                     if self.deadline is not None:
@@ -404,12 +414,12 @@ class RecipeSearch:
     def completed(self) -> Candidate:
         """The best candidate, scored on every fold: a linear head screened on two folds gets the others, at
         its chosen C, so the evaluation covers every image."""
-        best = self.best
+        best = self.chosen
         if best.recipe != "linear" or best.screened is None:
             return best
         t = time.monotonic()
         r = linear_cv(
-            self.emb.get(best.backbone, best.resolution)[:, best.columns],
+            self.emb.get(best.backbone, best.resolution)[:, best.columns or slice(None)],
             self.problem,
             self.folds,
             self.k,
