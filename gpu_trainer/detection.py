@@ -4,15 +4,15 @@ backbone, trained on Custom Vision's normalised regions, evaluated as Custom Vis
 Recipe (Quick): the backbone is frozen; every image is turned into a few box-preserving augmented views
 (mirror, zoom in/out, aspect and colour jitter; view 0 is the image exactly as `cvcore.artifacts.preprocess`
 feeds the exported graph) and the backbone's stride-16 and stride-32 maps of each view are computed once
-and cached, so the head trains in seconds per fold on a CPU. On a CPU, Quick caps the views (720 in all)
-and fits the head trainings into recipes.DETECTION_QUICK_CPU_BUDGET_S (the step time is measured, and re-measured after
-each training); on a GPU it trains longer on more views. Advanced also tries training the backbone's
-stride-32 stages on top of the cached stride-16 maps (at 320 and 416 px) and keeps the recipe with the
-best cross-validated mAP@50 within its budget.
+and cached (detection_views.Cache), so the head trains in seconds per fold on a CPU. On a CPU, Quick caps
+the views (720 in all) and fits the head trainings into recipes.DETECTION_QUICK_CPU_BUDGET_S (the step time
+is measured, and re-measured after each training); on a GPU it trains longer on more views. Advanced also
+tries training the backbone's stride-32 stages on top of the cached stride-16 maps (at 320 and 416 px) and
+keeps the recipe with the best cross-validated mAP@50 within its budget (the grid is in recipes.py).
 
-Evaluation: k-fold cross-validation (k = 3 for Quick, 5 for Advanced, fewer with fewer images; folds
-balanced by each image's first tag); every image is scored by the model that did not see it. Above
-HOLDOUT_ABOVE images one held-out split (20%) replaces the k folds; its images are then spread over 3
+Evaluation (detection_eval.py): k-fold cross-validation (k = 3 for Quick, 5 for Advanced, fewer with fewer
+images; folds balanced by each image's first tag); every image is scored by the model that did not see it.
+Above HOLDOUT_ABOVE images one held-out split (20%) replaces the k folds; its images are then spread over 3
 pseudo-folds for the standard deviations. Out-of-fold detections fit the score calibration (Platt scaling
 of the peak logit, baked into the graph) and the per-tag recommended thresholds (best F1 at IoU 0.5);
 mAP@30/50/75 come from pycocotools; per-tag precision / recall / average precision at any threshold from
@@ -21,14 +21,15 @@ cvcore.boxes.detection_performance.
 NMS: the graph does 3x3 max-pool peak extraction, top-100 and a class-wise fast NMS at NMS_IOU (the
 sidecar's `nms_iou`); cvcore.boxes.postprocess applies greedy class-wise NMS at the same IoU after the
 graph, in the evaluation here and in the prediction route.
+
+A little over 400 lines, kept as one: what is left is the head's training and the recipe choice around it
+(train_head, the step planner, the cross-validation loop, train_detector), which all read one Recipe and
+one Cache; the model, the views and the evaluation are their own modules.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import math
-import random
 import time
 from dataclasses import asdict, dataclass
 
@@ -40,9 +41,10 @@ from cvcore import artifacts
 from cvcore import boxes as boxops
 
 from . import backbones
-from .detection_augment import augment
+from .detection_eval import HOLDOUT_ABOVE, assign_folds, coco_maps, out_of_fold_report
 from .detection_model import (
     STRIDE,
+    TOP_K,
     Decode,
     Detector,
     Head,
@@ -50,16 +52,21 @@ from .detection_model import (
     focal_loss,
     giou_loss,
     split_trunk,
-    targets,
 )
+from .detection_views import Cache
 from .errors import TrainingDiverged  # the one class job.py catches
-from .recipes import DETECTION_QUICK_CPU_BUDGET_S
+from .recipes import (
+    DETECTION_ADVANCED_FOLDS,
+    DETECTION_INPUT_SIZE,
+    DETECTION_LARGE_INPUT_SIZE,
+    DETECTION_LONG_SCHEDULE,
+    DETECTION_QUICK_CPU_BUDGET_S,
+    DETECTION_QUICK_CPU_MAX_VIEWS,
+)
 
-TOP_K = 100
 OUTPUT_NAMES = ("boxes", "scores", "labels")  # the graph's outputs (cvcore/artifacts.py), for export_onnx
 NMS_IOU = 0.5
 MIN_SCORE = 0.01  # out-of-fold detections kept in evaluation.json
-HOLDOUT_ABOVE = 600
 GIOU_WEIGHT = 5.0
 MIN_STEPS = 100  # under time pressure a training still gets this many (fewer localise boxes badly)
 
@@ -97,73 +104,6 @@ class Recipe:
 
     def name(self) -> str:
         return f"{self.trainable}@{self.input_size}"
-
-
-# -- views and cached features ------------------------------------------------------------------------
-
-
-class Cache:
-    """Augmented views of every image, their backbone maps and their training targets."""
-
-    def __init__(
-        self,
-        examples,
-        sidecar,
-        low,
-        high,
-        recipe: Recipe,
-        num_labels: int,
-        device: str,
-        seed: int,
-        progress,
-        span: tuple[float, float],
-    ):
-        size = recipe.input_size
-        per_image = max(1, min(recipe.views, recipe.max_views // max(1, len(examples))))
-        rng = random.Random(f"views:{seed}")
-        self.owner, self.boxes = [], []
-        f16, f32 = [], []
-        pending: list[np.ndarray] = []
-
-        def flush():
-            batch = torch.from_numpy(np.concatenate(pending)).to(device)
-            pending.clear()
-            with torch.inference_mode():
-                c16 = low(batch)
-                f16.append(c16.to(torch.float16).cpu())
-                f32.append(high(c16).to(torch.float16).cpu())
-
-        started = time.monotonic()
-        for n, ex in enumerate(examples):
-            work = ex.image if ex.image.mode == "RGB" else ex.image.convert("RGB")
-            if max(work.size) > 2 * size:
-                work = work.copy()
-                work.thumbnail((2 * size, 2 * size), Image.Resampling.BILINEAR)
-            for v in range(per_image):
-                image, view_boxes = (ex.image, list(ex.boxes)) if v == 0 else augment(work, ex.boxes, rng)
-                pending.append(artifacts.preprocess([image], sidecar))
-                self.owner.append(n)
-                self.boxes.append(view_boxes)
-                if len(pending) == 16:
-                    flush()
-            if n % 8 == 7:
-                progress(
-                    span[0] + (span[1] - span[0]) * (n + 1) / len(examples),
-                    f"backbone features: {n + 1}/{len(examples)} images",
-                )
-        if pending:
-            flush()
-        self.f16 = torch.cat(f16)
-        self.f32 = torch.cat(f32)
-        self.owner = np.asarray(self.owner)
-        self.first_view = {n: int(np.flatnonzero(self.owner == n)[0]) for n in range(len(examples))}
-        h, w = self.f16.shape[-2:]
-        t = [targets(b, num_labels, h, w) for b in self.boxes]
-        self.heat = torch.stack([x[0] for x in t])
-        self.box_t = torch.stack([x[1] for x in t])
-        self.weight = torch.stack([x[2] for x in t])
-        self.per_image = per_image
-        self.seconds = time.monotonic() - started
 
 
 # -- training -----------------------------------------------------------------------------------------
@@ -253,138 +193,6 @@ def predict_cached(cache: Cache, head, tuned, views: list[int], device: str, dec
     return out
 
 
-# -- evaluation helpers -------------------------------------------------------------------------------
-
-
-def assign_folds(examples, k: int, seed: int) -> np.ndarray:
-    """k folds balanced by each image's first tag; above HOLDOUT_ABOVE images: -1 = train only,
-    0..2 = the held-out 20% (spread over 3 pseudo-folds)."""
-    rng = random.Random(f"folds:{seed}")
-    order = sorted(
-        range(len(examples)),
-        key=lambda i: (examples[i].boxes[0][0] if examples[i].boxes else -1, rng.random()),
-    )
-    folds = np.empty(len(examples), dtype=np.int64)
-    if len(examples) > HOLDOUT_ABOVE:
-        for pos, i in enumerate(order):
-            folds[i] = (pos // 5) % 3 if pos % 5 == 0 else -1
-        return folds
-    for pos, i in enumerate(order):
-        folds[i] = pos % k
-    return folds
-
-
-def coco_maps(images: list[dict], num_labels: int) -> dict[str, float]:
-    """mAP@30/50/75 with pycocotools (boxes converted to COCO pixel ltwh), over labels that have boxes."""
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
-    categories = [{"id": c + 1, "name": str(c)} for c in range(num_labels)]
-    gt = {"images": [], "annotations": [], "categories": categories}
-    dets = []
-    for n, im in enumerate(images, start=1):
-        w, h = im["width"], im["height"]
-        gt["images"].append({"id": n, "width": w, "height": h})
-        for label, *box in im["truth"]:
-            px = boxops.to_pixels(box, w, h)[0].tolist()
-            gt["annotations"].append(
-                {
-                    "id": len(gt["annotations"]) + 1,
-                    "image_id": n,
-                    "category_id": int(label) + 1,
-                    "bbox": px,
-                    "area": px[2] * px[3],
-                    "iscrowd": 0,
-                }
-            )
-        for label, score, *box in im["detections"]:
-            dets.append(
-                {
-                    "image_id": n,
-                    "category_id": int(label) + 1,
-                    "score": float(score),
-                    "bbox": boxops.to_pixels(box, w, h)[0].tolist(),
-                }
-            )
-    if not gt["annotations"] or not dets:
-        return {"map30": 0.0, "map50": 0.0, "map75": 0.0}
-    with contextlib.redirect_stdout(io.StringIO()):
-        truth = COCO()
-        truth.dataset = gt
-        truth.createIndex()
-        found = truth.loadRes(dets)
-        ev = COCOeval(truth, found, "bbox")
-        ev.params.iouThrs = np.array([0.3, 0.5, 0.75])
-        ev.params.maxDets = [1, 10, TOP_K]
-        ev.evaluate()
-        ev.accumulate()
-    precision = ev.eval["precision"][:, :, :, 0, -1]  # [iou, recall, label] over all areas, max detections
-    out = {}
-    for t, name in enumerate(("map30", "map50", "map75")):
-        p = precision[t]
-        per_label = [p[:, c][p[:, c] > -1].mean() for c in range(p.shape[1]) if (p[:, c] > -1).any()]
-        out[name] = float(np.mean(per_label)) if per_label else 0.0
-    return out
-
-
-def fit_calibration(images: list[dict], overlap: float = 0.5) -> tuple[float, float]:
-    """Platt scaling of out-of-fold peak scores against 'this box is right' (label and IoU >= overlap):
-    (a, b) with calibrated = sigmoid(a * logit(score) + b); identity when there is too little evidence."""
-    xs, ys = [], []
-    for im in images:
-        for label in {int(d[0]) for d in im["detections"]}:
-            dets = sorted((d for d in im["detections"] if int(d[0]) == label), key=lambda d: -d[1])
-            truth = [t[1:5] for t in im["truth"] if int(t[0]) == label]
-            hits = boxops.match(truth, [d[2:6] for d in dets], overlap)
-            xs += [d[1] for d in dets]
-            ys += hits.tolist()
-    ys = np.asarray(ys, dtype=np.float64)
-    if len(ys) < 20 or ys.sum() < 5 or (1 - ys).sum() < 5:
-        return 1.0, 0.0
-    x = np.clip(np.asarray(xs, dtype=np.float64), 1e-6, 1 - 1e-6)
-    x = np.log(x) - np.log1p(-x)
-    a, b = 1.0, 0.0
-    for _ in range(50):  # Newton's method on the logistic log-likelihood, lightly regularised
-        p = 1 / (1 + np.exp(-np.clip(a * x + b, -30, 30)))
-        g = np.array([np.sum((p - ys) * x) + 1e-3 * (a - 1), np.sum(p - ys) + 1e-3 * b])
-        wgt = p * (1 - p)
-        hess = np.array(
-            [[np.sum(wgt * x * x) + 1e-3, np.sum(wgt * x)], [np.sum(wgt * x), np.sum(wgt) + 1e-3]]
-        )
-        step = np.linalg.solve(hess, g)
-        step *= min(1.0, 2.0 / max(1e-12, float(np.abs(step).max())))  # damped: separable data diverge
-        a, b = a - step[0], b - step[1]
-        if np.abs(step).max() < 1e-6:
-            break
-    if not (np.isfinite(a) and np.isfinite(b)) or a <= 0.05:
-        return 1.0, 0.0
-    return float(min(a, 8.0)), float(np.clip(b, -10.0, 10.0))
-
-
-def _calibrate(score: float, ab: tuple[float, float]) -> float:
-    s = min(max(score, 1e-6), 1 - 1e-6)
-    return float(1 / (1 + math.exp(-(ab[0] * (math.log(s) - math.log1p(-s)) + ab[1]))))
-
-
-def best_thresholds(
-    images: list[dict], labels: list[artifacts.Label], overlap: float = 0.5
-) -> dict[str, float]:
-    """Per tag, the probability threshold (0.05 steps) with the best F1 on the out-of-fold detections."""
-    out = {}
-    grid = np.round(np.arange(0.05, 0.96, 0.05), 2)
-    for lab in labels:
-        scores, hits, _, n_truth = boxops.scored(images, lab.index, overlap)
-        best, best_t = -1.0, 0.5
-        for t in grid:
-            above = scores >= t
-            tp = int(np.sum(hits & above))
-            f1 = 2 * tp / max(1, tp + int(above.sum()) + n_truth)
-            if f1 > best + 1e-9:
-                best, best_t = f1, float(t)
-        out[lab.tag_id] = best_t
-    return out
-
-
 # -- the entry point ----------------------------------------------------------------------------------
 
 
@@ -419,15 +227,16 @@ def step_seconds(
 
 
 def _recipes(advanced: bool, device: str, input_size: int | None) -> list[Recipe]:
-    size = input_size or 320
+    size = input_size or DETECTION_INPUT_SIZE
     if not advanced:
-        if device == "cpu":  # Quick on CPU: about 720 backbone passes at most, the head in minutes
-            return [Recipe(input_size=size, max_views=720)]
-        return [Recipe(input_size=size, views=10, epochs=60, max_steps=1500)]
+        if device == "cpu":
+            return [Recipe(input_size=size, max_views=DETECTION_QUICK_CPU_MAX_VIEWS)]
+        return [Recipe(input_size=size, **DETECTION_LONG_SCHEDULE)]
+    long = dict(DETECTION_LONG_SCHEDULE, folds=DETECTION_ADVANCED_FOLDS)
     tried = [
-        Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5),
-        Recipe(input_size=size, views=10, epochs=60, max_steps=1500, folds=5, trainable="high"),
-        Recipe(input_size=input_size or 416, views=10, epochs=60, max_steps=1500, folds=5, trainable="high"),
+        Recipe(input_size=size, **long),
+        Recipe(input_size=size, trainable="high", **long),
+        Recipe(input_size=input_size or DETECTION_LARGE_INPUT_SIZE, trainable="high", **long),
     ]
     return list({r.name(): r for r in tried}.values())
 
@@ -596,27 +405,10 @@ def train_detector(
     final_steps = max(final_plan(len(all_views), 1), max(info.get("steps_per_fold") or [0]))
     head, tuned = train_head(cache, all_views, high, recipe, len(labels), final_steps, device, seed, c16, c32)
 
-    calibration = fit_calibration(images)
-    for im in images:
-        im["detections"] = [[d[0], _calibrate(d[1], calibration), *d[2:]] for d in im["detections"]]
-    evaluation = {
-        "task": artifacts.DETECTION,
-        "labels": [asdict(lab) for lab in labels],
-        "folds": k if len(examples) <= HOLDOUT_ABOVE else 3,
-        "overlap_for_calibration": 0.5,
-        "validation": "k-fold" if len(examples) <= HOLDOUT_ABOVE else "held-out 20%",
-        "images": images,
-        **maps,
-    }
-    performance = boxops.detection_performance(evaluation, 0.5, 0.3)
-    sidecar.thresholds = best_thresholds(images, labels) if images else {}
+    evaluation, calibration, sidecar.thresholds, sidecar.metrics = out_of_fold_report(
+        images, labels, maps, k, len(examples)
+    )
     sidecar.default_threshold = 0.5
-    sidecar.metrics = {
-        "precision": performance["precision"],
-        "recall": performance["recall"],
-        "averagePrecision": performance["averagePrecision"],
-        **maps,
-    }
     model = Detector(low, tuned if tuned is not None else high, head, Decode(TOP_K, NMS_IOU, calibration))
     model = model.cpu().eval()
     for p in model.parameters():

@@ -22,6 +22,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 STRIDE = 16
+TOP_K = 100  # detections the graph outputs per image
 TTF_ALPHA = 0.54  # gaussian extent relative to the box (TTFNet)
 NOT_A_PEAK = -1.0e4  # added to the logits of cells that are not a 3x3 local maximum
 MIN_OUTPUT_SCORE = 1e-4  # rows scoring less are dropped in the graph (padding)

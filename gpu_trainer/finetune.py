@@ -20,6 +20,7 @@ from .cv import Problem, cv_score, feature_bank, fit_targets, fold_splits, has_r
 from .errors import TrainingDiverged
 from .features import DEFAULT_STAGES
 from .linear_head import class_weights, fit_linear, head_logits
+from .recipes import FINETUNE_BATCH, FINETUNE_VIEWS
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def finetune_fit(
     lr: float,
     device: str,
     seed: int,
-    batch_size: int = 16,
+    batch_size: int = FINETUNE_BATCH,
     deadline: float | None = None,
 ):
     """Fine-tune a copy of the backbone's tail on the training images' cached views; returns the tail."""
@@ -181,9 +182,9 @@ def finetune_fit(
 
 
 def finetune_step_seconds(
-    split: BackboneSplit, views, problem: Problem, device: str, batch_size: int = 16
+    split: BackboneSplit, views, problem: Problem, device: str, batch_size: int = FINETUNE_BATCH
 ) -> float:
-    """Seconds one fine-tuning step (forward + backward through the tail, batch 16) takes here, measured."""
+    """Seconds one fine-tuning step (forward + backward through the tail, one batch) takes here, measured."""
     tail = copy.deepcopy(nn.Sequential(*list(split.backbone.stages)[split.split :])).to(device)
     tail.train()
     _bn_eval(tail)
@@ -260,3 +261,15 @@ def finetune_cv(
         "similarity": sims,
         "evaluated": done,
     }
+
+
+def estimate_finetune_seconds(
+    n: int, resolution: int, unfreeze: int, epochs: int, folds: int, device: str, views: int = FINETUNE_VIEWS
+) -> float:
+    """Rough CPU cost (2 cores): the prefix once per view, the tail per epoch; a GPU is ~30x faster. Used
+    before anything is measured, to skip a fine-tune that cannot fit the budget at all."""
+    px = (resolution / 224.0) ** 2
+    prefix = n * views * 0.02 * px
+    tail = n * epochs * 0.012 * px * (unfreeze / 5.0) * (folds + 1)
+    total = prefix + tail
+    return total / 30.0 if device.startswith("cuda") else total

@@ -1,4 +1,6 @@
 """One training job: frozen dataset -> images -> train -> evaluate -> export -> artifacts -> events.
+The dataset's loading is dataset.py, the on-demand export flavours flavours.py; this module runs the job's
+phases, reports its progress and events, and writes its artifacts.
 
 Failures a person can act on become a Failed event with a reason (datasetNotFound, datasetCorrupt with
 the image ids, diverged, projectDeleted); anything else propagates so the worker retries the message.
@@ -14,35 +16,42 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from azure.core.exceptions import ResourceNotFoundError
-
-from cvcore import artifacts, exports, layout, manifest, messages, settings
-from cvcore.imaging import ImageError, decode_rgb
+from cvcore import artifacts, layout, manifest, messages, settings
 
 from . import doctor, recipes
-from .errors import TrainingDiverged
+from .dataset import (
+    SAMPLES,
+    Decoded,
+    decoded_bytes,
+    holds_decoded,
+    images_to_decode,
+    labels_of,
+    lazy_image,
+    load_dataset,
+    load_images,
+    previous_config,
+    readable,
+)
+from .errors import JobFailed, TrainingDiverged
+from .flavours import write_int8
 from .store import BlobFeatureCache, TrainerStore
 
+# names reached through this module (tests/integration, benchmarks); the dataset's are defined in dataset.py
+__all__ = [
+    "SAMPLES",
+    "JobFailed",
+    "Progress",
+    "decoded_bytes",
+    "holds_decoded",
+    "load_dataset",
+    "load_images",
+    "run_job",
+    "train",
+    "write_artifacts",
+]
+
 log = logging.getLogger(__name__)
-MAX_SKIPPED_FRACTION = 0.1  # more unreadable images than this fails the job as datasetCorrupt
 PROGRESS_EVERY_S = 5.0
-
-
-class JobFailed(Exception):
-    """The job cannot succeed: report Failed with this code and message (no retry)."""
-
-    def __init__(self, code: str, message: str, image_ids: tuple[str, ...] = ()):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.image_ids = code, message, image_ids
-
-
-class _Decoded(dict):
-    """The decoded images by manifest number, the ids of those that could not be read (skipped), and whether
-    the others are streamed (read and decoded on every use, see holds_decoded)."""
-
-    def __init__(self, images: dict, skipped: list[str], streamed: bool = False):
-        super().__init__(images)
-        self.skipped, self.streamed = tuple(skipped), streamed
 
 
 class Progress:
@@ -71,156 +80,6 @@ class Progress:
                 attempt=self.attempt,
             )
         )
-
-
-def _readable(m: manifest.Manifest, skipped, n: int) -> list[dict]:
-    """The first n manifest images that are not among the unreadable ones."""
-    bad = set(skipped)
-    return [im for im in m.images if im["image_id"] not in bad][:n]
-
-
-def load_dataset(store: TrainerStore, project_id: str, iteration_id: str, blob: str | None = None):
-    """The iteration's frozen COCO manifest (at `blob`, by default where the layout puts it)."""
-    blob = blob or layout.iteration_dataset(project_id, iteration_id)
-    try:
-        data = store.read_model_blob(blob)
-    except ResourceNotFoundError:
-        raise JobFailed(messages.ERR_DATASET_NOT_FOUND, f"the frozen dataset {blob} is missing") from None
-    try:
-        m = manifest.loads(data)
-    except manifest.ManifestError as exc:
-        raise JobFailed(messages.ERR_DATASET_CORRUPT, f"the dataset manifest is invalid: {exc}") from None
-    if m.project_id != project_id or m.iteration_id != iteration_id:
-        raise JobFailed(messages.ERR_DATASET_CORRUPT, "the dataset manifest belongs to another iteration")
-    return m
-
-
-def load_images(
-    store: TrainerStore,
-    m: manifest.Manifest,
-    pool: ThreadPoolExecutor,
-    only: set[int] | None = None,
-    keep: bool = True,
-):
-    """Decode the images (all, or the manifest image numbers in `only`); return ({number: RGB image},
-    [unreadable image ids]). With keep=False every image is decoded to check it and dropped at once (a
-    dataset too large to hold decoded, see holds_decoded), so the dict is empty. More than
-    MAX_SKIPPED_FRACTION of the whole set unreadable fails the job."""
-
-    def one(entry):
-        try:
-            image = decode_rgb(store.read_image(m.project_id, entry["image_id"]), max_bytes=None)
-            return entry["id"], image if keep else True
-        except (ResourceNotFoundError, ImageError) as exc:
-            log.warning("image %s unreadable: %s", entry["image_id"], exc)
-            return entry["id"], None
-
-    decoded, bad = {}, []
-    by_number = {im["id"]: im["image_id"] for im in m.images}
-    wanted = [im for im in m.images if only is None or im["id"] in only]
-    for number, image in pool.map(one, wanted):
-        if image is None:
-            bad.append(by_number[number])
-        elif keep:
-            decoded[number] = image
-    if bad and len(bad) > MAX_SKIPPED_FRACTION * len(m.images):
-        raise JobFailed(
-            messages.ERR_DATASET_CORRUPT,
-            f"{len(bad)} of {len(m.images)} images are missing or unreadable; delete or re-upload them",
-            tuple(bad),
-        )
-    return decoded, bad
-
-
-def decoded_bytes(m: manifest.Manifest, only: set[int] | None = None) -> int:
-    """What holding the images decoded (RGB, 8 bits) would take, from the manifest's sizes."""
-    return sum(
-        3 * int(im.get("width") or 0) * int(im.get("height") or 0)
-        for im in m.images
-        if only is None or im["id"] in only
-    )
-
-
-def holds_decoded(m: manifest.Manifest, only: set[int] | None = None, limit_mb: float | None = None) -> bool:
-    """Whether the job keeps its images decoded in memory (fast: each is decoded once) or streams them (each
-    read and decoded whenever used, none kept): detectors always keep them; a classification dataset keeps
-    them while they fit in TRAINER_DECODED_MB (settings.decoded_limit_mb)."""
-    limit = settings.decoded_limit_mb() if limit_mb is None else limit_mb
-    return m.task == "detection" or decoded_bytes(m, only) <= limit * 2**20
-
-
-def lazy_image(store: TrainerStore, project_id: str, image_id: str, streamed: bool = False):
-    """A loader for an image that was not decoded up front (its embedding was cached, or the dataset is
-    streamed: then the Example calls it on every use and keeps nothing)."""
-
-    def load():
-        try:
-            return decode_rgb(store.read_image(project_id, image_id), max_bytes=None)
-        except (ResourceNotFoundError, ImageError) as exc:
-            raise JobFailed(
-                messages.ERR_DATASET_CORRUPT,
-                f"image {image_id} became unreadable during training "
-                f"({type(exc).__name__}); delete or re-upload it",
-                (image_id,),
-            ) from None
-
-    load.streamed = streamed
-    return load
-
-
-SAMPLES = 4  # images the export checks the ONNX graph on
-
-
-def images_to_decode(
-    store: TrainerStore, job: messages.TrainingJob, m: manifest.Manifest, previous: dict | None
-) -> set[int] | None:
-    """Which images a Quick retraining must decode: when it will reuse the previous recipe, only those whose
-    embeddings are not cached (and a few samples for the export check); None = all of them."""
-    if m.task != "classification":
-        return None
-    from .classification import reusable_recipe
-    from .features import feature_name
-
-    negative = {c["id"] for c in m.categories if c.get("type") == "Negative"}
-    recipe, _ = reusable_recipe(
-        previous,
-        advanced=job.training_type == "Advanced",
-        n=len(m.images),
-        tags=len(m.categories) - len(negative),
-        multilabel=m.classification_type == "Multilabel",
-    )
-    if recipe is None:
-        return None
-    cache = BlobFeatureCache(store, job.project_id)
-    name = feature_name(recipe["backbone"])
-    wanted = {im["id"] for im in m.images if cache.get((name, recipe["resolution"], im["image_id"])) is None}
-    return wanted | {im["id"] for im in m.images[:SAMPLES]}
-
-
-def labels_of(m: manifest.Manifest) -> list[artifacts.Label]:
-    return [
-        artifacts.Label(index=i, tag_id=c["tag_id"], name=c["name"], type=c.get("type", "Regular"))
-        for i, c in enumerate(m.categories)
-    ]
-
-
-def previous_config(store: TrainerStore, job: messages.TrainingJob) -> dict | None:
-    """The training config of the job's previous completed iteration (its recipe), when it is still there and
-    was made for the same task and backbone; None otherwise (a first training, a changed domain, ...)."""
-    if not job.previous_iteration_id:
-        return None
-    try:
-        name = layout.iteration_artifact(
-            job.project_id, layout.guid(job.previous_iteration_id), layout.TRAINING_CONFIG
-        )
-        config = json.loads(store.read_model_blob(name))
-    except (ResourceNotFoundError, ValueError) as exc:
-        log.info("no reusable recipe from %s: %s", job.previous_iteration_id, type(exc).__name__)
-        return None
-    previous_job = config.get("job") or {}
-    if previous_job.get("task") != job.task or previous_job.get("backbone") != job.backbone:
-        return None
-    return {**config, "iteration_id": job.previous_iteration_id}
 
 
 # The model doctor's time budget as a share of the training time: its checks run cheapest first and stop once
@@ -391,102 +250,6 @@ def write_artifacts(
     return summary
 
 
-def write_int8(
-    store: TrainerStore, project_id: str, iteration_id: str, task: str, model_path: Path, sample=None
-) -> dict:
-    """The ONNXInt8 flavour: quantise, check, upload, and say how it went in MODEL_INT8_STATUS (written last).
-    A model that loses accuracy when quantised ships without it, and the status says why."""
-    from .export import ExportMismatch, quantize_int8
-
-    if task == artifacts.DETECTION:
-        status = {
-            "status": "Failed",
-            "reason": "int8 quantisation of detectors is not supported yet (it breaks "
-            "the box decoding); export ONNX12",
-        }
-    else:
-        target = model_path.with_name(layout.MODEL_INT8_ONNX)
-        try:
-            found = quantize_int8(model_path, target, sample=sample)
-            store.write_artifact(
-                project_id,
-                iteration_id,
-                layout.MODEL_INT8_ONNX,
-                target.read_bytes(),
-                "application/octet-stream",
-            )
-            status = {"status": "Done", **found}
-        except ExportMismatch as exc:
-            log.warning("no int8 flavour for %s: %s", iteration_id, exc)
-            status = {"status": "Failed", "reason": f"{exc}; export ONNX12 instead"}
-    status["at"] = messages.now_iso()
-    store.write_json(project_id, iteration_id, layout.MODEL_INT8_STATUS, status)
-    return status
-
-
-def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
-    """An export asked for through the API (ExportJob): the int8 flavour, or a conversion (converters.py),
-    of a completed iteration, checked on the first images of its dataset. Idempotent: a settled target is
-    not made again. Returns the status note it wrote (Done, or Failed with the reason)."""
-    p, it = job.project_id, job.iteration_id
-    target = exports.find(job.platform, job.flavor)
-    status_name = layout.iteration_artifact(p, it, target.status)
-    if store.exists(status_name):
-        return json.loads(store.read_model_blob(status_name))
-    sidecar = artifacts.ModelSidecar.from_json(
-        json.loads(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_SIDECAR)))
-    )
-    sample = None
-    try:
-        m = load_dataset(store, p, it)
-        with ThreadPoolExecutor(4) as pool:
-            images, _ = load_images(store, m, pool, {im["id"] for im in m.images[:SAMPLES]})
-        if images:
-            sample = artifacts.preprocess(list(images.values()), sidecar)
-    except JobFailed as exc:  # int8: quantised without a calibration sample (dynamic), and unchecked
-        log.warning("export %s of %s: no sample images (%s)", target.slug, it, exc)
-    with tempfile.TemporaryDirectory(prefix="export-") as tmp:
-        path = Path(tmp) / layout.MODEL_ONNX
-        path.write_bytes(store.read_model_blob(layout.iteration_artifact(p, it, layout.MODEL_ONNX)))
-        if target.slug == "ONNXInt8":
-            return write_int8(store, p, it, sidecar.task, path, sample)
-        return write_converted(store, p, it, target, sidecar.task, path, sample)
-
-
-def write_converted(
-    store: TrainerStore, project_id: str, iteration_id: str, target, task: str, model_path: Path, sample
-) -> dict:
-    """Convert, check against ONNX on real images, upload the files, then the status note (written last)."""
-    from . import converters
-    from .export import ExportMismatch
-    from .onnx_tf import UnsupportedGraph
-
-    out_dir = model_path.parent / target.slug
-    try:
-        if sample is None or not len(sample):
-            raise ExportMismatch("no readable training image to check the conversion on")
-        convert = {
-            "OpenVino": converters.to_openvino,
-            "TensorFlowNormal": converters.to_savedmodel,
-            "TensorFlowLite": converters.to_tflite,
-        }[target.slug]
-        found = convert(model_path, out_dir, sample, task)
-        for name, inside in target.files:
-            store.write_artifact(
-                project_id, iteration_id, name, (out_dir / inside).read_bytes(), "application/octet-stream"
-            )
-        status = {"status": "Done", **found}
-    except (ExportMismatch, ImportError, UnsupportedGraph) as exc:
-        log.warning("no %s export for %s: %s", target.slug, iteration_id, exc)
-        status = {
-            "status": "Failed",
-            "reason": f"{type(exc).__name__}: {exc}" if isinstance(exc, ImportError) else str(exc),
-        }
-    status["at"] = messages.now_iso()
-    store.write_json(project_id, iteration_id, target.status, status)
-    return status
-
-
 def completed_event(
     job: messages.TrainingJob, summary: dict, attempt: int, exportable: bool
 ) -> messages.TrainingEvent:
@@ -539,9 +302,7 @@ def run_job(
             f"training on {len(m.images) - len(skipped) if not keep else len(images)} images"
             f"{'' if keep else ' (streamed: too many to hold decoded)'}",
         )
-        result = train(
-            job, m, _Decoded(images, skipped, streamed=not keep), store, progress, device, previous
-        )
+        result = train(job, m, Decoded(images, skipped, streamed=not keep), store, progress, device, previous)
         timings["train"] = round(time.monotonic() - started - timings["load images"], 3)
         result.config["started_at"] = started_at
         result.config["decoded_images"] = len(
@@ -549,7 +310,7 @@ def run_job(
         )  # before training; lazy loads are counted in the embeddings
         result.config["streamed_images"] = not keep
         samples = [images[n] for n in list(images)[:SAMPLES]] or [
-            lazy_image(store, m.project_id, im["image_id"])() for im in _readable(m, skipped, SAMPLES)
+            lazy_image(store, m.project_id, im["image_id"])() for im in readable(m, skipped, SAMPLES)
         ]
         with tempfile.TemporaryDirectory(prefix="export-") as tmp:
             summary = write_artifacts(

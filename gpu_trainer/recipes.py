@@ -11,6 +11,10 @@ QUICK_CPU_BUDGET_S = (
 )
 GPU_BUDGET_S = 600.0  # Quick classification on a GPU
 DETECTION_QUICK_CPU_BUDGET_S = 150.0  # Quick detection on a CPU: head training across folds + the final model
+EXPORT_RESERVE_CPU_S = 12.0  # left of a classification budget for the final fit and export, on a CPU
+EXPORT_RESERVE_GPU_S = 5.0  # the same on a GPU
+BACKBONE_COST_FACTOR = 1.5  # another backbone is tried when 1.5x the first candidate's cost still fits
+FINETUNE_COST_FACTOR = 1.15  # a fine-tune's measured step time x its steps, with this margin, must fit
 
 # -- cross-validation (cv.py) -------------------------------------------------------------------------
 HELD_OUT_ABOVE = 3000  # more images than this: one stratified held-out split instead of k folds
@@ -26,9 +30,27 @@ GRID_MAX_IMAGES = 5000  # above this (on a CPU) only the global features are tri
 FINETUNE_VIEWS = 4  # augmented views of each image whose frozen-prefix outputs are computed once
 FINETUNE_UNFREEZE, FINETUNE_EPOCHS, FINETUNE_LR = 5, 20, 3e-4  # what Quick tries when the budget allows
 FINETUNE_CPU_RESOLUTION = 160  # a fine-tune on a CPU runs at most at this resolution
+FINETUNE_QUICK_FOLDS = 2  # Quick scores its fine-tune on at most this many folds
+FINETUNE_BATCH = 16  # images per fine-tuning step
+
+# -- Advanced training's search (recipe_search.RecipeSearch.advanced) ------------------------------------
+ADVANCED_RESOLUTIONS = (224, 288, 160)  # linear heads on each backbone at these; the first is the default
+ADVANCED_FINETUNES = ((5, 20), (8, 30), (12, 40))  # (unfrozen stages, epochs), in the order tried
+ADVANCED_PATIENCE = 3  # the search stops after this many candidates in a row that bring nothing
+
+# -- retraining -------------------------------------------------------------------------------------------
+WARM_START_CHANGE = 1.5  # Quick retraining reuses the previous recipe while the set grew or shrank by less
 
 # -- how much better a candidate must score (CV log-likelihood per image) to be taken -------------------
 FEATURE_VARIANT_MARGIN = 0.002  # the grid features over the global ones, for the same backbone
 BACKBONE_MARGIN = 0.01  # another backbone over the default one
 FINETUNE_MARGIN = 0.02  # a fine-tune over the best linear head
 MIN_GAIN = 0.002  # Advanced training changes its recipe only for more than this (and its standard error)
+
+# -- detection (detection.Recipe holds each recipe's defaults; these are what Quick and Advanced choose) ----
+DETECTION_INPUT_SIZE = 320  # px, square
+DETECTION_LARGE_INPUT_SIZE = 416  # Advanced also tries training the stride-32 stages at this size
+DETECTION_QUICK_CPU_MAX_VIEWS = 720  # Quick on a CPU: about 720 backbone passes at most, the head in minutes
+# Quick on a GPU and every Advanced recipe: more views, a longer schedule
+DETECTION_LONG_SCHEDULE = {"views": 10, "epochs": 60, "max_steps": 1500}
+DETECTION_ADVANCED_FOLDS = 5

@@ -18,7 +18,8 @@ from azure.core.exceptions import HttpResponseError, ResourceExistsError, Resour
 
 from cvcore import exports, layout, messages
 
-from .job import run_export, run_job
+from .flavours import run_export
+from .job import run_job
 from .store import TrainerStore
 
 log = logging.getLogger(__name__)

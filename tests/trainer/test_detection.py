@@ -1,6 +1,7 @@
-"""Detection training (gpu_trainer/detection.py): targets and decode, box-preserving augmentation, a small
-training on composed scenes (real photos, exact boxes), the evaluation contract, ONNX export matching
-torch in onnxruntime, divergence. Small on purpose: 128 px inputs, a dozen images, few steps."""
+"""Detection training (gpu_trainer/detection.py, detection_eval.py): targets and decode, box-preserving
+augmentation, a small training on composed scenes (real photos, exact boxes), the evaluation contract, ONNX
+export matching torch in onnxruntime, divergence. Small on purpose: 128 px inputs, a dozen images, few
+steps."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from PIL import Image
 
 from cvcore import boxes as B
 from cvcore.artifacts import DETECTION, Label, ModelSidecar, preprocess
-from gpu_trainer import detection
+from gpu_trainer import detection, detection_eval
 from gpu_trainer.detection import DetExample, train_detector
 from gpu_trainer.detection_augment import augment
 from gpu_trainer.detection_model import Decode, regression_boxes, targets
@@ -193,7 +194,7 @@ def test_model_outputs_and_fit(trained):
                 "detections": [list(d) for d in dets],
             }
         )
-    assert detection.coco_maps(images, 2)["map50"] > 0.7
+    assert detection_eval.coco_maps(images, 2)["map50"] > 0.7
 
 
 def test_onnx_export_matches_torch(trained, tmp_path):
@@ -237,7 +238,7 @@ def test_diverging_loss_raises(monkeypatch):
 
 def test_folds_are_balanced_by_tag():
     examples = _examples(6, seed=3)
-    folds = detection.assign_folds(examples, 3, seed=0)
+    folds = detection_eval.assign_folds(examples, 3, seed=0)
     assert sorted(np.bincount(folds).tolist()) == [4, 4, 4]
     for tag in range(2):
         assert sorted(
@@ -252,12 +253,12 @@ def test_coco_maps_and_calibration():
     perfect = [
         {"width": 100, "height": 80, "truth": truth, "detections": [[t[0], 0.9, *t[1:]] for t in truth]}
     ]
-    assert detection.coco_maps(perfect, 2) == pytest.approx({"map30": 1.0, "map50": 1.0, "map75": 1.0})
+    assert detection_eval.coco_maps(perfect, 2) == pytest.approx({"map30": 1.0, "map50": 1.0, "map75": 1.0})
     shifted = [{**perfect[0], "detections": [[0, 0.9, 0.2, 0.1, 0.3, 0.3]]}]  # IoU 0.5 with the cat, no cup
-    maps = detection.coco_maps(shifted, 2)
+    maps = detection_eval.coco_maps(shifted, 2)
     assert maps["map30"] == pytest.approx(0.5) and maps["map75"] == 0.0
-    assert detection.coco_maps([{**perfect[0], "detections": []}], 2)["map50"] == 0.0
-    assert detection.fit_calibration(perfect) == (1.0, 0.0)  # too little evidence: identity
+    assert detection_eval.coco_maps([{**perfect[0], "detections": []}], 2)["map50"] == 0.0
+    assert detection_eval.fit_calibration(perfect) == (1.0, 0.0)  # too little evidence: identity
     rng = np.random.default_rng(0)
     images = []
     for _ in range(60):  # scores 0.2 right half the time, 0.6 right almost always
@@ -265,10 +266,10 @@ def test_coco_maps_and_calibration():
         right = rng.random() < (0.5 if s == 0.2 else 0.95)
         box = [0.1, 0.1, 0.3, 0.3] if right else [0.6, 0.6, 0.3, 0.3]
         images.append({"truth": [[0, 0.1, 0.1, 0.3, 0.3]], "detections": [[0, s, *box]]})
-    a, b = detection.fit_calibration(images)
+    a, b = detection_eval.fit_calibration(images)
     assert a > 0
-    assert detection._calibrate(0.2, (a, b)) == pytest.approx(0.5, abs=0.15)
-    assert detection._calibrate(0.6, (a, b)) > 0.85
+    assert detection_eval.calibrate_score(0.2, (a, b)) == pytest.approx(0.5, abs=0.15)
+    assert detection_eval.calibrate_score(0.6, (a, b)) > 0.85
 
 
 def test_decode_graph_is_deterministic_with_saturated_scores(tmp_path):
@@ -330,6 +331,9 @@ def test_calibration_survives_separable_scores():
         }
         for s in np.linspace(0.05, 0.95, 40)
     ]
-    a, b = detection.fit_calibration(images)
+    a, b = detection_eval.fit_calibration(images)
     assert 0 < a <= 8 and abs(b) <= 10
-    assert detection._calibrate(0.9, (a, b)) > 0.9 and detection._calibrate(0.1, (a, b)) < 0.1
+    assert (
+        detection_eval.calibrate_score(0.9, (a, b)) > 0.9
+        and detection_eval.calibrate_score(0.1, (a, b)) < 0.1
+    )

@@ -1,4 +1,4 @@
-"""The model doctor (gpu_trainer/doctor.py): each diagnosis on evidence where the answer is known, the page,
+"""The model doctor (gpu_trainer/doctor/): each diagnosis on evidence where the answer is known, the page,
 and its place in the training (near duplicates share a fold, the evidence it is handed)."""
 
 from __future__ import annotations
