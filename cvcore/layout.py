@@ -156,7 +156,7 @@ TRAINING_CONFIG = "config.json"
 EVALUATION = "evaluation.json"  # metrics plus per-image scores, so any threshold can be re-evaluated
 REPORT_PR_CURVES = "report/pr_curves.png"
 REPORT_CONFUSION = "report/confusion_matrix.png"
-ADVICE = "advice.json"  # the model doctor's findings (gpu_trainer/doctor.py), GET .../iterations/{id}/advice
+ADVICE = "advice.json"  # the model doctor's findings (gpu_trainer/doctor/), GET .../iterations/{id}/advice
 REPORT_ADVICE = "report/advice.html"  # the same as a page
 COMPLETED_MARKER = "_completed.json"  # written last: its presence means every artifact above is in place
 

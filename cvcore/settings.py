@@ -44,7 +44,7 @@ APP_SETTINGS = (
 # (classification 45, detection 150); a GPU is not limited by it.
 TRAINER_QUICK_CPU_SECONDS = "TRAINER_QUICK_CPU_SECONDS"
 # The most memory (MiB) a classification job's decoded images may take; a larger dataset is streamed (each image
-# read and decoded whenever used, none kept) instead of decoded once and held (gpu_trainer/job.holds_decoded).
+# read and decoded whenever used, none kept) instead of decoded once and held (gpu_trainer/dataset.holds_decoded).
 TRAINER_DECODED_MB = "TRAINER_DECODED_MB"
 DECODED_MB_DEFAULT = 4096.0
 TRAINER_SETTINGS = (TRAINER_QUICK_CPU_SECONDS, TRAINER_DECODED_MB)
