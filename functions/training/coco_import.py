@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from cvcore import coco, layout
@@ -210,7 +210,7 @@ def _check_image(
 def import_report(
     repo: MetadataRepository,
     blobs: BlobStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     project: Project,
     report: coco.Report,
     resolver: coco.Resolver,

@@ -70,13 +70,14 @@ def region_proposals(
 
 
 def _require_image(repo: MetadataRepository, project: Project, image_id: str) -> str:
+    checked: str | None  # None (and so "image None" below) when it is not a GUID
     try:
-        image_id = layout.guid(image_id, "imageId")
+        checked = layout.guid(image_id, "imageId")
     except ValueError:
-        image_id = None
-    if image_id is None or image_id not in repo.get_images(project.id, [image_id]):
-        raise NotFound("NotFoundImage", f"imageId: image {image_id} does not exist in this project")
-    return image_id
+        checked = None
+    if checked is None or checked not in repo.get_images(project.id, [checked]):
+        raise NotFound("NotFoundImage", f"imageId: image {checked} does not exist in this project")
+    return checked
 
 
 def _decode(blobs: BlobStore, project_id: str, image_id: str, *, full: bool):
