@@ -143,6 +143,14 @@ def _is_guid(value: str) -> bool:
         return False
 
 
+def saved_iteration(repo: MetadataRepository, project_id: str, iteration_id: str) -> Iteration:
+    """An iteration re-read right after this request wrote it; deleted meanwhile is the request's 404."""
+    it = repo.get_iteration(project_id, iteration_id)
+    if it is None:
+        raise NotFound("NotFoundIteration", "the iteration was deleted meanwhile")
+    return it
+
+
 _T = TypeVar("_T")
 
 

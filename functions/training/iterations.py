@@ -12,7 +12,7 @@ from collections import OrderedDict
 from cvcore import layout, messages
 from cvcore.errors import BadRequest, NotFound
 
-from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository
+from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository, saved_iteration
 from ..domain.records import Iteration, Project, utcnow
 from ..prediction.published import publish_changed
 from . import serialize
@@ -40,18 +40,10 @@ def _edit(repo: MetadataRepository, project_id: str, it: Iteration, change) -> I
         it.last_modified = utcnow()
         try:
             repo.update_iteration(project_id, it)
-            return _still_there(repo, project_id, it.id)
+            return saved_iteration(repo, project_id, it.id)
         except ConcurrencyError:
-            it = _still_there(repo, project_id, it.id)
+            it = saved_iteration(repo, project_id, it.id)
     raise BadRequest("Conflict", "the iteration kept changing; try again")
-
-
-def _still_there(repo: MetadataRepository, project_id: str, iteration_id: str) -> Iteration:
-    """The iteration as saved, re-read after a write; deleted meanwhile is the caller's 404."""
-    it = repo.get_iteration(project_id, iteration_id)
-    if it is None:
-        raise NotFound("NotFoundIteration", "the iteration was deleted meanwhile")
-    return it
 
 
 def list_iterations(repo: MetadataRepository, project_id: str) -> list[dict]:

@@ -30,7 +30,7 @@ from ..prediction import scoring, service
 from ..prediction.predict import predict_image
 from ..prediction.published import Published
 from .projects import require_project
-from .proposal_search import SIDE, propose
+from .proposal_search import SIDE, propose, scored_boxes
 from .quicktest import latest_completed
 from .smart_labeler import read_original
 
@@ -97,7 +97,7 @@ def _detections(model, image) -> list[tuple[float, float, float, float, float]]:
     box = boxops.clip01([[p["boundingBox"][k] for k in ("left", "top", "width", "height")] for p in regions])
     score = np.array([p["probability"] for p in regions], dtype=np.float64)
     keep = boxops.nms(box, score, iou_threshold=_ABOVE, max_detections=MAX_PROPOSALS)
-    return [(float(score[i]), *(float(v) for v in box[i])) for i in keep]
+    return scored_boxes(score, box, keep)
 
 
 def _fill(detections: list, generic: list) -> list:
