@@ -26,7 +26,10 @@ log = logging.getLogger(__name__)
     source=func.BlobSource.EVENT_GRID,
 )
 def ingest_upload(blob: func.InputStream) -> None:
-    name = blob.name.split("/", 1)[1] if blob.name.startswith(layout.UPLOADS + "/") else blob.name
+    path = blob.name  # "uploads/<name>"; the SDK types it optional, a blob trigger always sets it
+    if path is None:
+        raise ValueError("the blob trigger passed no blob name")
+    name = path.split("/", 1)[1] if path.startswith(layout.UPLOADS + "/") else path
     s = bootstrap.services()
     result = ingest_drop(
         s.repo, s.blobs, s.pool, name, blob.read(), blob_endpoint=s.settings.storage.endpoints.get("blob")

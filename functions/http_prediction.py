@@ -12,6 +12,7 @@ from cvcore import artifacts
 
 from . import bootstrap
 from .bootstrap import Services
+from .domain.ports import wired
 from .prediction import service
 from .web.edge import serve
 from .web.http import ApiRequest
@@ -42,7 +43,7 @@ def _predict(
 ):
     data, url = (image_bytes(r), None) if source == "image" else (None, image_url(r))
     return service.predict(
-        s.predictor,
+        wired(s.predictor, "predictor"),
         projectId,
         publishedName,
         _TASKS[kind],

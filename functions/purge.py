@@ -9,6 +9,7 @@ import logging
 import azure.functions as func
 
 from . import bootstrap
+from .domain.ports import wired
 from .domain.records import utcnow
 from .prediction.ports import RETENTION
 from .training import review
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 def purge_predictions(timer: func.TimerRequest) -> None:
     cutoff = utcnow() - RETENTION
     services = bootstrap.services()
-    removed = services.predictor.store.purge(cutoff)
+    removed = wired(services.predictor, "predictor").store.purge(cutoff)
     log.info(
         "purged %d stored predictions made before %s%s",
         removed,

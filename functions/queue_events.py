@@ -9,6 +9,7 @@ import azure.functions as func
 from cvcore import layout, messages
 
 from . import bootstrap
+from .domain.ports import wired
 from .training import exporting, webhooks
 from .training.events import apply_event
 from .training.integration import training_message
@@ -54,11 +55,12 @@ def training_events(msg: func.QueueMessage) -> None:
 def webhook_deliveries(msg: func.QueueMessage) -> None:
     """One attempt of a project webhook delivery (training/webhooks.py); retries are re-queued with a delay."""
     s = bootstrap.services()
+    integration = wired(s.integration, "integration")
     status = webhooks.attempt(
         s.repo,
         s.blobs,
-        s.integration.webhook_queue,
+        integration.webhook_queue,
         msg.get_body().decode(),
-        s.integration.webhook_allow_origins,
+        integration.webhook_allow_origins,
     )
     log.info("webhook delivery %s: %s", msg.id, status)

@@ -31,9 +31,7 @@ def project_imports(msg: func.QueueMessage) -> None:
     try:
         doomed = deletion.parse_job(body)  # None: another kind of job
         dataset = datasets.parse_job(body) if doomed is None else None  # None: an import job
-        project_id, snapshot = (
-            project_transfer.parse_job(body) if dataset is None and doomed is None else (None, None)
-        )
+        transfer = project_transfer.parse_job(body) if dataset is None and doomed is None else None
     except ValueError as exc:
         log.error("import job %s rejected: %s", msg.id, exc)  # raised: the host poisons it after its retries
         raise
@@ -54,6 +52,9 @@ def project_imports(msg: func.QueueMessage) -> None:
         status = datasets.finish_registration(s, dataset, last_attempt=attempt >= MAX_ATTEMPTS)
         log.info("dataset registration %s (attempt %d): %s", dataset, attempt, status)
         return
+    if transfer is None:  # cannot happen: a body that is neither a deletion nor a dataset parsed as an import
+        raise AssertionError(f"import job {msg.id} matched no kind")
+    project_id, snapshot = transfer
     status = project_transfer.run_import(
         s.repo,
         s.blobs,

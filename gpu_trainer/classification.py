@@ -80,8 +80,9 @@ class ClassifierResult:
     model: nn.Module  # normalised NCHW float32 -> probabilities per label (temperature and gate applied)
     sidecar: artifacts.ModelSidecar
     evaluation: dict
+    evidence: doctor.Evidence  # what the model doctor diagnoses the data from
     config: dict = field(default_factory=dict)
-    evidence: object = None  # doctor.Evidence: what the model doctor diagnoses the data from
+    advice: dict | None = None  # the model doctor's advice.json, added by job.train once diagnosed
 
 
 _PRETRAINED: dict[tuple[str, str], backbones.Backbone] = {}

@@ -27,6 +27,18 @@ def signed_sqrt_np(x: np.ndarray) -> np.ndarray:
 class ClassifierModel(nn.Module):
     """extractor -> signed sqrt -> standardise -> linear -> /T -> softmax|sigmoid -> x gate -> label order."""
 
+    # Buffers (register_buffer in __init__), named here so their type is Tensor rather than nn.Module's
+    # Tensor | Module attribute lookup.
+    mean: Tensor
+    scale: Tensor
+    weight: Tensor
+    bias: Tensor
+    inv_temperature: Tensor
+    out_index: Tensor
+    bank: Tensor
+    gate_centre: Tensor
+    gate_width: Tensor
+
     def __init__(
         self,
         extractor: nn.Module,
@@ -56,7 +68,8 @@ class ClassifierModel(nn.Module):
         self.use_gate = bank is not None and len(bank) > 0
         self.gate_dims = int(gate_dims or weight.shape[1])  # the leading (globally pooled) values it compares
         self.register_buffer(
-            "bank", (bank if self.use_gate else torch.zeros(1, self.gate_dims)).float().clone()
+            "bank",
+            (bank if bank is not None and self.use_gate else torch.zeros(1, self.gate_dims)).float().clone(),
         )
         self.register_buffer("gate_centre", torch.tensor(float(gate_centre)))
         self.register_buffer("gate_width", torch.tensor(float(gate_width)))

@@ -31,7 +31,7 @@ class Decoded(dict):
         self.skipped, self.streamed = tuple(skipped), streamed
 
 
-def readable(m: manifest.Manifest, skipped, n: int) -> list[dict]:
+def readable(m: manifest.Manifest, skipped, n: int) -> list[manifest.ImageEntry]:
     """The first n manifest images that are not among the unreadable ones."""
     bad = set(skipped)
     return [im for im in m.images if im["image_id"] not in bad][:n]
@@ -107,23 +107,24 @@ def holds_decoded(m: manifest.Manifest, only: set[int] | None = None, limit_mb: 
     return m.task == "detection" or decoded_bytes(m, only) <= limit * 2**20
 
 
-def lazy_image(store: TrainerStore, project_id: str, image_id: str, streamed: bool = False):
+class lazy_image:  # lower case: called like the loader function it replaced
     """A loader for an image that was not decoded up front (its embedding was cached, or the dataset is
-    streamed: then the Example calls it on every use and keeps nothing)."""
+    streamed: then the Example calls it on every use and keeps nothing). A class rather than a closure so
+    `streamed`, which the Example reads, is a declared attribute."""
 
-    def load():
+    def __init__(self, store: TrainerStore, project_id: str, image_id: str, streamed: bool = False):
+        self.store, self.project_id, self.image_id, self.streamed = store, project_id, image_id, streamed
+
+    def __call__(self):
         try:
-            return decode_rgb(store.read_image(project_id, image_id), max_bytes=None)
+            return decode_rgb(self.store.read_image(self.project_id, self.image_id), max_bytes=None)
         except (ResourceNotFoundError, ImageError) as exc:
             raise JobFailed(
                 messages.ERR_DATASET_CORRUPT,
-                f"image {image_id} became unreadable during training "
+                f"image {self.image_id} became unreadable during training "
                 f"({type(exc).__name__}); delete or re-upload it",
-                (image_id,),
+                (self.image_id,),
             ) from None
-
-    load.streamed = streamed
-    return load
 
 
 def images_to_decode(

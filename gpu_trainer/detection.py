@@ -84,6 +84,7 @@ class DetectorResult:
     sidecar: artifacts.ModelSidecar
     evaluation: dict
     config: dict
+    advice: dict | None = None  # the model doctor's advice.json, added by job.train once diagnosed
 
 
 @dataclass

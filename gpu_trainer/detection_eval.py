@@ -96,15 +96,16 @@ def coco_maps(images: list[dict], num_labels: int) -> dict[str, float]:
 def fit_calibration(images: list[dict], overlap: float = 0.5) -> tuple[float, float]:
     """Platt scaling of out-of-fold peak scores against 'this box is right' (label and IoU >= overlap):
     (a, b) with calibrated = sigmoid(a * logit(score) + b); identity when there is too little evidence."""
-    xs, ys = [], []
+    xs: list[float] = []
+    hit: list[bool] = []
     for im in images:
         for label in {int(d[0]) for d in im["detections"]}:
             dets = sorted((d for d in im["detections"] if int(d[0]) == label), key=lambda d: -d[1])
             truth = [t[1:5] for t in im["truth"] if int(t[0]) == label]
             hits = boxops.match(truth, [d[2:6] for d in dets], overlap)
             xs += [d[1] for d in dets]
-            ys += hits.tolist()
-    ys = np.asarray(ys, dtype=np.float64)
+            hit += hits.tolist()
+    ys = np.asarray(hit, dtype=np.float64)
     if len(ys) < 20 or ys.sum() < 5 or (1 - ys).sum() < 5:
         return 1.0, 0.0
     x = np.clip(np.asarray(xs, dtype=np.float64), 1e-6, 1 - 1e-6)

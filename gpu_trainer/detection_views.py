@@ -42,7 +42,8 @@ class Cache:
         size = recipe.input_size
         per_image = max(1, min(recipe.views, recipe.max_views // max(1, len(examples))))
         rng = random.Random(f"views:{seed}")
-        self.owner, self.boxes = [], []
+        owner: list[int] = []  # the example each view comes from; an array once all are made
+        self.boxes = []
         f16, f32 = [], []
         pending: list[np.ndarray] = []
 
@@ -63,7 +64,7 @@ class Cache:
             for v in range(per_image):
                 image, view_boxes = (ex.image, list(ex.boxes)) if v == 0 else augment(work, ex.boxes, rng)
                 pending.append(artifacts.preprocess([image], sidecar))
-                self.owner.append(n)
+                owner.append(n)
                 self.boxes.append(view_boxes)
                 if len(pending) == 16:
                     flush()
@@ -76,7 +77,7 @@ class Cache:
             flush()
         self.f16 = torch.cat(f16)
         self.f32 = torch.cat(f32)
-        self.owner = np.asarray(self.owner)
+        self.owner = np.asarray(owner)
         self.first_view = {n: int(np.flatnonzero(self.owner == n)[0]) for n in range(len(examples))}
         h, w = self.f16.shape[-2:]
         t = [targets(b, num_labels, h, w) for b in self.boxes]

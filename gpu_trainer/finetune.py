@@ -65,7 +65,7 @@ class BackboneSplit:
                 pooled.append(x.mean(dim=(2, 3)))
         return x, (torch.cat(pooled, dim=1) if pooled else x.new_zeros(x.shape[0], 0))
 
-    def suffix(self, tail: nn.Module, h: Tensor, pooled: Tensor) -> Tensor:
+    def suffix(self, tail: nn.Sequential, h: Tensor, pooled: Tensor) -> Tensor:
         out = [pooled] if pooled.shape[1] else []
         for j, stage in enumerate(tail):
             h = stage(h)
@@ -86,7 +86,8 @@ def prefix_views(split: BackboneSplit, base: Tensor, views: int, device: str, se
                 if v:
                     x = augment(x, g)
                 m, p = split.prefix(x.to(device))
-                maps.append(m.cpu()), pooled.append(p.cpu())
+                maps.append(m.cpu())
+                pooled.append(p.cpu())
             out.append((torch.cat(maps), torch.cat(pooled)))
     return out
 
@@ -156,7 +157,7 @@ def finetune_fit(
             feats = split.suffix(tail, h, pooled)
             z = (signed_sqrt(feats) - mean) * scale
             logits = z @ w.t() + b
-            if problem.multilabel:
+            if problem.multilabel or sw is None:  # sw is None exactly when multilabel
                 loss = F.binary_cross_entropy_with_logits(logits, y[j].float().to(device))
             else:
                 loss = (
@@ -202,7 +203,7 @@ def finetune_step_seconds(
 
 
 def tail_features(
-    split: BackboneSplit, tail: nn.Module, views, rows: np.ndarray, device: str, batch: int = 64
+    split: BackboneSplit, tail: nn.Sequential, views, rows: np.ndarray, device: str, batch: int = 64
 ):
     out = []
     with torch.no_grad():

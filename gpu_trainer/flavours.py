@@ -53,13 +53,22 @@ def write_int8(
     return status
 
 
+def export_target(job: messages.ExportJob) -> tuple[exports.Target, str]:
+    """The target an ExportJob asks for and the name of its status note. The API queues only targets the
+    trainer makes, and each has a note, so anything else is a malformed job."""
+    target = exports.find(job.platform, job.flavor)
+    if target is None or target.status is None:
+        raise ValueError(f"export job for {job.platform}/{job.flavor}: not a target the trainer makes")
+    return target, target.status
+
+
 def run_export(job: messages.ExportJob, store: TrainerStore) -> dict:
     """An export asked for through the API (ExportJob): the int8 flavour, or a conversion (converters.py),
     of a completed iteration, checked on the first images of its dataset. Idempotent: a settled target is
     not made again. Returns the status note it wrote (Done, or Failed with the reason)."""
     p, it = job.project_id, job.iteration_id
-    target = exports.find(job.platform, job.flavor)
-    status_name = layout.iteration_artifact(p, it, target.status)
+    target, status = export_target(job)
+    status_name = layout.iteration_artifact(p, it, status)
     if store.exists(status_name):
         return json.loads(store.read_model_blob(status_name))
     sidecar = artifacts.ModelSidecar.from_json(

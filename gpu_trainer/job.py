@@ -107,12 +107,12 @@ def train(
         boxes: dict[int, list] = {}
         for a in m.annotations:
             boxes.setdefault(a["image_id"], []).append((index_of[a["category_id"]], *a["bbox"]))
-        examples = [DetExample(image=images[n], boxes=boxes.get(n, []), key=key_of[n]) for n in images]
+        shown = [DetExample(image=images[n], boxes=boxes.get(n, []), key=key_of[n]) for n in images]
 
         if budget is None and device == "cpu":
             budget = settings.quick_cpu_seconds(recipes.DETECTION_QUICK_CPU_BUDGET_S)
-        result = train_detector(
-            examples,
+        detected = train_detector(
+            shown,
             labels,
             backbone=job.backbone,
             advanced=job.training_type == "Advanced",
@@ -121,10 +121,10 @@ def train(
             progress=progress,
             dataset_hash=job.dataset_hash,
         )
-        result.advice = doctor.diagnose_detector(
+        detected.advice = doctor.diagnose_detector(
             [{"id": key_of[n], "boxes": boxes.get(n, [])} for n in key_of], [lab.name for lab in labels]
         )
-        return result
+        return detected
     from .classification import Example, train_classifier
 
     tags_of: dict[int, list[int]] = {}
@@ -273,7 +273,8 @@ def run_job(
     """Train one iteration end to end; returns the final status it reported."""
     from cvcore import domains
 
-    exportable = bool(domains.get(job.domain_id) and domains.get(job.domain_id).exportable)
+    domain = domains.get(job.domain_id)
+    exportable = bool(domain and domain.exportable)
     marker = layout.iteration_artifact(job.project_id, job.iteration_id, layout.COMPLETED_MARKER)
     if store.exists(marker):  # a duplicated message: the work is done, just say so again
         store.emit(completed_event(job, json.loads(store.read_model_blob(marker)), attempt, exportable))

@@ -162,7 +162,7 @@ def linear_cv(
     results = {c: np.zeros((n, problem.classes), dtype=np.float64) for c in grid}
     sims = np.full(n, np.nan)
     done = np.zeros(n, dtype=bool)
-    finished = []
+    finished: list[int] = []  # folds done (the first always runs, whatever the deadline)
 
     def one_fold(f, train, test):
         if deadline is not None and finished and time.monotonic() > deadline:

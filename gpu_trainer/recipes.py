@@ -5,6 +5,8 @@ model says what it was trained with; this file says what the trainer would choos
 
 from __future__ import annotations
 
+from typing import Any
+
 # -- time -------------------------------------------------------------------------------------------
 QUICK_CPU_BUDGET_S = (
     45.0  # Quick classification on a CPU: 10 tags x 50 images train, evaluate, export in a minute
@@ -52,5 +54,6 @@ DETECTION_INPUT_SIZE = 320  # px, square
 DETECTION_LARGE_INPUT_SIZE = 416  # Advanced also tries training the stride-32 stages at this size
 DETECTION_QUICK_CPU_MAX_VIEWS = 720  # Quick on a CPU: about 720 backbone passes at most, the head in minutes
 # Quick on a GPU and every Advanced recipe: more views, a longer schedule
-DETECTION_LONG_SCHEDULE = {"views": 10, "epochs": 60, "max_steps": 1500}
+# Any: spread into detection.Recipe(...) beside str fields, so its values are not all one type to the checker
+DETECTION_LONG_SCHEDULE: dict[str, Any] = {"views": 10, "epochs": 60, "max_steps": 1500}
 DETECTION_ADVANCED_FOLDS = 5

@@ -16,9 +16,9 @@ import threading
 
 from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
 
-from cvcore import exports, layout, messages
+from cvcore import layout, messages
 
-from .flavours import run_export
+from .flavours import export_target, run_export
 from .job import run_job
 from .store import TrainerStore
 
@@ -162,7 +162,7 @@ def _handle_export(message, queue, store: TrainerStore, job: messages.ExportJob,
         store.write_json(
             job.project_id,
             job.iteration_id,
-            exports.find(job.platform, job.flavor).status,
+            export_target(job)[1],
             {"status": "Failed", "reason": reason, "at": messages.now_iso()},
         )
         store.emit(

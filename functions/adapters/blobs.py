@@ -9,7 +9,13 @@ from datetime import UTC, datetime, timedelta
 from itertools import islice
 
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
-from azure.storage.blob import BlobSasPermissions, BlobServiceClient, ContentSettings, generate_blob_sas
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    UserDelegationKey,
+    generate_blob_sas,
+)
 
 from ..domain.ports import BlobStore
 
@@ -22,7 +28,7 @@ class AzureBlobStore(BlobStore):
         self._service = service
         self._pool = pool
         self._lock = threading.Lock()
-        self._delegation = None  # (key, expires)
+        self._delegation: tuple[UserDelegationKey, datetime] | None = None  # (key, expires)
 
     def put(self, container: str, name: str, data: bytes, content_type: str) -> None:
         self._service.get_blob_client(container, name).upload_blob(
@@ -63,11 +69,16 @@ class AzureBlobStore(BlobStore):
     def url(self, container: str, name: str) -> str:
         now = datetime.now(UTC)
         expiry = now + URL_LIFETIME
+        account = self._service.account_name
+        if not account:  # the SDK leaves it unset only for a URL it cannot parse; a SAS is signed for it
+            raise ValueError(
+                f"the blob service URL {self._service.url!r} names no storage account to sign for"
+            )
         credential = self._service.credential
         account_key = getattr(credential, "account_key", None)
         if account_key:
             sas = generate_blob_sas(
-                self._service.account_name,
+                account,
                 container,
                 name,
                 account_key=account_key,
@@ -76,7 +87,7 @@ class AzureBlobStore(BlobStore):
             )
         else:
             sas = generate_blob_sas(
-                self._service.account_name,
+                account,
                 container,
                 name,
                 user_delegation_key=self._delegation_key(now),
@@ -85,7 +96,7 @@ class AzureBlobStore(BlobStore):
             )
         return f"{self._service.url.rstrip('/')}/{container}/{name}?{sas}"
 
-    def _delegation_key(self, now: datetime):
+    def _delegation_key(self, now: datetime) -> UserDelegationKey:
         with self._lock:
             if self._delegation is None or self._delegation[1] - now < URL_LIFETIME:
                 expires = now + _DELEGATION_LIFETIME

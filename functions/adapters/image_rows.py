@@ -15,6 +15,7 @@ anything else makes it read the rows again. One small query (the shards) per lis
 
 from __future__ import annotations
 
+import builtins  # ImageRows.list shadows the builtin in its class body, so later annotations name it so
 import dataclasses
 import random
 import threading
@@ -109,7 +110,7 @@ class ImageRows:
 
     # --- writing ----------------------------------------------------------------------------------------
 
-    def add(self, project_id: str, images: list[ImageRecord]) -> set[str]:
+    def add(self, project_id: str, images: builtins.list[ImageRecord]) -> set[str]:
         existed: set[str] = set()
         for i in range(0, len(images), BATCH - 1):
             todo = images[i : i + BATCH - 1]
@@ -177,7 +178,7 @@ class ImageRows:
 
     # --- internals --------------------------------------------------------------------------------------
 
-    def _scan(self, project_id: str) -> list[ImageRecord]:
+    def _scan(self, project_id: str) -> builtins.list[ImageRecord]:
         rows = self._table.query_entities(
             "PartitionKey eq @pk and RowKey lt @end", parameters={"pk": project_id, "end": ROWS_END}
         )
@@ -209,7 +210,7 @@ class ImageRows:
             pass
         return self._shards(project_id)
 
-    def _transact(self, project_id: str, ops: list, delta: ImageCounts, apply: Callable) -> None:
+    def _transact(self, project_id: str, ops: builtins.list, delta: ImageCounts, apply: Callable) -> None:
         """Submit `ops` with the counts moved by `delta` on one shard, retrying shard conflicts. Raises
         TableTransactionError when an operation of `ops` itself was refused."""
         for attempt in range(ATTEMPTS):
@@ -253,7 +254,7 @@ class ImageRows:
             hit.version = tuple(sorted((k, etags[-1] if k == key else e) for k, e in hit.version))
 
     @staticmethod
-    def _adding(images: list[ImageRecord]):
+    def _adding(images: builtins.list[ImageRecord]):
         def apply(records, etags):
             for im, etag in zip(images, etags, strict=False):  # etags end with the shard row's
                 records[im.id] = _copy(im, etag)
@@ -268,7 +269,7 @@ class ImageRows:
         return apply
 
     @staticmethod
-    def _removing(ids: list[str]):
+    def _removing(ids: builtins.list[str]):
         def apply(records, etags):
             for i in ids:
                 records.pop(i, None)

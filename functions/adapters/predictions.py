@@ -13,7 +13,7 @@ were stored before those rows existed get them once, at their first uncertainty 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from itertools import islice
@@ -251,7 +251,7 @@ class TablePredictionStore(PredictionStore):
         found = self.get(project_id, ids)  # their uncertainty names their third row
         self._remove(project_id, {i: found[i].uncertainty if i in found else None for i in ids})
 
-    def _remove(self, project_id: str, uncertainty: dict[str, float | None]) -> None:
+    def _remove(self, project_id: str, uncertainty: Mapping[str, float | None]) -> None:
         delete_rows(self._table, project_id, [k for i, u in uncertainty.items() for k in _keys(i, u)])
         self._delete_blobs([(project_id, i) for i in uncertainty])
 

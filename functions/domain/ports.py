@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable
+from typing import TypeVar
 
 from cvcore import layout
 from cvcore.errors import NotFound
@@ -140,3 +141,23 @@ def _is_guid(value: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def saved_iteration(repo: MetadataRepository, project_id: str, iteration_id: str) -> Iteration:
+    """An iteration re-read right after this request wrote it; deleted meanwhile is the request's 404."""
+    it = repo.get_iteration(project_id, iteration_id)
+    if it is None:
+        raise NotFound("NotFoundIteration", "the iteration was deleted meanwhile")
+    return it
+
+
+_T = TypeVar("_T")
+
+
+def wired(value: _T | None, what: str) -> _T:
+    """A service the caller needs from the composition root (bootstrap.Services, or a Protocol of it).
+    bootstrap.build wires every one; the fields are optional only so a test can build Services with just what
+    it exercises, so a missing one is a set-up error, not a request's."""
+    if value is None:
+        raise RuntimeError(f"Services.{what} is not wired (bootstrap.build sets it; a test must pass it)")
+    return value

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from cvcore import artifacts, layout
 from cvcore.errors import BadRequest, NotFound
-from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, ImageError, check_image
+from cvcore.imaging import MAX_PREDICTION_IMAGE_BYTES, CheckedImage, ImageError, check_image
 from cvcore.inference import decode, fetch_image, image_error
 
 from ..domain.records import iso, utcnow
@@ -150,13 +150,21 @@ def _store(
 ) -> None:
     """After the reply (Predictor.recorder): the checked image and thumbnail, then the record."""
     checked = check_image(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
-    p.store.put_images(record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail)
+    _put_images(p, record, checked)
     _complete(record, model, checked, image, predictions)
     try:
         p.store.add(record)
     except BaseException:
         p.store.delete(record.project_id, [record.id])
         raise
+
+
+def _put_images(p: Predictor, record: StoredPrediction, checked: CheckedImage) -> None:
+    """The image and its thumbnail: check_image makes one unless told not to, and a stored prediction always
+    has one (the review page shows it), so a missing one is a bug here, not a bad upload."""
+    if checked.thumbnail is None:
+        raise AssertionError("check_image was asked for a thumbnail and returned none")
+    p.store.put_images(record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail)
 
 
 def _complete(record: StoredPrediction, model: LoadedModel, checked, image, predictions) -> None:
@@ -176,9 +184,7 @@ def _infer_and_store(p: Predictor, model: LoadedModel, data: bytes, record: Stor
     try:
         checked = check_image(data, max_bytes=MAX_PREDICTION_IMAGE_BYTES)
         uploading = True
-        p.store.put_images(
-            record.project_id, record.id, checked.data, checked.content_type, checked.thumbnail
-        )
+        _put_images(p, record, checked)
         image, predictions = inference.result()
         _complete(record, model, checked, image, predictions)
         p.store.add(record)

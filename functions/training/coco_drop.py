@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 from cvcore import coco, layout
 from cvcore.errors import NotFound
@@ -60,7 +60,7 @@ class Status:
 def import_drop(
     repo: MetadataRepository,
     blobs: BlobStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     project: Project,
     relative: str,
     data: bytes,

@@ -15,6 +15,7 @@ of that iteration (cvcore.manifest).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from cvcore import layout, manifest
 from cvcore.errors import BadRequest
@@ -63,7 +64,9 @@ def current_dataset(project: Project, records: list[ImageRecord], image_tags: bo
     """Every image with its tags (classification) or regions (detection; plus explicit tags if `image_tags`)."""
     out = []
     for im in sorted(records, key=lambda r: (r.created, r.id)):
-        anns = [(r.tag_id, (r.left, r.top, r.width, r.height)) for r in im.regions]
+        anns: list[tuple[str, tuple[float, float, float, float] | None]] = [
+            (r.tag_id, (r.left, r.top, r.width, r.height)) for r in im.regions
+        ]
         if not project.is_detection or image_tags:
             anns += [(t, None) for t in im.tags]
         out.append(Entry(im.id, im.width, im.height, im.content_type, dict(im.metadata), anns))
@@ -100,10 +103,11 @@ def iteration_dataset(
 def to_coco(project: Project, tags: list[Tag], entries: list[Entry], url_for, boxes: str, info: dict) -> dict:
     """The COCO document. Category ids follow the tags' order, image ids the entries' order, from 1."""
     cat_of = {t.id: k for k, t in enumerate(tags, start=1)}
-    images, annotations = [], []
+    images: list[dict[str, Any]] = []
+    annotations: list[dict[str, Any]] = []
     for n, e in enumerate(entries, start=1):
         url = url_for(layout.IMAGES, layout.image_original(project.id, e.image_id))
-        image = {
+        image: dict[str, Any] = {
             "id": n,
             "file_name": e.image_id + (".png" if e.content_type == "image/png" else ".jpg"),
             "width": e.width,
@@ -118,7 +122,7 @@ def to_coco(project: Project, tags: list[Tag], entries: list[Entry], url_for, bo
         for tag_id, box in e.annotations:
             if tag_id not in cat_of:
                 continue
-            ann = {"id": len(annotations) + 1, "image_id": n, "category_id": cat_of[tag_id]}
+            ann: dict[str, Any] = {"id": len(annotations) + 1, "image_id": n, "category_id": cat_of[tag_id]}
             if box is not None:
                 scale = (e.width, e.height, e.width, e.height) if boxes == PIXELS else (1, 1, 1, 1)
                 bbox = [round(v * s, 6) for v, s in zip(box, scale, strict=True)]

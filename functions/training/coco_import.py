@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from cvcore import coco, layout
@@ -128,7 +128,7 @@ def plan(repo: MetadataRepository, project: Project, report: coco.Report) -> Pla
         )
     entries: dict[str, list[coco.ImageEntry]] = {}
     for im in report.images:
-        entries.setdefault(layout.image_id_for(project.id, im.sha256), []).append(im)
+        entries.setdefault(layout.image_id_for(project.id, _checked(im)[1]), []).append(im)
     existing = repo.get_images(project.id, list(entries))
     for image_id, group in entries.items():
         tag_ids, regions = _annotations(group, tag_of)
@@ -137,9 +137,21 @@ def plan(repo: MetadataRepository, project: Project, report: coco.Report) -> Pla
     return Plan(tags, new_tags, tag_of, entries)
 
 
-def _annotations(group: list[coco.ImageEntry], tag_of: dict[int, str]) -> tuple[list[str], list[tuple]]:
+def _checked(im: coco.ImageEntry) -> tuple[str, str]:
+    """(ref, sha256) of an image of a validated report: coco.validate reports a missing ref and check_images
+    fills the hash, so either missing means the report was not validated (a caller's bug)."""
+    if im.ref is None or im.sha256 is None:
+        raise ValueError(f"images[{im.index}] was not checked: import only a report coco.validate passed")
+    return im.ref, im.sha256
+
+
+_RegionSpec = tuple[str, float, float, float, float]  # (tag id, left, top, width, height)
+
+
+def _annotations(group: list[coco.ImageEntry], tag_of: dict[int, str]) -> tuple[list[str], list[_RegionSpec]]:
     """(tag ids, regions) the file gives one image, merged over entries with the same bytes, repeats dropped."""
-    tag_ids, regions = [], []
+    tag_ids: list[str] = []
+    regions: list[_RegionSpec] = []
     for im in group:
         for category_id, box in im.annotations:
             if category_id not in tag_of:
@@ -210,7 +222,7 @@ def _check_image(
 def import_report(
     repo: MetadataRepository,
     blobs: BlobStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     project: Project,
     report: coco.Report,
     resolver: coco.Resolver,
@@ -221,7 +233,7 @@ def import_report(
     tags, then images a batch at a time. Raises ImportChanged or a storage error to be run again."""
     started = time.monotonic()
     the_plan = plan(repo, project, report) if report.ok else None
-    if not report.ok:
+    if the_plan is None or not report.ok:  # invalid, or the plan found problems with the project
         return ImportResult("rejected", f"{len(report.problems)} problems", report.problems, report.summary())
     for tag in the_plan.new_tags:
         repo.save_tag(project.id, tag)
@@ -263,7 +275,7 @@ def _write_batch(
     counts: dict,
 ) -> None:
     max_bytes = report.rules.max_image_bytes
-    datas = list(pool.map(lambda i: resolver.read(the_plan.entries[i][0].ref, max_bytes), ids))
+    datas = list(pool.map(lambda i: resolver.read(_checked(the_plan.entries[i][0])[0], max_bytes), ids))
     wanted = {i: _annotations(the_plan.entries[i], the_plan.tag_of) for i in ids}
     by_metadata: dict[str, list[int]] = {}
     for k, image_id in enumerate(ids):
@@ -273,7 +285,7 @@ def _write_batch(
     for meta, ks in by_metadata.items():
         candidates = [
             Candidate(
-                source=the_plan.entries[ids[k]][0].ref,
+                source=_checked(the_plan.entries[ids[k]][0])[0],
                 data=datas[k],
                 tag_ids=wanted[ids[k]][0],
                 regions=wanted[ids[k]][1],
@@ -287,11 +299,11 @@ def _write_batch(
                 raise (RuntimeError if out.status == "ErrorStorage" else ImportChanged)(
                     f"{out.source}: {out.status} {out.message} (it passed validation; run the import again)"
                 )
-            if out.record.id != ids[k]:
+            if out.image.id != ids[k]:
                 raise ImportChanged(f"{out.source} changed since it was validated; run the import again")
             if out.status == OK:
                 counts["created"] += 1
-                counts["regions"] += len(out.record.regions)
+                counts["regions"] += len(out.image.regions)
             else:
                 merges[ids[k]] = (*wanted[ids[k]], json.loads(meta))
     del datas
@@ -304,7 +316,7 @@ def _write_batch(
             raise ImportChanged(f"images {sorted(missing)[:3]} were deleted during the import; run it again")
 
 
-def _merge(im: ImageRecord, tag_ids: list[str], regions: list[tuple], metadata: dict) -> int:
+def _merge(im: ImageRecord, tag_ids: list[str], regions: list[_RegionSpec], metadata: dict) -> int:
     """Add what the file says and the image lacks; return the number of regions added (truthy: save).
     An image with nothing to add still counts as merged (the result is never None)."""
     changed = False
@@ -315,7 +327,8 @@ def _merge(im: ImageRecord, tag_ids: list[str], regions: list[tuple], metadata: 
     added = 0
     for tag_id, *box in regions:
         if not any(r.tag_id == tag_id and _same((r.left, r.top, r.width, r.height), box) for r in im.regions):
-            im.regions.append(Region(layout.new_id(), tag_id, *box, utcnow()))
+            left, top, width, height = box
+            im.regions.append(Region(layout.new_id(), tag_id, left, top, width, height, utcnow()))
             added += 1
     if metadata and any(im.metadata.get(k) != v for k, v in metadata.items()):
         im.metadata = {**im.metadata, **metadata}
@@ -325,6 +338,8 @@ def _merge(im: ImageRecord, tag_ids: list[str], regions: list[tuple], metadata: 
 
 class _Count(int):
     """An int (regions added) whose truth says whether the image changed (update_images saves on truthy)."""
+
+    changed: bool
 
     def __new__(cls, value: int, changed: bool):
         obj = super().__new__(cls, value)

@@ -157,6 +157,8 @@ def run(
         record["blobs"] = before + went
         if not done:
             step("deleting blobs: the job continues")
+            if jobs is None:  # cannot happen: without a queue the run is unbounded and deletes every blob
+                raise AssertionError(f"deleting project {project_id} stopped early with no queue to go on")
             _send(jobs, project_id)
             return "Deleting"
         gone = delete_rows(repo, project_id, predictions, step)

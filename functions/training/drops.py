@@ -93,7 +93,7 @@ def ingest_drop(
     if outcome.status in ("OK", "OKDuplicate"):
         blobs.delete(layout.UPLOADS, name)
         kind = "ingested" if outcome.status == "OK" else "duplicate"
-        return DropResult(kind, outcome.status, outcome.record.id)
+        return DropResult(kind, outcome.status, outcome.image.id)
     if outcome.status == "ErrorStorage":
         raise RuntimeError(f"storage failed while ingesting {name}: {outcome.message}")  # let the host retry
     return _reject(blobs, name, data, outcome.status, outcome.message)

@@ -59,6 +59,8 @@ def _state(
         present = blobs.exists(layout.MODELS, target.blob(project_id, iteration_id, layout.MODEL_ONNX))
         return ("Done", None) if present else ("Failed", "the iteration has no model")
     # The trainer writes the model file(s) first and its status note last: only the note says they are all there.
+    if target.status is None or target.artifact is None:  # exports.TARGETS gives every converted one both
+        raise ValueError(f"export target {target.slug} is converted but names no status note or artifact")
     status_name = target.blob(project_id, iteration_id, target.status)
     if not blobs.exists(layout.MODELS, status_name):
         return "Exporting", None
@@ -135,7 +137,7 @@ def settled(repo: MetadataRepository, blobs: BlobStore, integration, event: mess
     project = repo.get_project(event.project_id)
     it = repo.get_iteration(event.project_id, event.iteration_id) if project else None
     target = exports.find(event.platform, event.flavor)
-    if it is None or target is None:
+    if project is None or it is None or target is None:  # no project: no iteration looked up either
         return "unknown-iteration"
     if event.status == "Done" and _state(blobs, project.id, it.id, target)[0] == "Done":
         body, data = _package(blobs, project, it, target)

@@ -9,8 +9,8 @@ limits) and the ETag read-modify-write (update_images) that coco_import, tags an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor
 
 from cvcore import coco, layout, manifest
 from cvcore.errors import BadRequest, NotFound
@@ -71,7 +71,7 @@ def update_images(
     project_id: str,
     image_ids: Iterable[str],
     mutate: Callable[[ImageRecord], object],
-    pool: ThreadPoolExecutor | None = None,
+    pool: Executor | None = None,
 ) -> dict:
     """Apply `mutate` to each existing image and save it when `mutate` returns truthy; ETag-checked and
     retried. Returns {imageId: mutate's result} for the images that exist."""
@@ -136,6 +136,8 @@ def _iteration_images(
     from .iterations import require_iteration
 
     it = require_iteration(repo, project, iteration_id)
+    if blobs is None:
+        raise TypeError("an iteration's images are read from its manifest, so blobs must be given with it")
     data = blobs.get(layout.MODELS, layout.iteration_dataset(project.id, it.id))
     return {im["image_id"] for im in manifest.loads(data).images}
 
@@ -150,7 +152,7 @@ def query_images(
     project_id: str,
     *,
     tagging_status: str | None = None,
-    tag_ids: list[str] = (),
+    tag_ids: Sequence[str] = (),
     order_by: str | None = None,
     take: int = 50,
     skip: int = 0,
@@ -170,7 +172,7 @@ def count_images(
     project_id: str,
     *,
     tagging_status: str | None = None,
-    tag_ids: list[str] = (),
+    tag_ids: Sequence[str] = (),
     iteration_id: str | None = None,
     blobs: BlobStore | None = None,
 ) -> int:
@@ -209,7 +211,7 @@ def delete_images(
     project_id: str,
     image_ids: list[str],
     all_images: bool,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
 ) -> None:
     project = require_project(repo, project_id)
     if all_images:
@@ -245,7 +247,7 @@ def _guid(raw: dict, key: str, path: str, code: str) -> str:
         raise BadRequest(code, str(exc)) from None
 
 
-def create_image_tags(repo: MetadataRepository, project_id: str, body, pool: ThreadPoolExecutor) -> dict:
+def create_image_tags(repo: MetadataRepository, project_id: str, body, pool: Executor) -> dict:
     project = require_project(repo, project_id)
     tags = {t.id: t for t in repo.list_tags(project.id)}
     pairs = []
@@ -266,10 +268,10 @@ def create_image_tags(repo: MetadataRepository, project_id: str, body, pool: Thr
     wanted: dict[str, list[str]] = {}
     for image_id, tag_id in pairs:
         wanted.setdefault(image_id, []).append(tag_id)
-    summary = {"created": [], "duplicated": [], "exceeded": []}
+    summary: dict[str, list[dict]] = {"created": [], "duplicated": [], "exceeded": []}
 
     def add(im: ImageRecord):
-        outcome = {"created": [], "duplicated": [], "exceeded": []}
+        outcome: dict[str, list[str]] = {"created": [], "duplicated": [], "exceeded": []}  # tag ids
         for tag_id in dict.fromkeys(wanted[im.id]):
             if tag_id in im.tags:
                 outcome["duplicated"].append(tag_id)
@@ -310,7 +312,7 @@ def delete_image_tags(
     project_id: str,
     image_ids: list[str],
     tag_ids: list[str],
-    pool: ThreadPoolExecutor,
+    pool: Executor,
 ) -> None:
     project = require_project(repo, project_id)
     if not image_ids or not tag_ids:
@@ -335,7 +337,7 @@ def require_detection(project: Project, field: str) -> None:
         )
 
 
-def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: ThreadPoolExecutor) -> dict:
+def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: Executor) -> dict:
     project = require_project(repo, project_id)
     require_detection(project, "regions")
     tags = {t.id: t for t in repo.list_tags(project.id)}
@@ -358,7 +360,7 @@ def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: 
         raise NotFound("NotFoundImage", f"image {missing[0]} does not exist in this project")
 
     def add(im: ImageRecord):
-        outcome = {"created": [], "duplicated": [], "exceeded": []}
+        outcome: dict[str, list[Region]] = {"created": [], "duplicated": [], "exceeded": []}
         for region in wanted[im.id]:
             if any(r.same_box(region) for r in im.regions):
                 outcome["duplicated"].append(region)
@@ -370,7 +372,7 @@ def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: 
                 outcome["created"].append(region)
         return outcome if outcome["created"] else _NoSave(outcome)
 
-    summary = {"created": [], "duplicated": [], "exceeded": []}
+    summary: dict[str, list[dict]] = {"created": [], "duplicated": [], "exceeded": []}
     for image_id, outcome in update_images(repo, project.id, wanted, add, pool).items():
         outcome = outcome.value if isinstance(outcome, _NoSave) else outcome
         summary["created"] += [
@@ -392,7 +394,7 @@ def create_image_regions(repo: MetadataRepository, project_id: str, body, pool: 
 
 
 def delete_image_regions(
-    repo: MetadataRepository, project_id: str, region_ids: list[str], pool: ThreadPoolExecutor
+    repo: MetadataRepository, project_id: str, region_ids: list[str], pool: Executor
 ) -> None:
     project = require_project(repo, project_id)
     if not region_ids:
@@ -431,7 +433,7 @@ def check_metadata(metadata, path: str = "metadata") -> dict[str, str]:
 
 
 def update_metadata(
-    repo: MetadataRepository, project_id: str, image_ids: list[str], metadata, pool: ThreadPoolExecutor
+    repo: MetadataRepository, project_id: str, image_ids: list[str], metadata, pool: Executor
 ) -> dict:
     project = require_project(repo, project_id)
     if not image_ids:

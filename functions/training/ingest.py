@@ -9,8 +9,9 @@ exact duplicates, re-sent batches and re-delivered blob drops land once.
 from __future__ import annotations
 
 import hashlib
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import cast
 
 from cvcore import layout
 from cvcore.errors import BadRequest
@@ -44,6 +45,13 @@ class Outcome:
     message: str = ""
     record: ImageRecord | None = None
 
+    @property
+    def image(self) -> ImageRecord:
+        """The stored image of an OK or duplicate outcome; the other outcomes have none."""
+        if self.record is None:
+            raise ValueError(f"{self.source}: {self.status} names no stored image")
+        return self.record
+
 
 def parse_regions(raw_regions, path: str) -> list[tuple[str, float, float, float, float]]:
     if raw_regions is None:
@@ -56,7 +64,7 @@ def parse_regions(raw_regions, path: str) -> list[tuple[str, float, float, float
 def ingest(
     repo: MetadataRepository,
     blobs: BlobStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     project: Project,
     candidates: list[Candidate],
     metadata: dict[str, str] | None = None,
@@ -65,7 +73,7 @@ def ingest(
     """Hash first (ids are content addressed), find the duplicates in one lookup, then check and store
     each new image in one pooled task, and finally insert the rows of those that stored."""
     tags = {t.id: t for t in repo.list_tags(project.id)} if tags is None else tags
-    outcomes = [Outcome(c.source, *c.error) if c.error else None for c in candidates]
+    outcomes: list[Outcome | None] = [Outcome(c.source, *c.error) if c.error else None for c in candidates]
     ids: list[str | None] = [None] * len(candidates)
     for i, cand in enumerate(candidates):
         if outcomes[i] is None:
@@ -76,21 +84,22 @@ def ingest(
                 ids[i] = layout.image_id_for(project.id, hashlib.sha256(cand.data or b"").hexdigest())
     existing = repo.get_images(project.id, [i for i in ids if i]) if any(ids) else {}
     first_of: dict[str, int] = {}
-    work = []
+    work: list[tuple[int, str]] = []  # (index, image id) of the images to check and store
     for i, image_id in enumerate(ids):
         if image_id is None or image_id in existing or image_id in first_of:
             continue  # nothing to do, already stored, or the same bytes again in this batch
         first_of[image_id] = i
-        work.append(i)
+        work.append((i, image_id))
 
-    def check_and_store(i: int) -> Outcome:
+    def check_and_store(item: tuple[int, str]) -> Outcome:
+        i, image_id = item
         cand = candidates[i]
         try:
             image = check_image(cand.data or b"")
         except ImageError as exc:
             return Outcome(cand.source, str(exc.status), exc.message)
         record = ImageRecord(
-            id=ids[i],
+            id=image_id,
             created=utcnow(),
             width=image.width,
             height=image.height,
@@ -108,9 +117,10 @@ def ingest(
         )
 
     done = pool.map(check_and_store, work) if len(work) > 1 else map(check_and_store, work)
-    for i, outcome in zip(work, done, strict=True):
+    stored = {i: outcome for (i, _), outcome in zip(work, done, strict=True)}
+    for i, outcome in stored.items():
         outcomes[i] = outcome
-    new_records = [outcomes[i].record for i in work if outcomes[i].status == OK]
+    new_records = [o.record for o in stored.values() if o.status == OK and o.record is not None]
     raced = repo.add_images(project.id, new_records) if new_records else set()
     if raced:  # another request stored the same bytes between our lookup and our insert
         existing.update(repo.get_images(project.id, raced))
@@ -120,13 +130,14 @@ def ingest(
         if image_id in existing:
             outcomes[i] = Outcome(candidates[i].source, DUPLICATE, record=existing[image_id])
         elif first_of[image_id] != i:
-            first = outcomes[first_of[image_id]]
+            first = stored[first_of[image_id]]
             outcomes[i] = (
                 Outcome(candidates[i].source, DUPLICATE, record=first.record)
                 if first.status == OK
                 else Outcome(candidates[i].source, first.status, first.message)
             )
-    return outcomes
+    # Every slot is filled by now: a candidate's own error or problem, a duplicate, or its check and store.
+    return cast(list[Outcome], outcomes)
 
 
 def _tag_and_region_problem(tags: dict[str, Tag], cand: Candidate) -> tuple[str, str] | None:

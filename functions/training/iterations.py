@@ -12,7 +12,7 @@ from collections import OrderedDict
 from cvcore import layout, messages
 from cvcore.errors import BadRequest, NotFound
 
-from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository
+from ..domain.ports import BlobStore, ConcurrencyError, MetadataRepository, saved_iteration
 from ..domain.records import Iteration, Project, utcnow
 from ..prediction.published import publish_changed
 from . import serialize
@@ -22,15 +22,14 @@ MAX_PUBLISH_NAME = 256
 
 
 def require_iteration(repo: MetadataRepository, project: Project, iteration_id: str) -> Iteration:
+    checked: str | None  # None (and so "iteration None" below) when it is not a GUID
     try:
-        iteration_id = layout.guid(iteration_id, "iterationId")
+        checked = layout.guid(iteration_id, "iterationId")
     except ValueError:
-        iteration_id = None
-    it = repo.get_iteration(project.id, iteration_id) if iteration_id else None
+        checked = None
+    it = repo.get_iteration(project.id, checked) if checked else None
     if it is None:
-        raise NotFound(
-            "NotFoundIteration", f"iteration {iteration_id} does not exist in project {project.id}"
-        )
+        raise NotFound("NotFoundIteration", f"iteration {checked} does not exist in project {project.id}")
     return it
 
 
@@ -41,11 +40,9 @@ def _edit(repo: MetadataRepository, project_id: str, it: Iteration, change) -> I
         it.last_modified = utcnow()
         try:
             repo.update_iteration(project_id, it)
-            return repo.get_iteration(project_id, it.id)
+            return saved_iteration(repo, project_id, it.id)
         except ConcurrencyError:
-            it = repo.get_iteration(project_id, it.id)
-            if it is None:
-                raise NotFound("NotFoundIteration", "the iteration was deleted meanwhile") from None
+            it = saved_iteration(repo, project_id, it.id)
     raise BadRequest("Conflict", "the iteration kept changing; try again")
 
 

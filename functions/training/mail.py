@@ -50,10 +50,13 @@ class Mailer:
         message.set_content(body)
         secure = parts.scheme == "smtps"
         port = parts.port or (465 if secure else 587 if parts.username else 25)
+        # No host: "" (falsy, so smtplib connects nowhere and the send fails, as with None)
         client = (
-            smtplib.SMTP_SSL(parts.hostname, port, timeout=self.timeout, context=ssl.create_default_context())
+            smtplib.SMTP_SSL(
+                parts.hostname or "", port, timeout=self.timeout, context=ssl.create_default_context()
+            )
             if secure
-            else smtplib.SMTP(parts.hostname, port, timeout=self.timeout)
+            else smtplib.SMTP(parts.hostname or "", port, timeout=self.timeout)
         )
         with client:
             client.ehlo()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from concurrent.futures import Executor
 from typing import Protocol
 
-from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository, wired
 from ..prediction.service import Predictor
 from .integration import StorageIntegration
 from .mail import Mailer
@@ -23,3 +23,13 @@ class TrainingServices(Protocol):
     predictor: Predictor | None
     integration: StorageIntegration | None
     mailer: Mailer | None
+
+
+def predictor(s: TrainingServices) -> Predictor:
+    """The prediction service (stored predictions, quick tests, suggestions); every deployment has it."""
+    return wired(s.predictor, "predictor")
+
+
+def jobs(s: TrainingServices) -> JobQueue:
+    """The training-jobs queue (train, export); every deployment has it."""
+    return wired(s.jobs, "jobs")

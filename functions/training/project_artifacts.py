@@ -62,7 +62,7 @@ def blob_of(project_id: str, path: str | None) -> tuple[str, str]:
     if not rest or bad is not None:
         raise BadRequest(
             INVALID,
-            f"path: {'empty name' if not rest else repr(bad[:40]) + ' is not a plain name'} "
+            f"path: {'empty name' if not rest or bad is None else repr(bad[:40]) + ' is not a plain name'} "
             "(letters, digits, '.', '_', '-'; no '..')",
         )
     return container.lower(), layout.project_prefix(project_id) + "/".join(segments)
@@ -77,7 +77,8 @@ def get_artifact(
     try:
         data = blobs.get(container, name)
     except MISSING:
-        raise NotFound("NotFound", f"path: no artifact {path.strip()!r} in project {project.id}") from None
+        shown = (path or "").strip()  # blob_of refused an empty path
+        raise NotFound("NotFound", f"path: no artifact {shown!r} in project {project.id}") from None
     suffix = name[name.rfind(".") :].lower() if "." in name.rsplit("/", 1)[-1] else ""
     kind = TYPES.get(suffix) or next(
         (t for magic, t in MAGIC if data.startswith(magic)), "application/octet-stream"

@@ -26,7 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 from cvcore import coco, domains, layout
 from cvcore.errors import BadRequest, CustomVisionError, NotFound
@@ -73,7 +73,7 @@ def export_project(repo: MetadataRepository, blobs: BlobStore, project_id: str) 
 def import_project(
     repo: MetadataRepository,
     blobs: BlobStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     token: str | None,
     name: str | None,
     allow_origins=(),
@@ -84,7 +84,7 @@ def import_project(
     url = _snapshot_url(token)
     data = _read_snapshot(url, tuple(allow_origins), BadRequest, "BadRequestInvalidImportToken")
     settings = _settings(data)
-    domain = domains.get(settings.get("domainId"))
+    domain = domains.get(str(settings.get("domainId")))  # absent: "None", no domain
     if domain is None:
         raise BadRequest(
             "BadRequestInvalidImportToken",
@@ -134,7 +134,7 @@ def parse_job(body: bytes | str) -> tuple[str, str]:
 def run_import(
     repo: MetadataRepository,
     blobs: BlobStore,
-    pool: ThreadPoolExecutor,
+    pool: Executor,
     project_id: str,
     snapshot_url: str,
     allow_origins=(),
@@ -241,7 +241,9 @@ def _create(
         settings.get("classificationType"),
         settings.get("targetExportPlatforms") or [],
     )
-    project = repo.get_project(created["id"])
+    project = projects.require_project(
+        repo, created["id"]
+    )  # just created: gone only if deleted meanwhile (404)
     project.use_negative_set = settings.get("useNegativeSet", True) is not False
     project.augmentation_methods = (settings.get("imageProcessingSettings") or {}).get("augmentationMethods")
     project.status = status

@@ -58,12 +58,22 @@ def propose(image: Image.Image, limit: int = MAX_PROPOSALS) -> list[tuple[float,
     xyxy = xyxy[(sides >= MIN_SIDE).all(axis=1) & (sides < 0.999).any(axis=1)]
     if len(xyxy) == 0:
         return []
+    if fine is None:  # cannot happen: SCALES holds its own max, so the first space's finest labels are kept
+        raise AssertionError("no superpixels at the finest scale")
     score = _straddling(fine, xyxy) * _contrast(rgb, xyxy)
     best = np.argsort(-score, kind="stable")[:CANDIDATES]
     xyxy, score = xyxy[best], score[best]
     ltwh = boxops.xyxy_to_ltwh(xyxy / np.array([w, h, w, h], dtype=np.float64))
     keep = boxops.nms(ltwh, score, iou_threshold=NMS_IOU, max_detections=limit)
-    return [(float(score[i]), *(float(v) for v in ltwh[i])) for i in keep]
+    return scored_boxes(score, ltwh, keep)
+
+
+def scored_boxes(score: np.ndarray, ltwh: np.ndarray, keep) -> list[tuple[float, float, float, float, float]]:
+    """(score, left, top, width, height) of the kept rows, as plain floats (JSON, and a fixed-length tuple)."""
+    return [
+        (float(score[i]), float(ltwh[i, 0]), float(ltwh[i, 1]), float(ltwh[i, 2]), float(ltwh[i, 3]))
+        for i in keep
+    ]
 
 
 # -- image and features -----------------------------------------------------------------------------------

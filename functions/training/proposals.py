@@ -30,7 +30,7 @@ from ..prediction import scoring, service
 from ..prediction.predict import predict_image
 from ..prediction.published import Published
 from .projects import require_project
-from .proposal_search import SIDE, propose
+from .proposal_search import SIDE, propose, scored_boxes
 from .quicktest import latest_completed
 from .smart_labeler import read_original
 
@@ -70,13 +70,14 @@ def region_proposals(
 
 
 def _require_image(repo: MetadataRepository, project: Project, image_id: str) -> str:
+    checked: str | None  # None (and so "image None" below) when it is not a GUID
     try:
-        image_id = layout.guid(image_id, "imageId")
+        checked = layout.guid(image_id, "imageId")
     except ValueError:
-        image_id = None
-    if image_id is None or image_id not in repo.get_images(project.id, [image_id]):
-        raise NotFound("NotFoundImage", f"imageId: image {image_id} does not exist in this project")
-    return image_id
+        checked = None
+    if checked is None or checked not in repo.get_images(project.id, [checked]):
+        raise NotFound("NotFoundImage", f"imageId: image {checked} does not exist in this project")
+    return checked
 
 
 def _decode(blobs: BlobStore, project_id: str, image_id: str, *, full: bool):
@@ -96,7 +97,7 @@ def _detections(model, image) -> list[tuple[float, float, float, float, float]]:
     box = boxops.clip01([[p["boundingBox"][k] for k in ("left", "top", "width", "height")] for p in regions])
     score = np.array([p["probability"] for p in regions], dtype=np.float64)
     keep = boxops.nms(box, score, iou_threshold=_ABOVE, max_detections=MAX_PROPOSALS)
-    return [(float(score[i]), *(float(v) for v in box[i])) for i in keep]
+    return scored_boxes(score, box, keep)
 
 
 def _fill(detections: list, generic: list) -> list:

@@ -26,13 +26,13 @@ def completed_iteration(repo: MetadataRepository, project: Project, iteration_id
                 f"iterationId: iteration {it.name!r} is {it.status}, not Completed",
             )
         return it
-    it = latest_completed(repo, project)
-    if it is None:
+    latest = latest_completed(repo, project)
+    if latest is None:
         raise NotFound(
             "NotFoundProjectDefaultIteration",
             "iterationId: the project has no Completed iteration; train one, or name one",
         )
-    return it
+    return latest
 
 
 def latest_completed(repo: MetadataRepository, project: Project, task: str | None = None) -> Iteration | None:

@@ -35,7 +35,7 @@ from . import (
     uploads,
     webhooks,
 )
-from .ports import TrainingServices
+from .ports import TrainingServices, jobs, predictor
 
 router = Router()
 get, post, patch, delete = (partial(router.route, m) for m in ("GET", "POST", "PATCH", "DELETE"))
@@ -92,7 +92,7 @@ def _update_project(s: TrainingServices, r: ApiRequest, projectId: str):
 @delete("projects/{projectId}")
 def _delete_project(s: TrainingServices, r: ApiRequest, projectId: str):
     """204 at once: the project is gone for the API; its images, blobs and predictions go in the background."""
-    projects.delete_project(s.repo, s.blobs, projectId, s.predictor.store, jobs=s.imports)
+    projects.delete_project(s.repo, s.blobs, projectId, predictor(s).store, jobs=s.imports)
 
 
 @get("projects/{projectId}/deletion")
@@ -290,7 +290,7 @@ def _train(s: TrainingServices, r: ApiRequest, projectId: str):
     return train.train_project(
         s.repo,
         s.blobs,
-        s.jobs,
+        jobs(s),
         projectId,
         training_type=r.query("trainingType"),
         budget_hours=r.query_int("reservedBudgetInHours", 0, 0, 24 * 7),
@@ -364,7 +364,14 @@ def _exports(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: st
 @post("projects/{projectId}/iterations/{iterationId}/export")
 def _export(s: TrainingServices, r: ApiRequest, projectId: str, iterationId: str):
     return exporting.export(
-        s.repo, s.blobs, s.jobs, projectId, iterationId, r.query("platform"), r.query("flavor"), s.integration
+        s.repo,
+        s.blobs,
+        jobs(s),
+        projectId,
+        iterationId,
+        r.query("platform"),
+        r.query("flavor"),
+        s.integration,
     )
 
 
@@ -392,25 +399,27 @@ def _image_performance_count(s: TrainingServices, r: ApiRequest, projectId: str,
 # ---- review: stored predictions, quick test, suggested tags (training/review, quicktest, smart_labeler) -----
 @post("projects/{projectId}/predictions/query")
 def _query_predictions(s: TrainingServices, r: ApiRequest, projectId: str):
-    return review.query_predictions(s.repo, s.blobs, s.predictor.store, projectId, r.json())
+    return review.query_predictions(s.repo, s.blobs, predictor(s).store, projectId, r.json())
 
 
 @delete("projects/{projectId}/predictions")
 def _delete_predictions(s: TrainingServices, r: ApiRequest, projectId: str):
-    review.delete_predictions(s.repo, s.predictor.store, projectId, r.query_list("ids"))
+    review.delete_predictions(s.repo, predictor(s).store, projectId, r.query_list("ids"))
 
 
 @post("projects/{projectId}/images/predictions")
 def _create_from_predictions(s: TrainingServices, r: ApiRequest, projectId: str):
     return multi_status(
-        review.create_images_from_predictions(s.repo, s.blobs, s.predictor.store, s.pool, projectId, r.json())
+        review.create_images_from_predictions(
+            s.repo, s.blobs, predictor(s).store, s.pool, projectId, r.json()
+        )
     )
 
 
 def _quick_test(s: TrainingServices, r: ApiRequest, projectId: str, source: str):
     data, url = (image_bytes(r), None) if source == "image" else (None, image_url(r))
     return quicktest.quick_test(
-        s.predictor,
+        predictor(s),
         s.repo,
         projectId,
         r.query("iterationId"),
@@ -427,24 +436,24 @@ post("projects/{projectId}/quicktest/url")(partial(_quick_test, source="url"))
 @post("projects/{projectId}/tagsandregions/suggestions")
 def _suggest_tags_and_regions(s: TrainingServices, r: ApiRequest, projectId: str):
     return smart_labeler.suggest_tags_and_regions(
-        s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.query_guids("imageIds", 64)
+        s.repo, s.blobs, predictor(s), projectId, r.query("iterationId"), r.query_guids("imageIds", 64)
     )
 
 
 @post("projects/{projectId}/images/suggested")
 def _query_suggested_images(s: TrainingServices, r: ApiRequest, projectId: str):
     return smart_labeler.query_suggested_images(
-        s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.json(required=False)
+        s.repo, s.blobs, predictor(s), projectId, r.query("iterationId"), r.json(required=False)
     )
 
 
 @post("projects/{projectId}/images/suggested/count")
 def _query_suggested_image_count(s: TrainingServices, r: ApiRequest, projectId: str):
     return smart_labeler.query_suggested_image_count(
-        s.repo, s.blobs, s.predictor, projectId, r.query("iterationId"), r.json(required=False)
+        s.repo, s.blobs, predictor(s), projectId, r.query("iterationId"), r.json(required=False)
     )
 
 
 @post("projects/{projectId}/images/{imageId}/regionproposals")
 def _region_proposals(s: TrainingServices, r: ApiRequest, projectId: str, imageId: str):
-    return proposals.region_proposals(s.repo, s.blobs, s.predictor, projectId, imageId)
+    return proposals.region_proposals(s.repo, s.blobs, predictor(s), projectId, imageId)

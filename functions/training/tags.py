@@ -23,13 +23,14 @@ def image_counts(repo: MetadataRepository, project_id: str) -> Counter:
 
 
 def require_tag(repo: MetadataRepository, project: Project, tag_id: str) -> Tag:
+    checked: str | None  # None (and so "tag None" below) when it is not a GUID
     try:
-        tag_id = layout.guid(tag_id, "tagId")
+        checked = layout.guid(tag_id, "tagId")
     except ValueError:
-        tag_id = None
-    tag = next((t for t in repo.list_tags(project.id) if t.id == tag_id), None)
+        checked = None
+    tag = next((t for t in repo.list_tags(project.id) if t.id == checked), None)
     if tag is None:
-        raise NotFound("NotFoundTag", f"tag {tag_id} does not exist in project {project.id}")
+        raise NotFound("NotFoundTag", f"tag {checked} does not exist in project {project.id}")
     return tag
 
 

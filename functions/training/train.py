@@ -9,7 +9,7 @@ from collections import Counter
 from cvcore import layout, manifest, messages
 from cvcore.errors import BadRequest
 
-from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository, saved_iteration
 from ..domain.records import MULTICLASS, NEGATIVE, ImageRecord, Iteration, Project, Tag, utcnow
 from . import mail, serialize
 from .projects import require_project
@@ -37,9 +37,13 @@ def build_manifest(
     """The dataset as of now: tagged images with the tags (and regions) that take part."""
     used = [t for t in tags.values() if selected is None or t.id in selected]
     cat_of = {t.id: i + 1 for i, t in enumerate(sorted(used, key=lambda t: t.created))}
-    categories = [{"id": cat_of[t.id], "name": t.name, "tag_id": t.id, "type": t.type} for t in used]
-    out_images, annotations = [], []
+    categories: list[manifest.Category] = [
+        {"id": cat_of[t.id], "name": t.name, "tag_id": t.id, "type": t.type} for t in used
+    ]
+    out_images: list[manifest.ImageEntry] = []
+    annotations: list[manifest.Annotation] = []
     for im in sorted(images, key=lambda im: im.id):
+        anns: list[tuple[str, list[float] | None]]
         if project.is_detection:
             anns = [(r.tag_id, [r.left, r.top, r.width, r.height]) for r in im.regions if r.tag_id in cat_of]
         else:
@@ -47,14 +51,24 @@ def build_manifest(
         if not anns:
             continue
         number = len(out_images) + 1
-        entry = {"id": number, "file_name": im.id, "image_id": im.id, "width": im.width, "height": im.height}
+        entry: manifest.ImageEntry = {
+            "id": number,
+            "file_name": im.id,
+            "image_id": im.id,
+            "width": im.width,
+            "height": im.height,
+        }
         if im.camera:
             entry["camera"] = im.camera  # the model doctor's file-property check (absent: not known)
         if im.source_format:
             entry["format"] = im.source_format
         out_images.append(entry)
         for tag_id, box in anns:
-            ann = {"id": len(annotations) + 1, "image_id": number, "category_id": cat_of[tag_id]}
+            ann: manifest.Annotation = {
+                "id": len(annotations) + 1,
+                "image_id": number,
+                "category_id": cat_of[tag_id],
+            }
             if box is not None:
                 ann["bbox"] = box
             annotations.append(ann)
@@ -70,7 +84,7 @@ def build_manifest(
 
 
 def _validate(project: Project, m: manifest.Manifest) -> None:
-    per_tag = Counter()
+    per_tag: Counter[int] = Counter()
     images_of_cat: dict[int, set[int]] = {}
     for a in m.annotations:
         images_of_cat.setdefault(a["category_id"], set()).add(a["image_id"])
@@ -213,9 +227,9 @@ def train_project(
     try:
         jobs.send(messages.dumps(job))
     except Exception as exc:
-        stored = repo.get_iteration(project.id, iteration_id)
+        stored = saved_iteration(repo, project.id, iteration_id)
         stored.status, stored.error_code = messages.FAILED, messages.ERR_INTERNAL
         stored.error_message = f"the training job could not be queued: {type(exc).__name__}"
         repo.update_iteration(project.id, stored)
         raise
-    return serialize.iteration_json(project.id, repo.get_iteration(project.id, iteration_id))
+    return serialize.iteration_json(project.id, saved_iteration(repo, project.id, iteration_id))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor
 
 from cvcore import layout
 from cvcore.errors import BadRequest
@@ -73,7 +73,7 @@ def from_files(body, project: Project) -> tuple[list[Candidate], dict[str, str]]
 
 
 def from_urls(
-    body, project: Project, pool: ThreadPoolExecutor, allow_origins: Iterable[str] = ()
+    body, project: Project, pool: Executor, allow_origins: Iterable[str] = ()
 ) -> tuple[list[Candidate], dict[str, str]]:
     entries, batch_tags, metadata = _batch(body, project)
     parsed = []

@@ -21,6 +21,7 @@ import hmac
 import json
 import logging
 import time
+from typing import Any
 from urllib.parse import urlsplit
 
 from cvcore import layout, messages
@@ -139,7 +140,7 @@ def attempt(repo, blobs: BlobStore, queue, body: str, allow_origins: tuple[str, 
     record = json.loads(blobs.get(layout.MODELS, name))
     if record["status"] != "Pending":
         return record["status"]
-    tried = {"at": messages.now_iso()}
+    tried: dict[str, Any] = {"at": messages.now_iso()}  # + status (int, or None unanswered) and error
     try:
         tried["status"] = send(
             project.webhook_uri or record["uri"],

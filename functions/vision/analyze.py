@@ -38,7 +38,7 @@ def _box(box: dict, width: int, height: int) -> dict:
     }
 
 
-def result(found: list[dict], width: int, height: int, model_name: str, version: str) -> dict:
+def result(found: list[dict], width: int, height: int, model_name: str, version: str | None) -> dict:
     """Predictions (Custom Vision's shape, normalised boxes) -> the Image Analysis result."""
     found = sorted(found, key=lambda p: -p["probability"])
     tags = [

@@ -23,13 +23,13 @@ import json
 from cvcore import coco, layout
 from cvcore.errors import NotFound
 
-from ..domain.ports import ConcurrencyError
+from ..domain.ports import ConcurrencyError, wired
 from ..domain.records import MULTICLASS, Project, utcnow
 from ..training import coco_import, project_transfer, projects
 from . import errors
 from .common import check_name, fields, is_name, now, require_record
 from .errors import VisionError
-from .ports import VisionServices
+from .ports import VisionServices, registry
 from .registry import DATASET, ETAG, MODEL, AlreadyExists
 
 CLASSIFICATION, DETECTION = "imageClassification", "imageObjectDetection"
@@ -58,7 +58,7 @@ def to_json(record: dict) -> dict:
 
 
 def require(s: VisionServices, name: str) -> dict:
-    return require_record(s.vision, DATASET, name, errors.DATASET_NOT_FOUND)
+    return require_record(registry(s), DATASET, name, errors.DATASET_NOT_FOUND)
 
 
 def require_ready(s: VisionServices, name: str) -> dict:
@@ -208,7 +208,7 @@ def register(s: VisionServices, name: str, body) -> tuple[dict, int]:
         )
     uris = _uris(b.get("annotationfileuris"))
     custom = _custom(b.get("customproperties"))
-    if s.vision.get(DATASET, name) is not None:
+    if registry(s).get(DATASET, name) is not None:
         raise VisionError(409, errors.DATASET_ALREADY_EXISTS, f"a dataset named {name!r} exists")
     files = _files(s, uris)
     created = utcnow()
@@ -241,9 +241,9 @@ def register(s: VisionServices, name: str, body) -> tuple[dict, int]:
         project.status, record["state"] = project_transfer.IMPORTING, IMPORTING
         _create(s, name, project, record)
         try:
-            s.imports.send(json.dumps({"v": JOB_VERSION, "kind": JOB_KIND, "name": name}))
+            wired(s.imports, "imports").send(json.dumps({"v": JOB_VERSION, "kind": JOB_KIND, "name": name}))
         except BaseException:
-            s.vision.delete(DATASET, name)
+            registry(s).delete(DATASET, name)
             projects.delete_project(s.repo, s.blobs, project.id)
             raise
     else:
@@ -251,7 +251,7 @@ def register(s: VisionServices, name: str, body) -> tuple[dict, int]:
         _create(
             s, name, project, record, lambda: record.update(summary=_import(s, name, project, files, reports))
         )
-    return to_json(s.vision.get(DATASET, name)), 201
+    return to_json(require(s, name)), 201
 
 
 def _create(s: VisionServices, name: str, project: Project, record: dict, fill=None) -> None:
@@ -260,7 +260,7 @@ def _create(s: VisionServices, name: str, project: Project, record: dict, fill=N
     try:
         if fill is not None:
             fill()
-        s.vision.add(DATASET, name, record)
+        registry(s).add(DATASET, name, record)
     except AlreadyExists:
         projects.delete_project(s.repo, s.blobs, project.id)
         raise VisionError(409, errors.DATASET_ALREADY_EXISTS, f"a dataset named {name!r} exists") from None
@@ -288,7 +288,7 @@ def finish_registration(s: VisionServices, name: str, last_attempt: bool = False
     """The background half of a large register (queue_imports.py); returns the dataset's state. Problems with
     the files or images mark it failed with them listed; anything else (storage) is raised for the queue to
     retry, except on the last attempt, which marks it failed with that error."""
-    record = s.vision.get(DATASET, name)
+    record = registry(s).get(DATASET, name)
     if record is None or record.get("state") != IMPORTING:
         return (
             record.get("state", READY) if record else "deleted"
@@ -299,7 +299,7 @@ def finish_registration(s: VisionServices, name: str, last_attempt: bool = False
         return "deleted"  # the dataset is being deleted: its record goes next
 
     def still_there(*_) -> None:  # between import batches
-        current = s.vision.get(DATASET, name)
+        current = registry(s).get(DATASET, name)
         if current is None or current["projectId"] != project_id:
             raise _Deleted(name)
 
@@ -340,7 +340,7 @@ def _settle(
     project.last_modified = utcnow()
     s.repo.save_project(project)
     for attempt in range(3):  # a PATCH of customProperties may come between
-        record = s.vision.get(DATASET, name)
+        record = registry(s).get(DATASET, name)
         if record is None or record["projectId"] != project_id:
             return "deleted"
         record.update(state=state, updated=now())
@@ -349,11 +349,12 @@ def _settle(
         else:
             record.update(message=message, problems=list(problems)[: errors.MAX_DETAILS])
         try:
-            s.vision.replace(DATASET, name, record, record[ETAG])
+            registry(s).replace(DATASET, name, record, record[ETAG])
             return state
         except ConcurrencyError:
             if attempt == 2:
                 raise
+    raise AssertionError("unreachable: the third conflict is raised")
 
 
 def update(s: VisionServices, name: str, body) -> dict:
@@ -367,19 +368,19 @@ def update(s: VisionServices, name: str, body) -> dict:
     if "customproperties" in b:
         record["customProperties"] = _custom(b["customproperties"])
         record["updated"] = now()
-        s.vision.replace(DATASET, name, record, record[ETAG])
-    return to_json(s.vision.get(DATASET, name))
+        registry(s).replace(DATASET, name, record, record[ETAG])
+    return to_json(require(s, name))
 
 
 def delete(s: VisionServices, name: str) -> None:
     record = require(s, name)
-    s.vision.delete(DATASET, name)
+    registry(s).delete(DATASET, name)
     release_project(s, record["projectId"])
 
 
 def release_project(s: VisionServices, project_id: str) -> None:
     """Delete a dataset's project once no dataset and no model (its iterations live there) refers to it."""
-    if any(r.get("projectId") == project_id for kind in (DATASET, MODEL) for r in s.vision.list(kind)):
+    if any(r.get("projectId") == project_id for kind in (DATASET, MODEL) for r in registry(s).list(kind)):
         return
     try:
         projects.delete_project(s.repo, s.blobs, project_id)

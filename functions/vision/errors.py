@@ -10,6 +10,8 @@ under the generic code of that status, so nothing the core explains is lost.
 
 from __future__ import annotations
 
+from typing import Any
+
 from cvcore.errors import CustomVisionError
 
 DATASET_ALREADY_EXISTS = "DatasetAlreadyExists"
@@ -53,7 +55,7 @@ class VisionError(CustomVisionError):
         self.status, self.details, self.inner = status, list(details or [])[:MAX_DETAILS], inner
 
     def body(self) -> dict:
-        error = {"code": self.code, "message": self.message}
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
             error["details"] = self.details
         if self.inner:

@@ -10,6 +10,7 @@ import json
 from cvcore import artifacts, coco, layout
 from cvcore.imaging import MAX_TRAINING_IMAGE_BYTES, decode_rgb
 
+from ..domain.ports import wired
 from ..domain.records import ImageRecord
 from ..prediction.predict import predict_image
 from ..prediction.session_cache import LoadedModel, ModelUnavailable
@@ -23,7 +24,7 @@ WINDOW = 8  # images read and predicted at once
 
 def load(s: VisionServices, model: dict) -> LoadedModel:
     try:
-        return s.predictor.models.get(model["projectId"], model["iterationId"])
+        return wired(s.predictor, "predictor").models.get(model["projectId"], model["iterationId"])
     except ModelUnavailable as exc:
         raise VisionError(
             404, errors.MODEL_NOT_FOUND, f"model {model['name']!r} cannot be loaded: {exc}"

@@ -11,7 +11,7 @@ from __future__ import annotations
 from . import datasets, errors, evaluate, model_resources, performance
 from .common import check_name, fields, is_name, now
 from .errors import VisionError
-from .ports import VisionServices
+from .ports import VisionServices, registry
 from .registry import AlreadyExists, evaluations_of
 
 
@@ -32,7 +32,7 @@ def to_json(record: dict) -> dict:
 
 def require(s: VisionServices, model_name: str, name: str) -> dict:
     model_resources.require(s, model_name)
-    record = s.vision.get(evaluations_of(model_name), name) if is_name(name) else None
+    record = registry(s).get(evaluations_of(model_name), name) if is_name(name) else None
     if record is None:
         raise VisionError(
             404, errors.EVALUATION_NOT_FOUND, f"model {model_name!r} has no evaluation {name!r}"
@@ -44,7 +44,7 @@ def create(s: VisionServices, model_name: str, name: str, body) -> tuple[dict, i
     name = check_name(name, "evaluation name")
     parameters = fields(fields(body, "the body").get("evaluationparameters"), "evaluationParameters")
     model = model_resources.require(s, model_name)
-    if s.vision.get(evaluations_of(model_name), name) is not None:
+    if registry(s).get(evaluations_of(model_name), name) is not None:
         raise VisionError(
             409, errors.EVALUATION_ALREADY_EXISTS, f"model {model_name!r} has an evaluation {name!r}"
         )
@@ -65,7 +65,7 @@ def create(s: VisionServices, model_name: str, name: str, body) -> tuple[dict, i
         record.update(status="failed", error=exc.body()["error"])
     record["updated"] = now()
     try:
-        s.vision.add(evaluations_of(model_name), name, record)
+        registry(s).add(evaluations_of(model_name), name, record)
     except AlreadyExists:
         raise VisionError(
             409, errors.EVALUATION_ALREADY_EXISTS, f"model {model_name!r} has an evaluation {name!r}"
@@ -75,9 +75,11 @@ def create(s: VisionServices, model_name: str, name: str, body) -> tuple[dict, i
 
 def list_all(s: VisionServices, model_name: str) -> list[dict]:
     model_resources.require(s, model_name)
-    return [to_json(r) for r in sorted(s.vision.list(evaluations_of(model_name)), key=lambda r: r["created"])]
+    return [
+        to_json(r) for r in sorted(registry(s).list(evaluations_of(model_name)), key=lambda r: r["created"])
+    ]
 
 
 def delete(s: VisionServices, model_name: str, name: str) -> None:
     require(s, model_name, name)
-    s.vision.delete(evaluations_of(model_name), name)
+    registry(s).delete(evaluations_of(model_name), name)

@@ -16,13 +16,13 @@ import math
 from cvcore import messages
 from cvcore.errors import CustomVisionError, NotFound
 
-from ..domain.ports import ConcurrencyError
+from ..domain.ports import ConcurrencyError, wired
 from ..domain.records import Iteration
 from ..training import events, iterations, train
 from . import datasets, errors, evaluate
 from .common import check_name, fields, now, require_record, to_iso
 from .errors import VisionError
-from .ports import VisionServices
+from .ports import VisionServices, registry
 from .registry import ETAG, MODEL, AlreadyExists, evaluations_of
 
 CLASSIFIER, DETECTOR = "Generic-Classifier", "Generic-Detector"
@@ -39,7 +39,7 @@ _REASONS = {messages.ERR_INTERNAL: "unknown", messages.ERR_TOO_MANY_ATTEMPTS: "u
 
 
 def require(s: VisionServices, name: str) -> dict:
-    return require_record(s.vision, MODEL, name, errors.MODEL_NOT_FOUND)
+    return require_record(registry(s), MODEL, name, errors.MODEL_NOT_FOUND)
 
 
 def check_kind(model_kind: str, dataset: dict) -> None:
@@ -59,7 +59,7 @@ def status(it: Iteration | None) -> tuple[str, dict | None]:
         return CANCELLED, None
     if it.status == messages.FAILED:
         return "failed", {
-            "code": _REASONS.get(it.error_code, it.error_code or "unknown"),
+            "code": _REASONS.get(it.error_code or "", it.error_code or "unknown"),
             "message": it.error_message or "",
         }
     return _STATUS[it.status], None
@@ -86,7 +86,7 @@ def to_json(s: VisionServices, record: dict) -> dict:
         if record.get("performance") is None:  # first read after training: measure once, keep it
             record["performance"], record["performanceError"] = evaluate.model_performance(s, record)
             try:
-                s.vision.replace(MODEL, record["name"], record, record.get(ETAG))
+                registry(s).replace(MODEL, record["name"], record, record.get(ETAG))
             except ConcurrencyError:
                 pass  # another reader stored the same figures
         body["modelPerformance"] = record["performance"]
@@ -126,7 +126,7 @@ def _parameters(body) -> tuple[str, float, str, str | None]:
 def create(s: VisionServices, name: str, body) -> tuple[dict, int]:
     name = check_name(name, "model name")
     dataset_name, budget, kind, test_name = _parameters(body)
-    if s.vision.get(MODEL, name) is not None:
+    if registry(s).get(MODEL, name) is not None:
         raise VisionError(409, errors.MODEL_ALREADY_EXISTS, f"a model named {name!r} exists")
     dataset = datasets.require_ready(s, dataset_name)  # not while registering in the background, nor failed
     check_kind(kind, dataset)
@@ -136,7 +136,7 @@ def create(s: VisionServices, name: str, body) -> tuple[dict, int]:
     it = train.train_project(
         s.repo,
         s.blobs,
-        s.jobs,
+        wired(s.jobs, "jobs"),
         dataset["projectId"],
         training_type=train.REGULAR if hours <= 1 else train.ADVANCED,
         budget_hours=0 if hours <= 1 else hours,
@@ -160,11 +160,11 @@ def create(s: VisionServices, name: str, body) -> tuple[dict, int]:
         "performanceError": None,
     }
     try:
-        s.vision.add(MODEL, name, record)
+        registry(s).add(MODEL, name, record)
     except AlreadyExists:
         iterations.delete_iteration(s.repo, s.blobs, dataset["projectId"], it["id"])
         raise VisionError(409, errors.MODEL_ALREADY_EXISTS, f"a model named {name!r} exists") from None
-    return to_json(s, s.vision.get(MODEL, name)), 201
+    return to_json(s, require(s, name)), 201
 
 
 def cancel(s: VisionServices, name: str) -> tuple[dict, int]:
@@ -195,7 +195,7 @@ def delete(s: VisionServices, name: str) -> None:
         iterations.delete_iteration(s.repo, s.blobs, record["projectId"], record["iterationId"])
     except NotFound:
         pass  # already gone (deleted through the Custom Vision API)
-    for evaluation in s.vision.list(evaluations_of(name)):
-        s.vision.delete(evaluations_of(name), evaluation["name"])
-    s.vision.delete(MODEL, name)
+    for evaluation in registry(s).list(evaluations_of(name)):
+        registry(s).delete(evaluations_of(name), evaluation["name"])
+    registry(s).delete(MODEL, name)
     datasets.release_project(s, record["projectId"])

@@ -10,7 +10,7 @@ from typing import Protocol
 from cvcore.settings import Settings
 from cvcore.storage import StorageClients
 
-from ..domain.ports import BlobStore, JobQueue, MetadataRepository
+from ..domain.ports import BlobStore, JobQueue, MetadataRepository, wired
 from ..prediction.service import Predictor
 from .registry import VisionRegistry
 
@@ -19,10 +19,19 @@ class VisionServices(Protocol):
     settings: Settings  # the blob endpoint a dataset's URIs must name
     repo: MetadataRepository
     blobs: BlobStore
-    pool: Executor
+
+    @property
+    def pool(self) -> Executor:  # read-only, so Services' ThreadPoolExecutor (or a test's) satisfies it
+        ...
+
     jobs: JobQueue | None  # training-jobs: a model's training
     imports: JobQueue | None  # project-imports: large dataset registrations finish in the background
     url_allow_origins: tuple[str, ...]
     clients: StorageClients | None  # the containers a dataset may read (None: only the fixed ones)
     predictor: Predictor | None
     vision: VisionRegistry | None
+
+
+def registry(s: VisionServices) -> VisionRegistry:
+    """The Image Analysis records; every deployment has them (optional in Services only for tests)."""
+    return wired(s.vision, "vision")

@@ -7,7 +7,7 @@ from functools import partial
 from ..web.http import ApiRequest
 from ..web.router import Router
 from . import analyze, datasets, errors, evaluations, model_resources
-from .ports import VisionServices
+from .ports import VisionServices, registry
 from .registry import DATASET, MODEL
 
 router = Router()
@@ -17,7 +17,7 @@ CANCEL = ":cancel"
 
 @get("datasets")
 def _datasets(s: VisionServices, r: ApiRequest):
-    return [datasets.to_json(d) for d in sorted(s.vision.list(DATASET), key=lambda d: d["created"])]
+    return [datasets.to_json(d) for d in sorted(registry(s).list(DATASET), key=lambda d: d["created"])]
 
 
 @put("datasets/{name}")
@@ -42,7 +42,9 @@ def _delete_dataset(s: VisionServices, r: ApiRequest, name: str):
 
 @get("models")
 def _models(s: VisionServices, r: ApiRequest):
-    return [model_resources.to_json(s, m) for m in sorted(s.vision.list(MODEL), key=lambda m: m["created"])]
+    return [
+        model_resources.to_json(s, m) for m in sorted(registry(s).list(MODEL), key=lambda m: m["created"])
+    ]
 
 
 @put("models/{name}")

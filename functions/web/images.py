@@ -30,7 +30,8 @@ def image_url(r: ApiRequest):
     """The `url` of a URL route: JSON {"url": ...} (any case), or a form field."""
     if r.content_type == "application/x-www-form-urlencoded":
         values = {k.lower(): v for k, v in parse_qs(r.body().decode("utf-8", "replace")).items()}
-        return (values.get("url") or [None])[0]
+        urls = values.get("url")
+        return urls[0] if urls else None
     body = r.json()
     if not isinstance(body, dict):
         raise BadRequest("BadRequestImageUrl", "the body must be a JSON object with a url")

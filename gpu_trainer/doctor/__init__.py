@@ -22,14 +22,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import asdict
 
 import numpy as np
 
-from cvcore import messages
+from cvcore import manifest, messages
 
 from .counts import BALANCE_RATIO, MINIMUM_PER_TAG, RECOMMENDED_PER_TAG, balance, quantity
-from .cues import SHORTCUT_F1, SHORTCUT_MIN_IMAGES, shortcuts
+from .cues import SHORTCUT_F1, SHORTCUT_MIN_IMAGES, Properties, shortcuts
 from .curve import FLAT_GAIN, LEARNING_FRACTIONS, curve_findings, learning_curve
 from .evidence import (
     BACKGROUND,
@@ -65,6 +66,7 @@ from .novelty import (
     FIELD_SAMPLE,
     MAX_LEFT_OUT,
     OUT_OF_SET_FRACTION,
+    FieldImages,
     drift,
     field_features,
     out_of_set,
@@ -133,8 +135,8 @@ def diagnose_classifier(
     *,
     cache=None,
     budget_seconds: float | None = None,
-    field: list[tuple[str, object]] = (),
-    properties: dict[str, dict] | None = None,
+    field: FieldImages = (),
+    properties: Mapping[str, manifest.ImageEntry] | None = None,
 ) -> dict:
     """advice.json for a classifier. `examples` carry the API image ids as keys; `field` is the newest stored
     predictions as (prediction id, loader of the image bytes), for the train-vs-field check; `properties` is
@@ -178,7 +180,7 @@ def diagnose_classifier(
     )
     if stats is not None:  # cheap first: each check below is dearer than the one before
         findings += check("duplicates", lambda: duplicates(ev, stats, ids, tag_sets)) or []
-        known = [(properties or {}).get(i, {}) for i in ids]
+        known: list[Properties] = [(properties or {}).get(i, {}) for i in ids]
         findings += check("shortcuts", lambda: shortcuts(ev, stats, ids, known)) or []
     curve = check("learning_curve", lambda: learning_curve(ev, counts, deadline)) or {}
     findings += curve_findings(curve, counts) if curve else []

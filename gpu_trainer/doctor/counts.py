@@ -39,11 +39,13 @@ def quantity(counts: dict[str, int], task: str) -> list[Finding]:
 def balance(counts: dict[str, int]) -> list[Finding]:
     if len(counts) < 2:
         return []
-    small, large = min(counts, key=counts.get), max(counts, key=counts.get)
+    small, large = min(counts, key=counts.__getitem__), max(counts, key=counts.__getitem__)
     ratio = counts[small] / max(counts[large], 1)
     if ratio >= BALANCE_RATIO:
         return []
-    under = sorted((t for t, n in counts.items() if n < BALANCE_RATIO * counts[large]), key=counts.get)
+    under = sorted(
+        (t for t, n in counts.items() if n < BALANCE_RATIO * counts[large]), key=counts.__getitem__
+    )
     return [
         Finding(
             "balance",

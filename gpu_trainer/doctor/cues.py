@@ -4,16 +4,23 @@ camera), each such view cross-validated on its own?
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 import numpy as np
 
 from .evidence import BACKGROUND, FILE, LISTED_IMAGES, SIDES, Evidence, Finding, format_code
 from .heads import cv_predict
 
+Properties = Mapping[
+    str, Any
+]  # an image's manifest entry (its uploaded `format`, EXIF `camera`), {}: unknown
+
 # Shortcuts: a tag told apart from the others by what should not matter with this F1 (and this many images).
 SHORTCUT_F1, SHORTCUT_MIN_IMAGES = 0.8, 5
 
 
-def _camera_view(properties: list[dict]) -> np.ndarray | None:
+def _camera_view(properties: Sequence[Properties]) -> np.ndarray | None:
     """One-hot of the EXIF camera (cameras on fewer than 2 images pooled with the unknown), or None when fewer
     than two cameras are known: nothing to tell tags apart by."""
     cameras = [str(p.get("camera") or "") for p in properties]
@@ -24,7 +31,7 @@ def _camera_view(properties: list[dict]) -> np.ndarray | None:
     return np.array([[float(c == k) for k in order] for c in cameras], np.float32)
 
 
-def _file_view(stats: np.ndarray, properties: list[dict]) -> np.ndarray:
+def _file_view(stats: np.ndarray, properties: Sequence[Properties]) -> np.ndarray:
     """Width, height, aspect and the UPLOADED format (the manifest's; the stored bytes may be a re-encode)."""
     x = stats[:, FILE].copy()
     for i, p in enumerate(properties):
@@ -34,7 +41,7 @@ def _file_view(stats: np.ndarray, properties: list[dict]) -> np.ndarray:
 
 
 def shortcuts(
-    ev: Evidence, stats: np.ndarray, ids: list[str], properties: list[dict] | None = None
+    ev: Evidence, stats: np.ndarray, ids: list[str], properties: Sequence[Properties] | None = None
 ) -> list[Finding]:
     """Is a tag told apart by what should not matter: the background (the image with its centre, where the
     object usually is, masked out and each side's border band blurred to one colour, plus the band's colour

@@ -38,7 +38,7 @@ def learning_curve(
             return None
         if fraction < 1:
             rng = np.random.default_rng([seed, int(fraction * 1000), f])
-            keep = []
+            keep: list[int] = []  # row numbers
             for j in range(R):
                 mine = train[ev.y[train] == j]
                 if len(mine):

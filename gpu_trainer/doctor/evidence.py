@@ -5,6 +5,7 @@ with the slices that say where each sits in an image_stats vector.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -55,9 +56,8 @@ class Evidence:
     folds_ungrouped: np.ndarray | None = (
         None  # the folds the training would have used without duplicate groups
     )
-    embed: object = (
-        None  # (image loader by index, keys) -> features like `features` (stored predictions' images)
-    )
+    # (image loader by index, keys) -> features like `features` (stored predictions' images)
+    embed: Callable[[Callable[[int], Image.Image], list[str]], np.ndarray] | None = None
 
 
 def image_stats(image: Image.Image, fmt: str | None = None) -> np.ndarray:
@@ -65,12 +65,12 @@ def image_stats(image: Image.Image, fmt: str | None = None) -> np.ndarray:
     mean/std (RGB), whole-image colour mean/std, width, height, aspect, a format code, and the colour of each
     side's border band: the object masked out and the rest blurred to four patches (see the slices)."""
     grey = image.convert("L")
-    g = np.asarray(grey.resize((9, 8), Image.BILINEAR), np.float32)
+    g = np.asarray(grey.resize((9, 8), Image.Resampling.BILINEAR), np.float32)
     bits = (g[:, 1:] > g[:, :-1]).reshape(-1).astype(np.float32)
-    thumb = np.asarray(grey.resize((THUMB, THUMB), Image.BILINEAR), np.float32).reshape(-1)
+    thumb = np.asarray(grey.resize((THUMB, THUMB), Image.Resampling.BILINEAR), np.float32).reshape(-1)
     thumb = thumb - thumb.mean()
     thumb = thumb / max(float(np.linalg.norm(thumb)), 1e-6)
-    rgb = np.asarray(image.convert("RGB").resize((64, 64), Image.BILINEAR), np.float32) / 255.0
+    rgb = np.asarray(image.convert("RGB").resize((64, 64), Image.Resampling.BILINEAR), np.float32) / 255.0
     b = max(1, int(round(64 * BORDER)))
     band = np.concatenate(
         [

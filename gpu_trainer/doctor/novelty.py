@@ -6,11 +6,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .evidence import LISTED_IMAGES, Evidence, Finding
 from .heads import fit_head, head_probabilities
+
+FieldImages = Sequence[
+    tuple[str, Callable[[], bytes]]
+]  # stored predictions: (prediction id, loader of its bytes)
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,7 @@ def out_of_set(
     R = len(ev.regular_names)
     if ev.multilabel or R < 3:
         return []
-    per_tag = {}
+    per_tag: dict[str, dict[str, Any]] = {}  # tag name: fraction_confident, taken_for
     rows_all = np.flatnonzero(ev.y < R)
     sizes = np.bincount(ev.y[rows_all], minlength=R)
     for t in sorted(range(R), key=lambda j: -sizes[j])[:MAX_LEFT_OUT]:
@@ -129,7 +135,7 @@ def drift(ev: Evidence, field_features: np.ndarray, prediction_ids: list[str]) -
     ]
 
 
-def field_features(ev: Evidence, field: list[tuple[str, object]]) -> tuple[np.ndarray, list[str]]:
+def field_features(ev: Evidence, field: FieldImages) -> tuple[np.ndarray, list[str]]:
     """Embed the stored predictions' images (decoded and checked like training images); unreadable ones are left
     out."""
     from cvcore.imaging import ImageError, decode_rgb
