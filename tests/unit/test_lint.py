@@ -32,8 +32,9 @@ def test_the_tree_is_formatted():
 
 
 def test_mypy_finds_nothing():
+    # incremental (.mypy_cache): a cold run takes ~40 s on 2 cores, a warm one a few seconds
     done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--no-error-summary"],
+        [sys.executable, "-m", "mypy", "--no-error-summary"],
         cwd=ROOT,
         capture_output=True,
         text=True,
