@@ -22,7 +22,7 @@ NMS: the graph does 3x3 max-pool peak extraction, top-100 and a class-wise fast 
 sidecar's `nms_iou`); cvcore.boxes.postprocess applies greedy class-wise NMS at the same IoU after the
 graph, in the evaluation here and in the prediction route.
 
-A little over 400 lines, kept as one: what is left is the head's training and the recipe choice around it
+One file because what is left is the head's training and the recipe choice around it
 (train_head, the step planner, the cross-validation loop, train_detector), which all read one Recipe and
 one Cache; the model, the views and the evaluation are their own modules.
 """

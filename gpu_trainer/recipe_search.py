@@ -7,7 +7,7 @@ runs `quick` (or `reuse` for a retraining of a set that changed little); Advance
 `advanced` from Quick's choice. `completed` scores the chosen candidate on the folds it was not screened on,
 so the evaluation covers every image.
 
-A little over 400 lines, kept as one: the searches are methods of one class because they share its budget
+One file because the searches are methods of one class: they share its budget
 clock, folds and candidates; split apart, they would pass those back and forth as arguments.
 """
 
