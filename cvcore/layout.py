@@ -38,6 +38,7 @@ ITERATIONS_TABLE = "iterations"  # PartitionKey projectId, RowKey iterationId
 PREDICTIONS_TABLE = "predictions"
 TABLES = (PROJECTS_TABLE, TAGS_TABLE, IMAGES_TABLE, ITERATIONS_TABLE, PREDICTIONS_TABLE)
 PROJECT_PARTITION = "project"
+PROJECT_DELETING = "Deleting"  # a project row's Status while its deletion runs (the trainer reads it)
 DELETION_PARTITION = "deletion"  # projects table: how each background project deletion went
 # The Image Analysis 4.0 model-customization registry (functions/vision) shares the projects table, one
 # partition per kind, RowKey the dataset or model name: "ia-dataset", "ia-model", "ia-evaluation:{model name}".

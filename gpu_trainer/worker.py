@@ -29,7 +29,6 @@ MAX_ATTEMPTS = 5
 # (tests/chaos) shorten them through the environment so a SIGKILLed job comes back in seconds.
 VISIBILITY_ENV, LEASE_ENV = "TRAINER_VISIBILITY_SECONDS", "TRAINER_LEASE_SECONDS"
 LEASE_RANGE_S = (15, 60)  # what Blob storage accepts for a finite lease
-PROJECT_DELETING = "Deleting"  # a project's Status while its background deletion runs (functions/training)
 
 
 def _seconds_from_env(name: str, default: int, lo: int, hi: int) -> int:
@@ -108,7 +107,7 @@ def _deleted_meanwhile(store: TrainerStore, job: messages.TrainingJob) -> bool:
         row = projects.get_entity(layout.PROJECT_PARTITION, job.project_id, select=["Status"])
     except ResourceNotFoundError:
         return True
-    return row.get("Status") == PROJECT_DELETING
+    return row.get("Status") == layout.PROJECT_DELETING
 
 
 def _sweep_if_deleted(store: TrainerStore, job: messages.TrainingJob) -> int:

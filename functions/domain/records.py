@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cvcore import domains
+from cvcore import domains, layout
 
 MULTICLASS = "Multiclass"
 MULTILABEL = "Multilabel"
@@ -27,7 +27,7 @@ def iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-DELETING = "Deleting"  # Project.status while a background deletion runs
+DELETING = layout.PROJECT_DELETING  # Project.status while a background deletion runs
 
 
 @dataclass
