@@ -10,6 +10,8 @@ from functools import cached_property
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
+from azure.storage.blob import ExponentialRetry as BlobRetry
+from azure.storage.queue import ExponentialRetry as QueueRetry
 from azure.storage.queue import (
     QueueClient,
     QueueServiceClient,
@@ -32,6 +34,12 @@ def _uri(value: str | None, service: str) -> str:
         }
         raise ValueError(f"no storage connection string and no {service} endpoint: set {names[service]}")
     return value
+
+
+def _options(policy_class) -> dict:
+    """Client options for Blob or Queue (each SDK has its own ExponentialRetry class): the retry below and a
+    connect timeout."""
+    return {"retry_policy": _retry(policy_class), "connection_timeout": CONNECT_TIMEOUT_S}
 
 
 def _retry(policy_class):
@@ -68,26 +76,14 @@ class StorageClients:
             return ManagedIdentityCredential(client_id=self.settings.client_id)
         return DefaultAzureCredential()
 
-    @property
-    def _blob_options(self) -> dict:
-        from azure.storage.blob import ExponentialRetry
-
-        return {"retry_policy": _retry(ExponentialRetry), "connection_timeout": CONNECT_TIMEOUT_S}
-
-    @property
-    def _queue_options(self) -> dict:
-        from azure.storage.queue import ExponentialRetry
-
-        return {"retry_policy": _retry(ExponentialRetry), "connection_timeout": CONNECT_TIMEOUT_S}
-
     @cached_property
     def blob(self) -> BlobServiceClient:
         if self.settings.connection_string:
             return BlobServiceClient.from_connection_string(
-                self.settings.connection_string, **self._blob_options
+                self.settings.connection_string, **_options(BlobRetry)
             )
         return BlobServiceClient(
-            _uri(self.settings.blob_service_uri, "blob"), credential=self._credential, **self._blob_options
+            _uri(self.settings.blob_service_uri, "blob"), credential=self._credential, **_options(BlobRetry)
         )
 
     @cached_property
@@ -100,10 +96,12 @@ class StorageClients:
     def queue_service(self) -> QueueServiceClient:
         if self.settings.connection_string:
             return QueueServiceClient.from_connection_string(
-                self.settings.connection_string, **self._queue_options
+                self.settings.connection_string, **_options(QueueRetry)
             )
         return QueueServiceClient(
-            _uri(self.settings.queue_service_uri, "queue"), credential=self._credential, **self._queue_options
+            _uri(self.settings.queue_service_uri, "queue"),
+            credential=self._credential,
+            **_options(QueueRetry),
         )
 
     def queue(self, name: str) -> QueueClient:
