@@ -4,7 +4,7 @@ published and called over HTTP through the local host (a real process) on real A
 - breakdown, in this process on the same model: full decode (the trainer's), the route's decode at the
   scale the model needs (cvcore.inference.decode), preprocess, forward, the whole handler without HTTP
   (http_prediction.handle on a func.HttpRequest), and the HTTP floor (a refused key: the same body through
-  uvicorn, the devhost and the key check, no model);
+  the devhost's server and the key check, no model);
 - warm latency: the same 640x480 JPEG (and a 2048x1536 photo) end to end through the host's route, each
   against a bare decode + preprocess + forward of the same model in this process (the trainer's full
   decode), in alternating blocks of 25; p50 / p95 and their ratios (target: nostore <= 1.15x). Storing:

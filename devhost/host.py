@@ -1,4 +1,5 @@
-"""`Host`: uvicorn on a background event loop plus one polling listener per blob / queue trigger."""
+"""`Host`: the threaded HTTP server (devhost.http_server), an event loop for async functions, and one polling
+listener per blob / queue / timer trigger."""
 
 from __future__ import annotations
 
@@ -10,13 +11,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import uvicorn
-
 from . import config
 from .bindings import BindingIO
 from .blob_listener import BlobListener
 from .catalog import BLOB_TRIGGER, HTTP_TRIGGER, QUEUE_TRIGGER, TIMER_TRIGGER, discover, load_app
 from .http_app import HttpApp
+from .http_server import ThreadedServer
 from .invoker import Invoker, unbound_params
 from .queue_listener import QueueListener
 from .storage import Clients
@@ -67,10 +67,11 @@ class Host:
         )
         self.pool = ThreadPoolExecutor(workers, thread_name_prefix="devhost-func")
         self.clients = Clients()
-        self.invoker = Invoker(BindingIO(self.clients), self.pool, script_root)
+        self.invoker = Invoker(BindingIO(self.clients), self.pool, workers, script_root)
         self._stop = threading.Event()
         self._listeners: list[threading.Thread] = []
-        self._server: uvicorn.Server | None = None
+        self._server: ThreadedServer | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -79,40 +80,26 @@ class Host:
         return f"http://{host}:{self.port}"
 
     def start(self, timeout: float = 30) -> Host:
-        # proto IPPROTO_TCP: asyncio sets TCP_NODELAY only on sockets that say so (else every reply written in
-        # two parts waits 40 ms for a delayed ACK); Kestrel, behind the real host, sets it too
+        # proto IPPROTO_TCP, and TCP_NODELAY on every connection: else a reply written in two parts waits
+        # 40 ms for a delayed ACK; Kestrel, behind the real host, sets it too
         sock = socket.socket(
             socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP
         )
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         self.port = sock.getsockname()[1]
-        app = HttpApp(self.specs, self.invoker, self.cfg)
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                app,
-                lifespan="on",
-                log_config=None,
-                log_level="warning",
-                access_log=False,
-                http="httptools",
-                loop="asyncio",
-                timeout_graceful_shutdown=self.graceful_timeout,  # type: ignore[arg-type]  # uvicorn waits a float fine
-            )
-        )
-
-        async def serve():
-            self.invoker.loop = asyncio.get_running_loop()
-            await self._server.serve(sockets=[sock])
-
-        self._thread = threading.Thread(target=asyncio.run, args=(serve(),), name="devhost-http", daemon=True)
+        self._loop = asyncio.new_event_loop()
+        self.invoker.loop = self._loop
+        self._thread = threading.Thread(target=self._loop.run_forever, name="devhost-loop", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
+        while not self._loop.is_running():
+            if time.monotonic() > deadline:
                 sock.close()
-                raise RuntimeError("the HTTP server did not start")
-            time.sleep(0.01)
+                raise RuntimeError("the host loop did not start")
+            time.sleep(0.001)
+        self._server = ThreadedServer(HttpApp(self.specs, self.invoker, self.cfg), sock, self.cfg.max_body)
+        self._server.start()
         log.info("Functions:")
         for spec in self.specs:
             log.info("  %s", spec.describe(self.base_url, self.cfg.route_prefix))
@@ -150,14 +137,18 @@ class Host:
         return self
 
     def stop(self) -> None:
-        """Stop polling, let running invocations finish, shut uvicorn down, drain the thread pool."""
+        """Stop polling, stop the server (running requests finish), stop the loop, drain the thread pool."""
         self._stop.set()
         for listener in self._listeners:
             listener.join()
         if self._server is not None:
-            self._server.should_exit = True
+            self._server.stop(self.graceful_timeout)
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
         if self._thread is not None:
             self._thread.join(self.graceful_timeout + 5)
+        if self._loop is not None and not self._loop.is_running():
+            self._loop.close()
         self.pool.shutdown(wait=True)
         self.clients.close()
         log.info("Host stopped")

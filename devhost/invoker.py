@@ -1,5 +1,6 @@
 """Call a user function the way the Python worker does: bind parameters by binding name, run sync functions
-in the thread pool and await async ones on the host loop, then write output bindings after success."""
+in the thread pool (or on the HTTP connection's thread) and await async ones on the host loop, then write
+output bindings after success."""
 
 from __future__ import annotations
 
@@ -42,9 +43,25 @@ def unbound_params(spec: FunctionSpec) -> list[str]:
     ]
 
 
+def _executed(spec: FunctionSpec, invocation_id: str, started: float, reason: str, failed: bool = False):
+    """The host's "Executed 'Functions.X' (...)" line; a failure's with the traceback being handled."""
+    ms = (time.perf_counter() - started) * 1000
+    (log.exception if failed else log.info)(
+        "Executed 'Functions.%s' (%s, Id=%s, Duration=%.0fms)%s",
+        spec.name,
+        "Failed" if failed else "Succeeded",
+        invocation_id,
+        ms,
+        f" {reason}" if reason else "",
+    )
+
+
 class Invoker:
-    def __init__(self, io: BindingIO, pool: ThreadPoolExecutor, script_root: str | None = None):
+    def __init__(self, io: BindingIO, pool: ThreadPoolExecutor, workers: int, script_root: str | None = None):
+        """`workers`: the worker's PYTHON_THREADPOOL_THREAD_COUNT, the sync functions that run at once, on
+        the pool (trigger listeners) or on an HTTP connection's thread alike (the pool's size)."""
         self.io, self.pool = io, pool
+        self.slots = threading.BoundedSemaphore(workers)
         self.directory = str(Path(script_root or ".").resolve())
         self.loop: asyncio.AbstractEventLoop | None = None
 
@@ -73,50 +90,53 @@ class Invoker:
             self.io.write(binding, value, data)
 
     def _run_sync(self, spec, trigger_value, data, invocation_id):
-        kwargs, outs = self._prepare(spec, trigger_value, data, invocation_id)
-        result = spec.func(**kwargs)
-        self._finish(spec, result, outs, data)
+        with self.slots:
+            kwargs, outs = self._prepare(spec, trigger_value, data, invocation_id)
+            result = spec.func(**kwargs)
+            self._finish(spec, result, outs, data)
+        return result, outs
+
+    async def _run_async(self, spec: FunctionSpec, trigger_value, data: dict, invocation_id: str):
+        loop = asyncio.get_running_loop()
+        kwargs, outs = (
+            await loop.run_in_executor(self.pool, self._prepare, spec, trigger_value, data, invocation_id)
+            if spec.inputs
+            else self._prepare(spec, trigger_value, data, invocation_id)
+        )
+        result = await spec.func(**kwargs)
+        if any(b.get("type") != "http" for b in spec.outputs):
+            await loop.run_in_executor(self.pool, self._finish, spec, result, outs, data)
         return result, outs
 
     async def run(self, spec: FunctionSpec, trigger_value, data: dict, reason: str = ""):
-        """Invoke once; returns (return value, {output name: Out}). Raises what the function raised."""
-        loop = asyncio.get_running_loop()
-        invocation_id = str(uuid.uuid4())
-        started = time.perf_counter()
+        """Invoke once on the host loop (sync functions on the pool); returns (return value, {output name:
+        Out}). Raises what the function raised."""
+        invocation_id, started = str(uuid.uuid4()), time.perf_counter()
         try:
             if spec.is_async:
-                kwargs, outs = (
-                    await loop.run_in_executor(
-                        self.pool, self._prepare, spec, trigger_value, data, invocation_id
-                    )
-                    if spec.inputs
-                    else self._prepare(spec, trigger_value, data, invocation_id)
-                )
-                result = await spec.func(**kwargs)
-                if any(b.get("type") != "http" for b in spec.outputs):
-                    await loop.run_in_executor(self.pool, self._finish, spec, result, outs, data)
+                result, outs = await self._run_async(spec, trigger_value, data, invocation_id)
             else:
-                result, outs = await loop.run_in_executor(
+                result, outs = await asyncio.get_running_loop().run_in_executor(
                     self.pool, self._run_sync, spec, trigger_value, data, invocation_id
                 )
         except Exception:
-            ms = (time.perf_counter() - started) * 1000
-            log.exception(
-                "Executed 'Functions.%s' (Failed, Id=%s, Duration=%.0fms)%s",
-                spec.name,
-                invocation_id,
-                ms,
-                f" {reason}" if reason else "",
-            )
+            _executed(spec, invocation_id, started, reason, failed=True)
             raise
-        ms = (time.perf_counter() - started) * 1000
-        log.info(
-            "Executed 'Functions.%s' (Succeeded, Id=%s, Duration=%.0fms)%s",
-            spec.name,
-            invocation_id,
-            ms,
-            f" {reason}" if reason else "",
-        )
+        _executed(spec, invocation_id, started, reason)
+        return result, outs
+
+    def call(self, spec: FunctionSpec, trigger_value, data: dict, reason: str = ""):
+        """Invoke once from a server thread, as `run` does: a sync function on this thread (it holds one
+        of the worker's slots meanwhile), an async one on the host loop."""
+        if spec.is_async:
+            return self.submit(spec, trigger_value, data, reason).result()
+        invocation_id, started = str(uuid.uuid4()), time.perf_counter()
+        try:
+            result, outs = self._run_sync(spec, trigger_value, data, invocation_id)
+        except Exception:
+            _executed(spec, invocation_id, started, reason, failed=True)
+            raise
+        _executed(spec, invocation_id, started, reason)
         return result, outs
 
     def submit(self, spec: FunctionSpec, trigger_value, data: dict, reason: str = "") -> Future:

@@ -23,7 +23,9 @@ import time
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
-MAX_PENDING = 256
+# each queued prediction holds its upload and its decoded image (~1 MB for a 640x480 photo): 256 of them
+# held the host at 820 MB after 16 storing clients (benchmarks/prediction.py), and malloc keeps a peak
+MAX_PENDING = 32
 REPLY_FIRST_S = 0.003
 
 

@@ -1,4 +1,4 @@
-"""HTTP triggers through the real host (uvicorn on a free port) on the toy app, storage on real Azurite."""
+"""HTTP triggers through the real host (its threaded server on a free port) on the toy app, storage on real Azurite."""
 
 import base64
 import hashlib
