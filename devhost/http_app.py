@@ -3,7 +3,6 @@ map the returned `func.HttpResponse` back (devhost.http_server serves it)."""
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from urllib.parse import parse_qsl, unquote
@@ -13,7 +12,7 @@ import azure.functions as func
 from .bindings import json_binding_data
 from .catalog import HTTP_TRIGGER, TIMER_TRIGGER, FunctionSpec
 from .config import HostConfig
-from .http_server import Request, Response
+from .http_server import Request, Response, respond
 from .invoker import Invoker
 from .routes import Route, Router
 from .timer import timer_request
@@ -134,9 +133,3 @@ class HttpApp:
         except Exception as exc:
             log.exception("function %s gave no usable HTTP response", spec.name)
             return respond(500, {**failed, "type": type(exc).__name__})
-
-
-def respond(status: int, payload, headers: list | None = None) -> Response:
-    body = json.dumps(payload).encode() if payload is not None else b""
-    head = [("Content-Type", "application/json; charset=utf-8")] if payload is not None else []
-    return status, head + list(headers or []), body

@@ -53,9 +53,11 @@ Response = tuple[int, list[tuple[str, str]], bytes]
 App = Callable[[Request], Response]
 
 
-def _json_error(status: int, message: str) -> Response:
-    body = json.dumps({"error": message}).encode()
-    return status, [("Content-Type", "application/json; charset=utf-8")], body
+def respond(status: int, payload, headers: list | None = None) -> Response:
+    """A JSON answer (None: an empty body) with any extra headers: the host's own replies."""
+    body = json.dumps(payload).encode() if payload is not None else b""
+    head = [("Content-Type", "application/json; charset=utf-8")] if payload is not None else []
+    return status, head + list(headers or []), body
 
 
 class _Messages:
@@ -183,15 +185,17 @@ class ThreadedServer:
                 try:
                     parser.feed_data(data)
                 except httptools.HttpParserUpgrade:
-                    self._write(conn, _json_error(400, "protocol upgrades are not served"), "GET", False)
+                    self._write(
+                        conn, respond(400, {"error": "protocol upgrades are not served"}), "GET", False
+                    )
                     return
                 except httptools.HttpParserError:
-                    self._write(conn, _json_error(400, "malformed HTTP request"), "GET", False)
+                    self._write(conn, respond(400, {"error": "malformed HTTP request"}), "GET", False)
                     return
                 if messages.too_large_now:
                     self._write(
                         conn,
-                        _json_error(413, f"request body is larger than {self.max_body} bytes"),
+                        respond(413, {"error": f"request body is larger than {self.max_body} bytes"}),
                         "",
                         False,
                     )
@@ -221,7 +225,7 @@ class ThreadedServer:
             return self.app(request)
         except Exception:
             log.exception("the host failed on %s %r", request.method, request.path)
-            return _json_error(500, "host error")
+            return respond(500, {"error": "host error"})
 
     def _http_date(self) -> str:
         now = int(time.time())
