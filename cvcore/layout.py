@@ -115,6 +115,12 @@ def uncertain_first_key(uncertainty: float, prediction_id: str | None = None) ->
     return key + guid(prediction_id, "predictionId") if prediction_id is not None else key
 
 
+def uncertain_first_parts(row_key: str) -> tuple[float, str]:
+    """(uncertainty, prediction id) read back from an uncertain_first_key row key: exactly what it sorts by."""
+    bits = (1 << 64) - 1 - int(row_key[len(UNCERTAIN_FIRST) : len(UNCERTAIN_FIRST) + 16], 16)
+    return struct.unpack(">d", struct.pack(">Q", bits))[0], row_key[len(UNCERTAIN_FIRST) + 16 :]
+
+
 def project_prefix(project_id: str) -> str:
     """Prefix of every blob a project owns, in every container."""
     return f"{guid(project_id, 'projectId')}/"

@@ -4,8 +4,12 @@ Each prediction is three rows in its project's partition with the same propertie
 (ids sort newest first, see layout.new_prediction_id), RowKey = layout.oldest_first_key(id) and RowKey =
 layout.uncertain_first_key(uncertainty, id). So every order, a time window (a RowKey range, or a Created
 filter on the uncertain rows) and a continuation token (the last key seen) are single range scans, and
-Suggested reads its most uncertain candidates without the rest. The purge finds old records by their
-first row, across partitions.
+Suggested reads its most uncertain candidates without the rest, ranking them from the uncertain rows' keys
+and signatures alone (`brief`). The purge finds old records by their first row, across partitions.
+
+Records never change once written (they are only deleted), so full records this process has read are kept
+(`_Recent`, bounded by size) and serve `complete`: the rows a scan of the same request has just listed.
+`get` always reads storage (it answers whether a record still exists).
 
 A partition's INDEX row says that every record in it has its uncertain row. Projects whose predictions
 were stored before those rows existed get them once, at their first uncertainty scan (`_ensure_index`).
@@ -13,9 +17,11 @@ were stored before those rows existed get them once, at their first uncertainty 
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import islice
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -29,15 +35,8 @@ from .entities import BATCH, delete_rows, get_json, get_rows, put_json, utc
 
 _PAGE = 500
 _MAX_PAGE = 1000  # the most rows one Table query returns
-_BRIEF = [
-    "PartitionKey",
-    "Id",
-    "IterationId",
-    "Created",
-    "Task",
-    "Uncertainty",
-    "Signature",
-]  # enough to rank
+_BRIEF = ["RowKey", "Signature"]  # enough to rank: the uncertain row's key holds the uncertainty and the id
+RECENT_BYTES = 8 * 2**20  # the text of the full records kept for `complete` (most recently used)
 INDEX = layout.UNCERTAIN_FIRST + "~index"  # after every uncertain row ('~' sorts after the hex digits)
 
 
@@ -87,6 +86,62 @@ def _record(e) -> StoredPrediction:
     )
 
 
+def _brief(project_id: str, e) -> StoredPrediction:
+    """A record enough to rank, from an uncertain row's key and signature: its created time is the id's."""
+    uncertainty, prediction_id = layout.uncertain_first_parts(e["RowKey"])
+    return StoredPrediction(
+        id=prediction_id,
+        project_id=project_id,
+        iteration_id="",
+        publish_name="",
+        application="",
+        created=datetime.fromtimestamp(layout.prediction_time_ms(prediction_id) / 1000, UTC),
+        task="",
+        predictions=[],
+        uncertainty=uncertainty,
+        signature=e.get("Signature", ""),
+    )
+
+
+class _Recent:
+    """Full rows by (project, prediction id), the most recently used kept up to `budget` characters."""
+
+    def __init__(self, budget: int = RECENT_BYTES):
+        self._rows: OrderedDict[tuple[str, str], tuple[dict, int]] = OrderedDict()
+        self._size, self._budget, self._lock = 0, budget, threading.Lock()
+
+    def take(self, project_id: str, ids: Iterable[str]) -> dict[str, dict]:
+        with self._lock:
+            found = {}
+            for i in ids:
+                if (hit := self._rows.get((project_id, i))) is not None:
+                    self._rows.move_to_end((project_id, i))
+                    found[i] = hit[0]
+            return found
+
+    def keep(self, project_id: str, rows: Iterable[dict]) -> None:
+        with self._lock:
+            for e in rows:
+                size = 256 + sum(len(v) for v in e.values() if isinstance(v, str))
+                if (old := self._rows.pop((project_id, e["Id"]), None)) is not None:
+                    self._size -= old[1]
+                self._rows[(project_id, e["Id"])] = (e, size)
+                self._size += size
+            while self._size > self._budget and self._rows:
+                self._size -= self._rows.popitem(last=False)[1][1]
+
+    def drop(self, project_id: str, ids: Iterable[str] | None = None) -> None:
+        with self._lock:
+            keys = (
+                [(project_id, i) for i in ids]
+                if ids is not None
+                else [k for k in self._rows if k[0] == project_id]
+            )
+            for k in keys:
+                if (old := self._rows.pop(k, None)) is not None:
+                    self._size -= old[1]
+
+
 def _keys(prediction_id: str, uncertainty: float | None) -> list[str]:
     """A record's row keys (without the uncertain row when its uncertainty is not known: no record)."""
     keys = [prediction_id, layout.oldest_first_key(prediction_id)]
@@ -108,6 +163,7 @@ class TablePredictionStore(PredictionStore):
         self._legacy: set[str] = (
             set()
         )  # partitions seen with records and no INDEX row (indexed at first scan)
+        self._recent = _Recent()
 
     def put_images(self, project_id, prediction_id, image, content_type, thumbnail) -> None:
         # both at once: the thumbnail on the pool (so never call this from a pool thread), the image here
@@ -174,7 +230,17 @@ class TablePredictionStore(PredictionStore):
 
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
         ids = [i for i in prediction_ids if i < layout.NEWEST_END]  # prediction ids only, never another row
-        return {r.id: r for r in map(_record, get_rows(self._table, project_id, ids))}
+        rows = get_rows(self._table, project_id, ids)
+        self._recent.keep(project_id, rows)
+        found = {r.id: r for r in map(_record, rows)}
+        self._recent.drop(project_id, [i for i in ids if i not in found])  # gone (deleted elsewhere)
+        return found
+
+    def complete(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
+        ids = list(prediction_ids)
+        kept = self._recent.take(project_id, ids)
+        found = {i: _record(e) for i, e in kept.items()}
+        return {**found, **self.get(project_id, [i for i in ids if i not in kept])}
 
     def scan(
         self,
@@ -233,18 +299,21 @@ class TablePredictionStore(PredictionStore):
             if value is not None:
                 terms.append(term)
                 params[name] = value
-        return self._query(terms, params, page, _BRIEF if brief else None)
+        if brief:
+            rows = self._rows(terms, params, page, _BRIEF)
+            return (_brief(project_id, e) for e in rows)
+        return self._query(terms, params, page)
 
-    def _query(
-        self, terms: list[str], params: dict, page: int | None, select: list[str] | None = None
-    ) -> Iterator[StoredPrediction]:
-        rows = self._table.query_entities(
+    def _rows(self, terms: list[str], params: dict, page: int | None, select: list[str] | None = None):
+        return self._table.query_entities(
             " and ".join(terms),
             parameters=params,
             select=select,
             results_per_page=min(page or _PAGE, _MAX_PAGE),
         )
-        return (_record(e) for e in rows)
+
+    def _query(self, terms: list[str], params: dict, page: int | None) -> Iterator[StoredPrediction]:
+        return (_record(e) for e in self._rows(terms, params, page))
 
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:
         ids = list(dict.fromkeys(prediction_ids))
@@ -252,6 +321,7 @@ class TablePredictionStore(PredictionStore):
         self._remove(project_id, {i: found[i].uncertainty if i in found else None for i in ids})
 
     def _remove(self, project_id: str, uncertainty: Mapping[str, float | None]) -> None:
+        self._recent.drop(project_id, uncertainty)
         delete_rows(self._table, project_id, [k for i, u in uncertainty.items() for k in _keys(i, u)])
         self._delete_blobs([(project_id, i) for i in uncertainty])
 
@@ -262,6 +332,7 @@ class TablePredictionStore(PredictionStore):
                 "PartitionKey eq @pk", select=["RowKey"], parameters={"pk": project_id}
             )
         ]
+        self._recent.drop(project_id)
         delete_rows(self._table, project_id, keys, self._pool)
         self._indexed.discard(project_id)
         return sum(k < layout.NEWEST_END for k in keys)  # one main (prediction id) row per prediction

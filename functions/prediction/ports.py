@@ -60,6 +60,11 @@ class PredictionStore(abc.ABC):
     def get(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
         """The records that exist among `prediction_ids`."""
 
+    def complete(self, project_id: str, prediction_ids: Iterable[str]) -> dict[str, StoredPrediction]:
+        """Full records for ids a scan has just listed (so their rows exist): a store may serve them from
+        records it has read before (records never change once written) and read only the others."""
+        return self.get(project_id, prediction_ids)
+
     @abc.abstractmethod
     def scan(
         self,
@@ -94,8 +99,8 @@ class PredictionStore(abc.ABC):
     ) -> Iterator[StoredPrediction]:
         """Records most uncertain first (ties: by id), lazily: the Suggested order's candidates without
         reading the rest. `after` = (uncertainty, id) resumes after that record; the filters and `page` as
-        in `scan`; `brief`: only id, created, iteration, uncertainty and signature are read (predictions
-        are left empty), for ranking many."""
+        in `scan`; `brief`: only id, uncertainty and signature are read (created is the id's time;
+        iteration, task and predictions are left empty), for ranking many."""
 
     @abc.abstractmethod
     def delete(self, project_id: str, prediction_ids: Iterable[str]) -> None:

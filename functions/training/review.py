@@ -18,7 +18,9 @@ delete them, and move them into the training set. (Quick tests, which also store
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from itertools import islice
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -118,10 +120,11 @@ def _suggested(blobs: BlobStore, store: PredictionStore, project: Project, q: Pr
     if q.continuation:
         state = continuation.decode(q.continuation, project.id, q.fingerprint(), INVALID)
         session = guid(state.get("session"), "continuation")
-        ranked, known = (_read_session(blobs, project.id, session, now) if "offset" in state else []), None
+        ranked = _read_session(blobs, project.id, session, now) if "offset" in state else []
+        read = partial(store.get, project.id)  # ids of an earlier snapshot: which still exist?
     else:
-        session, ranked, known, state = _rank(store, project, q, now)
-    records, position = _from_pool(store, project.id, ranked, known, state.get("offset"), q.max_count + 1)
+        session, ranked, read, state = _rank(store, project, q, now)
+    records, position = _from_pool(read, ranked, state.get("offset"), q.max_count + 1)
     if position is None:
         return _with_tail(store, project, q, session, state, records)
     if not q.continuation:
@@ -163,22 +166,25 @@ def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: dat
     boundary = list(_key(pool[-1])) if len(pool) == ranking.POOL else None
     order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
     state = {"session": session, "end": _ms(end), "offset": 0, "boundary": boundary}
-    known = (
-        {r.id: r for r in pool} if q.tags else None
-    )  # brief records (no tag filter) are read again in full
-    return session, [pool[i].id for i in order], known, state
+    known = {r.id: r for r in pool}  # full records with tag filters (they need the predictions), else brief
+
+    def read(ids: list[str]) -> dict[str, StoredPrediction]:
+        # brief records were listed by the scan just now: the store completes them
+        return {i: known[i] for i in ids} if q.tags else store.complete(project.id, ids)
+
+    return session, [pool[i].id for i in order], read, state
 
 
 def _from_pool(
-    store: PredictionStore, project_id: str, ranked: list[str], known: dict | None, offset: int | None, n: int
+    read: Callable[[list[str]], dict[str, StoredPrediction]], ranked: list[str], offset: int | None, n: int
 ) -> tuple[list[StoredPrediction], int | None]:
-    """Up to n records of `ranked` from `offset` (those deleted since are skipped), and the position of the
-    n-th when there is one (where the next page starts)."""
+    """Up to n records of `ranked` from `offset` (those `read` does not find, deleted since, are skipped), and
+    the position of the n-th when there is one (where the next page starts)."""
     page: list[tuple[int, StoredPrediction]] = []
     i = len(ranked) if offset is None else offset
     while len(page) < n and i < len(ranked):
         chunk = ranked[i : i + n - len(page)]
-        found = known if known is not None else store.get(project_id, chunk)
+        found = read(chunk)
         page += [(i + j, found[x]) for j, x in enumerate(chunk) if x in found]
         i += len(chunk)
     return [r for _, r in page], (page[n - 1][0] if len(page) == n else None)

@@ -107,11 +107,48 @@ def test_most_uncertain_first_with_windows_filters_and_cursor(store):
     brief = list(store.scan_uncertain(p, brief=True, page=3))  # pages of 3 rows, only what ranking needs
     assert [(r.id, r.uncertainty, r.signature, r.created) for r in brief] == [
         (r.id, r.uncertainty, r.signature, r.created) for r in expected
-    ]
-    assert all(r.predictions == [] for r in brief) and expected[0].predictions
+    ]  # read from the uncertain rows' keys (created: the id's time, which record() makes them equal to)
+    assert all(r.predictions == [] and r.iteration_id == "" for r in brief) and expected[0].predictions
     store.delete(p, [expected[0].id])
     assert [r.id for r in store.scan_uncertain(p)] == [r.id for r in expected[1:]]
     assert store.delete_project(p) == 7
+
+
+def test_complete_serves_records_it_has_read_and_reads_the_rest(store, services):
+    """Records never change once written, so `complete` (for ids a scan has just listed) answers from the
+    records the store has read and reads only the others; `get` always asks storage; deletions forget."""
+    p = layout.new_id()
+    made = [record(p, T0 + timedelta(minutes=m)) for m in range(4)]
+    for r in made:
+        store.add(r)
+    assert store.get(p, [made[0].id, made[1].id]) == {made[0].id: made[0], made[1].id: made[1]}
+    table = services.clients.table.get_table_client(layout.PREDICTIONS_TABLE)
+    for r in (made[0], made[2]):  # behind the store's back: where complete's answers come from shows
+        table.delete_entity(p, r.id)
+    got = store.complete(p, [r.id for r in made])
+    assert got == {made[0].id: made[0], made[1].id: made[1], made[3].id: made[3]}  # 0 kept, 2 read: gone
+    assert store.get(p, [made[0].id]) == {}  # get reads storage, and the store forgets what is gone
+    assert store.complete(p, [made[0].id]) == {}
+    store.delete(p, [made[1].id])
+    assert store.complete(p, [made[1].id]) == {}
+    assert store.complete(p, [made[3].id]) == {made[3].id: made[3]}
+    store.delete_project(p)
+    assert store.complete(p, [made[3].id]) == {}
+
+
+def test_the_records_kept_for_complete_are_bounded_by_size():
+    from functions.adapters.predictions import _Recent
+
+    recent = _Recent(budget=3 * 1259)
+    rows = [{"Id": f"id{k}", "Predictions": "x" * 1000} for k in range(4)]  # 256 + 3 + 1000 each
+    recent.keep("p", rows[:3])
+    assert set(recent.take("p", ["id0"])) == {"id0"}  # id0 used: id1 is now the least recent
+    recent.keep("p", rows[3:])
+    assert set(recent.take("p", [r["Id"] for r in rows])) == {"id0", "id2", "id3"}
+    assert recent.take("q", ["id0"]) == {}  # by project
+    recent.drop("p", ["id0"])
+    recent.drop("p")
+    assert recent.take("p", ["id2", "id3"]) == {} and recent._size == 0
 
 
 def test_predictions_stored_before_the_uncertainty_index_are_indexed_once(store, services):

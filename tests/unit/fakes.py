@@ -233,7 +233,11 @@ class FakePredictionStore(PredictionStore):
                 and iteration_id in (None, r.iteration_id)
                 and application in (None, r.application)
             ):
-                yield dataclasses.replace(r, predictions=[], extra={}) if brief else copy.deepcopy(r)
+                yield (
+                    dataclasses.replace(r, predictions=[], extra={}, iteration_id="", task="")
+                    if brief
+                    else copy.deepcopy(r)
+                )
 
     def delete(self, project_id, prediction_ids):
         for i in prediction_ids:

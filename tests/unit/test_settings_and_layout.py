@@ -66,3 +66,14 @@ def test_quick_cpu_budget_is_optional_and_checked():
     for bad in ("soon", "0", "-3"):
         with pytest.raises(settings.ConfigError, match=settings.TRAINER_QUICK_CPU_SECONDS):
             settings.quick_cpu_seconds(45.0, {settings.TRAINER_QUICK_CPU_SECONDS: bad})
+
+
+@pytest.mark.parametrize("uncertainty", [0.0, 1e-300, 0.1, 1 / 3, 0.5, 0.9999999999999999, 1.0])
+def test_uncertain_row_keys_give_back_exactly_what_they_sort_by(uncertainty):
+    pid = layout.new_prediction_id(1_700_000_000_000)
+    key = layout.uncertain_first_key(uncertainty, pid)
+    assert layout.uncertain_first_parts(key) == (uncertainty, pid)
+    # and they sort most uncertain first, as the ranking's cursor expects
+    assert (
+        layout.uncertain_first_key(uncertainty, pid) < layout.uncertain_first_key(uncertainty / 2, pid)
+    ) == (uncertainty > 0)
