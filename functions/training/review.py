@@ -166,12 +166,13 @@ def _rank(store: PredictionStore, project: Project, q: PredictionQuery, now: dat
     boundary = list(_key(pool[-1])) if len(pool) == ranking.POOL else None
     order = ranking.diverse_order([r.uncertainty for r in pool], [r.signature for r in pool])
     state = {"session": session, "end": _ms(end), "offset": 0, "boundary": boundary}
-    known = {r.id: r for r in pool}  # full records with tag filters (they need the predictions), else brief
+    if q.tags:  # the pool's records are full already (tag filters need the predictions)
+        known = {r.id: r for r in pool}
 
-    def read(ids: list[str]) -> dict[str, StoredPrediction]:
-        # brief records were listed by the scan just now: the store completes them
-        return {i: known[i] for i in ids} if q.tags else store.complete(project.id, ids)
-
+        def read(ids: list[str]) -> dict[str, StoredPrediction]:
+            return {i: known[i] for i in ids}
+    else:  # brief records, listed by the scan just now: the store completes them
+        read = partial(store.complete, project.id)
     return session, [pool[i].id for i in order], read, state
 
 

@@ -460,3 +460,26 @@ def test_deleting_the_project_through_the_api_deletes_its_stored_predictions(s):
     assert s.predictor.store.get(p, mine) == {} and list(s.predictor.store.scan(p)) == []
     assert list(s.predictor.store.get(other, [theirs])) == [theirs]
     assert not any(s.blobs.exists(layout.PREDICTIONS, layout.prediction_image(p, i)) for i in mine)
+
+
+def test_suggested_with_a_tag_filter_serves_the_matching_records_in_full(s):
+    p, _, (red, blue) = published_project(s.repo, s.blobs)
+    made = fill(
+        s,
+        p,
+        [
+            stored(
+                p,
+                m,
+                uncertainty=m / 10,
+                signature=f"{(0x5555 * (m + 1)) << (m * 3):016x}"[-16:],
+                probs=[(red, m / 10), (blue, 1 - m / 10)],
+            )
+            for m in range(8)
+        ],
+    )
+    body = {"orderBy": "Suggested", "maxCount": 2, "tags": [{"id": red, "minThreshold": 0.45}]}
+    got = query(p, body)[1]
+    assert {x["id"] for x in got["results"]} <= {r.id for r in made[5:]}
+    assert all(len(x["predictions"]) == 2 for x in got["results"])  # full records, not ranking briefs
+    assert sorted(all_pages(p, body)) == sorted(r.id for r in made[5:])
